@@ -1,0 +1,226 @@
+//! The per-session handler actor: one per client connection. It frames and
+//! decodes packets, holds the connection's auth identities, answers auth and
+//! four-letter words itself, and forwards everything else to the processor.
+
+use crate::codec::{FrameError, Inbound};
+use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking};
+use crate::node::Deps;
+use crate::stats::ConnInfo;
+use actix::io::{WriteHandler, Writer};
+use actix::prelude::*;
+use bytes::BytesMut;
+use slog::{debug, info, warn, Logger};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
+use warden_core::error::Code;
+use warden_core::jute::Reader;
+use warden_core::proto::{op, xid, ConnectRequest, Id, Request};
+use warden_core::server::reply_frame;
+use warden_core::{acl, fourlw};
+
+/// How often a busy connection refreshes its session's expiry clock.
+const TOUCH_INTERVAL: Duration = Duration::from_millis(50);
+
+enum State {
+    AwaitingConnect,
+    /// ConnectRequest sent to the processor; later frames wait in `queued`.
+    Connecting,
+    Established { session_id: i64 },
+    Closing,
+}
+
+pub struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    deps: Arc<Deps>,
+    writer: Writer<OwnedWriteHalf, std::io::Error>,
+    state: State,
+    /// The attached session, kept through Closing so its watches are released.
+    session: Option<i64>,
+    queued: VecDeque<BytesMut>,
+    auth: Arc<[Id]>,
+    info: Arc<ConnInfo>,
+    last_touch: Instant,
+    log: Logger,
+}
+
+impl Connection {
+    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, writer: Writer<OwnedWriteHalf, std::io::Error>, info: Arc<ConnInfo>) -> Connection {
+        let log = deps.log.new(slog::o!("conn" => id, "peer" => peer.to_string()));
+        let auth: Arc<[Id]> = vec![Id::new("ip", &peer.ip().to_string())].into();
+        Connection { id, peer, deps, writer, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, last_touch: Instant::now(), log }
+    }
+
+    fn write(&mut self, frame: &[u8]) {
+        self.writer.write(frame);
+        self.info.sent.fetch_add(1, Relaxed);
+        self.deps.stats.packets_sent.fetch_add(1, Relaxed);
+    }
+
+    fn close(&mut self, reason: &str) {
+        if !matches!(self.state, State::Closing) {
+            debug!(self.log, "closing connection"; "reason" => reason);
+        }
+        self.state = State::Closing;
+        self.writer.close();
+    }
+
+    fn on_handshake(&mut self, frame: &[u8], ctx: &mut Context<Self>) {
+        match ConnectRequest::decode(frame) {
+            Ok(request) => {
+                self.state = State::Connecting;
+                self.deps.processor.do_send(Connect { conn: ctx.address(), conn_id: self.id, request });
+            }
+            Err(e) => {
+                warn!(self.log, "closing connection: malformed connect request"; "error" => %e, "bytes" => frame.len());
+                self.close("malformed connect request");
+            }
+        }
+    }
+
+    fn on_packet(&mut self, session_id: i64, frame: &[u8], ctx: &mut Context<Self>) {
+        self.info.received.fetch_add(1, Relaxed);
+        self.deps.stats.packets_received.fetch_add(1, Relaxed);
+        if self.last_touch.elapsed() >= TOUCH_INTERVAL {
+            self.last_touch = Instant::now();
+            self.deps.tracker.do_send(Tracking::Touch { session_id });
+        }
+        let mut r = Reader::new(frame);
+        let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else {
+            warn!(self.log, "closing connection: packet shorter than a request header"; "bytes" => frame.len());
+            return self.close("short packet");
+        };
+        let request = match Request::decode(opcode, &mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                // Like ZooKeeper: a body we cannot read gets MarshallingError, the connection lives.
+                warn!(self.log, "rejecting malformed request"; "xid" => xid, "opcode" => opcode, "error" => %e);
+                let zxid = 0;
+                self.write(&reply_frame(xid, zxid, Code::MarshallingError as i32, |_| {}));
+                return;
+            }
+        };
+        if let Request::Auth { scheme, auth } = &request {
+            return self.on_auth(scheme, auth);
+        }
+        if opcode == op::CLOSE_SESSION {
+            debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
+        }
+        self.deps.stats.outstanding.fetch_add(1, Relaxed);
+        let auth = self.auth.clone();
+        self.deps.processor.do_send(Submit { conn: ctx.address(), session_id, xid, request, auth, received: Instant::now() });
+    }
+
+    /// addAuth: answered here, since identities belong to the connection.
+    fn on_auth(&mut self, scheme: &str, auth: &[u8]) {
+        let ip = self.peer.ip().to_string();
+        match acl::authenticate(scheme, auth, &ip, self.deps.config.super_digest.as_deref()) {
+            Ok(ids) => {
+                let mut all: Vec<Id> = self.auth.to_vec();
+                for id in ids {
+                    if !all.contains(&id) {
+                        all.push(id);
+                    }
+                }
+                self.auth = all.into();
+                self.write(&reply_frame(xid::AUTH, 0, 0, |_| {}));
+            }
+            Err(code) => {
+                info!(self.log, "authentication failed"; "scheme" => scheme);
+                self.deps.stats.auth_failed.fetch_add(1, Relaxed);
+                self.write(&reply_frame(xid::AUTH, 0, code as i32, |_| {}));
+                self.close("authentication failed");
+            }
+        }
+    }
+
+    fn on_four_letter(&mut self, cmd: &'static str, ctx: &mut Context<Self>) {
+        if !self.deps.config.four_letter_allowed(cmd) {
+            info!(self.log, "four-letter word not in 4lw.commands.whitelist"; "cmd" => cmd);
+            self.writer.write(fourlw::not_whitelisted(cmd).as_bytes());
+            return self.close("4lw not whitelisted");
+        }
+        self.state = State::Closing;
+        self.deps.processor.send(TakeSnapshot).into_actor(self).then(move |res, act, _| {
+            if let Ok(snapshot) = res {
+                act.writer.write(fourlw::reply(cmd, &snapshot).as_bytes());
+            }
+            act.close("4lw answered");
+            fut::ready(())
+        }).wait(ctx);
+    }
+
+    fn on_frame(&mut self, frame: BytesMut, ctx: &mut Context<Self>) {
+        match self.state {
+            State::AwaitingConnect => self.on_handshake(&frame, ctx),
+            State::Connecting => self.queued.push_back(frame),
+            State::Established { session_id } => self.on_packet(session_id, &frame, ctx),
+            State::Closing => {}
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.deps.stats.connections.lock().unwrap().remove(&self.id);
+        if let Some(session_id) = self.session {
+            self.deps.dispatcher.do_send(Detach { session_id, conn_id: self.id });
+        }
+        debug!(self.log, "connection closed");
+    }
+}
+
+impl StreamHandler<Result<Inbound, FrameError>> for Connection {
+    fn handle(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Inbound::FourLetter(cmd)) => self.on_four_letter(cmd, ctx),
+            Err(e) => {
+                warn!(self.log, "closing connection: bad frame"; "error" => %e);
+                self.writer.close();
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl WriteHandler<std::io::Error> for Connection {}
+
+impl Handler<ToConn> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToConn, ctx: &mut Context<Self>) {
+        match msg {
+            ToConn::Frame(frame) => {
+                if !matches!(self.state, State::Closing) {
+                    self.write(&frame);
+                }
+            }
+            ToConn::Connected { session_id, timeout_ms, frame } => {
+                debug!(self.log, "session attached"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms);
+                self.write(&frame);
+                self.state = State::Established { session_id };
+                self.session = Some(session_id);
+                while let Some(f) = self.queued.pop_front() {
+                    self.on_frame(f, ctx);
+                }
+            }
+            ToConn::Close { frame, reason } => {
+                if let Some(f) = frame {
+                    self.write(&f);
+                }
+                self.close(reason);
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The typed messages actors exchange.
+
+use crate::connection::Connection;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+use warden_core::fourlw::ServerSnapshot;
+use warden_core::proto::{ConnectRequest, Id, Request};
+use warden_core::server::Output;
+
+pub type ConnAddr = Addr<Connection>;
+
+/// Connection -> processor: a handshake to create or reattach a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub conn: ConnAddr,
+    pub conn_id: u64,
+    pub request: ConnectRequest,
+}
+
+/// Connection -> processor: one client request, with the connection's identities.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub conn: ConnAddr,
+    pub session_id: i64,
+    pub xid: i32,
+    pub request: Request,
+    pub auth: Arc<[Id]>,
+    pub received: Instant,
+}
+
+/// Anything -> connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ToConn {
+    Frame(Vec<u8>),
+    /// The handshake succeeded: write the reply, then serve queued requests.
+    Connected { session_id: i64, timeout_ms: i32, frame: Vec<u8> },
+    /// Write `frame` if any, flush, and close.
+    Close { frame: Option<Vec<u8>>, reason: &'static str },
+}
+
+/// Processor -> watch dispatcher, in zxid order, so notifications always
+/// precede replies that observe the change behind them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Dispatch {
+    Output { conn: Option<ConnAddr>, session_id: i64, output: Output, received: Option<Instant> },
+    Attach { session_id: i64, conn_id: u64, conn: ConnAddr, timeout_ms: i32, frame: Vec<u8> },
+}
+
+/// Connection -> dispatcher when a connection ends: its watches go with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub session_id: i64,
+    pub conn_id: u64,
+}
+
+/// Session tracker messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Tracking {
+    /// Start or restart a session's expiry clock with this timeout.
+    Track { session_id: i64, timeout_ms: i32 },
+    /// The client was heard from.
+    Touch { session_id: i64 },
+    Untrack { session_id: i64 },
+}
+
+/// Tracker -> processor: the session timed out.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Expire {
+    pub session_id: i64,
+}
+
+/// Who the tracker reports expiries to (set once both actors exist).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ExpireTo(pub Recipient<Expire>);
+
+/// Anyone -> processor: the numbers four-letter words report.
+#[derive(Message)]
+#[rtype(result = "ServerSnapshot")]
+pub struct TakeSnapshot;

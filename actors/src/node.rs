@@ -1,0 +1,127 @@
+//! Starting and stopping a node: config, logging, data dir, the listener and
+//! the actors, and signal handling.
+
+use crate::dispatcher::Dispatcher;
+use crate::listener::Listener;
+use crate::messages::ExpireTo;
+use crate::processor::{wall_clock_ms, Processor};
+use crate::stats::ServerStats;
+use crate::tracker::Tracker;
+use actix::prelude::*;
+use slog::{info, o, warn, Drain, Logger};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use warden_core::config::Config;
+use warden_core::server::{Core, Settings};
+
+/// What every connection actor needs to reach.
+pub struct Deps {
+    pub processor: Addr<Processor>,
+    pub dispatcher: Addr<Dispatcher>,
+    pub tracker: Addr<Tracker>,
+    pub config: Arc<Config>,
+    pub stats: Arc<ServerStats>,
+    pub log: Logger,
+}
+
+pub fn logger(config: &Config) -> Logger {
+    let level = slog::Level::from_str(&config.log_level).unwrap_or(slog::Level::Info);
+    let decorator = slog_term::TermDecorator::new().stderr().build();
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = slog_async::Async::new(drain).chan_size(4096).build().fuse();
+    Logger::root(slog::LevelFilter::new(drain, level).fuse(), o!())
+}
+
+/// Creates the data dir if needed and proves it is writable.
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("dataDir {} is not usable: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".warden-write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// The key for session passwords, kept in the data dir so passwords stay
+/// valid for as long as the sessions do.
+fn session_secret(dir: &Path) -> Result<Vec<u8>, String> {
+    let path = dir.join("session-secret");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if bytes.len() == 32 {
+            return Ok(bytes);
+        }
+    }
+    let mut secret = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret)).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let mut f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(&secret).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+pub fn environment() -> Vec<(String, String)> {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "<NA>".into());
+    vec![
+        ("host.name".into(), std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "<NA>".into())),
+        ("os.name".into(), std::env::consts::OS.into()),
+        ("os.arch".into(), std::env::consts::ARCH.into()),
+        ("user.name".into(), var("USER")),
+        ("user.home".into(), var("HOME")),
+        ("user.dir".into(), std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
+        ("process.id".into(), std::process::id().to_string()),
+    ]
+}
+
+fn core_settings(config: &Config) -> Settings {
+    Settings {
+        min_session_timeout_ms: config.min_session_timeout_ms,
+        max_session_timeout_ms: config.max_session_timeout_ms,
+        super_digest: config.super_digest.clone(),
+        extended_types_enabled: config.extended_types_enabled,
+        reconfig_enabled: config.reconfig_enabled,
+        server_id: config.my_id.unwrap_or(0) as u8,
+    }
+}
+
+/// Runs a standalone node until SIGINT or SIGTERM.
+pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
+    let log = logger(&config);
+    for w in &warnings {
+        warn!(log, "config: {}", w);
+    }
+    check_data_dir(&config.data_dir)?;
+    let secret = session_secret(&config.data_dir)?;
+    let (host, port) = config.client_listen_address();
+    let std_listener = std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+    let config = Arc::new(config);
+    let sys = actix_rt::System::new();
+    let run_log = log.clone();
+    sys.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener joins the runtime");
+        let stats = Arc::new(ServerStats::default());
+        let tracker = Tracker::new(config.tick_time_ms).start();
+        let dispatcher = Dispatcher::new(stats.clone()).start();
+        let core = Core::new(core_settings(&config), secret, wall_clock_ms());
+        let processor = Processor::new(core, dispatcher.clone(), tracker.clone(), config.clone(), stats.clone(), log.new(o!("actor" => "processor"))).start();
+        tracker.do_send(ExpireTo(processor.clone().recipient()));
+        let deps = Arc::new(Deps { processor, dispatcher, tracker, config: config.clone(), stats, log: log.clone() });
+        Listener::start(listener, deps);
+        info!(log, "Warden serving ZooKeeper clients"; "address" => local.to_string(), "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"));
+        actix_rt::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            info!(log, "shutting down on signal");
+            System::current().stop();
+        });
+    });
+    let result = sys.run().map_err(|e| e.to_string());
+    info!(run_log, "stopped");
+    // Let the async drain print the last lines.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    result
+}

@@ -1,0 +1,75 @@
+//! Counters shared by all actors, read by four-letter words. Atomics, because
+//! connections update them on every packet and must not message anyone to do so.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub struct ConnInfo {
+    pub address: String,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+}
+
+pub struct ServerStats {
+    pub started: Instant,
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub outstanding: AtomicI64,
+    pub latency_total_ms: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_min_ms: AtomicU64,
+    pub latency_max_ms: AtomicU64,
+    pub watch_count: AtomicU64,
+    pub auth_failed: AtomicU64,
+    pub connections: Mutex<BTreeMap<u64, std::sync::Arc<ConnInfo>>>,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            started: Instant::now(),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            outstanding: AtomicI64::new(0),
+            latency_total_ms: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            latency_min_ms: AtomicU64::new(u64::MAX),
+            latency_max_ms: AtomicU64::new(0),
+            watch_count: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
+            connections: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ServerStats {
+    pub fn record_latency(&self, started: Instant) {
+        let ms = started.elapsed().as_millis() as u64;
+        self.latency_total_ms.fetch_add(ms, Relaxed);
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_min_ms.fetch_min(ms, Relaxed);
+        self.latency_max_ms.fetch_max(ms, Relaxed);
+    }
+
+    /// Fills the counter part of a four-letter-word snapshot.
+    pub fn fill(&self, s: &mut warden_core::fourlw::ServerSnapshot) {
+        let count = self.latency_count.load(Relaxed);
+        s.latency_min_ms = if count == 0 { 0 } else { self.latency_min_ms.load(Relaxed) };
+        s.latency_max_ms = self.latency_max_ms.load(Relaxed);
+        s.latency_avg_ms = if count == 0 { 0.0 } else { self.latency_total_ms.load(Relaxed) as f64 / count as f64 };
+        s.packets_received = self.packets_received.load(Relaxed);
+        s.packets_sent = self.packets_sent.load(Relaxed);
+        s.outstanding = self.outstanding.load(Relaxed).max(0) as u64;
+        s.watch_count = self.watch_count.load(Relaxed);
+        s.auth_failed_count = self.auth_failed.load(Relaxed);
+        s.uptime_ms = self.started.elapsed().as_millis() as u64;
+        let conns = self.connections.lock().unwrap();
+        s.connections = conns.len() as u64;
+        s.clients = conns
+            .values()
+            .map(|c| warden_core::fourlw::ClientLine { address: c.address.clone(), queued: 0, received: c.received.load(Relaxed), sent: c.sent.load(Relaxed) })
+            .collect();
+    }
+}

@@ -1,0 +1,73 @@
+//! The session tracker actor: owns the expiry queue, hears touches from
+//! connections and tells the processor when a session has timed out.
+
+use crate::messages::{Expire, ExpireTo, Tracking};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use warden_core::session::ExpiryQueue;
+
+pub struct Tracker {
+    queue: ExpiryQueue,
+    timeouts: HashMap<i64, i32>,
+    epoch: Instant,
+    tick: Duration,
+    expire_to: Option<Recipient<Expire>>,
+}
+
+impl Tracker {
+    pub fn new(tick_ms: u32) -> Tracker {
+        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+}
+
+impl Actor for Tracker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.tick, |act, _| {
+            let now = act.now_ms();
+            for session_id in act.queue.expire(now) {
+                act.timeouts.remove(&session_id);
+                if let Some(to) = &act.expire_to {
+                    to.do_send(Expire { session_id });
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Tracking> for Tracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Tracking, _: &mut Context<Self>) {
+        let now = self.now_ms();
+        match msg {
+            Tracking::Track { session_id, timeout_ms } => {
+                self.timeouts.insert(session_id, timeout_ms);
+                self.queue.touch(session_id, timeout_ms, now);
+            }
+            Tracking::Touch { session_id } => {
+                if let Some(t) = self.timeouts.get(&session_id) {
+                    self.queue.touch(session_id, *t, now);
+                }
+            }
+            Tracking::Untrack { session_id } => {
+                self.timeouts.remove(&session_id);
+                self.queue.remove(session_id);
+            }
+        }
+    }
+}
+
+impl Handler<ExpireTo> for Tracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExpireTo, _: &mut Context<Self>) {
+        self.expire_to = Some(msg.0);
+    }
+}

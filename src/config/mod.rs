@@ -1,0 +1,277 @@
+//! Warden's configuration, in ZooKeeper's language.
+//!
+//! Sources, later overriding earlier: the embedded default, then a Warden TOML
+//! file or an unchanged ZooKeeper zoo.cfg, then `--set key=value` flags. Keys are
+//! ZooKeeper's names in both syntaxes. Everything here is pure except [`load`].
+//!
+//! Deliberate differences from ZooKeeper 3.8 (also documented in
+//! config/standalone.toml): clientPortAddress and admin.serverAddress default to
+//! 127.0.0.1, not all interfaces; dataDir defaults to `./data`;
+//! zookeeper.extendedTypesEnabled defaults to true (TTL nodes on); a bad boolean
+//! is an error, not false; unknown keys warn instead of silently becoming Java
+//! system properties.
+
+mod keys;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use keys::build;
+pub use parse::{detect_format, parse, parse_set_flag};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+type R<T> = Result<T, ConfigError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    ZooCfg,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    Io {
+        path: PathBuf,
+        message: String,
+    },
+    Syntax {
+        message: String,
+    },
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, message } => write!(f, "config: {}: {message}", path.display()),
+            Self::Syntax { message } => write!(f, "config: {message}"),
+            Self::Invalid { key, value, reason } => write!(f, "config: {key}: {value:?} {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    let (key, value, reason) = (key.to_string(), value.to_string(), reason.into());
+    ConfigError::Invalid { key, value, reason }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FourLetterWhitelist {
+    All,
+    Set(BTreeSet<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    Participant,
+    Observer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:role][;[clientAddr:]clientPort]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub id: u64,
+    /// Without IPv6 brackets.
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub role: PeerRole,
+    /// A bare `;clientPort` takes clientPortAddress (ZooKeeper would use 0.0.0.0).
+    pub client_address: Option<(String, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub client_port: u16,
+    pub client_port_address: String,
+    pub secure_client_port: Option<u16>,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub tick_time_ms: u32,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    /// Per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    /// Resolved: `-1`/unset became 2 × tickTime.
+    pub min_session_timeout_ms: u32,
+    /// Resolved: `-1`/unset became 20 × tickTime.
+    pub max_session_timeout_ms: u32,
+    pub global_outstanding_limit: u32,
+    pub snap_count: u64,
+    pub pre_alloc_size_kb: u64,
+    pub force_sync: bool,
+    pub autopurge_snap_retain_count: u32,
+    /// 0 = autopurge off.
+    pub autopurge_purge_interval_hours: u32,
+    pub four_letter_words: FourLetterWhitelist,
+    pub admin_enable_server: bool,
+    pub admin_server_address: String,
+    pub admin_server_port: u16,
+    /// Sorted by id.
+    pub servers: Vec<ServerSpec>,
+    pub peer_type: PeerRole,
+    /// From `dataDir/myid`, filled in by the caller (see [`parse_myid`]).
+    pub my_id: Option<u64>,
+    pub standalone_enabled: bool,
+    pub reconfig_enabled: bool,
+    pub local_sessions_enabled: bool,
+    pub local_sessions_upgrading_enabled: bool,
+    /// Every `ssl.*` key verbatim (minus any `zookeeper.` prefix), for the TLS code.
+    pub ssl: BTreeMap<String, String>,
+    pub ssl_quorum: bool,
+    pub jaas_config: Option<PathBuf>,
+    pub jute_max_buffer_bytes: usize,
+    /// `user:base64(sha1(user:password))`.
+    pub super_digest: Option<String>,
+    pub extended_types_enabled: bool,
+    pub read_only_mode_enabled: bool,
+    pub container_check_interval_ms: u64,
+    pub container_max_per_minute: u32,
+    pub skip_acl: bool,
+    /// error, warn, info, debug, trace or off.
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            client_port: 2181,
+            client_port_address: "127.0.0.1".into(),
+            secure_client_port: None,
+            data_dir: "./data".into(),
+            data_log_dir: "./data".into(),
+            tick_time_ms: 2000,
+            init_limit: 10,
+            sync_limit: 5,
+            max_client_cnxns: 60,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            global_outstanding_limit: 1000,
+            snap_count: 100_000,
+            pre_alloc_size_kb: 65_536,
+            force_sync: true,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_hours: 0,
+            four_letter_words: FourLetterWhitelist::Set(["srvr".to_string()].into()),
+            admin_enable_server: true,
+            admin_server_address: "127.0.0.1".into(),
+            admin_server_port: 8080,
+            servers: Vec::new(),
+            peer_type: PeerRole::Participant,
+            my_id: None,
+            standalone_enabled: true,
+            reconfig_enabled: false,
+            local_sessions_enabled: false,
+            local_sessions_upgrading_enabled: false,
+            ssl: BTreeMap::new(),
+            ssl_quorum: false,
+            jaas_config: None,
+            jute_max_buffer_bytes: 0xfffff,
+            super_digest: None,
+            extended_types_enabled: true,
+            read_only_mode_enabled: false,
+            container_check_interval_ms: 60_000,
+            container_max_per_minute: 10_000,
+            skip_acl: false,
+            log_level: "info".into(),
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// The one I/O function: reads and parses `path` (if any), then applies `sets`.
+pub fn load(path: Option<&Path>, sets: &[(String, String)]) -> R<(Config, Vec<String>)> {
+    let mut pairs = Vec::new();
+    if let Some(path) = path {
+        let io = |e: std::io::Error| ConfigError::Io {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        pairs = parse(&text, detect_format(path, &text)).map_err(|e| match e {
+            ConfigError::Syntax { message } => ConfigError::Syntax {
+                message: format!("{}: {message}", path.display()),
+            },
+            other => other,
+        })?;
+    }
+    pairs.extend_from_slice(sets);
+    build(&pairs)
+}
+
+/// Contents of `dataDir/myid`: a server id, surrounding whitespace ignored.
+pub fn parse_myid(text: &str) -> R<u64> {
+    let t = text.trim();
+    t.parse()
+        .map_err(|_| invalid("myid", t, "is not a server id (a non-negative integer)"))
+}
+
+impl Config {
+    pub fn four_letter_allowed(&self, cmd: &str) -> bool {
+        match &self.four_letter_words {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Set(set) => set.contains(cmd),
+        }
+    }
+
+    /// ZooKeeper's rule: a quorum needs server.N lines and either more than one
+    /// voting member or standaloneEnabled=false.
+    pub fn is_standalone(&self) -> bool {
+        let voters = self
+            .servers
+            .iter()
+            .filter(|s| s.role == PeerRole::Participant);
+        self.servers.is_empty() || (self.standalone_enabled && voters.count() <= 1)
+    }
+
+    /// Where to accept clients: this server's `;client` part of its server.N
+    /// line if any, else clientPortAddress:clientPort.
+    pub fn client_listen_address(&self) -> (String, u16) {
+        let own = self
+            .my_id
+            .and_then(|id| self.servers.iter().find(|s| s.id == id));
+        let own = own.and_then(|s| s.client_address.clone());
+        own.unwrap_or_else(|| (self.client_port_address.clone(), self.client_port))
+    }
+
+    /// Checks `my_id` once the caller has filled it in from `dataDir/myid`.
+    pub fn validate_my_id(&self) -> R<()> {
+        let id = match self.my_id {
+            None if self.is_standalone() => return Ok(()),
+            None => return Err(invalid("myid", "", "is required in a quorum")),
+            Some(id) => id,
+        };
+        // Extended (TTL) session ids keep the server id in the top byte; 0xff is reserved.
+        if self.extended_types_enabled && id > 254 {
+            let reason = "must be at most 254 when zookeeper.extendedTypesEnabled is true";
+            return Err(invalid("myid", id, reason));
+        }
+        if !self.is_standalone() && !self.servers.iter().any(|s| s.id == id) {
+            return Err(invalid("myid", id, "has no server.N line"));
+        }
+        Ok(())
+    }
+
+    /// ZooKeeper-named `key=value` pairs, for the `conf` command. `build` of
+    /// these gives back the same Config, except that secrets (superDigest,
+    /// ssl.*password*) are left out and `my_id` is not a config key.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        keys::to_pairs(self)
+    }
+}

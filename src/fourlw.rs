@@ -1,0 +1,175 @@
+//! Four-letter-word replies (ZooKeeper's `FourLetterCommands`), formatted from
+//! a snapshot of server numbers so the text is testable without a server.
+
+use std::fmt::Write;
+
+/// The ZooKeeper release whose wire behaviour Warden matches; clients' version
+/// gates read this from `envi` / `srvr`.
+pub const ZOOKEEPER_COMPAT_VERSION: &str = "3.8.4";
+
+pub const KNOWN: &[&str] = &[
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+];
+
+/// The 4-byte word, if these are the first bytes of a four-letter command.
+pub fn parse(word: &[u8; 4]) -> Option<&'static str> {
+    KNOWN.iter().copied().find(|k| k.as_bytes() == word)
+}
+
+pub fn full_version(warden_version: &str) -> String {
+    format!("{ZOOKEEPER_COMPAT_VERSION}-warden-{warden_version}, built on 1970-01-01 00:00 UTC")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientLine {
+    pub address: String,
+    pub queued: u64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// Everything the words report, gathered by the server at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSnapshot {
+    pub warden_version: String,
+    pub mode: String,
+    pub latency_min_ms: u64,
+    pub latency_avg_ms: f64,
+    pub latency_max_ms: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub connections: u64,
+    pub outstanding: u64,
+    pub last_zxid: i64,
+    pub node_count: u64,
+    pub watch_count: u64,
+    pub ephemerals_count: u64,
+    pub approximate_data_size: u64,
+    pub global_sessions: u64,
+    pub uptime_ms: u64,
+    pub auth_failed_count: u64,
+    pub clients: Vec<ClientLine>,
+    /// `conf` lines, ZooKeeper key order.
+    pub conf: Vec<(String, String)>,
+    /// `envi` lines after zookeeper.version.
+    pub env: Vec<(String, String)>,
+    pub read_only: bool,
+}
+
+fn stats_body(s: &ServerSnapshot, out: &mut String) {
+    let _ = write!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+        s.latency_min_ms, s.latency_avg_ms, s.latency_max_ms, s.packets_received, s.packets_sent, s.connections, s.outstanding, s.last_zxid, s.mode, s.node_count
+    );
+}
+
+/// The reply text for an allowed command.
+pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
+    let mut out = String::new();
+    match cmd {
+        "ruok" => out.push_str("imok"),
+        "isro" => out.push_str(if s.read_only { "ro" } else { "rw" }),
+        "srvr" | "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {}", full_version(&s.warden_version));
+            if cmd == "stat" {
+                out.push_str("Clients:\n");
+                for c in &s.clients {
+                    let _ = writeln!(out, " /{}[1](queued={},recved={},sent={})\n", c.address, c.queued, c.received, c.sent);
+                }
+                out.push('\n');
+            }
+            stats_body(s, &mut out);
+        }
+        "envi" => {
+            out.push_str("Environment:\n");
+            let _ = writeln!(out, "zookeeper.version={}", full_version(&s.warden_version));
+            let _ = writeln!(out, "warden.version={}", s.warden_version);
+            for (k, v) in &s.env {
+                let _ = writeln!(out, "{k}={v}");
+            }
+        }
+        "conf" => {
+            for (k, v) in &s.conf {
+                let _ = writeln!(out, "{k}={v}");
+            }
+        }
+        "mntr" => {
+            let lines: Vec<(&str, String)> = vec![
+                ("zk_version", full_version(&s.warden_version)),
+                ("zk_server_state", s.mode.clone()),
+                ("zk_avg_latency", format!("{:.4}", s.latency_avg_ms)),
+                ("zk_max_latency", s.latency_max_ms.to_string()),
+                ("zk_min_latency", s.latency_min_ms.to_string()),
+                ("zk_packets_received", s.packets_received.to_string()),
+                ("zk_packets_sent", s.packets_sent.to_string()),
+                ("zk_num_alive_connections", s.connections.to_string()),
+                ("zk_outstanding_requests", s.outstanding.to_string()),
+                ("zk_znode_count", s.node_count.to_string()),
+                ("zk_watch_count", s.watch_count.to_string()),
+                ("zk_ephemerals_count", s.ephemerals_count.to_string()),
+                ("zk_approximate_data_size", s.approximate_data_size.to_string()),
+                ("zk_global_sessions", s.global_sessions.to_string()),
+                ("zk_local_sessions", "0".to_string()),
+                ("zk_auth_failed_count", s.auth_failed_count.to_string()),
+                ("zk_uptime", s.uptime_ms.to_string()),
+                ("zk_last_proposal_size", "-1".to_string()),
+            ];
+            for (k, v) in lines {
+                let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{other} is not supported by this Warden version yet.");
+        }
+    }
+    out
+}
+
+/// ZooKeeper's answer to a command left out of `4lw.commands.whitelist`.
+pub fn not_whitelisted(cmd: &str) -> String {
+    format!("{cmd} is not executed because it is not in the whitelist.\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> ServerSnapshot {
+        ServerSnapshot { warden_version: "0.1.0".into(), mode: "standalone".into(), node_count: 5, last_zxid: 0x1f, ..Default::default() }
+    }
+
+    #[test]
+    fn recognises_only_known_words() {
+        assert_eq!(parse(b"ruok"), Some("ruok"));
+        assert_eq!(parse(b"mntr"), Some("mntr"));
+        assert_eq!(parse(&[0, 0, 0, 45]), None);
+    }
+
+    #[test]
+    fn srvr_and_stat_look_like_zookeeper() {
+        let s = snap();
+        let srvr = reply("srvr", &s);
+        assert!(srvr.starts_with("Zookeeper version: 3.8.4-warden-0.1.0"));
+        assert!(srvr.contains("Zxid: 0x1f\nMode: standalone\nNode count: 5\n"));
+        let mut s2 = s.clone();
+        s2.clients.push(ClientLine { address: "127.0.0.1:5000".into(), queued: 0, received: 3, sent: 2 });
+        assert!(reply("stat", &s2).contains("Clients:\n /127.0.0.1:5000[1](queued=0,recved=3,sent=2)\n"));
+    }
+
+    #[test]
+    fn envi_carries_a_parseable_zookeeper_version() {
+        let e = reply("envi", &snap());
+        assert!(e.contains("\nzookeeper.version=3.8.4-warden-0.1.0"));
+        assert!(e.contains("\nwarden.version=0.1.0\n"));
+    }
+
+    #[test]
+    fn mntr_is_tab_separated() {
+        let m = reply("mntr", &snap());
+        assert!(m.contains("zk_server_state\tstandalone\n"));
+        assert!(m.contains("zk_znode_count\t5\n"));
+        assert_eq!(reply("ruok", &snap()), "imok");
+        assert_eq!(reply("isro", &snap()), "rw");
+    }
+}

@@ -1,0 +1,18 @@
+//! Warden's pure core: the ZooKeeper wire codec, data tree, ACLs, sessions,
+//! watches and request processing. Nothing here does I/O or reads a clock:
+//! time, randomness and configuration are inputs, so all of it is unit-tested
+//! deterministically. The actix actors in `actors/` own these pieces.
+pub mod acl;
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod fourlw;
+pub mod jute;
+pub mod path;
+pub mod prep;
+pub mod proto;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod txn;
+pub mod watch;

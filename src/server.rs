@@ -1,0 +1,483 @@
+//! The request processor's logic (ZooKeeper's `ZooKeeperServer` connect path,
+//! `PrepRequestProcessor` and `FinalRequestProcessor` in one): takes decoded
+//! requests, returns encoded replies plus the watch work they cause.
+
+use crate::acl;
+use crate::database::{Database, TxnResult};
+use crate::error::Code;
+use crate::jute::Writer;
+use crate::prep::{self, PrepCtx};
+use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
+use crate::session;
+use crate::tree::Trigger;
+use crate::txn::{owner, Txn, TxnHeader};
+use crate::watch::{add_mode, event, state, WatchKind};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    pub super_digest: Option<String>,
+    pub extended_types_enabled: bool,
+    pub reconfig_enabled: bool,
+    pub server_id: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            super_digest: None,
+            extended_types_enabled: true,
+            reconfig_enabled: false,
+            server_id: 0,
+        }
+    }
+}
+
+/// Who is asking, for one request.
+pub struct RequestCtx<'a> {
+    pub session_id: i64,
+    pub xid: i32,
+    pub auth: &'a [Id],
+    pub now_ms: i64,
+}
+
+/// Watch work a request leaves for the watch registry, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchOp {
+    Add(WatchKind, String),
+    AddPersistent { path: String, recursive: bool },
+    /// setWatches found the change already happened: notify at once.
+    FireNow { event_type: i32, path: String },
+}
+
+/// The reply to send, or a question only the watch registry can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Frame(Vec<u8>),
+    /// checkWatches (remove = false) or removeWatches: reply OK or NoWatcher.
+    WatchQuery { xid: i32, zxid: i64, path: String, watcher_type: i32, remove: bool },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub reply: Reply,
+    /// Changes to fire watches for (path, event type), and the zxid that made them.
+    pub triggers: Vec<Trigger>,
+    pub zxid: i64,
+    pub watches: Vec<WatchOp>,
+    /// Set when the request ended its session (closeSession or expiry).
+    pub session_closed: Option<i64>,
+}
+
+impl Output {
+    fn reply(frame: Vec<u8>, zxid: i64) -> Output {
+        Output { reply: Reply::Frame(frame), triggers: Vec::new(), zxid, watches: Vec::new(), session_closed: None }
+    }
+}
+
+pub enum ConnectOutcome {
+    Accepted { frame: Vec<u8>, session_id: i64, timeout_ms: i32, created: bool },
+    /// Unknown session or wrong password: send the frame, then close.
+    Expired { frame: Vec<u8> },
+    /// The client has seen a newer state than ours: close without a reply.
+    Refused(String),
+}
+
+/// Encodes a reply frame, length prefix included; the body only on success.
+pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut w = Vec::with_capacity(128);
+    w.put_i32(0);
+    proto::write_reply_header(&mut w, xid, zxid, err);
+    if err == 0 {
+        body(&mut w);
+    }
+    let len = (w.len() - 4) as i32;
+    w[..4].copy_from_slice(&len.to_be_bytes());
+    w
+}
+
+pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
+    reply_frame(proto::xid::NOTIFICATION, zxid, 0, |w| proto::write_watcher_event(w, event_type, state::SYNC_CONNECTED, path))
+}
+
+pub struct Core {
+    pub db: Database,
+    pub settings: Settings,
+    next_session_id: i64,
+    secret: Vec<u8>,
+}
+
+impl Core {
+    /// `secret` keys session passwords; `now_ms` seeds session ids.
+    pub fn new(settings: Settings, secret: Vec<u8>, now_ms: i64) -> Core {
+        let next_session_id = session::initial_session_id(now_ms, settings.server_id);
+        Core { db: Database::default(), settings, next_session_id, secret }
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.db.last_zxid()
+    }
+
+    fn header(&self, session_id: i64, cxid: i32, now_ms: i64) -> TxnHeader {
+        TxnHeader { session_id, cxid, zxid: self.db.last_zxid() + 1, time_ms: now_ms }
+    }
+
+    fn commit(&mut self, hdr: &TxnHeader, txn: &Txn, triggers: &mut Vec<Trigger>) -> TxnResult {
+        self.db.apply(hdr, txn, triggers)
+    }
+
+    pub fn connect(&mut self, req: &ConnectRequest, now_ms: i64) -> ConnectOutcome {
+        if req.last_zxid_seen > self.db.last_zxid() {
+            return ConnectOutcome::Refused(format!(
+                "client has seen zxid {:#x}, our last zxid is {:#x}; client must try another server",
+                req.last_zxid_seen,
+                self.db.last_zxid()
+            ));
+        }
+        let timeout_ms = session::negotiate_timeout(req.timeout_ms, self.settings.min_session_timeout_ms, self.settings.max_session_timeout_ms);
+        let (session_id, created) = if req.session_id == 0 {
+            let sid = self.next_session_id;
+            self.next_session_id += 1;
+            let hdr = self.header(sid, 0, now_ms);
+            self.commit(&hdr, &Txn::CreateSession { timeout_ms }, &mut Vec::new());
+            (sid, true)
+        } else {
+            let known = self.db.session_timeout(req.session_id).is_some();
+            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+                let mut w = Vec::new();
+                w.put_i32(0);
+                ConnectResponse::expired().encode(&mut w);
+                return ConnectOutcome::Expired { frame: finish_frame(w) };
+            }
+            (req.session_id, false)
+        };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: false };
+        let mut w = Vec::new();
+        w.put_i32(0);
+        resp.encode(&mut w);
+        ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created }
+    }
+
+    /// Ends a session the tracker found expired: its ephemerals go, watches fire.
+    pub fn expire(&mut self, session_id: i64, now_ms: i64) -> Option<Output> {
+        self.db.session_timeout(session_id)?;
+        let hdr = self.header(session_id, 0, now_ms);
+        let txn = Txn::CloseSession { ephemerals: self.db.tree.ephemerals_of(session_id) };
+        let mut triggers = Vec::new();
+        self.commit(&hdr, &txn, &mut triggers);
+        Some(Output { reply: Reply::None, triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed: Some(session_id) })
+    }
+
+    /// Paths the container manager should try to delete now: containers that
+    /// had children and have none left, and TTL nodes idle past their TTL.
+    pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
+        let tree = &self.db.tree;
+        let mut out: Vec<String> = tree
+            .containers()
+            .filter(|p| tree.get(p).is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0))
+            .cloned()
+            .collect();
+        out.extend(tree.ttl_nodes().filter(|p| {
+            tree.get(p).is_some_and(|n| {
+                let ttl = owner::ttl_of(n.stat.ephemeral_owner).unwrap_or(0);
+                n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl
+            })
+        }).cloned());
+        out.sort();
+        out
+    }
+
+    /// Deletes one reaper candidate (deleteContainer); None if it no longer qualifies.
+    pub fn reap(&mut self, path: &str, now_ms: i64) -> Option<Output> {
+        let txn = prep::prepare_delete_container(&self.db.tree, path);
+        if matches!(txn, Txn::Error { .. }) {
+            return None;
+        }
+        let hdr = self.header(0, 0, now_ms);
+        let mut triggers = Vec::new();
+        self.commit(&hdr, &txn, &mut triggers);
+        Some(Output { reply: Reply::None, triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed: None })
+    }
+
+    pub fn process(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
+        let zxid = self.db.last_zxid();
+        if self.db.session_timeout(ctx.session_id).is_none() {
+            return Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid);
+        }
+        if req.is_write() {
+            return self.process_write(ctx, req);
+        }
+        let mut watches = Vec::new();
+        let result = self.read(ctx, req, &mut watches);
+        let reply = match result {
+            Ok(ReadReply::Frame(f)) => Reply::Frame(f),
+            Ok(ReadReply::WatchQuery { path, watcher_type, remove }) => {
+                Reply::WatchQuery { xid: ctx.xid, zxid, path, watcher_type, remove }
+            }
+            Err(code) => Reply::Frame(reply_frame(ctx.xid, zxid, code as i32, |_| {})),
+        };
+        Output { reply, triggers: Vec::new(), zxid, watches, session_closed: None }
+    }
+
+    fn process_write(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
+        let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
+        let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled };
+        let txn = prep::prepare(&self.db.tree, &pctx, req);
+        let mut triggers = Vec::new();
+        let result = self.commit(&hdr, &txn, &mut triggers);
+        let frame = match &result {
+            TxnResult::Error(code) => reply_frame(ctx.xid, hdr.zxid, *code, |_| {}),
+            r => reply_frame(ctx.xid, hdr.zxid, 0, |w| write_result(w, req, r)),
+        };
+        let session_closed = matches!(req, Request::CloseSession).then_some(ctx.session_id);
+        Output { reply: Reply::Frame(frame), triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed }
+    }
+
+    fn node_for_read(&self, path: &str, perm: i32, auth: &[Id]) -> Result<&crate::tree::Node, Code> {
+        let node = self.db.tree.get(path).ok_or(Code::NoNode)?;
+        acl::check(&node.acl, perm, auth)?;
+        Ok(node)
+    }
+
+    fn read(&self, ctx: &RequestCtx, req: &Request, watches: &mut Vec<WatchOp>) -> Result<ReadReply, Code> {
+        let zxid = self.db.last_zxid();
+        let ok = |body: &dyn Fn(&mut Vec<u8>)| Ok(ReadReply::Frame(reply_frame(ctx.xid, zxid, 0, body)));
+        match req {
+            Request::Ping => Ok(ReadReply::Frame(reply_frame(proto::xid::PING, zxid, 0, |_| {}))),
+            Request::Exists { path, watch } => {
+                if path.contains('\0') {
+                    return Err(Code::BadArguments);
+                }
+                let node = self.db.tree.get(path);
+                if let Some(n) = node {
+                    acl::check(&n.acl, perms::READ, ctx.auth)?;
+                }
+                if *watch {
+                    watches.push(WatchOp::Add(WatchKind::Data, path.clone()));
+                }
+                let stat = node.ok_or(Code::NoNode)?.stat();
+                ok(&|w| proto::write_stat(w, &stat))
+            }
+            Request::GetData { path, watch } => {
+                let node = self.node_for_read(path, perms::READ, ctx.auth)?;
+                if *watch {
+                    watches.push(WatchOp::Add(WatchKind::Data, path.clone()));
+                }
+                ok(&|w| {
+                    w.put_buffer(node.data());
+                    proto::write_stat(w, &node.stat());
+                })
+            }
+            Request::GetChildren { path, watch, with_stat } => {
+                let node = self.node_for_read(path, perms::READ, ctx.auth)?;
+                if *watch {
+                    watches.push(WatchOp::Add(WatchKind::Child, path.clone()));
+                }
+                ok(&|w| {
+                    w.put_i32(node.children.len() as i32);
+                    for c in &node.children {
+                        w.put_string(c);
+                    }
+                    if *with_stat {
+                        proto::write_stat(w, &node.stat());
+                    }
+                })
+            }
+            Request::GetAcl { path } => {
+                let node = self.node_for_read(path, perms::READ | perms::ADMIN, ctx.auth)?;
+                let is_admin = acl::check(&node.acl, perms::ADMIN, ctx.auth).is_ok();
+                let acls: Vec<_> = node
+                    .acl
+                    .iter()
+                    .map(|a| {
+                        let mut a = a.clone();
+                        // Without ADMIN, digests are hidden ("user:x"), as ZooKeeper.
+                        if !is_admin && a.id.scheme == "digest" {
+                            a.id.id = format!("{}:x", a.id.id.split(':').next().unwrap_or(""));
+                        }
+                        a
+                    })
+                    .collect();
+                ok(&|w| {
+                    proto::write_acls(w, &acls);
+                    proto::write_stat(w, &node.stat());
+                })
+            }
+            Request::GetAllChildrenNumber { path } => {
+                self.node_for_read(path, perms::READ, ctx.auth)?;
+                let n = self.db.tree.descendant_count(path) as i32;
+                ok(&|w| w.put_i32(n))
+            }
+            Request::GetEphemerals { prefix } => {
+                let all = self.db.tree.ephemerals_of(ctx.session_id);
+                let p = prefix.trim();
+                let list: Vec<String> = all.into_iter().filter(|e| p.is_empty() || p == "/" || e.starts_with(prefix.as_str())).collect();
+                ok(&|w| w.put_strings(&list))
+            }
+            Request::Sync { path } => ok(&|w| w.put_string(path)),
+            Request::SetWatches(sw) => {
+                self.set_watches(sw, watches);
+                ok(&|_| {})
+            }
+            Request::AddWatch { path, mode } => {
+                let recursive = match *mode {
+                    add_mode::PERSISTENT => false,
+                    add_mode::PERSISTENT_RECURSIVE => true,
+                    _ => return Err(Code::BadArguments),
+                };
+                watches.push(WatchOp::AddPersistent { path: path.clone(), recursive });
+                ok(&|w| w.put_i32(0))
+            }
+            Request::CheckWatches { path, watcher_type } => {
+                Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: false })
+            }
+            Request::RemoveWatches { path, watcher_type } => {
+                Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: true })
+            }
+            Request::WhoAmI => ok(&|w| {
+                let infos: Vec<&Id> = ctx.auth.iter().filter(|i| i.scheme != "super").collect();
+                w.put_i32(infos.len() as i32);
+                for id in infos {
+                    w.put_string(&id.scheme);
+                    w.put_string(if id.scheme == "digest" { id.id.split(':').next().unwrap_or("") } else { &id.id });
+                }
+            }),
+            Request::MultiRead(ops) => ok(&|w| self.multi_read(ctx.auth, ops, w)),
+            Request::Reconfig if !self.settings.reconfig_enabled => Err(Code::ReconfigDisabled),
+            Request::Reconfig | Request::Sasl | Request::Unknown(_) => Err(Code::Unimplemented),
+            // Auth is answered by the connection; writes never get here.
+            _ => Err(Code::Unimplemented),
+        }
+    }
+
+    /// multiRead: each op answered on its own (not atomic), errors per op.
+    fn multi_read(&self, auth: &[Id], ops: &[Request], w: &mut Vec<u8>) {
+        for req in ops {
+            let (opcode, result) = match req {
+                Request::GetData { path, .. } => (op::GET_DATA, self.node_for_read(path, perms::READ, auth).map(|n| {
+                    let mut b = Vec::new();
+                    b.put_buffer(n.data());
+                    proto::write_stat(&mut b, &n.stat());
+                    b
+                })),
+                Request::GetChildren { path, .. } => (op::GET_CHILDREN, self.node_for_read(path, perms::READ, auth).map(|n| {
+                    let mut b = Vec::new();
+                    b.put_i32(n.children.len() as i32);
+                    for c in &n.children {
+                        b.put_string(c);
+                    }
+                    b
+                })),
+                _ => (op::ERROR, Err(Code::Unimplemented)),
+            };
+            match result {
+                Ok(body) => {
+                    proto::write_multi_header(w, opcode, false, 0);
+                    w.put_bytes(&body);
+                }
+                Err(code) => {
+                    proto::write_multi_header(w, op::ERROR, false, code as i32);
+                    w.put_i32(code as i32);
+                }
+            }
+        }
+        proto::write_multi_header(w, -1, true, -1);
+    }
+
+    /// DataTree.setWatches: fire at once what changed since `relative_zxid`,
+    /// re-arm the rest.
+    fn set_watches(&self, sw: &SetWatchesRequest, watches: &mut Vec<WatchOp>) {
+        let tree = &self.db.tree;
+        let fire = |event_type, path: &String| WatchOp::FireNow { event_type, path: path.clone() };
+        for path in &sw.data {
+            watches.push(match tree.get(path) {
+                None => fire(event::NODE_DELETED, path),
+                Some(n) if n.stat.mzxid > sw.relative_zxid => fire(event::NODE_DATA_CHANGED, path),
+                Some(_) => WatchOp::Add(WatchKind::Data, path.clone()),
+            });
+        }
+        for path in &sw.exist {
+            watches.push(match tree.get(path) {
+                Some(_) => fire(event::NODE_CREATED, path),
+                None => WatchOp::Add(WatchKind::Data, path.clone()),
+            });
+        }
+        for path in &sw.child {
+            watches.push(match tree.get(path) {
+                None => fire(event::NODE_DELETED, path),
+                Some(n) if n.stat.pzxid > sw.relative_zxid => fire(event::NODE_CHILDREN_CHANGED, path),
+                Some(_) => WatchOp::Add(WatchKind::Child, path.clone()),
+            });
+        }
+        for path in &sw.persistent {
+            watches.push(WatchOp::AddPersistent { path: path.clone(), recursive: false });
+        }
+        for path in &sw.persistent_recursive {
+            watches.push(WatchOp::AddPersistent { path: path.clone(), recursive: true });
+        }
+    }
+}
+
+enum ReadReply {
+    Frame(Vec<u8>),
+    WatchQuery { path: String, watcher_type: i32, remove: bool },
+}
+
+fn finish_frame(mut w: Vec<u8>) -> Vec<u8> {
+    let len = (w.len() - 4) as i32;
+    w[..4].copy_from_slice(&len.to_be_bytes());
+    w
+}
+
+/// The success body of a write, shaped by the opcode the client used.
+fn write_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult) {
+    match (req, result) {
+        (Request::Create(c), TxnResult::Created { path, stat }) => {
+            w.put_string(path);
+            if c.op != CreateOp::Create {
+                proto::write_stat(w, stat);
+            }
+        }
+        (Request::SetData { .. } | Request::SetAcl { .. } | Request::Check { .. }, TxnResult::Stat(stat)) => proto::write_stat(w, stat),
+        (Request::Multi(ops), TxnResult::Multi(results)) => {
+            for (op_req, r) in ops.iter().zip(results) {
+                write_multi_result(w, op_req, r);
+            }
+            proto::write_multi_header(w, -1, true, -1);
+        }
+        _ => {}
+    }
+}
+
+fn write_multi_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult) {
+    match (req, result) {
+        (_, TxnResult::Error(code)) => {
+            proto::write_multi_header(w, op::ERROR, false, *code);
+            w.put_i32(*code);
+        }
+        (Request::Create(c), TxnResult::Created { path, stat }) => {
+            if c.op == CreateOp::Create {
+                proto::write_multi_header(w, op::CREATE, false, 0);
+                w.put_string(path);
+            } else {
+                proto::write_multi_header(w, op::CREATE2, false, 0);
+                w.put_string(path);
+                proto::write_stat(w, stat);
+            }
+        }
+        (Request::Delete { .. }, _) => proto::write_multi_header(w, op::DELETE, false, 0),
+        (Request::Check { .. }, _) => proto::write_multi_header(w, op::CHECK, false, 0),
+        (Request::SetData { .. }, TxnResult::Stat(stat)) => {
+            proto::write_multi_header(w, op::SET_DATA, false, 0);
+            proto::write_stat(w, stat);
+        }
+        _ => {
+            proto::write_multi_header(w, op::ERROR, false, Code::RuntimeInconsistency as i32);
+            w.put_i32(Code::RuntimeInconsistency as i32);
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The data tree (ZooKeeper's `DataTree`): znodes, their persisted stats, and the
+//! indexes of ephemerals, containers and TTL nodes. Applying a transaction
+//! returns the watch triggers it causes instead of firing them.
+
+use crate::error::{Code, ZkResult};
+use crate::path;
+use crate::proto::{Acl, Stat};
+use crate::txn::owner;
+use crate::watch::event;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// A node's persisted stat (`StatPersisted`): client-visible numbers are derived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeStat {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    /// Number of child creations (ZooKeeper persists creates only).
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub data: Option<Box<[u8]>>,
+    pub acl: Arc<[Acl]>,
+    pub stat: NodeStat,
+    pub children: BTreeSet<Box<str>>,
+}
+
+impl Node {
+    /// The Stat a client sees, as `DataNode.copyStat`: cversion counts creates
+    /// and deletes, and container/TTL owners read as 0.
+    pub fn stat(&self) -> Stat {
+        let s = &self.stat;
+        let num_children = self.children.len() as i32;
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: s.aversion,
+            ephemeral_owner: if owner::is_session(s.ephemeral_owner) { s.ephemeral_owner } else { 0 },
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children,
+            pzxid: s.pzxid,
+        }
+    }
+
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+}
+
+/// A watch trigger: a change of `event_type` at `path`.
+pub type Trigger = (String, i32);
+
+pub const ROOT: &str = "/";
+pub const ZOOKEEPER: &str = "/zookeeper";
+pub const QUOTA: &str = "/zookeeper/quota";
+pub const CONFIG: &str = "/zookeeper/config";
+
+pub struct DataTree {
+    nodes: HashMap<Box<str>, Node>,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: HashSet<String>,
+    ttls: HashSet<String>,
+    acl_cache: HashMap<Vec<Acl>, Arc<[Acl]>>,
+    data_bytes: u64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DataTree {
+    /// The tree every ZooKeeper starts with: /, /zookeeper, /zookeeper/quota
+    /// and the read-only /zookeeper/config.
+    pub fn new() -> DataTree {
+        let mut t = DataTree {
+            nodes: HashMap::new(),
+            ephemerals: HashMap::new(),
+            containers: HashSet::new(),
+            ttls: HashSet::new(),
+            acl_cache: HashMap::new(),
+            data_bytes: 0,
+        };
+        let open = t.intern_acl(vec![Acl::world_all()]);
+        let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
+        for (p, acl) in [(ROOT, &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read_only)] {
+            let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat: NodeStat::default(), children: BTreeSet::new() };
+            t.nodes.insert(p.into(), node);
+            if p != ROOT {
+                // System nodes are linked in without counting as creates (cversion -1 on /, as ZooKeeper).
+                t.nodes.get_mut(path::parent(p)).unwrap().children.insert(path::name(p).into());
+            }
+        }
+        t
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Bytes of paths and data, as ZooKeeper's approximate data size.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_bytes
+    }
+
+    pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
+        self.ephemerals.get(&session_id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    pub fn ephemerals(&self) -> &HashMap<i64, BTreeSet<String>> {
+        &self.ephemerals
+    }
+
+    /// Every node in the subtree below `path`, not counting `path` itself.
+    pub fn descendant_count(&self, path: &str) -> usize {
+        let Some(node) = self.nodes.get(path) else { return 0 };
+        node.children
+            .iter()
+            .map(|c| {
+                let child = path::child(path, c);
+                1 + self.descendant_count(&child)
+            })
+            .sum()
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &String> {
+        self.containers.iter()
+    }
+
+    pub fn ttl_nodes(&self) -> impl Iterator<Item = &String> {
+        self.ttls.iter()
+    }
+
+    pub fn is_special(path: &str) -> bool {
+        matches!(path, ROOT | ZOOKEEPER | QUOTA | CONFIG)
+    }
+
+    /// Shares one allocation among nodes with equal ACLs (ZooKeeper's ACL cache).
+    pub fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<[Acl]> {
+        if let Some(a) = self.acl_cache.get(&acl) {
+            return a.clone();
+        }
+        let shared: Arc<[Acl]> = acl.clone().into();
+        self.acl_cache.insert(acl, shared.clone());
+        shared
+    }
+
+    fn node_size(path: &str, data: &Option<Box<[u8]>>) -> u64 {
+        (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64
+    }
+
+    pub fn create(
+        &mut self,
+        path: &str,
+        data: Option<Vec<u8>>,
+        acl: Vec<Acl>,
+        ephemeral_owner: i64,
+        parent_cversion: i32,
+        zxid: i64,
+        time_ms: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> ZkResult<Stat> {
+        if self.nodes.contains_key(path) {
+            return Err(Code::NodeExists);
+        }
+        let parent_path = path::parent(path);
+        let acl = self.intern_acl(acl);
+        let parent = self.nodes.get_mut(parent_path).ok_or(Code::NoNode)?;
+        parent.children.insert(path::name(path).into());
+        // Replays may see an older create: only ever move cversion forward.
+        if parent_cversion > parent.stat.cversion {
+            parent.stat.cversion = parent_cversion;
+            parent.stat.pzxid = zxid;
+        }
+        let stat = NodeStat { czxid: zxid, mzxid: zxid, pzxid: zxid, ctime: time_ms, mtime: time_ms, ephemeral_owner, ..Default::default() };
+        let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: BTreeSet::new() };
+        self.data_bytes += Self::node_size(path, &node.data);
+        let client_stat = node.stat();
+        self.nodes.insert(path.into(), node);
+        if ephemeral_owner == owner::CONTAINER {
+            self.containers.insert(path.to_owned());
+        } else if owner::ttl_of(ephemeral_owner).is_some() {
+            self.ttls.insert(path.to_owned());
+        } else if ephemeral_owner != 0 {
+            self.ephemerals.entry(ephemeral_owner).or_default().insert(path.to_owned());
+        }
+        triggers.push((path.to_owned(), event::NODE_CREATED));
+        triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
+        Ok(client_stat)
+    }
+
+    pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> ZkResult<()> {
+        let parent_path = path::parent(path);
+        let node = self.nodes.remove(path).ok_or(Code::NoNode)?;
+        if let Some(parent) = self.nodes.get_mut(parent_path) {
+            parent.children.remove(path::name(path));
+            if zxid > parent.stat.pzxid {
+                parent.stat.pzxid = zxid;
+            }
+        }
+        self.data_bytes -= Self::node_size(path, &node.data);
+        let o = node.stat.ephemeral_owner;
+        if o == owner::CONTAINER {
+            self.containers.remove(path);
+        } else if owner::ttl_of(o).is_some() {
+            self.ttls.remove(path);
+        } else if o != 0 {
+            if let Some(set) = self.ephemerals.get_mut(&o) {
+                set.remove(path);
+                if set.is_empty() {
+                    self.ephemerals.remove(&o);
+                }
+            }
+        }
+        triggers.push((path.to_owned(), event::NODE_DELETED));
+        triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
+        Ok(())
+    }
+
+    pub fn set_data(&mut self, path: &str, data: Option<Vec<u8>>, version: i32, zxid: i64, time_ms: i64, triggers: &mut Vec<Trigger>) -> ZkResult<Stat> {
+        let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        let new_data = data.map(Vec::into_boxed_slice);
+        self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
+        node.data = new_data;
+        node.stat.version = version;
+        node.stat.mzxid = zxid;
+        node.stat.mtime = time_ms;
+        triggers.push((path.to_owned(), event::NODE_DATA_CHANGED));
+        Ok(node.stat())
+    }
+
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> ZkResult<Stat> {
+        let acl = self.intern_acl(acl);
+        let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        node.acl = acl;
+        node.stat.aversion = aversion;
+        Ok(node.stat())
+    }
+
+    /// All paths in the tree (for snapshots and dumps), parents before children.
+    pub fn paths(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.nodes.keys().map(|k| &**k).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_with(paths: &[&str]) -> DataTree {
+        let mut t = DataTree::new();
+        for (i, p) in paths.iter().enumerate() {
+            let parent_cv = t.get(path::parent(p)).unwrap().stat.cversion + 1;
+            t.create(p, Some(b"d".to_vec()), vec![Acl::world_all()], 0, parent_cv, i as i64 + 1, 100, &mut Vec::new()).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn starts_like_zookeeper() {
+        let t = DataTree::new();
+        let root = t.get("/").unwrap().stat();
+        assert_eq!((root.num_children, root.cversion), (1, -1));
+        assert_eq!(t.get("/zookeeper").unwrap().stat().cversion, -2);
+        assert_eq!(t.node_count(), 4);
+    }
+
+    #[test]
+    fn create_updates_parent_and_reports_triggers() {
+        let mut t = DataTree::new();
+        let mut trig = Vec::new();
+        let stat = t.create("/a", None, vec![Acl::world_all()], 0, 1, 7, 1000, &mut trig).unwrap();
+        assert_eq!((stat.czxid, stat.mzxid, stat.pzxid, stat.ctime, stat.data_length), (7, 7, 7, 1000, 0));
+        assert_eq!(trig, vec![("/a".into(), event::NODE_CREATED), ("/".into(), event::NODE_CHILDREN_CHANGED)]);
+        let root = t.get("/").unwrap();
+        assert_eq!(root.stat.pzxid, 7);
+        assert_eq!(root.stat().num_children, 2);
+        assert_eq!(t.create("/a", None, vec![], 0, 2, 8, 0, &mut trig), Err(Code::NodeExists));
+        assert_eq!(t.create("/x/y", None, vec![], 0, 1, 8, 0, &mut trig), Err(Code::NoNode));
+    }
+
+    #[test]
+    fn visible_cversion_counts_creates_and_deletes() {
+        let mut t = tree_with(&["/p", "/p/a", "/p/b"]);
+        assert_eq!(t.get("/p").unwrap().stat().cversion, 2);
+        t.delete("/p/a", 10, &mut Vec::new()).unwrap();
+        let p = t.get("/p").unwrap();
+        assert_eq!((p.stat().cversion, p.stat.cversion, p.stat.pzxid), (3, 2, 10));
+    }
+
+    #[test]
+    fn ephemeral_container_and_ttl_indexes() {
+        let mut t = DataTree::new();
+        let mut trig = Vec::new();
+        t.create("/e", None, vec![Acl::world_all()], 42, 1, 1, 0, &mut trig).unwrap();
+        t.create("/c", None, vec![Acl::world_all()], owner::CONTAINER, 2, 2, 0, &mut trig).unwrap();
+        let s = t.create("/t", None, vec![Acl::world_all()], owner::ttl(500), 3, 3, 0, &mut trig).unwrap();
+        assert_eq!(s.ephemeral_owner, 0, "TTL owners read as 0");
+        assert_eq!(t.get("/e").unwrap().stat().ephemeral_owner, 42);
+        assert_eq!(t.ephemerals_of(42), vec!["/e".to_string()]);
+        assert_eq!(t.containers().count(), 1);
+        assert_eq!(t.ttl_nodes().count(), 1);
+        for p in ["/e", "/c", "/t"] {
+            t.delete(p, 9, &mut trig).unwrap();
+        }
+        assert!(t.ephemerals_of(42).is_empty());
+        assert_eq!(t.containers().count() + t.ttl_nodes().count(), 0);
+    }
+
+    #[test]
+    fn set_data_tracks_size_and_acl_is_interned() {
+        let mut t = tree_with(&["/a", "/b"]);
+        let before = t.approximate_data_size();
+        t.set_data("/a", Some(vec![0; 10]), 1, 5, 200, &mut Vec::new()).unwrap();
+        assert_eq!(t.approximate_data_size(), before + 9);
+        assert!(Arc::ptr_eq(&t.get("/a").unwrap().acl, &t.get("/b").unwrap().acl));
+        assert_eq!(t.descendant_count("/"), 5);
+    }
+}

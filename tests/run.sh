@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, in one command: unit and end-to-end Rust tests, then
+# the kazoo end-to-end suite against Warden, then (when Apache ZooKeeper is
+# installed) the same kazoo suite against ZooKeeper 3.8 to prove the tests
+# encode ZooKeeper's behaviour.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import kazoo' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+
+cargo build --quiet -p warden
+cargo test --workspace
+
+export WARDEN_BIN="$repo/target/debug/warden"
+WARDEN_TEST_TARGET=warden .venv/bin/pytest tests/e2e -q -p no:cacheprovider
+
+if [ -f /usr/share/java/zookeeper.jar ] && [ "${WARDEN_SKIP_PARITY:-0}" != 1 ]; then
+  echo "== parity: the same kazoo suite against Apache ZooKeeper =="
+  WARDEN_TEST_TARGET=zookeeper .venv/bin/pytest tests/e2e -q -p no:cacheprovider
+else
+  echo "== parity run skipped: Debian's zookeeper package is not installed (.ci/run installs it) =="
+fi
