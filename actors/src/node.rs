@@ -72,6 +72,32 @@ pub fn environment() -> Vec<(String, String)> {
     ]
 }
 
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+/// `conf` in ZooKeeper's key order (`ZooKeeperServer.dumpConf`).
+pub fn zookeeper_conf(c: &Config) -> Vec<(String, String)> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    [
+        ("clientPort", c.client_port.to_string()),
+        ("secureClientPort", c.secure_client_port.map_or("-1".into(), |p| p.to_string())),
+        ("dataDir", abs(&c.data_dir)),
+        ("dataDirSize", dir_size(&c.data_dir).to_string()),
+        ("dataLogDir", abs(&c.data_log_dir)),
+        ("dataLogSize", dir_size(&c.data_log_dir).to_string()),
+        ("tickTime", c.tick_time_ms.to_string()),
+        ("maxClientCnxns", c.max_client_cnxns.to_string()),
+        ("minSessionTimeout", c.min_session_timeout_ms.to_string()),
+        ("maxSessionTimeout", c.max_session_timeout_ms.to_string()),
+        ("clientPortListenBacklog", "-1".into()),
+        ("serverId", c.my_id.unwrap_or(0).to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn core_settings(config: &Config) -> Settings {
     Settings {
         min_session_timeout_ms: config.min_session_timeout_ms,

@@ -116,7 +116,7 @@ impl Handler<TakeSnapshot> for Processor {
             ephemerals_count: db.tree.ephemeral_count() as u64,
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,
-            conf: self.config.to_pairs(),
+            conf: crate::node::zookeeper_conf(&self.config),
             env: crate::node::environment(),
             ..Default::default()
         };

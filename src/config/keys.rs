@@ -60,7 +60,7 @@ plain_keys! {
     "readonlymode.enabled" => read_only_mode_enabled: boolean / show,
     "znode.container.checkIntervalMs" => container_check_interval_ms: positive / show,
     "znode.container.maxPerMinute" => container_max_per_minute: positive / show,
-    "skipACL" => skip_acl: boolean / yes_no,
+    "skipACL" => skip_acl: exactly_yes / yes_no,
     "warden.logLevel" => log_level: log_level / show,
     "warden.logFormat" => log_format: log_format / lower,
 }
@@ -324,6 +324,12 @@ impl Setting<'_> {
 
     fn boolean(&self) -> R<bool> {
         Ok(self.one_of(&["false", "true", "no", "yes"])? % 2 == 1)
+    }
+
+    /// ZooKeeper turns skipACL on only for exactly "yes"; "true" must not
+    /// silently disable ACLs that ZooKeeper would enforce.
+    fn exactly_yes(&self) -> R<bool> {
+        Ok(self.value == "yes")
     }
 
     fn role(&self) -> R<PeerRole> {

@@ -215,7 +215,7 @@ fn later_pairs_override_and_zookeeper_prefix() {
     let mut all = parse("clientPort=2181\ntickTime=1000", Format::ZooCfg).unwrap();
     all.push(set);
     all.extend(pairs(&[
-        ("zookeeper.skipACL", "YES"),
+        ("zookeeper.skipACL", "yes"),
         ("jute.maxbuffer", "0x100000"),
         ("zookeeper.extendedTypesEnabled", "no"),
         ("readonlymode.enabled", "True"),
@@ -394,4 +394,12 @@ fn load_reads_file_then_sets() {
     let missing = load(Some(&dir.join("nope.cfg")), &[]).unwrap_err();
     assert!(matches!(missing, ConfigError::Io { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn skip_acl_needs_exactly_yes_as_zookeeper() {
+    for (v, on) in [("yes", true), ("true", false), ("YES", false), ("no", false)] {
+        let (c, _) = build(&[("skipACL".to_string(), v.to_string())]).unwrap();
+        assert_eq!(c.skip_acl, on, "{v}");
+    }
 }
