@@ -11,6 +11,7 @@ pub mod jute;
 pub mod path;
 pub mod prep;
 pub mod proto;
+pub mod record;
 pub mod server;
 pub mod session;
 pub mod tree;

@@ -54,15 +54,16 @@ pub enum WatchOp {
 }
 
 /// The reply to send, or a question only the watch registry can answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Reply {
     Frame(Vec<u8>),
     /// checkWatches (remove = false) or removeWatches: reply OK or NoWatcher.
     WatchQuery { xid: i32, zxid: i64, path: String, watcher_type: i32, remove: bool },
+    #[default]
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
     pub reply: Reply,
     /// Changes to fire watches for (path, event type), and the zxid that made them.
@@ -71,11 +72,13 @@ pub struct Output {
     pub watches: Vec<WatchOp>,
     /// Set when the request ended its session (closeSession or expiry).
     pub session_closed: Option<i64>,
+    /// Close the connection after the reply (ZooKeeper does for unknown opcodes).
+    pub close_connection: bool,
 }
 
 impl Output {
     fn reply(frame: Vec<u8>, zxid: i64) -> Output {
-        Output { reply: Reply::Frame(frame), triggers: Vec::new(), zxid, watches: Vec::new(), session_closed: None }
+        Output { reply: Reply::Frame(frame), zxid, ..Default::default() }
     }
 }
 
@@ -169,7 +172,7 @@ impl Core {
         let txn = Txn::CloseSession { ephemerals: self.db.tree.ephemerals_of(session_id) };
         let mut triggers = Vec::new();
         self.commit(&hdr, &txn, &mut triggers);
-        Some(Output { reply: Reply::None, triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed: Some(session_id) })
+        Some(Output { triggers, zxid: hdr.zxid, session_closed: Some(session_id), ..Default::default() })
     }
 
     /// Paths the container manager should try to delete now: containers that
@@ -200,7 +203,7 @@ impl Core {
         let hdr = self.header(0, 0, now_ms);
         let mut triggers = Vec::new();
         self.commit(&hdr, &txn, &mut triggers);
-        Some(Output { reply: Reply::None, triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed: None })
+        Some(Output { triggers, zxid: hdr.zxid, ..Default::default() })
     }
 
     pub fn process(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
@@ -211,6 +214,12 @@ impl Core {
         if req.is_write() {
             return self.process_write(ctx, req);
         }
+        if let Request::Unknown(_) = req {
+            // UnimplementedRequestProcessor: error reply with zxid -1, then close.
+            let mut out = Output::reply(reply_frame(ctx.xid, -1, Code::Unimplemented as i32, |_| {}), zxid);
+            out.close_connection = true;
+            return out;
+        }
         let mut watches = Vec::new();
         let result = self.read(ctx, req, &mut watches);
         let reply = match result {
@@ -220,7 +229,7 @@ impl Core {
             }
             Err(code) => Reply::Frame(reply_frame(ctx.xid, zxid, code as i32, |_| {})),
         };
-        Output { reply, triggers: Vec::new(), zxid, watches, session_closed: None }
+        Output { reply, zxid, watches, ..Default::default() }
     }
 
     fn process_write(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
@@ -234,7 +243,7 @@ impl Core {
             r => reply_frame(ctx.xid, hdr.zxid, 0, |w| write_result(w, req, r)),
         };
         let session_closed = matches!(req, Request::CloseSession).then_some(ctx.session_id);
-        Output { reply: Reply::Frame(frame), triggers, zxid: hdr.zxid, watches: Vec::new(), session_closed }
+        Output { reply: Reply::Frame(frame), triggers, zxid: hdr.zxid, session_closed, ..Default::default() }
     }
 
     fn node_for_read(&self, path: &str, perm: i32, auth: &[Id]) -> Result<&crate::tree::Node, Code> {
@@ -348,7 +357,7 @@ impl Core {
             }),
             Request::MultiRead(ops) => ok(&|w| self.multi_read(ctx.auth, ops, w)),
             Request::Reconfig if !self.settings.reconfig_enabled => Err(Code::ReconfigDisabled),
-            Request::Reconfig | Request::Sasl | Request::Unknown(_) => Err(Code::Unimplemented),
+            Request::Reconfig | Request::Sasl => Err(Code::Unimplemented),
             // Auth is answered by the connection; writes never get here.
             _ => Err(Code::Unimplemented),
         }

@@ -64,6 +64,9 @@ impl Dispatcher {
         if let (Some(c), Some(f)) = (&conn, frame) {
             c.do_send(ToConn::Frame(f));
         }
+        if let (Some(c), true) = (&conn, out.close_connection) {
+            c.do_send(ToConn::Close { frame: None, reason: "unknown opcode" });
+        }
         if let Some(closed) = out.session_closed {
             self.watches.remove_session(closed);
             if let Some((_, c)) = self.conns.remove(&closed) {

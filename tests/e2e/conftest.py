@@ -1,0 +1,301 @@
+"""Fixtures for the Warden end-to-end suite.
+
+The target server is chosen by WARDEN_TEST_TARGET:
+
+* ``warden`` (default): the binary at $WARDEN_BIN (default
+  <repo>/target/release/warden), started as
+  ``warden server --set key=value ...``.
+* ``zookeeper``: the real Apache ZooKeeper (Debian's libzookeeper-java),
+  with zoo.cfg keys written to zoo.cfg and system-property keys passed as -D.
+
+A test module may define ``SERVER_SETTINGS = {...}`` to override/add settings
+for the module-scoped ``server``; ``start_server(settings)`` starts an extra
+server for tests that need special settings.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rawzk  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET = os.environ.get("WARDEN_TEST_TARGET", "warden").strip().lower()
+WARDEN_BIN = os.environ.get("WARDEN_BIN", str(REPO / "target" / "release" / "warden"))
+
+ZK_JARS = [
+    "/usr/share/java/zookeeper.jar",
+    "/usr/share/java/slf4j-log4j12.jar",
+    "/usr/share/java/log4j-1.2.jar",
+]
+ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+# Settings every server gets; a test's settings are layered on top.
+BASE_SETTINGS = {
+    "tickTime": "2000",
+    "4lw.commands.whitelist": "*",
+    "zookeeper.extendedTypesEnabled": "true",
+    "znode.container.checkIntervalMs": "500",
+}
+
+# Keys that are Java system properties for ZooKeeper (everything else is zoo.cfg).
+_SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.")
+_SYSPROP_KEYS = {"readonlymode.enabled"}
+
+STARTUP_TIMEOUT = 30.0
+# Per-test wall-clock limit so a server that never answers cannot hang the run.
+TEST_TIMEOUT = int(os.environ.get("WARDEN_TEST_TIMEOUT", "120"))
+
+
+def is_sysprop(key):
+    return key.startswith(_SYSPROP_PREFIXES) or key in _SYSPROP_KEYS
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ruok(hostport, timeout=1.0):
+    try:
+        return rawzk.four_letter(hostport, b"ruok", timeout=timeout) == b"imok"
+    except OSError:
+        return False
+
+
+def handshake_ok(hostport):
+    """True once a client session can be established (and closed again).
+
+    ZooKeeper answers ruok before its request pipeline is up, so a real
+    handshake is the readiness check that matters.
+    """
+    try:
+        client = rawzk.RawClient(hostport, timeout_ms=30000, sock_timeout=2.0)
+    except (OSError, rawzk.ConnectionClosed, ValueError):
+        return False
+    try:
+        if client.connect_response.timeout <= 0:
+            return False
+        client.close_session()
+        return True
+    except (OSError, rawzk.ConnectionClosed, AssertionError):
+        return False
+    finally:
+        client.close()
+
+
+class Server:
+    """One running server process (Warden or ZooKeeper)."""
+
+    def __init__(self, settings=None):
+        self.settings = dict(BASE_SETTINGS)
+        self.settings.update({k: str(v) for k, v in (settings or {}).items()})
+        self.tmpdir = tempfile.mkdtemp(prefix="warden-e2e-")
+        self.data_dir = os.path.join(self.tmpdir, "data")
+        os.makedirs(self.data_dir)
+        self.log_path = os.path.join(self.tmpdir, "server.log")
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.hostport = "%s:%d" % (self.host, self.port)
+        self.proc = None
+        self._log = None
+
+    @property
+    def tick_ms(self):
+        return int(self.settings["tickTime"])
+
+    def command(self):
+        s = dict(self.settings)
+        s["clientPort"] = str(self.port)
+        s["clientPortAddress"] = self.host
+        s["dataDir"] = self.data_dir
+        if TARGET == "warden":
+            cmd = [WARDEN_BIN, "server"]
+            for k, v in s.items():
+                cmd += ["--set", "%s=%s" % (k, v)]
+            return cmd
+        if TARGET == "zookeeper":
+            s.setdefault("admin.enableServer", "false")
+            cfg_lines, props = [], []
+            for k, v in s.items():
+                if is_sysprop(k):
+                    props.append("-D%s=%s" % (k, v))
+                else:
+                    cfg_lines.append("%s=%s" % (k, v))
+            cfg = os.path.join(self.tmpdir, "zoo.cfg")
+            with open(cfg, "w") as f:
+                f.write("\n".join(cfg_lines) + "\n")
+            log4j = os.path.join(self.tmpdir, "log4j.properties")
+            with open(log4j, "w") as f:
+                f.write(
+                    "log4j.rootLogger=INFO, CONSOLE\n"
+                    "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+                    "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+                    "log4j.appender.CONSOLE.layout.ConversionPattern="
+                    "%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n\n"
+                )
+            return [
+                "java",
+                "-Xmx512m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-cp", ":".join(ZK_JARS),
+                "-Dlog4j.configuration=file:" + log4j,
+                *props,
+                ZK_MAIN,
+                cfg,
+            ]
+        raise RuntimeError("unknown WARDEN_TEST_TARGET %r (want warden or zookeeper)" % TARGET)
+
+    def start(self):
+        cmd = self.command()
+        if TARGET == "warden" and not os.path.exists(cmd[0]):
+            raise RuntimeError("warden binary not found at %s (set WARDEN_BIN)" % cmd[0])
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.tmpdir,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if ruok(self.hostport) and handshake_ok(self.hostport):
+                return self
+            time.sleep(0.1)
+        rc = self.proc.poll()
+        tail = self.log_tail()
+        self.stop()
+        raise RuntimeError(
+            "server did not answer ruok (exit code %r)\ncommand: %s\n--- log tail ---\n%s"
+            % (rc, " ".join(cmd), tail)
+        )
+
+    def log_tail(self, lines=60):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def start_server(settings=None):
+    """Start a server of the selected target with ``settings``; caller must stop() it."""
+    return Server(settings).start()
+
+
+class TestTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _per_test_timeout(request):
+    def on_alarm(signum, frame):
+        raise TestTimeout("test exceeded %ds (WARDEN_TEST_TIMEOUT)" % TEST_TIMEOUT)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    srv = start_server(getattr(request.module, "SERVER_SETTINGS", {}))
+    yield srv
+    alive = srv.alive()
+    tail = srv.log_tail() if not alive else ""
+    srv.stop()
+    if not alive:
+        pytest.fail("server process died during the module\n" + tail)
+
+
+@pytest.fixture
+def hosts(server):
+    return server.hostport
+
+
+class ClientFactory:
+    def __init__(self, hostport):
+        self.hostport = hostport
+        self.clients = []
+
+    def __call__(self, start=True, hosts=None, **kwargs):
+        kwargs.setdefault("timeout", 10.0)
+        zk = KazooClient(hosts=hosts or self.hostport, **kwargs)
+        self.clients.append(zk)
+        if start:
+            zk.start(timeout=15)
+        return zk
+
+    def close_all(self):
+        for zk in self.clients:
+            try:
+                zk.stop()
+                zk.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def make_client(server):
+    factory = ClientFactory(server.hostport)
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def zk(make_client):
+    return make_client()
+
+
+@pytest.fixture
+def base(zk, request):
+    """A fresh, unique persistent node for the test to work under."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40]
+    path = "/t-%s-%s" % (name, uuid.uuid4().hex[:8])
+    zk.create(path)
+    yield path
+    try:
+        if zk.connected:
+            zk.delete(path, recursive=True)
+    except Exception:
+        pass
+
