@@ -27,6 +27,11 @@ pub struct Database {
 }
 
 impl Database {
+    /// A database as a snapshot recorded it.
+    pub fn restore(tree: DataTree, sessions: impl IntoIterator<Item = (i64, i32)>, last_zxid: i64) -> Database {
+        Database { tree, sessions: sessions.into_iter().collect(), last_zxid }
+    }
+
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
     }

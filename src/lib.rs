@@ -14,6 +14,8 @@ pub mod proto;
 pub mod record;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
 pub mod txn;
+pub mod txnlog;
 pub mod watch;

@@ -10,7 +10,7 @@ use crate::prep::{self, PrepCtx};
 use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
 use crate::session;
 use crate::tree::Trigger;
-use crate::txn::{owner, Txn, TxnHeader};
+use crate::txn::{owner, LogEntry, Txn, TxnHeader};
 use crate::watch::{add_mode, event, state, WatchKind};
 
 #[derive(Debug, Clone)]
@@ -112,13 +112,28 @@ pub struct Core {
     pub settings: Settings,
     next_session_id: i64,
     secret: Vec<u8>,
+    /// Transactions applied but not yet handed to the log.
+    unlogged: Vec<LogEntry>,
 }
 
 impl Core {
     /// `secret` keys session passwords; `now_ms` seeds session ids.
     pub fn new(settings: Settings, secret: Vec<u8>, now_ms: i64) -> Core {
-        let next_session_id = session::initial_session_id(now_ms, settings.server_id);
-        Core { db: Database::default(), settings, next_session_id, secret }
+        Core::restore(settings, secret, now_ms, Database::default())
+    }
+
+    /// A core over a recovered database; session ids continue past any restored one.
+    pub fn restore(settings: Settings, secret: Vec<u8>, now_ms: i64, db: Database) -> Core {
+        let mine = |id: &i64| (*id >> 56) as u8 == settings.server_id;
+        let past_restored = db.sessions().keys().filter(|id| mine(id)).max().map_or(i64::MIN, |id| id + 1);
+        let next_session_id = session::initial_session_id(now_ms, settings.server_id).max(past_restored);
+        Core { db, settings, next_session_id, secret, unlogged: Vec::new() }
+    }
+
+    /// Takes the transactions applied since the last call, in zxid order, for
+    /// the log: their replies must wait until these are durable.
+    pub fn take_unlogged(&mut self) -> Vec<LogEntry> {
+        std::mem::take(&mut self.unlogged)
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -129,8 +144,10 @@ impl Core {
         TxnHeader { session_id, cxid, zxid: self.db.last_zxid() + 1, time_ms: now_ms }
     }
 
-    fn commit(&mut self, hdr: &TxnHeader, txn: &Txn, triggers: &mut Vec<Trigger>) -> TxnResult {
-        self.db.apply(hdr, txn, triggers)
+    fn commit(&mut self, hdr: &TxnHeader, txn: Txn, triggers: &mut Vec<Trigger>) -> TxnResult {
+        let result = self.db.apply(hdr, &txn, triggers);
+        self.unlogged.push(LogEntry { hdr: *hdr, txn });
+        result
     }
 
     pub fn connect(&mut self, req: &ConnectRequest, now_ms: i64) -> ConnectOutcome {
@@ -146,7 +163,7 @@ impl Core {
             let sid = self.next_session_id;
             self.next_session_id += 1;
             let hdr = self.header(sid, 0, now_ms);
-            self.commit(&hdr, &Txn::CreateSession { timeout_ms }, &mut Vec::new());
+            self.commit(&hdr, Txn::CreateSession { timeout_ms }, &mut Vec::new());
             (sid, true)
         } else {
             let known = self.db.session_timeout(req.session_id).is_some();
@@ -171,7 +188,7 @@ impl Core {
         let hdr = self.header(session_id, 0, now_ms);
         let txn = Txn::CloseSession { ephemerals: self.db.tree.ephemerals_of(session_id) };
         let mut triggers = Vec::new();
-        self.commit(&hdr, &txn, &mut triggers);
+        self.commit(&hdr, txn, &mut triggers);
         Some(Output { triggers, zxid: hdr.zxid, session_closed: Some(session_id), ..Default::default() })
     }
 
@@ -202,7 +219,7 @@ impl Core {
         }
         let hdr = self.header(0, 0, now_ms);
         let mut triggers = Vec::new();
-        self.commit(&hdr, &txn, &mut triggers);
+        self.commit(&hdr, txn, &mut triggers);
         Some(Output { triggers, zxid: hdr.zxid, ..Default::default() })
     }
 
@@ -237,7 +254,7 @@ impl Core {
         let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled };
         let txn = prep::prepare(&self.db.tree, &pctx, req);
         let mut triggers = Vec::new();
-        let result = self.commit(&hdr, &txn, &mut triggers);
+        let result = self.commit(&hdr, txn, &mut triggers);
         let frame = match &result {
             TxnResult::Error(code) => reply_frame(ctx.xid, hdr.zxid, *code, |_| {}),
             r => reply_frame(ctx.xid, hdr.zxid, 0, |w| write_result(w, req, r)),

@@ -7,7 +7,8 @@ use crate::path;
 use crate::proto::{Acl, Stat};
 use crate::txn::owner;
 use crate::watch::event;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// A node's persisted stat (`StatPersisted`): client-visible numbers are derived.
@@ -68,7 +69,9 @@ pub const QUOTA: &str = "/zookeeper/quota";
 pub const CONFIG: &str = "/zookeeper/config";
 
 pub struct DataTree {
-    nodes: HashMap<Box<str>, Node>,
+    /// Ordered, so a fuzzy snapshot can walk it in chunks, resuming after the
+    /// last path it wrote while the tree keeps changing in between.
+    nodes: BTreeMap<Box<str>, Node>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: HashSet<String>,
     ttls: HashSet<String>,
@@ -87,7 +90,7 @@ impl DataTree {
     /// and the read-only /zookeeper/config.
     pub fn new() -> DataTree {
         let mut t = DataTree {
-            nodes: HashMap::new(),
+            nodes: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: HashSet::new(),
             ttls: HashSet::new(),
@@ -98,6 +101,7 @@ impl DataTree {
         let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
         for (p, acl) in [(ROOT, &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read_only)] {
             let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat: NodeStat::default(), children: BTreeSet::new() };
+            t.data_bytes += Self::node_size(p, &node.data);
             t.nodes.insert(p.into(), node);
             if p != ROOT {
                 // System nodes are linked in without counting as creates (cversion -1 on /, as ZooKeeper).
@@ -181,10 +185,18 @@ impl DataTree {
         time_ms: i64,
         triggers: &mut Vec<Trigger>,
     ) -> ZkResult<Stat> {
+        let parent_path = path::parent(path);
         if self.nodes.contains_key(path) {
+            // Replaying over a fuzzy snapshot that already holds the node: the
+            // parent still moves forward, as ZooKeeper's processTxn does.
+            if let Some(parent) = self.nodes.get_mut(parent_path) {
+                if parent_cversion > parent.stat.cversion {
+                    parent.stat.cversion = parent_cversion;
+                    parent.stat.pzxid = zxid;
+                }
+            }
             return Err(Code::NodeExists);
         }
-        let parent_path = path::parent(path);
         let acl = self.intern_acl(acl);
         let parent = self.nodes.get_mut(parent_path).ok_or(Code::NoNode)?;
         parent.children.insert(path::name(path).into());
@@ -212,13 +224,14 @@ impl DataTree {
 
     pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> ZkResult<()> {
         let parent_path = path::parent(path);
-        let node = self.nodes.remove(path).ok_or(Code::NoNode)?;
+        // The parent's pzxid moves even if the child is already gone (replay).
         if let Some(parent) = self.nodes.get_mut(parent_path) {
             parent.children.remove(path::name(path));
             if zxid > parent.stat.pzxid {
                 parent.stat.pzxid = zxid;
             }
         }
+        let node = self.nodes.remove(path).ok_or(Code::NoNode)?;
         self.data_bytes -= Self::node_size(path, &node.data);
         let o = node.stat.ephemeral_owner;
         if o == owner::CONTAINER {
@@ -258,11 +271,48 @@ impl DataTree {
         Ok(node.stat())
     }
 
-    /// All paths in the tree (for snapshots and dumps), parents before children.
-    pub fn paths(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.nodes.keys().map(|k| &**k).collect();
-        v.sort_unstable();
-        v
+    /// Up to `max` nodes in path order strictly after `after` (from the start
+    /// when None): the fuzzy snapshot's cursor.
+    pub fn nodes_after(&self, after: Option<&str>, max: usize) -> impl Iterator<Item = (&str, &Node)> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.nodes.range::<str, _>((lower, Bound::Unbounded)).take(max).map(|(k, v)| (&**k, v))
+    }
+
+    /// Inserts a node read from a snapshot; children links and indexes are
+    /// rebuilt by `finish_restore`.
+    pub fn restore_node(&mut self, path: &str, data: Option<Vec<u8>>, acl: Vec<Acl>, stat: NodeStat) {
+        let acl = self.intern_acl(acl);
+        let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: BTreeSet::new() };
+        if let Some(old) = self.nodes.insert(path.into(), node) {
+            self.data_bytes -= Self::node_size(path, &old.data);
+        }
+        self.data_bytes += Self::node_size(path, &self.nodes[path].data);
+    }
+
+    /// Rebuilds children sets and the ephemeral/container/TTL indexes after
+    /// nodes were restored from a snapshot.
+    pub fn finish_restore(&mut self) {
+        let paths: Vec<(Box<str>, i64)> = self.nodes.iter().map(|(p, n)| (p.clone(), n.stat.ephemeral_owner)).collect();
+        self.ephemerals.clear();
+        self.containers.clear();
+        self.ttls.clear();
+        for n in self.nodes.values_mut() {
+            n.children.clear();
+        }
+        for (p, o) in paths {
+            if &*p != ROOT {
+                if let Some(parent) = self.nodes.get_mut(path::parent(&p)) {
+                    parent.children.insert(path::name(&p).into());
+                }
+            }
+            if o == owner::CONTAINER {
+                self.containers.insert(p.to_string());
+            } else if owner::ttl_of(o).is_some() {
+                self.ttls.insert(p.to_string());
+            } else if o != 0 {
+                self.ephemerals.entry(o).or_default().insert(p.to_string());
+            }
+        }
     }
 }
 

@@ -17,15 +17,45 @@ pub enum Txn {
     CreateSession { timeout_ms: i32 },
     /// Closing deletes the session's ephemerals; the list is fixed at prep time.
     CloseSession { ephemerals: Vec<String> },
-    Create { path: String, data: Option<Vec<u8>>, acl: Vec<Acl>, ephemeral_owner: i64, parent_cversion: i32 },
+    Create {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        data: Option<Vec<u8>>,
+        acl: Vec<Acl>,
+        ephemeral_owner: i64,
+        parent_cversion: i32,
+    },
     Delete { path: String },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
+    SetData {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
     SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     Check { path: String, version: i32 },
     /// All sub-transactions succeed together; a failed multi holds only `Error`s.
     Multi(Vec<Txn>),
     /// A rejected write still takes a zxid, as in ZooKeeper.
     Error { code: i32 },
+}
+
+/// One transaction as logged and replicated: what happened, and where in
+/// the total order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub hdr: TxnHeader,
+    pub txn: Txn,
+}
+
+impl LogEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).expect("transactions always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<LogEntry, String> {
+        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    }
 }
 
 /// `Stat.ephemeralOwner` encodings (`EphemeralType`).
@@ -56,6 +86,21 @@ pub mod owner {
 #[cfg(test)]
 mod tests {
     use super::owner;
+
+    #[test]
+    fn log_entries_round_trip() {
+        use super::*;
+        let e = LogEntry {
+            hdr: TxnHeader { session_id: 7, cxid: 3, zxid: 42, time_ms: 1000 },
+            txn: Txn::Multi(vec![
+                Txn::Create { path: "/a".into(), data: Some(vec![0, 255, 7]), acl: vec![Acl::world_all()], ephemeral_owner: 7, parent_cversion: 1 },
+                Txn::SetData { path: "/a".into(), data: None, version: 1 },
+                Txn::Error { code: -101 },
+            ]),
+        };
+        assert_eq!(LogEntry::decode(&e.encode()).unwrap(), e);
+        assert!(LogEntry::decode(&[0xc1]).is_err());
+    }
 
     #[test]
     fn ephemeral_owner_encodings() {

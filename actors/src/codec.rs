@@ -94,7 +94,7 @@ mod tests {
         let mut c = ClientCodec::new(100);
         let mut b = BytesMut::from(&b"ruok"[..]);
         assert!(matches!(c.decode(&mut b).unwrap(), Some(Inbound::FourLetter("ruok"))));
-        let mut c = ClientCodec::new(1 << 30);
+        let mut c = ClientCodec::new(usize::MAX);
         let mut b = BytesMut::from(&[0, 0, 0, 0][..]);
         assert!(matches!(c.decode(&mut b).unwrap(), Some(Inbound::Frame(f)) if f.is_empty()));
         let mut b = BytesMut::from(&b"ruok"[..]);

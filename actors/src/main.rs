@@ -7,6 +7,8 @@ mod listener;
 mod messages;
 mod node;
 mod processor;
+mod snapshotter;
+mod storage;
 mod stats;
 mod tracker;
 

@@ -86,3 +86,22 @@ pub struct ExpireTo(pub Recipient<Expire>);
 #[derive(Message)]
 #[rtype(result = "ServerSnapshot")]
 pub struct TakeSnapshot;
+
+/// Log thread -> processor: everything up to `zxid` is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Synced {
+    pub zxid: i64,
+    /// fsyncs done so far, for metrics.
+    pub fsyncs: u64,
+}
+
+/// Processor -> snapshotter: the pieces of one snapshot, in order.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub enum SnapshotPart {
+    Begin { zxid: i64, bytes: Vec<u8> },
+    Chunk(Vec<u8>),
+    /// The last bytes; the snapshotter makes the file durable and visible.
+    End(Vec<u8>),
+}

@@ -4,8 +4,11 @@
 use crate::dispatcher::Dispatcher;
 use crate::listener::Listener;
 use crate::messages::ExpireTo;
+use crate::messages::Tracking;
 use crate::processor::{wall_clock_ms, Processor};
+use crate::snapshotter::{Purge, Snapshotter};
 use crate::stats::ServerStats;
+use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
 use actix::prelude::*;
 use slog::{info, o, warn, Drain, Logger};
@@ -116,11 +119,18 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         warn!(log, "config: {}", w);
     }
     check_data_dir(&config.data_dir)?;
+    check_data_dir(&config.data_log_dir)?;
     let secret = session_secret(&config.data_dir)?;
+    if !config.force_sync {
+        warn!(log, "forceSync=no: writes are acknowledged before they reach the disk and can be lost on a crash; for tests only");
+    }
     let (host, port) = config.client_listen_address();
     let std_listener = std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+    let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
+    info!(log, "recovered data"; "snapshot_zxid" => recovered.snapshot_zxid.map(|z| format!("{z:#x}")), "replayed_txns" => recovered.replayed,
+        "last_zxid" => format!("{:#x}", recovered.db.last_zxid()), "nodes" => recovered.db.tree.node_count(), "sessions" => recovered.db.sessions().len(), "ms" => recovered.elapsed.as_millis() as u64);
     let config = Arc::new(config);
     let sys = actix_rt::System::new();
     let run_log = log.clone();
@@ -129,8 +139,35 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let stats = Arc::new(ServerStats::default());
         let tracker = Tracker::new(config.tick_time_ms).start();
         let dispatcher = Dispatcher::new(stats.clone()).start();
-        let core = Core::new(core_settings(&config), secret, wall_clock_ms());
-        let processor = Processor::new(core, dispatcher.clone(), tracker.clone(), config.clone(), stats.clone(), log.new(o!("actor" => "processor"))).start();
+        let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), recovered.db);
+        // Restored sessions get a fresh expiry clock, as in ZooKeeper.
+        for (session_id, timeout_ms) in core.db.sessions() {
+            tracker.do_send(Tracking::Track { session_id: *session_id, timeout_ms: *timeout_ms });
+        }
+        let (snap_dir, log_dir) = (storage::version_dir(&config.data_dir), storage::version_dir(&config.data_log_dir));
+        let retain = config.autopurge_snap_retain_count as usize;
+        let snap_log = log.new(o!("actor" => "snapshotter"));
+        let snapshotter = SyncArbiter::start(1, move || Snapshotter::new(snap_dir.clone(), log_dir.clone(), retain, snap_log.clone()));
+        if config.autopurge_purge_interval_hours > 0 {
+            let every = std::time::Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600);
+            let s = snapshotter.clone();
+            actix_rt::spawn(async move {
+                loop {
+                    s.do_send(Purge);
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+        let processor = {
+            let (config, stats, dispatcher, tracker, snapshotter) = (config.clone(), stats.clone(), dispatcher.clone(), tracker.clone(), snapshotter.clone());
+            let plog = log.new(o!("actor" => "processor"));
+            let prealloc = config.pre_alloc_size_kb * 1024;
+            let log_dir = storage::version_dir(&config.data_log_dir);
+            Processor::create(move |ctx| {
+                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, ctx.address().recipient(), plog.new(o!("actor" => "txn-log")));
+                Processor::new(core, dispatcher, tracker, txn_log, snapshotter, config, stats, plog)
+            })
+        };
         tracker.do_send(ExpireTo(processor.clone().recipient()));
         let deps = Arc::new(Deps { processor, dispatcher, tracker, config: config.clone(), stats, log: log.clone() });
         Listener::start(listener, deps);

@@ -23,6 +23,7 @@ pub struct ServerStats {
     pub latency_max_ms: AtomicU64,
     pub watch_count: AtomicU64,
     pub auth_failed: AtomicU64,
+    pub fsyncs: AtomicU64,
     pub connections: Mutex<BTreeMap<u64, std::sync::Arc<ConnInfo>>>,
 }
 
@@ -39,6 +40,7 @@ impl Default for ServerStats {
             latency_max_ms: AtomicU64::new(0),
             watch_count: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
         }
     }

@@ -1,0 +1,253 @@
+//! Disk I/O for durability: crash recovery at start (newest valid snapshot +
+//! log replay) and the transaction log writer thread with group commit.
+//! Formats and decisions live in the core (`record`, `txnlog`, `snapshot`).
+
+use crate::messages::Synced;
+use actix::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+use slog::{error, info, warn, Logger};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use warden_core::database::Database;
+use warden_core::snapshot;
+use warden_core::txn::LogEntry;
+use warden_core::txnlog::{self, LOG_PREFIX, SNAPSHOT_PREFIX};
+
+/// ZooKeeper's layout: `<dataDir>/version-2/snapshot.*`, `<dataLogDir>/version-2/log.*`.
+pub fn version_dir(dir: &Path) -> PathBuf {
+    dir.join("version-2")
+}
+
+/// Files in `dir` named `<prefix><hex zxid>`, sorted by zxid.
+pub fn list(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    let mut out: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    Some((txnlog::parse_name(&name, prefix)?, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+pub struct Recovered {
+    pub db: Database,
+    pub snapshot_zxid: Option<i64>,
+    pub replayed: usize,
+    pub elapsed: Duration,
+}
+
+/// Loads the newest snapshot that verifies and replays the log after it.
+/// A torn tail is cut off; damage anywhere else stops the start, naming the
+/// file and offset.
+pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
+    let started = Instant::now();
+    let snap_dir = version_dir(data_dir);
+    let log_dir = version_dir(log_dir);
+    for d in [&snap_dir, &log_dir] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let segments = list(&log_dir, LOG_PREFIX);
+    let mut base: Option<(i64, Database)> = None;
+    let mut damaged = Vec::new();
+    for (zxid, path) in list(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        match snapshot::load(&bytes) {
+            Ok(s) => {
+                info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
+                base = Some((s.zxid, s.db));
+                break;
+            }
+            Err(e) => {
+                // Fall back to an older snapshot; the replay's continuity check
+                // refuses to start if that would lose transactions.
+                warn!(log, "snapshot does not verify, trying an older one"; "file" => path.display().to_string(), "zxid" => format!("{zxid:#x}"), "error" => e.to_string());
+                damaged.push(format!("snapshot {} is damaged {e}", path.display()));
+            }
+        }
+    }
+    let (snapshot_zxid, mut db) = match base {
+        Some((z, db)) => (Some(z), db),
+        None => (None, Database::default()),
+    };
+    let mut replayed = 0;
+    let last_index = segments.len().saturating_sub(1);
+    for (i, (first, path)) in segments.iter().enumerate() {
+        // Skip segments that end before the snapshot.
+        if let Some((next_first, _)) = segments.get(i + 1) {
+            if *next_first <= db.last_zxid() + 1 {
+                continue;
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
+        for entry in &scan.entries {
+            let zxid = entry.hdr.zxid;
+            if zxid <= db.last_zxid() {
+                continue;
+            }
+            if zxid != db.last_zxid() + 1 {
+                return Err(format!(
+                    "{}: log jumps from zxid {:#x} to {:#x} (segment starts at {first:#x}); transactions are missing{}",
+                    path.display(),
+                    db.last_zxid(),
+                    zxid,
+                    damaged.iter().map(|d| format!("; {d}")).collect::<String>()
+                ));
+            }
+            db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
+            replayed += 1;
+        }
+        if let Some(bad) = scan.bad {
+            if !(bad.torn && i == last_index) {
+                return Err(format!("{} is damaged at byte {}: {}", path.display(), bad.offset, bad.reason));
+            }
+            warn!(log, "cutting a torn tail off the log (a write interrupted by a crash, never acknowledged)"; "file" => path.display().to_string(), "offset" => bad.offset, "reason" => bad.reason);
+            let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            f.set_len(scan.good_bytes as u64).and_then(|_| f.sync_all()).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+        }
+    }
+    if snapshot_zxid.is_none() && !damaged.is_empty() && db.last_zxid() == 0 {
+        return Err(damaged.join("; ") + "; and no log to rebuild from");
+    }
+    Ok(Recovered { db, snapshot_zxid, replayed, elapsed: started.elapsed() })
+}
+
+pub enum LogCommand {
+    Append(Vec<LogEntry>),
+    /// Start a new segment with the next transaction (after a snapshot began).
+    Roll,
+}
+
+/// The transaction log: a thread that appends what the processor sends and
+/// makes it durable with one fsync per batch (group commit).
+#[derive(Clone)]
+pub struct TxnLog {
+    tx: Sender<LogCommand>,
+}
+
+impl TxnLog {
+    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, synced: Recipient<Synced>, log: Logger) -> TxnLog {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("txn-log".into())
+            .spawn(move || {
+                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), force_sync, current: None, buf: Vec::new() };
+                if let Err(e) = w.run(rx, &synced, &log) {
+                    // Fail-stop: a log we cannot write must not acknowledge anything.
+                    error!(log, "transaction log failed; stopping the node"; "error" => %e);
+                    eprintln!("warden: transaction log failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    std::process::exit(2);
+                }
+            })
+            .expect("spawn the log thread");
+        TxnLog { tx }
+    }
+
+    pub fn append(&self, entries: Vec<LogEntry>) {
+        let _ = self.tx.send(LogCommand::Append(entries));
+    }
+
+    pub fn roll(&self) {
+        let _ = self.tx.send(LogCommand::Roll);
+    }
+}
+
+struct Segment {
+    file: File,
+    written: u64,
+    allocated: u64,
+}
+
+struct SegmentWriter {
+    dir: PathBuf,
+    prealloc_bytes: u64,
+    force_sync: bool,
+    current: Option<Segment>,
+    /// Records for the current segment not yet written.
+    buf: Vec<u8>,
+}
+
+impl SegmentWriter {
+    fn run(&mut self, rx: Receiver<LogCommand>, synced: &Recipient<Synced>, log: &Logger) -> std::io::Result<()> {
+        let mut fsyncs: u64 = 0;
+        while let Ok(first) = rx.recv() {
+            let mut last_zxid = None;
+            // Everything queued while the last fsync ran shares the next one.
+            for cmd in std::iter::once(first).chain(rx.try_iter()) {
+                match cmd {
+                    LogCommand::Append(entries) => {
+                        for e in entries {
+                            if self.current.is_none() {
+                                self.open(e.hdr.zxid)?;
+                            }
+                            warden_core::record::encode(&e.encode(), &mut self.buf);
+                            last_zxid = Some(e.hdr.zxid);
+                        }
+                    }
+                    LogCommand::Roll => {
+                        self.flush()?;
+                        self.current = None;
+                    }
+                }
+            }
+            self.flush()?;
+            if let Some(zxid) = last_zxid {
+                fsyncs += 1;
+                synced.do_send(Synced { zxid, fsyncs });
+            }
+        }
+        info!(log, "transaction log closed");
+        Ok(())
+    }
+
+    fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
+        let path = self.dir.join(txnlog::log_name(first_zxid));
+        // A file of this name can only be a segment that got no record before a
+        // crash (else recovery would have moved the zxid past it): reuse it.
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        file.write_all(txnlog::MAGIC)?;
+        file.set_len(self.prealloc_bytes)?;
+        file.sync_all()?;
+        fsync_dir(&self.dir)?;
+        self.current = Some(Segment { file, written: txnlog::MAGIC.len() as u64, allocated: self.prealloc_bytes });
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let Some(seg) = self.current.as_mut() else { return Ok(()) };
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let end = seg.written + self.buf.len() as u64;
+        let grew = end > seg.allocated;
+        if grew {
+            // Preallocate whole chunks so most fsyncs need not update the file size.
+            seg.allocated = end.div_ceil(self.prealloc_bytes) * self.prealloc_bytes;
+            seg.file.set_len(seg.allocated)?;
+        }
+        seg.file.seek(SeekFrom::Start(seg.written))?;
+        seg.file.write_all(&self.buf)?;
+        seg.written = end;
+        self.buf.clear();
+        if self.force_sync {
+            if grew {
+                seg.file.sync_all()?;
+            } else {
+                seg.file.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+}
