@@ -10,6 +10,7 @@ mod processor;
 mod snapshotter;
 mod storage;
 mod stats;
+mod tools;
 mod tracker;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +34,39 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Inspect transaction logs.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Inspect snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Print every transaction of a log segment, or of all segments in a data dir.
+    Dump { target: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Print every node and session of a snapshot.
+    Dump { file: PathBuf },
+    /// Check a snapshot's checksums and structure; exit 1 if it is unusable.
+    Verify { file: PathBuf },
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server { config, set } => run_server(config, set),
+        Command::Log { command: LogCommand::Dump { target } } => tools::log_dump(&target),
+        Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
+        Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),
     };
     if let Err(message) = result {
         eprintln!("warden: {message}");

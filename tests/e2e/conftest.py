@@ -165,7 +165,7 @@ class Server:
         cmd = self.command()
         if TARGET == "warden" and not os.path.exists(cmd[0]):
             raise RuntimeError("warden binary not found at %s (set WARDEN_BIN)" % cmd[0])
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.tmpdir,
@@ -191,6 +191,20 @@ class Server:
                 return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def kill(self, sig=signal.SIGKILL):
+        """Stop the process abruptly (a crash), keeping its data for restart()."""
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self):
+        """Start again on the same port and data dir."""
+        self.kill(signal.SIGTERM)
+        return self.start()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

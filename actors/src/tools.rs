@@ -1,0 +1,98 @@
+//! Offline tools over a data dir, like ZooKeeper's LogFormatter and
+//! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify`.
+
+use crate::storage::{list, version_dir};
+use std::path::{Path, PathBuf};
+use warden_core::snapshot;
+use warden_core::txn::{LogEntry, Txn};
+use warden_core::txnlog::{self, LOG_PREFIX};
+
+fn data(d: &Option<Vec<u8>>) -> String {
+    match d {
+        None => "null".into(),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) if s.chars().all(|c| !c.is_control()) => format!("{s:?}"),
+            _ => format!("#{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        },
+    }
+}
+
+fn describe(txn: &Txn) -> String {
+    match txn {
+        Txn::CreateSession { timeout_ms } => format!("createSession timeout={timeout_ms}"),
+        Txn::CloseSession { ephemerals } => format!("closeSession ephemerals={ephemerals:?}"),
+        Txn::Create { path, data: d, acl, ephemeral_owner, parent_cversion } => {
+            let acl: Vec<String> = acl.iter().map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, a.perms)).collect();
+            format!("create '{path}' data={} acl={acl:?} owner={ephemeral_owner:#x} parentCversion={parent_cversion}", data(d))
+        }
+        Txn::Delete { path } => format!("delete '{path}'"),
+        Txn::SetData { path, data: d, version } => format!("setData '{path}' data={} version={version}", data(d)),
+        Txn::SetAcl { path, acl, version } => format!("setACL '{path}' acl={acl:?} aversion={version}"),
+        Txn::Check { path, version } => format!("check '{path}' version={version}"),
+        Txn::Multi(subs) => format!("multi [{}]", subs.iter().map(describe).collect::<Vec<_>>().join("; ")),
+        Txn::Error { code } => format!("error {code}"),
+    }
+}
+
+pub fn format_entry(e: &LogEntry) -> String {
+    format!("time={} session={:#x} cxid={:#x} zxid={:#x} {}", e.hdr.time_ms, e.hdr.session_id, e.hdr.cxid, e.hdr.zxid, describe(&e.txn))
+}
+
+/// Segments to dump: a file, or every segment of a data (log) dir.
+fn segments(target: &Path) -> Vec<PathBuf> {
+    if target.is_file() {
+        return vec![target.to_path_buf()];
+    }
+    let dir = if target.join("version-2").is_dir() { version_dir(target) } else { target.to_path_buf() };
+    list(&dir, LOG_PREFIX).into_iter().map(|(_, p)| p).collect()
+}
+
+pub fn log_dump(target: &Path) -> Result<(), String> {
+    let files = segments(target);
+    if files.is_empty() {
+        return Err(format!("no log segments in {}", target.display()));
+    }
+    let mut total = 0;
+    for path in files {
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("# {}", path.display());
+        let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
+        for e in &scan.entries {
+            println!("{}", format_entry(e));
+        }
+        total += scan.entries.len();
+        if let Some(bad) = scan.bad {
+            let kind = if bad.torn { "torn tail (cut at next start)" } else { "DAMAGED" };
+            println!("# {kind} at byte {}: {}", bad.offset, bad.reason);
+        }
+    }
+    println!("# {total} transactions");
+    Ok(())
+}
+
+fn load(file: &Path) -> Result<snapshot::LoadedSnapshot, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    snapshot::load(&bytes).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+pub fn snapshot_dump(file: &Path) -> Result<(), String> {
+    let s = load(file)?;
+    println!("# snapshot of zxid {:#x}: {} nodes, {} sessions", s.zxid, s.nodes, s.db.sessions().len());
+    for (path, node) in s.db.tree.nodes_after(None, usize::MAX) {
+        let st = node.stat();
+        println!(
+            "{path}\n  cZxid={:#x} mZxid={:#x} pZxid={:#x} ctime={} mtime={} version={} cversion={} aversion={} ephemeralOwner={:#x} dataLength={} numChildren={}",
+            st.czxid, st.mzxid, st.pzxid, st.ctime, st.mtime, st.version, st.cversion, st.aversion, node.stat.ephemeral_owner, st.data_length, st.num_children
+        );
+    }
+    for (id, timeout) in s.db.sessions() {
+        println!("session {id:#x} timeout={timeout}");
+    }
+    Ok(())
+}
+
+pub fn snapshot_verify(file: &Path) -> Result<(), String> {
+    let s = load(file)?;
+    println!("{}: valid snapshot of zxid {:#x}, {} nodes, {} sessions", file.display(), s.zxid, s.nodes, s.db.sessions().len());
+    Ok(())
+}
