@@ -238,6 +238,38 @@ impl WatchManager {
         out
     }
 
+    /// `wchs`, `wchc` and `wchp` text. Like ZooKeeper 3.8 they report the
+    /// data/exists watches (its `dataWatches` manager) only.
+    pub fn report(&self, cmd: &str) -> String {
+        let t = &self.data;
+        match cmd {
+            "wchs" => format!(
+                "{} connections watching {} paths\nTotal watches:{}\n",
+                t.by_session.len(),
+                t.by_path.len(),
+                t.by_session.values().map(HashSet::len).sum::<usize>()
+            ),
+            "wchc" => {
+                let mut sids: Vec<_> = t.by_session.iter().collect();
+                sids.sort_by_key(|(sid, _)| **sid);
+                sids.iter().map(|(sid, paths)| {
+                    let mut paths: Vec<_> = paths.iter().collect();
+                    paths.sort();
+                    format!("0x{sid:x}\n{}", paths.iter().map(|p| format!("\t{p}\n")).collect::<String>())
+                }).collect()
+            }
+            _ => {
+                let mut paths: Vec<_> = t.by_path.iter().collect();
+                paths.sort_by_key(|(p, _)| p.as_str());
+                paths.iter().map(|(path, sids)| {
+                    let mut sids: Vec<_> = sids.keys().collect();
+                    sids.sort();
+                    format!("{path}\n{}", sids.iter().map(|s| format!("\t0x{s:x}\n")).collect::<String>())
+                }).collect()
+            }
+        }
+    }
+
     pub fn watched_paths(&self) -> usize {
         let mut paths: HashSet<&String> = self.data.by_path.keys().collect();
         paths.extend(self.child.by_path.keys());
@@ -309,6 +341,18 @@ mod tests {
         assert!(!w.contains("/r", 7, watcher_type::DATA));
         assert!(w.remove("/r", 7, watcher_type::ANY));
         assert!(w.trigger("/r/a", NODE_CREATED).is_empty());
+    }
+
+    #[test]
+    fn reports_data_watches_like_zookeeper() {
+        let mut w = WatchManager::default();
+        w.add(WatchKind::Data, "/a", 0x10);
+        w.add(WatchKind::Data, "/b", 0x10);
+        w.add(WatchKind::Data, "/a", 0x11);
+        w.add(WatchKind::Child, "/c", 0x12);
+        assert_eq!(w.report("wchs"), "2 connections watching 2 paths\nTotal watches:3\n");
+        assert_eq!(w.report("wchc"), "0x10\n\t/a\n\t/b\n0x11\n\t/a\n");
+        assert_eq!(w.report("wchp"), "/a\n\t0x10\n\t0x11\n/b\n\t0x10\n");
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
-use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking};
+use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking, WatchReport};
 use crate::node::Deps;
+use crate::outbox::Outbox;
 use crate::stats::ConnInfo;
-use actix::io::{WriteHandler, Writer};
 use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
@@ -15,10 +15,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::tcp::OwnedWriteHalf;
 use warden_core::error::Code;
 use warden_core::jute::Reader;
-use warden_core::proto::{op, xid, ConnectRequest, Id, Request};
+use warden_core::proto::{op, ConnectRequest, Id, Request};
 use warden_core::server::reply_frame;
 use warden_core::{acl, fourlw};
 
@@ -37,7 +36,7 @@ pub struct Connection {
     id: u64,
     peer: SocketAddr,
     deps: Arc<Deps>,
-    writer: Writer<OwnedWriteHalf, std::io::Error>,
+    out: Outbox,
     state: State,
     /// The attached session, kept through Closing so its watches are released.
     session: Option<i64>,
@@ -49,7 +48,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, writer: Writer<OwnedWriteHalf, std::io::Error>, info: Arc<ConnInfo>) -> Connection {
+    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>) -> Connection {
         let log = deps.log.new(slog::o!("conn" => id, "peer" => peer.to_string()));
         let mut ids = vec![Id::new("ip", &peer.ip().to_string())];
         if deps.config.skip_acl {
@@ -57,21 +56,27 @@ impl Connection {
             ids.push(Id::new("super", ""));
         }
         let auth: Arc<[Id]> = ids.into();
-        Connection { id, peer, deps, writer, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, last_touch: Instant::now(), log }
+        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, last_touch: Instant::now(), log }
     }
 
-    fn write(&mut self, frame: &[u8]) {
-        self.writer.write(frame);
+    fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
+        if !self.out.send(frame) {
+            warn!(self.log, "closing connection: client does not read its replies"; "pending_bytes" => self.out.pending_bytes());
+            self.out.abort();
+            return self.close("client too slow", ctx);
+        }
         self.info.sent.fetch_add(1, Relaxed);
         self.deps.stats.packets_sent.fetch_add(1, Relaxed);
     }
 
-    fn close(&mut self, reason: &str) {
+    /// Flushes what is queued, closes the socket and stops this actor.
+    fn close(&mut self, reason: &str, ctx: &mut Context<Self>) {
         if !matches!(self.state, State::Closing) {
             debug!(self.log, "closing connection"; "reason" => reason);
         }
         self.state = State::Closing;
-        self.writer.close();
+        self.out.close();
+        ctx.stop();
     }
 
     fn on_handshake(&mut self, frame: &[u8], ctx: &mut Context<Self>) {
@@ -82,7 +87,7 @@ impl Connection {
             }
             Err(e) => {
                 warn!(self.log, "closing connection: malformed connect request"; "error" => %e, "bytes" => frame.len());
-                self.close("malformed connect request");
+                self.close("malformed connect request", ctx);
             }
         }
     }
@@ -97,7 +102,7 @@ impl Connection {
         let mut r = Reader::new(frame);
         let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else {
             warn!(self.log, "closing connection: packet shorter than a request header"; "bytes" => frame.len());
-            return self.close("short packet");
+            return self.close("short packet", ctx);
         };
         let request = match Request::decode(opcode, &mut r) {
             Ok(req) => req,
@@ -105,12 +110,12 @@ impl Connection {
                 // Like ZooKeeper: a body we cannot read gets MarshallingError, the connection lives.
                 warn!(self.log, "rejecting malformed request"; "xid" => xid, "opcode" => opcode, "error" => %e);
                 let zxid = 0;
-                self.write(&reply_frame(xid, zxid, Code::MarshallingError as i32, |_| {}));
+                self.write(reply_frame(xid, zxid, Code::MarshallingError as i32, |_| {}), ctx);
                 return;
             }
         };
         if let Request::Auth { scheme, auth } = &request {
-            return self.on_auth(scheme, auth);
+            return self.on_auth(xid, scheme, auth, ctx);
         }
         if opcode == op::CLOSE_SESSION {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
@@ -120,8 +125,9 @@ impl Connection {
         self.deps.processor.do_send(Submit { conn: ctx.address(), session_id, xid, request, auth, received: Instant::now() });
     }
 
-    /// addAuth: answered here, since identities belong to the connection.
-    fn on_auth(&mut self, scheme: &str, auth: &[u8]) {
+    /// addAuth: answered here, since identities belong to the connection. The
+    /// reply echoes the request's xid (Java clients send -4, others need not).
+    fn on_auth(&mut self, xid: i32, scheme: &str, auth: &[u8], ctx: &mut Context<Self>) {
         let ip = self.peer.ip().to_string();
         match acl::authenticate(scheme, auth, &ip, self.deps.config.super_digest.as_deref()) {
             Ok(ids) => {
@@ -132,13 +138,13 @@ impl Connection {
                     }
                 }
                 self.auth = all.into();
-                self.write(&reply_frame(xid::AUTH, 0, 0, |_| {}));
+                self.write(reply_frame(xid, 0, 0, |_| {}), ctx);
             }
             Err(code) => {
                 info!(self.log, "authentication failed"; "scheme" => scheme);
                 self.deps.stats.auth_failed.fetch_add(1, Relaxed);
-                self.write(&reply_frame(xid::AUTH, 0, code as i32, |_| {}));
-                self.close("authentication failed");
+                self.write(reply_frame(xid, 0, code as i32, |_| {}), ctx);
+                self.close("authentication failed", ctx);
             }
         }
     }
@@ -146,15 +152,25 @@ impl Connection {
     fn on_four_letter(&mut self, cmd: &'static str, ctx: &mut Context<Self>) {
         if !self.deps.config.four_letter_allowed(cmd) {
             info!(self.log, "four-letter word not in 4lw.commands.whitelist"; "cmd" => cmd);
-            self.writer.write(fourlw::not_whitelisted(cmd).as_bytes());
-            return self.close("4lw not whitelisted");
+            self.out.send(fourlw::not_whitelisted(cmd).into_bytes());
+            return self.close("4lw not whitelisted", ctx);
         }
         self.state = State::Closing;
-        self.deps.processor.send(TakeSnapshot).into_actor(self).then(move |res, act, _| {
+        if matches!(cmd, "wchs" | "wchc" | "wchp") {
+            self.deps.dispatcher.send(WatchReport(cmd)).into_actor(self).then(move |res, act, ctx| {
+                if let Ok(text) = res {
+                    act.out.send(text.into_bytes());
+                }
+                act.close("4lw answered", ctx);
+                fut::ready(())
+            }).wait(ctx);
+            return;
+        }
+        self.deps.processor.send(TakeSnapshot).into_actor(self).then(move |res, act, ctx| {
             if let Ok(snapshot) = res {
-                act.writer.write(fourlw::reply(cmd, &snapshot).as_bytes());
+                act.out.send(fourlw::reply(cmd, &snapshot).into_bytes());
             }
-            act.close("4lw answered");
+            act.close("4lw answered", ctx);
             fut::ready(())
         }).wait(ctx);
     }
@@ -188,8 +204,7 @@ impl StreamHandler<Result<Inbound, FrameError>> for Connection {
             Ok(Inbound::FourLetter(cmd)) => self.on_four_letter(cmd, ctx),
             Err(e) => {
                 warn!(self.log, "closing connection: bad frame"; "error" => %e);
-                self.writer.close();
-                ctx.stop();
+                self.close("bad frame", ctx);
             }
         }
     }
@@ -199,8 +214,6 @@ impl StreamHandler<Result<Inbound, FrameError>> for Connection {
     }
 }
 
-impl WriteHandler<std::io::Error> for Connection {}
-
 impl Handler<ToConn> for Connection {
     type Result = ();
 
@@ -208,12 +221,12 @@ impl Handler<ToConn> for Connection {
         match msg {
             ToConn::Frame(frame) => {
                 if !matches!(self.state, State::Closing) {
-                    self.write(&frame);
+                    self.write(frame, ctx);
                 }
             }
             ToConn::Connected { session_id, timeout_ms, frame } => {
                 debug!(self.log, "session attached"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms);
-                self.write(&frame);
+                self.write(frame, ctx);
                 self.state = State::Established { session_id };
                 self.session = Some(session_id);
                 while let Some(f) = self.queued.pop_front() {
@@ -222,9 +235,9 @@ impl Handler<ToConn> for Connection {
             }
             ToConn::Close { frame, reason } => {
                 if let Some(f) = frame {
-                    self.write(&f);
+                    self.write(f, ctx);
                 }
-                self.close(reason);
+                self.close(reason, ctx);
             }
         }
     }

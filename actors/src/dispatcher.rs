@@ -3,7 +3,7 @@
 //! notifications first, then the reply — so a client never sees a reply that
 //! observes a change before the watch event for it.
 
-use crate::messages::{ConnAddr, Detach, Dispatch, ToConn};
+use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchReport};
 use crate::stats::ServerStats;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -117,5 +117,13 @@ impl Handler<Detach> for Dispatcher {
             self.watches.remove_session(msg.session_id);
             self.stats.watch_count.store(self.watches.count() as u64, Relaxed);
         }
+    }
+}
+
+impl Handler<WatchReport> for Dispatcher {
+    type Result = String;
+
+    fn handle(&mut self, msg: WatchReport, _: &mut Context<Self>) -> String {
+        self.watches.report(msg.0)
     }
 }

@@ -4,6 +4,7 @@
 use crate::codec::ClientCodec;
 use crate::connection::Connection;
 use crate::node::Deps;
+use crate::outbox::Outbox;
 use crate::stats::ConnInfo;
 use actix::prelude::*;
 use slog::warn;
@@ -69,8 +70,7 @@ impl StreamHandler<Accepted> for Listener {
         Connection::create(move |ctx| {
             let (read, write) = stream.into_split();
             ctx.add_stream(FramedRead::new(read, ClientCodec::new(max_frame)));
-            let writer = actix::io::Writer::new(write, ctx);
-            Connection::new(id, peer, deps, writer, info)
+            Connection::new(id, peer, deps, Outbox::start(write), info)
         });
     }
 }

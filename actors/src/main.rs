@@ -6,6 +6,7 @@ mod dispatcher;
 mod listener;
 mod messages;
 mod node;
+mod outbox;
 mod processor;
 mod snapshotter;
 mod storage;

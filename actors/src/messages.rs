@@ -105,3 +105,8 @@ pub enum SnapshotPart {
     /// The last bytes; the snapshotter makes the file durable and visible.
     End(Vec<u8>),
 }
+
+/// Connection -> dispatcher: the text of `wchs`, `wchc` or `wchp`.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct WatchReport(pub &'static str);

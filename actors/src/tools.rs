@@ -1,7 +1,7 @@
 //! Offline tools over a data dir, like ZooKeeper's LogFormatter and
 //! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify`.
 
-use crate::storage::{list, version_dir};
+use crate::storage::{list, read_segment, version_dir};
 use std::path::{Path, PathBuf};
 use warden_core::snapshot;
 use warden_core::txn::{LogEntry, Txn};
@@ -54,7 +54,7 @@ pub fn log_dump(target: &Path) -> Result<(), String> {
     }
     let mut total = 0;
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = read_segment(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("# {}", path.display());
         let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
         for e in &scan.entries {

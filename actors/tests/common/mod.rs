@@ -1,0 +1,169 @@
+//! Test harness: runs a real `warden` process on a loopback port with a private data
+//! directory, and stops it (SIGTERM, then SIGKILL) when dropped.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const START_DEADLINE: Duration = Duration::from_secs(10);
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+pub struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn unique_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!(
+        "warden-e2e-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    );
+    std::env::temp_dir().join(name)
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+impl Server {
+    /// Starts a server and waits until it answers `ruok` with `imok`.
+    pub fn start() -> Server {
+        // The free-port probe can race with other processes; retry a few times.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start warden: {last_error}");
+    }
+
+    fn try_start() -> Result<Server, String> {
+        let dir = unique_dir();
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("warden.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("server")
+            .args(["--set", &format!("clientPort={port}")])
+            .args(["--set", "clientPortAddress=127.0.0.1"])
+            .args(["--set", &format!("dataDir={}", data_dir.display())])
+            .args(["--set", "4lw.commands.whitelist=*"])
+            .args(["--set", "tickTime=200"])
+            .args(["--set", "znode.container.checkIntervalMs=200"])
+            // TTL nodes need extended types (ZooKeeper's default is off).
+            .args(["--set", "zookeeper.extendedTypesEnabled=true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .map_err(|e| format!("spawn warden: {e}"))?;
+        let mut server = Server { child, port, dir };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("warden exited early with {status}; log:\n{}", server.log()));
+            }
+            if let Ok(answer) = server.four_letter("ruok") {
+                if answer == "imok" {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("warden did not answer ruok within {START_DEADLINE:?}; log:\n{}", server.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Connect string for `zookeeper_client::Client::connect`.
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends a four-letter word on a fresh connection and returns the whole answer.
+    pub fn four_letter(&self, cmd: &str) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&self.addr(), Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(cmd.as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("warden.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                },
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- warden log (port {}) ----\n{}\n---- end of warden log ----", self.port, self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Awaits `fut`, failing the test if it takes longer than `secs` seconds.
+pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs}s waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `deadline` passes; returns the last result.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
