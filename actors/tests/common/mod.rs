@@ -18,9 +18,11 @@ pub struct Server {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Keep `dir` when dropped (it belongs to the test, for restarts).
+    keep_dir: bool,
 }
 
-fn unique_dir() -> PathBuf {
+pub fn unique_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let name = format!(
@@ -32,7 +34,7 @@ fn unique_dir() -> PathBuf {
     std::env::temp_dir().join(name)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }
@@ -52,14 +54,22 @@ impl Server {
     }
 
     fn try_start() -> Result<Server, String> {
-        let dir = unique_dir();
+        Self::start_in(&unique_dir(), free_port(), &[]).map(|mut s| {
+            s.keep_dir = false;
+            s
+        })
+    }
+
+    /// Starts a server on `dir/data` and `port` (a restart when the dir has
+    /// data); the dir is left in place when the server is dropped.
+    pub fn start_in(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Result<Server, String> {
+        let dir = dir.to_path_buf();
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir).map_err(|e| format!("create {}: {e}", data_dir.display()))?;
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("warden.log")).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("warden.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("server")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.arg("server")
             .args(["--set", &format!("clientPort={port}")])
             .args(["--set", "clientPortAddress=127.0.0.1"])
             .args(["--set", &format!("dataDir={}", data_dir.display())])
@@ -67,13 +77,18 @@ impl Server {
             .args(["--set", "tickTime=200"])
             .args(["--set", "znode.container.checkIntervalMs=200"])
             // TTL nodes need extended types (ZooKeeper's default is off).
-            .args(["--set", "zookeeper.extendedTypesEnabled=true"])
+            .args(["--set", "zookeeper.extendedTypesEnabled=true"]);
+        // Test-specific settings last, so they override the defaults above.
+        for (k, v) in extra {
+            cmd.args(["--set", &format!("{k}={v}")]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
             .map_err(|e| format!("spawn warden: {e}"))?;
-        let mut server = Server { child, port, dir };
+        let mut server = Server { child, port, dir, keep_dir: true };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -89,6 +104,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the process with `signal` (e.g. "KILL", "TERM") and waits for it.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(&pid).status();
+        self.child.wait().expect("wait for warden")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     pub fn port(&self) -> u16 {
@@ -122,7 +152,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").arg("-TERM").arg(&pid).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        // Only signal a process we have not reaped yet: a reaped pid may be reused.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").arg("-TERM").arg(&pid).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
         let deadline = Instant::now() + STOP_DEADLINE;
         loop {
             match self.child.try_wait() {
@@ -138,7 +171,35 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("---- warden log (port {}) ----\n{}\n---- end of warden log ----", self.port, self.log());
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `warden` with `args` to completion (for starts that must fail).
+pub fn run_warden(args: &[&str], deadline: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warden");
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            return (status, out);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("warden {args:?} still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,171 @@
+//! Damaged data dirs: a flipped byte inside the log stops the start with an
+//! error naming file and offset; a torn last record (a crash mid-write) is cut
+//! off and the node starts with everything acknowledged before it; a damaged
+//! newest snapshot falls back to an older one plus the log.
+
+mod common;
+
+use common::{free_port, run_warden, unique_dir, within, Server};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warden_core::record::Records;
+use warden_core::txn::{LogEntry, Txn};
+use warden_core::txnlog;
+use zookeeper_client::{Client, CreateMode};
+
+const PERSISTENT: CreateMode = CreateMode::Persistent;
+
+/// Writes /n0../n{count-1} and stops the server with SIGKILL; returns its dir.
+async fn populate(dir: &Path, port: u16, count: usize, extra: &[(&str, &str)]) {
+    let mut server = Server::start_in(dir, port, extra).unwrap();
+    let zk = Client::connect(&server.connect_string()).await.unwrap();
+    for i in 0..count {
+        zk.create(&format!("/n{i}"), format!("v{i}").as_bytes(), &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
+    }
+    drop(zk);
+    server.signal("KILL");
+}
+
+/// The newest log segment and the offsets of its records.
+fn last_segment(dir: &Path) -> (PathBuf, Vec<(usize, usize)>) {
+    let logs = dir.join("data/version-2");
+    let mut segs: Vec<(i64, PathBuf)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| Some((txnlog::parse_name(e.file_name().to_str()?, txnlog::LOG_PREFIX)?, e.path())))
+        .collect();
+    segs.sort();
+    let path = segs.pop().expect("a log segment").1;
+    let bytes = std::fs::read(&path).unwrap();
+    let records = Records::new(&bytes, txnlog::MAGIC.len()).map(|r| r.map(|(off, p)| (off, p.len())).unwrap()).collect();
+    (path, records)
+}
+
+async fn exists(zk: &Client, path: &str) -> bool {
+    zk.check_stat(path).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn flipped_byte_in_the_log_stops_the_start_naming_file_and_offset() {
+    within(60, "corrupt log", async {
+        let dir = unique_dir();
+        let port = free_port();
+        populate(&dir, port, 10, &[]).await;
+        let (path, records) = last_segment(&dir);
+        assert!(records.len() >= 10);
+        let (offset, len) = records[3];
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset + 8 + len / 2] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let data = dir.join("data");
+        let (status, out) = run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{out}");
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(out.contains(name) && out.contains(&format!("byte {offset}")), "{out}");
+        assert!(out.contains("damaged"), "{out}");
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn torn_last_record_is_cut_and_the_node_starts() {
+    within(60, "torn tail", async {
+        let dir = unique_dir();
+        let port = free_port();
+        populate(&dir, port, 10, &[]).await;
+        let (path, records) = last_segment(&dir);
+        // Zero the second half of the last record, as a crash mid-write leaves it.
+        let (offset, len) = *records.last().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let torn = LogEntry::decode(&bytes[offset + 8..offset + 8 + len]).unwrap();
+        let lost = match torn.txn {
+            Txn::Create { path, .. } => Some(path),
+            _ => None,
+        };
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; len / 2], (offset + 8 + len - len / 2) as u64).unwrap();
+        drop(f);
+        let server = Server::start_in(&dir, port, &[]).unwrap();
+        assert!(server.log().contains("torn tail"), "{}", server.log());
+        let zk = Client::connect(&server.connect_string()).await.unwrap();
+        // Everything before the torn record survives; the torn write is gone.
+        for i in 0..10 {
+            let p = format!("/n{i}");
+            if Some(&p) == lost.as_ref() {
+                assert!(!exists(&zk, &p).await, "{p} was torn");
+            } else {
+                assert_eq!(zk.get_data(&p).await.unwrap().0, format!("v{i}").as_bytes());
+            }
+        }
+        // And the node keeps working on the repaired log, across another restart.
+        zk.create("/after", b"a", &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
+        drop(zk);
+        drop(server);
+        let server = Server::start_in(&dir, port, &[]).unwrap();
+        let zk = Client::connect(&server.connect_string()).await.unwrap();
+        assert!(exists(&zk, "/after").await && exists(&zk, "/n8").await);
+        drop(zk);
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn file_cut_inside_the_last_record_starts_cleanly() {
+    within(60, "truncated log", async {
+        let dir = unique_dir();
+        let port = free_port();
+        populate(&dir, port, 5, &[]).await;
+        let (path, records) = last_segment(&dir);
+        let (offset, len) = *records.last().unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len((offset + 8 + len / 3) as u64).unwrap();
+        drop(f);
+        let server = Server::start_in(&dir, port, &[]).unwrap();
+        let zk = Client::connect(&server.connect_string()).await.unwrap();
+        assert!(exists(&zk, "/n3").await && !exists(&zk, "/n4").await);
+        drop(zk);
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn damaged_newest_snapshot_falls_back_without_losing_data() {
+    within(60, "damaged snapshot", async {
+        let dir = unique_dir();
+        let port = free_port();
+        populate(&dir, port, 60, &[("snapCount", "10")]).await;
+        let snaps = dir.join("data/version-2");
+        let mut names: Vec<(i64, PathBuf)> = std::fs::read_dir(&snaps)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| Some((txnlog::parse_name(e.file_name().to_str()?, txnlog::SNAPSHOT_PREFIX)?, e.path())))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 2, "snapCount=10 over 60 writes makes several snapshots");
+        let newest = names.last().unwrap().1.clone();
+        let (ok, out) = run_warden(&["snapshot", "verify", newest.to_str().unwrap()], Duration::from_secs(10));
+        assert!(ok.success(), "{out}");
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0xff;
+        std::fs::write(&newest, &bytes).unwrap();
+        let (bad, out) = run_warden(&["snapshot", "verify", newest.to_str().unwrap()], Duration::from_secs(10));
+        assert_eq!(bad.code(), Some(1), "{out}");
+        assert!(out.contains("at byte"), "{out}");
+        let server = Server::start_in(&dir, port, &[]).unwrap();
+        assert!(server.log().contains("does not verify"), "{}", server.log());
+        let zk = Client::connect(&server.connect_string()).await.unwrap();
+        for i in 0..60 {
+            assert!(exists(&zk, &format!("/n{i}")).await, "/n{i} lost");
+        }
+        drop(zk);
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
