@@ -26,6 +26,10 @@ pub struct ClientLine {
     pub queued: u64,
     pub received: u64,
     pub sent: u64,
+    /// 0 until the handshake completes.
+    pub session_id: i64,
+    pub timeout_ms: i32,
+    pub established_ms: i64,
 }
 
 /// Everything the words report, gathered by the server at one moment.
@@ -48,12 +52,20 @@ pub struct ServerSnapshot {
     pub global_sessions: u64,
     pub uptime_ms: u64,
     pub auth_failed_count: u64,
+    /// Transaction log fsyncs since start (group commit shows as fsyncs < writes).
+    pub fsync_count: u64,
     pub clients: Vec<ClientLine>,
     /// `conf` lines, ZooKeeper key order.
     pub conf: Vec<(String, String)>,
     /// `envi` lines after zookeeper.version.
     pub env: Vec<(String, String)>,
     pub read_only: bool,
+    /// `dump`: live sessions with their timeouts, and their ephemerals.
+    pub sessions: Vec<(i64, i32)>,
+    pub ephemerals: Vec<(i64, Vec<String>)>,
+    /// `dirs`: bytes in the snapshot and log directories.
+    pub data_dir_bytes: u64,
+    pub log_dir_bytes: u64,
 }
 
 fn stats_body(s: &ServerSnapshot, out: &mut String) {
@@ -89,6 +101,35 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
                 let _ = writeln!(out, "{k}={v}");
             }
         }
+        "cons" => {
+            for c in &s.clients {
+                let _ = writeln!(
+                    out,
+                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},est={},to={})\n",
+                    c.address, c.queued, c.received, c.sent, c.session_id, c.established_ms, c.timeout_ms
+                );
+            }
+        }
+        "crst" => out.push_str("Connection stats reset.\n"),
+        "srst" => out.push_str("Server stats reset.\n"),
+        "dirs" => {
+            let _ = write!(out, "datadir_size: {}\nlogdir_size: {}\n", s.data_dir_bytes, s.log_dir_bytes);
+        }
+        "dump" => {
+            out.push_str("SessionTracker dump:\n");
+            let _ = writeln!(out, "Global Sessions({}):", s.sessions.len());
+            for (id, timeout) in &s.sessions {
+                let _ = writeln!(out, "0x{id:x}\t{timeout}ms");
+            }
+            out.push_str("ephemeral nodes dump:\n");
+            let _ = writeln!(out, "Sessions with Ephemerals ({}):", s.ephemerals.len());
+            for (id, paths) in &s.ephemerals {
+                let _ = writeln!(out, "0x{id:x}:");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+        }
         "conf" => {
             for (k, v) in &s.conf {
                 let _ = writeln!(out, "{k}={v}");
@@ -114,6 +155,7 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
                 ("zk_auth_failed_count", s.auth_failed_count.to_string()),
                 ("zk_uptime", s.uptime_ms.to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),
+                ("warden_fsync_count", s.fsync_count.to_string()),
             ];
             for (k, v) in lines {
                 let _ = writeln!(out, "{k}\t{v}");
@@ -153,7 +195,7 @@ mod tests {
         assert!(srvr.starts_with("Zookeeper version: 3.8.4-warden-0.1.0"));
         assert!(srvr.contains("Zxid: 0x1f\nMode: standalone\nNode count: 5\n"));
         let mut s2 = s.clone();
-        s2.clients.push(ClientLine { address: "127.0.0.1:5000".into(), queued: 0, received: 3, sent: 2 });
+        s2.clients.push(ClientLine { address: "127.0.0.1:5000".into(), received: 3, sent: 2, ..Default::default() });
         assert!(reply("stat", &s2).contains("Clients:\n /127.0.0.1:5000[1](queued=0,recved=3,sent=2)\n"));
     }
 
@@ -162,6 +204,20 @@ mod tests {
         let e = reply("envi", &snap());
         assert!(e.contains("\nzookeeper.version=3.8.4-warden-0.1.0"));
         assert!(e.contains("\nwarden.version=0.1.0\n"));
+    }
+
+    #[test]
+    fn dump_dirs_and_resets() {
+        let mut s = snap();
+        s.sessions = vec![(0x10, 4000)];
+        s.ephemerals = vec![(0x10, vec!["/e".into()])];
+        let d = reply("dump", &s);
+        assert!(d.contains("Sessions with Ephemerals (1):\n0x10:\n\t/e\n"), "{d}");
+        s.data_dir_bytes = 5;
+        assert_eq!(reply("dirs", &s), "datadir_size: 5\nlogdir_size: 0\n");
+        assert_eq!(reply("srst", &s), "Server stats reset.\n");
+        s.clients.push(ClientLine { address: "127.0.0.1:9".into(), session_id: 0x10, timeout_ms: 4000, ..Default::default() });
+        assert!(reply("cons", &s).starts_with(" /127.0.0.1:9[1](queued=0,recved=0,sent=0,sid=0x10,"));
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Connection {
             }).wait(ctx);
             return;
         }
-        self.deps.processor.send(TakeSnapshot).into_actor(self).then(move |res, act, ctx| {
+        self.deps.processor.send(TakeSnapshot(cmd)).into_actor(self).then(move |res, act, ctx| {
             if let Ok(snapshot) = res {
                 act.out.send(fourlw::reply(cmd, &snapshot).into_bytes());
             }
@@ -227,6 +227,8 @@ impl Handler<ToConn> for Connection {
             ToConn::Connected { session_id, timeout_ms, frame } => {
                 debug!(self.log, "session attached"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms);
                 self.write(frame, ctx);
+                self.info.session_id.store(session_id, Relaxed);
+                self.info.timeout_ms.store(timeout_ms as i64, Relaxed);
                 self.state = State::Established { session_id };
                 self.session = Some(session_id);
                 while let Some(f) = self.queued.pop_front() {

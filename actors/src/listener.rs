@@ -9,7 +9,6 @@ use crate::stats::ConnInfo;
 use actix::prelude::*;
 use slog::warn;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
@@ -63,7 +62,7 @@ impl StreamHandler<Accepted> for Listener {
         let _ = stream.set_nodelay(true);
         let id = self.next_conn_id;
         self.next_conn_id += 1;
-        let info = Arc::new(ConnInfo { address: peer.to_string(), received: AtomicU64::new(0), sent: AtomicU64::new(0) });
+        let info = Arc::new(ConnInfo::new(peer.to_string(), crate::processor::wall_clock_ms()));
         self.deps.stats.connections.lock().unwrap().insert(id, info.clone());
         let deps = self.deps.clone();
         let max_frame = deps.config.jute_max_buffer_bytes;

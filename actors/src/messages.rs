@@ -82,10 +82,11 @@ pub struct Expire {
 #[rtype(result = "()")]
 pub struct ExpireTo(pub Recipient<Expire>);
 
-/// Anyone -> processor: the numbers four-letter words report.
+/// Anyone -> processor: the numbers four-letter words report, for the named
+/// word (`srst`/`crst` also reset counters).
 #[derive(Message)]
 #[rtype(result = "ServerSnapshot")]
-pub struct TakeSnapshot;
+pub struct TakeSnapshot(pub &'static str);
 
 /// Log thread -> processor: everything up to `zxid` is durable.
 #[derive(Message)]

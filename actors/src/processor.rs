@@ -211,7 +211,12 @@ impl Handler<Synced> for Processor {
 impl Handler<TakeSnapshot> for Processor {
     type Result = MessageResult<TakeSnapshot>;
 
-    fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        match msg.0 {
+            "srst" => self.stats.reset_server(),
+            "crst" => self.stats.reset_connections(),
+            _ => {}
+        }
         let db = &self.core.db;
         let mut s = ServerSnapshot {
             warden_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -223,6 +228,10 @@ impl Handler<TakeSnapshot> for Processor {
             global_sessions: db.sessions().len() as u64,
             conf: crate::node::zookeeper_conf(&self.config),
             env: crate::node::environment(),
+            sessions: db.sessions().iter().map(|(k, v)| (*k, *v)).collect(),
+            ephemerals: db.tree.ephemerals().iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect(),
+            data_dir_bytes: crate::node::dir_size(&crate::storage::version_dir(&self.config.data_dir)),
+            log_dir_bytes: crate::node::dir_size(&crate::storage::version_dir(&self.config.data_log_dir)),
             ..Default::default()
         };
         self.stats.fill(&mut s);

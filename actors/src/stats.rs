@@ -10,6 +10,15 @@ pub struct ConnInfo {
     pub address: String,
     pub received: AtomicU64,
     pub sent: AtomicU64,
+    pub session_id: AtomicI64,
+    pub timeout_ms: AtomicI64,
+    pub established_ms: i64,
+}
+
+impl ConnInfo {
+    pub fn new(address: String, established_ms: i64) -> ConnInfo {
+        ConnInfo { address, received: AtomicU64::new(0), sent: AtomicU64::new(0), session_id: AtomicI64::new(0), timeout_ms: AtomicI64::new(0), established_ms }
+    }
 }
 
 pub struct ServerStats {
@@ -55,6 +64,22 @@ impl ServerStats {
         self.latency_max_ms.fetch_max(ms, Relaxed);
     }
 
+    /// `srst`: latency and packet counters start over.
+    pub fn reset_server(&self) {
+        for c in [&self.packets_received, &self.packets_sent, &self.latency_total_ms, &self.latency_count, &self.latency_max_ms] {
+            c.store(0, Relaxed);
+        }
+        self.latency_min_ms.store(u64::MAX, Relaxed);
+    }
+
+    /// `crst`: per-connection counters start over.
+    pub fn reset_connections(&self) {
+        for c in self.connections.lock().unwrap().values() {
+            c.received.store(0, Relaxed);
+            c.sent.store(0, Relaxed);
+        }
+    }
+
     /// Fills the counter part of a four-letter-word snapshot.
     pub fn fill(&self, s: &mut warden_core::fourlw::ServerSnapshot) {
         let count = self.latency_count.load(Relaxed);
@@ -66,12 +91,21 @@ impl ServerStats {
         s.outstanding = self.outstanding.load(Relaxed).max(0) as u64;
         s.watch_count = self.watch_count.load(Relaxed);
         s.auth_failed_count = self.auth_failed.load(Relaxed);
+        s.fsync_count = self.fsyncs.load(Relaxed);
         s.uptime_ms = self.started.elapsed().as_millis() as u64;
         let conns = self.connections.lock().unwrap();
         s.connections = conns.len() as u64;
         s.clients = conns
             .values()
-            .map(|c| warden_core::fourlw::ClientLine { address: c.address.clone(), queued: 0, received: c.received.load(Relaxed), sent: c.sent.load(Relaxed) })
+            .map(|c| warden_core::fourlw::ClientLine {
+                address: c.address.clone(),
+                queued: 0,
+                received: c.received.load(Relaxed),
+                sent: c.sent.load(Relaxed),
+                session_id: c.session_id.load(Relaxed),
+                timeout_ms: c.timeout_ms.load(Relaxed) as i32,
+                established_ms: c.established_ms,
+            })
             .collect();
     }
 }
