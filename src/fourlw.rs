@@ -155,7 +155,7 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
                 ("zk_auth_failed_count", s.auth_failed_count.to_string()),
                 ("zk_uptime", s.uptime_ms.to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),
-                ("warden_fsync_count", s.fsync_count.to_string()),
+                ("zk_warden_fsync_count", s.fsync_count.to_string()),
             ];
             for (k, v) in lines {
                 let _ = writeln!(out, "{k}\t{v}");

@@ -8,7 +8,7 @@ use crate::path;
 use crate::proto::{perms, Acl, CreateOp, CreateRequest, Id, Request};
 use crate::tree::{DataTree, Node};
 use crate::txn::{owner, Txn};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 pub struct PrepCtx<'a> {
@@ -18,8 +18,8 @@ pub struct PrepCtx<'a> {
 }
 
 /// The part of a node that preparation looks at.
-#[derive(Clone)]
-struct View {
+#[derive(Clone, Debug)]
+pub struct View {
     version: i32,
     create_count: i32,
     aversion: i32,
@@ -41,18 +41,55 @@ impl View {
     }
 }
 
-/// The tree as earlier ops of this request left it (ZooKeeper's ChangeRecords).
+/// Node states of transactions prepared but not yet applied to the tree
+/// (ZooKeeper's outstandingChanges): later requests are checked against them,
+/// so the tree itself only ever holds durable, committed state.
+#[derive(Default)]
+pub struct Outstanding {
+    by_path: HashMap<String, (i64, Option<View>)>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Outstanding {
+    /// Remembers what transaction `zxid` will do to these paths.
+    pub fn record(&mut self, zxid: i64, changes: Vec<(String, Option<View>)>) {
+        for (path, view) in changes {
+            self.order.push_back((zxid, path.clone()));
+            self.by_path.insert(path, (zxid, view));
+        }
+    }
+
+    /// Forgets changes of transactions up to `zxid`: the tree has them now.
+    pub fn applied(&mut self, zxid: i64) {
+        while self.order.front().is_some_and(|(z, _)| *z <= zxid) {
+            let (z, path) = self.order.pop_front().unwrap();
+            if self.by_path.get(&path).is_some_and(|(latest, _)| *latest == z) {
+                self.by_path.remove(&path);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+}
+
+/// The tree as outstanding transactions and earlier ops of this request will leave it.
 struct Overlay<'a> {
     tree: &'a DataTree,
+    outstanding: &'a Outstanding,
     changes: HashMap<String, Option<View>>,
 }
 
 impl Overlay<'_> {
     fn get(&self, path: &str) -> Option<View> {
-        match self.changes.get(path) {
-            Some(v) => v.clone(),
-            None => self.tree.get(path).map(View::of),
+        if let Some(v) = self.changes.get(path) {
+            return v.clone();
         }
+        if let Some((_, v)) = self.outstanding.by_path.get(path) {
+            return v.clone();
+        }
+        self.tree.get(path).map(View::of)
     }
 
     fn node(&self, path: &str) -> ZkResult<View> {
@@ -62,30 +99,91 @@ impl Overlay<'_> {
     fn set(&mut self, path: &str, view: Option<View>) {
         self.changes.insert(path.to_owned(), view);
     }
-}
 
-pub fn prepare(tree: &DataTree, ctx: &PrepCtx, req: &Request) -> Txn {
-    let mut ov = Overlay { tree, changes: HashMap::new() };
-    match req {
-        Request::CloseSession => Txn::CloseSession { ephemerals: tree.ephemerals_of(ctx.session_id) },
-        Request::Multi(ops) => prepare_multi(&mut ov, ctx, ops),
-        other => prepare_op(&mut ov, ctx, other).unwrap_or_else(|code| Txn::Error { code: code as i32 }),
+    /// The session's ephemerals, counting outstanding creates and deletes.
+    fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
+        let mut paths: BTreeSet<String> = self.tree.ephemerals_of(session_id).into_iter().collect();
+        for (path, (_, view)) in &self.outstanding.by_path {
+            match view {
+                Some(v) if v.owner == session_id => paths.insert(path.clone()),
+                _ => paths.remove(path),
+            };
+        }
+        paths.into_iter().filter(|p| self.get(p).is_some_and(|v| v.owner == session_id)).collect()
     }
 }
 
+/// A prepared transaction and the node states it will produce.
+pub struct Prepared {
+    pub txn: Txn,
+    pub changes: Vec<(String, Option<View>)>,
+}
+
+pub fn prepare(tree: &DataTree, outstanding: &Outstanding, ctx: &PrepCtx, req: &Request) -> Prepared {
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let txn = match req {
+        Request::CloseSession => close_session(&mut ov, ctx.session_id),
+        Request::Multi(ops) => prepare_multi(&mut ov, ctx, ops),
+        other => prepare_op(&mut ov, ctx, other).unwrap_or_else(|code| Txn::Error { code: code as i32 }),
+    };
+    // A failed request changes nothing (a failed multi rolls back its ops).
+    let changes = if is_failure(&txn) { Vec::new() } else { ov.changes.into_iter().collect() };
+    Prepared { txn, changes }
+}
+
+fn is_failure(txn: &Txn) -> bool {
+    match txn {
+        Txn::Error { .. } => true,
+        Txn::Multi(subs) => subs.iter().any(|t| matches!(t, Txn::Error { .. })),
+        _ => false,
+    }
+}
+
+/// Session close or expiry: its ephemerals, as they will be once everything
+/// outstanding is applied, are deleted in one transaction.
+fn close_session(ov: &mut Overlay, session_id: i64) -> Txn {
+    let ephemerals = ov.ephemerals_of(session_id);
+    for path in &ephemerals {
+        let parent_path = path::parent(path);
+        if let Some(mut parent) = ov.get(parent_path) {
+            parent.num_children = parent.num_children.saturating_sub(1);
+            ov.set(parent_path, Some(parent));
+        }
+        ov.set(path, None);
+    }
+    Txn::CloseSession { ephemerals }
+}
+
+/// Expiry of a session (no request behind it).
+pub fn prepare_close_session(tree: &DataTree, outstanding: &Outstanding, session_id: i64) -> Prepared {
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let txn = close_session(&mut ov, session_id);
+    Prepared { txn, changes: ov.changes.into_iter().collect() }
+}
+
 /// The reaper's delete of an empty container or expired TTL node.
-pub fn prepare_delete_container(tree: &DataTree, path: &str) -> Txn {
-    let check = || -> ZkResult<Txn> {
-        let node = tree.get(path).ok_or(Code::NoNode)?;
-        if !node.children.is_empty() {
+pub fn prepare_delete_container(tree: &DataTree, outstanding: &Outstanding, path: &str) -> Prepared {
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let mut check = || -> ZkResult<Txn> {
+        let node = ov.node(path)?;
+        if node.num_children > 0 {
             return Err(Code::NotEmpty);
         }
-        if owner::is_session(node.stat.ephemeral_owner) {
+        if owner::is_session(node.owner) {
             return Err(Code::BadVersion);
         }
+        let parent_path = path::parent(path);
+        if let Some(mut parent) = ov.get(parent_path) {
+            parent.num_children = parent.num_children.saturating_sub(1);
+            ov.set(parent_path, Some(parent));
+        }
+        ov.set(path, None);
         Ok(Txn::Delete { path: path.to_owned() })
     };
-    check().unwrap_or_else(|code| Txn::Error { code: code as i32 })
+    match check() {
+        Ok(txn) => Prepared { txn, changes: ov.changes.into_iter().collect() },
+        Err(code) => Prepared { txn: Txn::Error { code: code as i32 }, changes: Vec::new() },
+    }
 }
 
 fn prepare_multi(ov: &mut Overlay, ctx: &PrepCtx, ops: &[Request]) -> Txn {

@@ -6,11 +6,13 @@ use crate::acl;
 use crate::database::{Database, TxnResult};
 use crate::error::Code;
 use crate::jute::Writer;
-use crate::prep::{self, PrepCtx};
+use crate::prep::{self, Outstanding, PrepCtx, Prepared};
 use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
 use crate::session;
 use crate::tree::Trigger;
 use crate::txn::{owner, LogEntry, Txn, TxnHeader};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use crate::watch::{add_mode, event, state, WatchKind};
 
 #[derive(Debug, Clone)]
@@ -83,7 +85,8 @@ impl Output {
 }
 
 pub enum ConnectOutcome {
-    Accepted { frame: Vec<u8>, session_id: i64, timeout_ms: i32, created: bool },
+    /// `created`: the zxid of the new session's transaction, to wait for.
+    Accepted { frame: Vec<u8>, session_id: i64, timeout_ms: i32, created: Option<i64> },
     /// Unknown session or wrong password: send the frame, then close.
     Expired { frame: Vec<u8> },
     /// The client has seen a newer state than ours: close without a reply.
@@ -107,13 +110,44 @@ pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
     reply_frame(proto::xid::NOTIFICATION, zxid, 0, |w| proto::write_watcher_event(w, event_type, state::SYNC_CONNECTED, path))
 }
 
+/// What to answer when a pending transaction has been applied.
+enum Answer {
+    /// A client request: the reply is shaped by the request.
+    Request { xid: i32, request: Request },
+    /// A session ended by expiry: no reply, but its connection and watches go.
+    Expired(i64),
+    /// Nothing to say (session creation, reaping).
+    Silent,
+}
+
+struct Pending {
+    entry: Arc<LogEntry>,
+    answer: Answer,
+}
+
+/// What `process` did with a request.
+pub enum Processed {
+    /// Answered from committed state.
+    Done(Output),
+    /// A transaction was prepared with this zxid; its output comes from
+    /// `apply_next` once the log has made it durable.
+    Pending(i64),
+}
+
 pub struct Core {
+    /// Committed state: only durable transactions are applied to it.
     pub db: Database,
     pub settings: Settings,
     next_session_id: i64,
     secret: Vec<u8>,
-    /// Transactions applied but not yet handed to the log.
-    unlogged: Vec<LogEntry>,
+    last_assigned_zxid: i64,
+    /// Prepared, not yet applied: later requests are checked against these.
+    outstanding: Outstanding,
+    pending: VecDeque<Pending>,
+    /// Sessions whose close is prepared, so expiry does not close them twice.
+    closing: HashSet<i64>,
+    /// Transactions prepared but not yet handed to the log.
+    unlogged: Vec<Arc<LogEntry>>,
 }
 
 impl Core {
@@ -127,27 +161,72 @@ impl Core {
         let mine = |id: &i64| (*id >> 56) as u8 == settings.server_id;
         let past_restored = db.sessions().keys().filter(|id| mine(id)).max().map_or(i64::MIN, |id| id + 1);
         let next_session_id = session::initial_session_id(now_ms, settings.server_id).max(past_restored);
-        Core { db, settings, next_session_id, secret, unlogged: Vec::new() }
+        let last_assigned_zxid = db.last_zxid();
+        Core {
+            db,
+            settings,
+            next_session_id,
+            secret,
+            last_assigned_zxid,
+            outstanding: Outstanding::default(),
+            pending: VecDeque::new(),
+            closing: HashSet::new(),
+            unlogged: Vec::new(),
+        }
     }
 
-    /// Takes the transactions applied since the last call, in zxid order, for
-    /// the log: their replies must wait until these are durable.
-    pub fn take_unlogged(&mut self) -> Vec<LogEntry> {
+    /// Takes the transactions prepared since the last call, in zxid order, for the log.
+    pub fn take_unlogged(&mut self) -> Vec<Arc<LogEntry>> {
         std::mem::take(&mut self.unlogged)
     }
 
+    /// The last committed (applied) zxid.
     pub fn last_zxid(&self) -> i64 {
         self.db.last_zxid()
     }
 
-    fn header(&self, session_id: i64, cxid: i32, now_ms: i64) -> TxnHeader {
-        TxnHeader { session_id, cxid, zxid: self.db.last_zxid() + 1, time_ms: now_ms }
+    fn header(&mut self, session_id: i64, cxid: i32, now_ms: i64) -> TxnHeader {
+        self.last_assigned_zxid += 1;
+        TxnHeader { session_id, cxid, zxid: self.last_assigned_zxid, time_ms: now_ms }
     }
 
-    fn commit(&mut self, hdr: &TxnHeader, txn: Txn, triggers: &mut Vec<Trigger>) -> TxnResult {
-        let result = self.db.apply(hdr, &txn, triggers);
-        self.unlogged.push(LogEntry { hdr: *hdr, txn });
-        result
+    fn submit(&mut self, hdr: TxnHeader, prepared: Prepared, answer: Answer) -> i64 {
+        self.outstanding.record(hdr.zxid, prepared.changes);
+        let entry = Arc::new(LogEntry { hdr, txn: prepared.txn });
+        self.unlogged.push(entry.clone());
+        self.pending.push_back(Pending { entry, answer });
+        hdr.zxid
+    }
+
+    /// Applies the oldest pending transaction if the log has made it durable
+    /// (`durable_zxid`), and returns what to deliver for it.
+    pub fn apply_next(&mut self, durable_zxid: i64) -> Option<(i64, Output)> {
+        if self.pending.front()?.entry.hdr.zxid > durable_zxid {
+            return None;
+        }
+        let Pending { entry, answer } = self.pending.pop_front().unwrap();
+        let (hdr, txn) = (&entry.hdr, &entry.txn);
+        let mut triggers = Vec::new();
+        let result = self.db.apply(hdr, txn, &mut triggers);
+        self.outstanding.applied(hdr.zxid);
+        let mut out = Output { triggers, zxid: hdr.zxid, ..Default::default() };
+        match answer {
+            Answer::Request { xid, request } => {
+                out.reply = Reply::Frame(match &result {
+                    TxnResult::Error(code) => reply_frame(xid, hdr.zxid, *code, |_| {}),
+                    r => reply_frame(xid, hdr.zxid, 0, |w| write_result(w, &request, r)),
+                });
+                if matches!(request, Request::CloseSession) {
+                    out.session_closed = Some(hdr.session_id);
+                }
+            }
+            Answer::Expired(session_id) => out.session_closed = Some(session_id),
+            Answer::Silent => {}
+        }
+        if let Txn::CloseSession { .. } = txn {
+            self.closing.remove(&hdr.session_id);
+        }
+        Some((hdr.zxid, out))
     }
 
     pub fn connect(&mut self, req: &ConnectRequest, now_ms: i64) -> ConnectOutcome {
@@ -163,17 +242,17 @@ impl Core {
             let sid = self.next_session_id;
             self.next_session_id += 1;
             let hdr = self.header(sid, 0, now_ms);
-            self.commit(&hdr, Txn::CreateSession { timeout_ms }, &mut Vec::new());
-            (sid, true)
+            let zxid = self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent);
+            (sid, Some(zxid))
         } else {
-            let known = self.db.session_timeout(req.session_id).is_some();
+            let known = self.db.session_timeout(req.session_id).is_some() && !self.closing.contains(&req.session_id);
             if !known || req.passwd != session::password(&self.secret, req.session_id) {
                 let mut w = Vec::new();
                 w.put_i32(0);
                 ConnectResponse::expired().encode(&mut w);
                 return ConnectOutcome::Expired { frame: finish_frame(w) };
             }
-            (req.session_id, false)
+            (req.session_id, None)
         };
         let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: false };
         let mut w = Vec::new();
@@ -182,14 +261,15 @@ impl Core {
         ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created }
     }
 
-    /// Ends a session the tracker found expired: its ephemerals go, watches fire.
-    pub fn expire(&mut self, session_id: i64, now_ms: i64) -> Option<Output> {
+    /// Ends a session the tracker found expired; returns the close's zxid.
+    pub fn expire(&mut self, session_id: i64, now_ms: i64) -> Option<i64> {
         self.db.session_timeout(session_id)?;
+        if !self.closing.insert(session_id) {
+            return None;
+        }
         let hdr = self.header(session_id, 0, now_ms);
-        let txn = Txn::CloseSession { ephemerals: self.db.tree.ephemerals_of(session_id) };
-        let mut triggers = Vec::new();
-        self.commit(&hdr, txn, &mut triggers);
-        Some(Output { triggers, zxid: hdr.zxid, session_closed: Some(session_id), ..Default::default() })
+        let prepared = prep::prepare_close_session(&self.db.tree, &self.outstanding, session_id);
+        Some(self.submit(hdr, prepared, Answer::Expired(session_id)))
     }
 
     /// Paths the container manager should try to delete now: containers that
@@ -212,33 +292,37 @@ impl Core {
     }
 
     /// Deletes one reaper candidate (deleteContainer); None if it no longer qualifies.
-    pub fn reap(&mut self, path: &str, now_ms: i64) -> Option<Output> {
-        let txn = prep::prepare_delete_container(&self.db.tree, path);
-        if matches!(txn, Txn::Error { .. }) {
+    pub fn reap(&mut self, path: &str, now_ms: i64) -> Option<i64> {
+        let prepared = prep::prepare_delete_container(&self.db.tree, &self.outstanding, path);
+        if matches!(prepared.txn, Txn::Error { .. }) {
             return None;
         }
         let hdr = self.header(0, 0, now_ms);
-        let mut triggers = Vec::new();
-        self.commit(&hdr, txn, &mut triggers);
-        Some(Output { triggers, zxid: hdr.zxid, ..Default::default() })
+        Some(self.submit(hdr, prepared, Answer::Silent))
     }
 
-    pub fn process(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
+    pub fn process(&mut self, ctx: &RequestCtx, req: Request) -> Processed {
         let zxid = self.db.last_zxid();
         if self.db.session_timeout(ctx.session_id).is_none() {
-            return Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid);
+            return Processed::Done(Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid));
         }
         if req.is_write() {
-            return self.process_write(ctx, req);
+            let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
+            let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled };
+            let prepared = prep::prepare(&self.db.tree, &self.outstanding, &pctx, &req);
+            if matches!(req, Request::CloseSession) {
+                self.closing.insert(ctx.session_id);
+            }
+            return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
         }
         if let Request::Unknown(_) = req {
             // UnimplementedRequestProcessor: error reply with zxid -1, then close.
             let mut out = Output::reply(reply_frame(ctx.xid, -1, Code::Unimplemented as i32, |_| {}), zxid);
             out.close_connection = true;
-            return out;
+            return Processed::Done(out);
         }
         let mut watches = Vec::new();
-        let result = self.read(ctx, req, &mut watches);
+        let result = self.read(ctx, &req, &mut watches);
         let reply = match result {
             Ok(ReadReply::Frame(f)) => Reply::Frame(f),
             Ok(ReadReply::WatchQuery { path, watcher_type, remove }) => {
@@ -246,21 +330,7 @@ impl Core {
             }
             Err(code) => Reply::Frame(reply_frame(ctx.xid, zxid, code as i32, |_| {})),
         };
-        Output { reply, zxid, watches, ..Default::default() }
-    }
-
-    fn process_write(&mut self, ctx: &RequestCtx, req: &Request) -> Output {
-        let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
-        let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled };
-        let txn = prep::prepare(&self.db.tree, &pctx, req);
-        let mut triggers = Vec::new();
-        let result = self.commit(&hdr, txn, &mut triggers);
-        let frame = match &result {
-            TxnResult::Error(code) => reply_frame(ctx.xid, hdr.zxid, *code, |_| {}),
-            r => reply_frame(ctx.xid, hdr.zxid, 0, |w| write_result(w, req, r)),
-        };
-        let session_closed = matches!(req, Request::CloseSession).then_some(ctx.session_id);
-        Output { reply: Reply::Frame(frame), triggers, zxid: hdr.zxid, session_closed, ..Default::default() }
+        Processed::Done(Output { reply, zxid, watches, ..Default::default() })
     }
 
     fn node_for_read(&self, path: &str, perm: i32, auth: &[Id]) -> Result<&crate::tree::Node, Code> {
@@ -505,5 +575,87 @@ fn write_multi_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult) {
             proto::write_multi_header(w, op::ERROR, false, Code::RuntimeInconsistency as i32);
             w.put_i32(Code::RuntimeInconsistency as i32);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::Reader;
+    use crate::proto::CreateRequest;
+
+    fn core_with_session() -> (Core, i64) {
+        let mut core = Core::new(Settings::default(), b"secret".to_vec(), 1_700_000_000_000);
+        let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms: 10_000, session_id: 0, passwd: vec![], read_only: Some(false) };
+        let ConnectOutcome::Accepted { session_id, created: Some(zxid), .. } = core.connect(&req, 1) else { panic!("connect") };
+        assert!(core.apply_next(zxid).is_some());
+        assert_eq!(core.take_unlogged().len(), 1);
+        (core, session_id)
+    }
+
+    fn create(path: &str) -> Request {
+        Request::Create(CreateRequest { op: CreateOp::Create, path: path.into(), data: Some(b"d".to_vec()), acl: vec![proto::Acl::world_all()], flags: 0, ttl_ms: -1 })
+    }
+
+    fn err_of(out: &Output) -> i32 {
+        let Reply::Frame(f) = &out.reply else { panic!("no frame") };
+        let mut r = Reader::new(&f[4..]);
+        r.i32().unwrap();
+        r.i64().unwrap();
+        r.i32().unwrap()
+    }
+
+    #[test]
+    fn writes_wait_for_durability_and_reads_see_only_committed_state() {
+        let (mut core, sid) = core_with_session();
+        let ctx = RequestCtx { session_id: sid, xid: 1, auth: &[], now_ms: 5 };
+        let Processed::Pending(z1) = core.process(&ctx, create("/a")) else { panic!("a write is pending") };
+        // Prepared against outstanding changes: /a/b may follow /a before /a is applied.
+        let Processed::Pending(z2) = core.process(&ctx, create("/a/b")) else { panic!() };
+        let Processed::Pending(z3) = core.process(&ctx, create("/a")) else { panic!() };
+        assert_eq!(core.take_unlogged().len(), 3);
+        // Nothing is visible until the log says so.
+        let Processed::Done(read) = core.process(&ctx, Request::Exists { path: "/a".into(), watch: false }) else { panic!() };
+        assert_eq!(err_of(&read), Code::NoNode as i32);
+        assert!(core.apply_next(z1 - 1).is_none());
+        let (z, out) = core.apply_next(z2).unwrap();
+        assert_eq!((z, err_of(&out)), (z1, 0));
+        assert_eq!(out.triggers[0], ("/a".to_string(), crate::watch::event::NODE_CREATED));
+        let (_, out) = core.apply_next(z2).unwrap();
+        assert_eq!(err_of(&out), 0);
+        assert!(core.apply_next(z2).is_none(), "z3 is not durable yet");
+        let (_, out) = core.apply_next(z3).unwrap();
+        assert_eq!(err_of(&out), Code::NodeExists as i32, "the second /a failed at prep time");
+        assert_eq!(core.last_zxid(), z3, "a failed write still takes its zxid");
+        assert!(core.outstanding.is_empty());
+    }
+
+    #[test]
+    fn a_failed_multi_leaves_no_outstanding_change() {
+        let (mut core, sid) = core_with_session();
+        let ctx = RequestCtx { session_id: sid, xid: 1, auth: &[], now_ms: 5 };
+        let multi = Request::Multi(vec![create("/m"), Request::Delete { path: "/missing".into(), version: -1 }]);
+        let Processed::Pending(z) = core.process(&ctx, multi) else { panic!() };
+        assert!(core.outstanding.is_empty());
+        let Processed::Pending(z2) = core.process(&ctx, create("/m")) else { panic!() };
+        core.apply_next(z);
+        let (_, out) = core.apply_next(z2).unwrap();
+        assert_eq!(err_of(&out), 0, "/m was never created by the failed multi");
+    }
+
+    #[test]
+    fn closing_a_session_counts_its_outstanding_ephemerals() {
+        let (mut core, sid) = core_with_session();
+        let ctx = RequestCtx { session_id: sid, xid: 1, auth: &[], now_ms: 5 };
+        let mut eph = create("/e");
+        if let Request::Create(c) = &mut eph {
+            c.flags = 1;
+        }
+        let Processed::Pending(_) = core.process(&ctx, eph) else { panic!() };
+        let z = core.expire(sid, 6).unwrap();
+        assert!(core.expire(sid, 7).is_none(), "expiry is prepared once");
+        while core.apply_next(z).is_some() {}
+        assert!(core.db.tree.get("/e").is_none(), "the ephemeral created just before expiry is gone");
+        assert!(core.db.session_timeout(sid).is_none());
     }
 }

@@ -5,20 +5,20 @@
 //! the container/TTL reaper.
 
 use crate::dispatcher::Dispatcher;
-use crate::messages::{Connect, Dispatch, Expire, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
+use crate::messages::{ConnAddr, Connect, Dispatch, Expire, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
 use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
 use actix::prelude::*;
 use slog::{error, info, Logger};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
-use warden_core::server::{ConnectOutcome, Core, RequestCtx};
+use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
 
 /// Nodes serialized per snapshot step; requests are served between steps.
@@ -37,6 +37,26 @@ fn snapshot_threshold(snap_count: u64) -> u64 {
     half + random % half
 }
 
+/// Who asked, for delivering a result later.
+struct Caller {
+    conn: ConnAddr,
+    session_id: i64,
+    received: std::time::Instant,
+}
+
+/// A session's request waiting for an earlier write of the same session.
+enum InFlight {
+    Write(i64),
+    Read(Submit),
+}
+
+/// Where the result of a pending transaction goes.
+enum Route {
+    Request(Caller),
+    /// A new session's handshake reply.
+    Attach(Dispatch),
+}
+
 pub struct Processor {
     core: Core,
     dispatcher: Addr<Dispatcher>,
@@ -46,11 +66,13 @@ pub struct Processor {
     config: Arc<Config>,
     stats: Arc<ServerStats>,
     log: Logger,
-    /// Highest zxid handed to the log, and highest the log made durable.
-    logged_zxid: i64,
+    /// Highest zxid the log made durable.
     synced_zxid: i64,
-    /// Results waiting for the log, with the zxid they wait for.
-    held: VecDeque<(i64, Dispatch)>,
+    /// Who waits for each pending transaction's result.
+    routes: HashMap<i64, Route>,
+    /// Per session with writes in flight: its requests in arrival order, so
+    /// its replies keep request order. Other sessions' reads never wait here.
+    in_flight: HashMap<i64, VecDeque<InFlight>>,
     txns_since_snapshot: u64,
     next_snapshot_after: u64,
     snapshot: Option<SnapshotWriter>,
@@ -61,14 +83,30 @@ impl Processor {
     pub fn new(core: Core, dispatcher: Addr<Dispatcher>, tracker: Addr<Tracker>, txn_log: TxnLog, snapshotter: Addr<Snapshotter>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
-        Processor { core, dispatcher, tracker, txn_log, snapshotter, config, stats, log, logged_zxid: zxid, synced_zxid: zxid, held: VecDeque::new(), txns_since_snapshot: 0, next_snapshot_after, snapshot: None }
+        Processor {
+            core,
+            dispatcher,
+            tracker,
+            txn_log,
+            snapshotter,
+            config,
+            stats,
+            log,
+            synced_zxid: zxid,
+            routes: HashMap::new(),
+            in_flight: HashMap::new(),
+            txns_since_snapshot: 0,
+            next_snapshot_after,
+            snapshot: None,
+        }
     }
 
     /// Sends new transactions to the log; starts a snapshot when due.
     fn flush_log(&mut self, ctx: &mut Context<Self>) {
         let entries = self.core.take_unlogged();
-        let Some(last) = entries.last() else { return };
-        self.logged_zxid = last.hdr.zxid;
+        if entries.is_empty() {
+            return;
+        }
         self.txns_since_snapshot += entries.len() as u64;
         self.txn_log.append(entries);
         if self.snapshot.is_none() && self.txns_since_snapshot >= self.next_snapshot_after {
@@ -76,12 +114,60 @@ impl Processor {
         }
     }
 
-    /// Delivers now, or after the log has made every earlier transaction durable.
-    fn emit(&mut self, d: Dispatch) {
-        if self.logged_zxid > self.synced_zxid {
-            self.held.push_back((self.logged_zxid, d));
-        } else {
-            self.dispatcher.do_send(d);
+    fn answer(&self, caller: Caller, output: Output) {
+        self.dispatcher.do_send(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some(caller.received) });
+    }
+
+    /// Serves one request: reads from committed state at once, writes once durable.
+    fn serve(&mut self, msg: Submit) {
+        let Submit { conn, session_id, xid, request, auth, received } = msg;
+        let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
+        let caller = Caller { conn, session_id, received };
+        match self.core.process(&rctx, request) {
+            Processed::Done(output) => self.answer(caller, output),
+            Processed::Pending(zxid) => {
+                self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(zxid));
+                self.routes.insert(zxid, Route::Request(caller));
+            }
+        }
+    }
+
+    /// The session's write `zxid` is answered: serve the reads that followed it.
+    fn release_reads_after(&mut self, session_id: i64, zxid: i64) {
+        let Some(queue) = self.in_flight.get_mut(&session_id) else { return };
+        debug_assert!(matches!(queue.front(), Some(InFlight::Write(z)) if *z == zxid));
+        queue.pop_front();
+        let mut reads = Vec::new();
+        while let Some(InFlight::Read(_)) = queue.front() {
+            if let Some(InFlight::Read(r)) = queue.pop_front() {
+                reads.push(r);
+            }
+        }
+        if queue.is_empty() {
+            self.in_flight.remove(&session_id);
+        }
+        for read in reads {
+            self.serve(read);
+        }
+    }
+
+    /// Applies every transaction the log has made durable, delivering each
+    /// result and then the reads that were waiting behind it.
+    fn apply_durable(&mut self) {
+        while let Some((zxid, output)) = self.core.apply_next(self.synced_zxid) {
+            match self.routes.remove(&zxid) {
+                Some(Route::Request(caller)) => {
+                    let sid = caller.session_id;
+                    if let Some(closed) = output.session_closed {
+                        info!(self.log, "session closed by client"; "session" => format!("0x{closed:x}"));
+                        self.tracker.do_send(Tracking::Untrack { session_id: closed });
+                    }
+                    self.answer(caller, output);
+                    self.release_reads_after(sid, zxid);
+                }
+                Some(Route::Attach(d)) => self.dispatcher.do_send(d),
+                None => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+            }
         }
     }
 
@@ -127,10 +213,9 @@ impl Processor {
         let budget = ((self.config.container_max_per_minute as u64 * interval_ms) / 60_000).max(1) as usize;
         let now = wall_clock_ms();
         for path in self.core.reap_candidates(now).into_iter().take(budget) {
-            if let Some(output) = self.core.reap(&path, now) {
-                info!(self.log, "reaped container or TTL node"; "path" => &path);
+            if self.core.reap(&path, now).is_some() {
+                info!(self.log, "reaping container or TTL node"; "path" => &path);
                 self.flush_log(ctx);
-                self.emit(Dispatch::Output { conn: None, session_id: 0, output, received: None });
             }
         }
     }
@@ -151,10 +236,17 @@ impl Handler<Connect> for Processor {
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         match self.core.connect(&msg.request, wall_clock_ms()) {
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, created } => {
-                info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created, "conn" => msg.conn_id);
-                self.flush_log(ctx);
+                info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created.is_some(), "conn" => msg.conn_id);
                 self.tracker.do_send(Tracking::Track { session_id, timeout_ms });
-                self.emit(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
+                let attach = Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame };
+                match created {
+                    // A new session is answered once its creation is durable.
+                    Some(zxid) => {
+                        self.routes.insert(zxid, Route::Attach(attach));
+                        self.flush_log(ctx);
+                    }
+                    None => self.dispatcher.do_send(attach),
+                }
             }
             ConnectOutcome::Expired { frame } => {
                 info!(self.log, "refused reattach to an unknown or expired session, or with a wrong password"; "session" => format!("0x{:x}", msg.request.session_id));
@@ -172,14 +264,15 @@ impl Handler<Submit> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        let rctx = RequestCtx { session_id: msg.session_id, xid: msg.xid, auth: &msg.auth, now_ms: wall_clock_ms() };
-        let output = self.core.process(&rctx, &msg.request);
-        if let Some(closed) = output.session_closed {
-            info!(self.log, "session closed by client"; "session" => format!("0x{closed:x}"));
-            self.tracker.do_send(Tracking::Untrack { session_id: closed });
+        if !msg.request.is_write() {
+            if let Some(queue) = self.in_flight.get_mut(&msg.session_id) {
+                // Behind this session's own pending write: answer after it.
+                queue.push_back(InFlight::Read(msg));
+                return;
+            }
         }
+        self.serve(msg);
         self.flush_log(ctx);
-        self.emit(Dispatch::Output { conn: Some(msg.conn), session_id: msg.session_id, output, received: Some(msg.received) });
     }
 }
 
@@ -187,10 +280,9 @@ impl Handler<Expire> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
-        if let Some(output) = self.core.expire(msg.session_id, wall_clock_ms()) {
+        if self.core.expire(msg.session_id, wall_clock_ms()).is_some() {
             info!(self.log, "expiring session"; "session" => format!("0x{:x}", msg.session_id));
             self.flush_log(ctx);
-            self.emit(Dispatch::Output { conn: None, session_id: msg.session_id, output, received: None });
         }
     }
 }
@@ -201,10 +293,7 @@ impl Handler<Synced> for Processor {
     fn handle(&mut self, msg: Synced, _: &mut Context<Self>) {
         self.synced_zxid = self.synced_zxid.max(msg.zxid);
         self.stats.fsyncs.store(msg.fsyncs, Relaxed);
-        while self.held.front().is_some_and(|(zxid, _)| *zxid <= self.synced_zxid) {
-            let (_, d) = self.held.pop_front().unwrap();
-            self.dispatcher.do_send(d);
-        }
+        self.apply_durable();
     }
 }
 

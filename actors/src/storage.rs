@@ -9,6 +9,7 @@ use slog::{error, info, warn, Logger};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::database::Database;
 use warden_core::snapshot;
@@ -141,7 +142,7 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
 }
 
 pub enum LogCommand {
-    Append(Vec<LogEntry>),
+    Append(Vec<Arc<LogEntry>>),
     /// Start a new segment with the next transaction (after a snapshot began).
     Roll,
 }
@@ -172,7 +173,7 @@ impl TxnLog {
         TxnLog { tx }
     }
 
-    pub fn append(&self, entries: Vec<LogEntry>) {
+    pub fn append(&self, entries: Vec<Arc<LogEntry>>) {
         let _ = self.tx.send(LogCommand::Append(entries));
     }
 
