@@ -136,7 +136,20 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
             }
         }
         "mntr" => {
-            let lines: Vec<(&str, String)> = vec![
+            for (k, v) in mntr_pairs(s) {
+                let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{other} is not supported by this Warden version yet.");
+        }
+    }
+    out
+}
+
+/// `mntr`'s keys and values, in ZooKeeper's order (also the admin monitor command).
+pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
+            vec![
                 ("zk_version", full_version(&s.warden_version)),
                 ("zk_server_state", s.mode.clone()),
                 ("zk_avg_latency", format!("{:.4}", s.latency_avg_ms)),
@@ -156,16 +169,7 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
                 ("zk_uptime", s.uptime_ms.to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),
                 ("zk_warden_fsync_count", s.fsync_count.to_string()),
-            ];
-            for (k, v) in lines {
-                let _ = writeln!(out, "{k}\t{v}");
-            }
-        }
-        other => {
-            let _ = writeln!(out, "{other} is not supported by this Warden version yet.");
-        }
-    }
-    out
+            ]
 }
 
 /// ZooKeeper's answer to a command left out of `4lw.commands.whitelist`.

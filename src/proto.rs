@@ -373,6 +373,38 @@ impl Request {
         )
     }
 
+    /// ZooKeeper's name for the operation, for per-op metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create(_) => "create",
+            Request::Delete { .. } => "delete",
+            Request::Exists { .. } => "exists",
+            Request::GetData { .. } => "getData",
+            Request::SetData { .. } => "setData",
+            Request::GetAcl { .. } => "getACL",
+            Request::SetAcl { .. } => "setACL",
+            Request::GetChildren { with_stat: false, .. } => "getChildren",
+            Request::GetChildren { with_stat: true, .. } => "getChildren2",
+            Request::Sync { .. } => "sync",
+            Request::Ping => "ping",
+            Request::Check { .. } => "check",
+            Request::Multi(_) => "multi",
+            Request::MultiRead(_) => "multiRead",
+            Request::Reconfig => "reconfig",
+            Request::CheckWatches { .. } => "checkWatches",
+            Request::RemoveWatches { .. } => "removeWatches",
+            Request::Auth { .. } => "auth",
+            Request::SetWatches(_) => "setWatches",
+            Request::Sasl => "sasl",
+            Request::GetEphemerals { .. } => "getEphemerals",
+            Request::GetAllChildrenNumber { .. } => "getAllChildrenNumber",
+            Request::AddWatch { .. } => "addWatch",
+            Request::WhoAmI => "whoAmI",
+            Request::CloseSession => "closeSession",
+            Request::Unknown(_) => "unknown",
+        }
+    }
+
     /// The path a request names, for logs and per-path stats.
     pub fn path(&self) -> Option<&str> {
         match self {

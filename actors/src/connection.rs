@@ -6,6 +6,7 @@ use crate::codec::{FrameError, Inbound};
 use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
+use crate::registry::{ActorStats, Mailbox};
 use crate::stats::ConnInfo;
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -43,12 +44,14 @@ pub struct Connection {
     queued: VecDeque<BytesMut>,
     auth: Arc<[Id]>,
     info: Arc<ConnInfo>,
+    /// This handler's mailbox counters (kind "session").
+    me: Arc<ActorStats>,
     last_touch: Instant,
     log: Logger,
 }
 
 impl Connection {
-    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>) -> Connection {
+    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>, me: Arc<ActorStats>) -> Connection {
         let log = deps.log.new(slog::o!("conn" => id, "peer" => peer.to_string()));
         let mut ids = vec![Id::new("ip", &peer.ip().to_string())];
         if deps.config.skip_acl {
@@ -56,7 +59,11 @@ impl Connection {
             ids.push(Id::new("super", ""));
         }
         let auth: Arc<[Id]> = ids.into();
-        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, last_touch: Instant::now(), log }
+        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, me, last_touch: Instant::now(), log }
+    }
+
+    fn mailbox(&self, ctx: &Context<Self>) -> Mailbox<Connection> {
+        Mailbox { addr: ctx.address(), stats: self.me.clone() }
     }
 
     fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
@@ -83,7 +90,7 @@ impl Connection {
         match ConnectRequest::decode(frame) {
             Ok(request) => {
                 self.state = State::Connecting;
-                self.deps.processor.do_send(Connect { conn: ctx.address(), conn_id: self.id, request });
+                self.deps.processor.do_send(Connect { conn: self.mailbox(ctx), conn_id: self.id, request });
             }
             Err(e) => {
                 warn!(self.log, "closing connection: malformed connect request"; "error" => %e, "bytes" => frame.len());
@@ -122,7 +129,16 @@ impl Connection {
         }
         self.deps.stats.outstanding.fetch_add(1, Relaxed);
         let auth = self.auth.clone();
-        self.deps.processor.do_send(Submit { conn: ctx.address(), session_id, xid, request, auth, received: Instant::now() });
+        self.deps.processor.do_send(Submit { conn: self.mailbox(ctx), session_id, xid, request, auth, received: Instant::now() });
+        if self.deps.processor.full() {
+            // Backpressure: stop reading this client until the processor catches up.
+            let processor = self.deps.processor.clone();
+            ctx.wait(actix::fut::wrap_future(async move {
+                while processor.full() {
+                    actix::clock::sleep(Duration::from_millis(1)).await;
+                }
+            }));
+        }
     }
 
     /// addAuth: answered here, since identities belong to the connection. The
@@ -190,6 +206,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.deps.stats.connections.lock().unwrap().remove(&self.id);
+        self.deps.registry.unregister(&self.me);
         if let Some(session_id) = self.session {
             self.deps.dispatcher.do_send(Detach { session_id, conn_id: self.id });
         }
@@ -218,6 +235,8 @@ impl Handler<ToConn> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: ToConn, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         match msg {
             ToConn::Frame(frame) => {
                 if !matches!(self.state, State::Closing) {

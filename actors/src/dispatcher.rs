@@ -3,8 +3,10 @@
 //! notifications first, then the reply — so a client never sees a reply that
 //! observes a change before the watch event for it.
 
-use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchReport};
+use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchData, WatchReport};
+use crate::registry::{ActorStats, InjectFault};
 use crate::stats::ServerStats;
+use slog::Logger;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,16 +19,18 @@ pub struct Dispatcher {
     watches: WatchManager,
     conns: HashMap<i64, (u64, ConnAddr)>,
     stats: Arc<ServerStats>,
+    me: Arc<ActorStats>,
+    log: Logger,
 }
 
 impl Dispatcher {
-    pub fn new(stats: Arc<ServerStats>) -> Dispatcher {
-        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), stats }
+    pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger) -> Dispatcher {
+        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), stats, me, log }
     }
 
     fn send(&self, session_id: i64, frame: Vec<u8>) {
         if let Some((_, conn)) = self.conns.get(&session_id) {
-            conn.do_send(ToConn::Frame(frame));
+            to_conn(conn, ToConn::Frame(frame), &self.log);
         }
     }
 
@@ -47,7 +51,7 @@ impl Dispatcher {
                 WatchOp::AddPersistent { path, recursive } => self.watches.add_persistent(&path, session_id, recursive),
                 WatchOp::FireNow { event_type, path } => {
                     if let Some(c) = &conn {
-                        c.do_send(ToConn::Frame(notification_frame(out.zxid, event_type, &path)));
+                        to_conn(c, ToConn::Frame(notification_frame(out.zxid, event_type, &path)), &self.log);
                     }
                 }
             }
@@ -62,7 +66,7 @@ impl Dispatcher {
             Reply::None => None,
         };
         if let (Some(c), Some(f)) = (&conn, frame) {
-            c.do_send(ToConn::Frame(f));
+            to_conn(c, ToConn::Frame(f), &self.log);
         }
         if let (Some(c), true) = (&conn, out.close_connection) {
             c.do_send(ToConn::Close { frame: None, reason: "unknown opcode" });
@@ -77,18 +81,47 @@ impl Dispatcher {
     }
 }
 
+/// Delivers to a session handler, unless its mailbox is full: a client that
+/// far behind is closed instead of buffered without limit.
+fn to_conn(conn: &ConnAddr, msg: ToConn, log: &Logger) {
+    if conn.full() {
+        slog::warn!(log, "session handler mailbox full; closing the connection"; "instance" => &conn.stats.instance, "depth" => conn.stats.depth());
+        conn.do_send(ToConn::Close { frame: None, reason: "mailbox full" });
+        return;
+    }
+    conn.do_send(msg);
+}
+
 impl Actor for Dispatcher {
     type Context = Context<Self>;
+}
+
+impl Supervised for Dispatcher {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
+    }
+}
+
+impl Handler<InjectFault> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
+        let _t = self.me.track();
+        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
+        ctx.stop();
+    }
 }
 
 impl Handler<Dispatch> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         match msg {
             Dispatch::Output { conn, session_id, output, received } => {
-                if let Some(t) = received {
-                    self.stats.record_latency(t);
+                if let Some((t, op)) = received {
+                    self.stats.record_latency(t, op);
                     self.stats.outstanding.fetch_sub(1, Relaxed);
                 }
                 self.deliver(conn, session_id, output);
@@ -112,6 +145,7 @@ impl Handler<Detach> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        let _t = self.me.track();
         if self.conns.get(&msg.session_id).is_some_and(|(id, _)| *id == msg.conn_id) {
             self.conns.remove(&msg.session_id);
             self.watches.remove_session(msg.session_id);
@@ -124,6 +158,16 @@ impl Handler<WatchReport> for Dispatcher {
     type Result = String;
 
     fn handle(&mut self, msg: WatchReport, _: &mut Context<Self>) -> String {
+        let _t = self.me.track();
         self.watches.report(msg.0)
+    }
+}
+
+impl Handler<WatchData> for Dispatcher {
+    type Result = MessageResult<WatchData>;
+
+    fn handle(&mut self, _: WatchData, _: &mut Context<Self>) -> Self::Result {
+        let _t = self.me.track();
+        MessageResult(self.watches.by_session())
     }
 }

@@ -66,10 +66,11 @@ impl StreamHandler<Accepted> for Listener {
         self.deps.stats.connections.lock().unwrap().insert(id, info.clone());
         let deps = self.deps.clone();
         let max_frame = deps.config.jute_max_buffer_bytes;
+        let me = deps.registry.register("session", id.to_string());
         Connection::create(move |ctx| {
             let (read, write) = stream.into_split();
             ctx.add_stream(FramedRead::new(read, ClientCodec::new(max_frame)));
-            Connection::new(id, peer, deps, Outbox::start(write), info)
+            Connection::new(id, peer, deps, Outbox::start(write), info, me)
         });
     }
 }

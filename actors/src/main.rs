@@ -1,5 +1,7 @@
 //! `warden`: a ZooKeeper-compatible coordination service built from actix actors.
 
+mod cli;
+mod admin;
 mod codec;
 mod connection;
 mod dispatcher;
@@ -8,8 +10,10 @@ mod messages;
 mod node;
 mod outbox;
 mod processor;
+mod registry;
 mod snapshotter;
 mod storage;
+mod supervise;
 mod stats;
 mod tools;
 mod tracker;
@@ -45,6 +49,12 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// ZooKeeper shell like zkCli.sh: warden cli [-server HOST:PORT] [-timeout MS] [COMMAND ARGS...]
+    #[command(disable_help_flag = true)]
+    Cli {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +78,7 @@ fn main() {
         Command::Log { command: LogCommand::Dump { target } } => tools::log_dump(&target),
         Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
         Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),
+        Command::Cli { args } => cli::run(args),
     };
     if let Err(message) = result {
         eprintln!("warden: {message}");

@@ -8,7 +8,8 @@ use warden_core::fourlw::ServerSnapshot;
 use warden_core::proto::{ConnectRequest, Id, Request};
 use warden_core::server::Output;
 
-pub type ConnAddr = Addr<Connection>;
+/// A session handler's mailbox (counted, for the operator's view).
+pub type ConnAddr = crate::registry::Mailbox<Connection>;
 
 /// Connection -> processor: a handshake to create or reattach a session.
 #[derive(Message)]
@@ -47,7 +48,8 @@ pub enum ToConn {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum Dispatch {
-    Output { conn: Option<ConnAddr>, session_id: i64, output: Output, received: Option<Instant> },
+    /// `received`: when and which operation arrived, for latency metrics.
+    Output { conn: Option<ConnAddr>, session_id: i64, output: Output, received: Option<(Instant, &'static str)> },
     Attach { session_id: i64, conn_id: u64, conn: ConnAddr, timeout_ms: i32, frame: Vec<u8> },
 }
 
@@ -106,6 +108,11 @@ pub enum SnapshotPart {
     /// The last bytes; the snapshotter makes the file durable and visible.
     End(Vec<u8>),
 }
+
+/// Admin -> dispatcher: each session's watched paths.
+#[derive(Message)]
+#[rtype(result = "std::collections::HashMap<i64, Vec<String>>")]
+pub struct WatchData;
 
 /// Connection -> dispatcher: the text of `wchs`, `wchc` or `wchp`.
 #[derive(Message)]

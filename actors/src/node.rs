@@ -10,31 +10,53 @@ use crate::snapshotter::{Purge, Snapshotter};
 use crate::stats::ServerStats;
 use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
+use crate::registry::{Mailbox, Registry};
 use actix::prelude::*;
 use slog::{info, o, warn, Drain, Logger};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use warden_core::config::Config;
 use warden_core::server::{Core, Settings};
 
 /// What every connection actor needs to reach.
 pub struct Deps {
-    pub processor: Addr<Processor>,
-    pub dispatcher: Addr<Dispatcher>,
-    pub tracker: Addr<Tracker>,
+    pub processor: Mailbox<Processor>,
+    pub dispatcher: Mailbox<Dispatcher>,
+    pub tracker: Mailbox<Tracker>,
+    pub registry: Arc<Registry>,
     pub config: Arc<Config>,
     pub stats: Arc<ServerStats>,
     pub log: Logger,
 }
 
-pub fn logger(config: &Config) -> Logger {
-    let level = slog::Level::from_str(&config.log_level).unwrap_or(slog::Level::Info);
+/// Passes records at or above a level that can change while the node runs.
+struct RuntimeLevel<D> {
+    drain: D,
+    level: Arc<AtomicUsize>,
+}
+
+impl<D: Drain> Drain for RuntimeLevel<D> {
+    type Ok = ();
+    type Err = D::Err;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), D::Err> {
+        if record.level().as_usize() <= self.level.load(Relaxed) {
+            self.drain.log(record, values)?;
+        }
+        Ok(())
+    }
+}
+
+/// The root logger and the handle that changes its level (admin `/log/level`).
+pub fn logger(config: &Config) -> (Logger, Arc<AtomicUsize>) {
+    let level = Arc::new(AtomicUsize::new(slog::Level::from_str(&config.log_level).unwrap_or(slog::Level::Info).as_usize()));
     let decorator = slog_term::TermDecorator::new().stderr().build();
     let drain = slog_term::FullFormat::new(decorator).build().fuse();
     let drain = slog_async::Async::new(drain).chan_size(4096).build().fuse();
-    Logger::root(slog::LevelFilter::new(drain, level).fuse(), o!())
+    (Logger::root(RuntimeLevel { drain, level: level.clone() }.fuse(), o!()), level)
 }
 
 /// Creates the data dir if needed and proves it is writable.
@@ -114,7 +136,7 @@ fn core_settings(config: &Config) -> Settings {
 
 /// Runs a standalone node until SIGINT or SIGTERM.
 pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
-    let log = logger(&config);
+    let (log, level) = logger(&config);
     for w in &warnings {
         warn!(log, "config: {}", w);
     }
@@ -137,8 +159,17 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     sys.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener joins the runtime");
         let stats = Arc::new(ServerStats::default());
-        let tracker = Tracker::new(config.tick_time_ms).start();
-        let dispatcher = Dispatcher::new(stats.clone()).start();
+        let registry = Arc::new(Registry::default());
+        let tracker = {
+            let (me, tick, tlog) = (registry.register("tracker", "0"), config.tick_time_ms, log.new(o!("actor" => "tracker")));
+            let stats = me.clone();
+            Mailbox { addr: Supervisor::start(move |_| Tracker::new(tick, me, tlog)), stats }
+        };
+        let dispatcher = {
+            let (me, s, dlog) = (registry.register("dispatcher", "0"), stats.clone(), log.new(o!("actor" => "dispatcher")));
+            let stats = me.clone();
+            Mailbox { addr: Supervisor::start(move |_| Dispatcher::new(s, me, dlog)), stats }
+        };
         let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), recovered.db);
         // Restored sessions get a fresh expiry clock, as in ZooKeeper.
         for (session_id, timeout_ms) in core.db.sessions() {
@@ -147,7 +178,11 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let (snap_dir, log_dir) = (storage::version_dir(&config.data_dir), storage::version_dir(&config.data_log_dir));
         let retain = config.autopurge_snap_retain_count as usize;
         let snap_log = log.new(o!("actor" => "snapshotter"));
-        let snapshotter = SyncArbiter::start(1, move || Snapshotter::new(snap_dir.clone(), log_dir.clone(), retain, snap_log.clone()));
+        let snap_stats = registry.register("snapshotter", "0");
+        let snapshotter = {
+            let me = snap_stats.clone();
+            Mailbox { addr: SyncArbiter::start(1, move || Snapshotter::new(snap_dir.clone(), log_dir.clone(), retain, me.clone(), snap_log.clone())), stats: snap_stats }
+        };
         if config.autopurge_purge_interval_hours > 0 {
             let every = std::time::Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600);
             let s = snapshotter.clone();
@@ -163,13 +198,17 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let plog = log.new(o!("actor" => "processor"));
             let prealloc = config.pre_alloc_size_kb * 1024;
             let log_dir = storage::version_dir(&config.data_log_dir);
-            Processor::create(move |ctx| {
-                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, ctx.address().recipient(), plog.new(o!("actor" => "txn-log")));
-                Processor::new(core, dispatcher, tracker, txn_log, snapshotter, config, stats, plog)
-            })
+            let me = registry.register("processor", "0");
+            let me2 = me.clone();
+            let addr = Supervisor::start(move |ctx: &mut Context<Processor>| {
+                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
+                Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog)
+            });
+            Mailbox { addr, stats: me }
         };
-        tracker.do_send(ExpireTo(processor.clone().recipient()));
-        let deps = Arc::new(Deps { processor, dispatcher, tracker, config: config.clone(), stats, log: log.clone() });
+        tracker.do_send(ExpireTo(processor.addr.clone().recipient()));
+        let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
+        crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
         Listener::start(listener, deps);
         info!(log, "Warden serving ZooKeeper clients"; "address" => local.to_string(), "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"));
         actix_rt::spawn(async move {
@@ -182,9 +221,12 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             System::current().stop();
         });
     });
-    let result = sys.run().map_err(|e| e.to_string());
-    info!(run_log, "stopped");
+    let code = sys.run_with_code().map_err(|e| e.to_string())?;
+    info!(run_log, "stopped"; "exit_code" => code);
     // Let the async drain print the last lines.
     std::thread::sleep(std::time::Duration::from_millis(50));
-    result
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }

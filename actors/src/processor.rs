@@ -10,6 +10,7 @@ use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
+use crate::registry::{ActorStats, InjectFault, Mailbox};
 use actix::prelude::*;
 use slog::{error, info, Logger};
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +43,7 @@ struct Caller {
     conn: ConnAddr,
     session_id: i64,
     received: std::time::Instant,
+    op: &'static str,
 }
 
 /// A session's request waiting for an earlier write of the same session.
@@ -59,10 +61,11 @@ enum Route {
 
 pub struct Processor {
     core: Core,
-    dispatcher: Addr<Dispatcher>,
-    tracker: Addr<Tracker>,
+    dispatcher: Mailbox<Dispatcher>,
+    tracker: Mailbox<Tracker>,
     txn_log: TxnLog,
-    snapshotter: Addr<Snapshotter>,
+    snapshotter: Mailbox<Snapshotter>,
+    me: Arc<ActorStats>,
     config: Arc<Config>,
     stats: Arc<ServerStats>,
     log: Logger,
@@ -80,7 +83,7 @@ pub struct Processor {
 
 impl Processor {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(core: Core, dispatcher: Addr<Dispatcher>, tracker: Addr<Tracker>, txn_log: TxnLog, snapshotter: Addr<Snapshotter>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
+    pub fn new(core: Core, dispatcher: Mailbox<Dispatcher>, tracker: Mailbox<Tracker>, txn_log: TxnLog, snapshotter: Mailbox<Snapshotter>, me: Arc<ActorStats>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
         Processor {
@@ -89,6 +92,7 @@ impl Processor {
             tracker,
             txn_log,
             snapshotter,
+            me,
             config,
             stats,
             log,
@@ -115,14 +119,14 @@ impl Processor {
     }
 
     fn answer(&self, caller: Caller, output: Output) {
-        self.dispatcher.do_send(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some(caller.received) });
+        self.dispatcher.do_send(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
     }
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
-        let caller = Caller { conn, session_id, received };
+        let caller = Caller { conn, session_id, received, op: request.name() };
         match self.core.process(&rctx, request) {
             Processed::Done(output) => self.answer(caller, output),
             Processed::Pending(zxid) => {
@@ -230,10 +234,28 @@ impl Actor for Processor {
     }
 }
 
+impl Supervised for Processor {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
+    }
+}
+
+impl Handler<InjectFault> for Processor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
+        let _t = self.me.track();
+        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
+        ctx.stop();
+    }
+}
+
 impl Handler<Connect> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         match self.core.connect(&msg.request, wall_clock_ms()) {
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, created } => {
                 info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created.is_some(), "conn" => msg.conn_id);
@@ -264,6 +286,8 @@ impl Handler<Submit> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         if !msg.request.is_write() {
             if let Some(queue) = self.in_flight.get_mut(&msg.session_id) {
                 // Behind this session's own pending write: answer after it.
@@ -280,6 +304,8 @@ impl Handler<Expire> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         if self.core.expire(msg.session_id, wall_clock_ms()).is_some() {
             info!(self.log, "expiring session"; "session" => format!("0x{:x}", msg.session_id));
             self.flush_log(ctx);
@@ -291,6 +317,8 @@ impl Handler<Synced> for Processor {
     type Result = ();
 
     fn handle(&mut self, msg: Synced, _: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         self.synced_zxid = self.synced_zxid.max(msg.zxid);
         self.stats.fsyncs.store(msg.fsyncs, Relaxed);
         self.apply_durable();
@@ -301,6 +329,8 @@ impl Handler<TakeSnapshot> for Processor {
     type Result = MessageResult<TakeSnapshot>;
 
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let me = self.me.clone();
+        let _t = me.track();
         match msg.0 {
             "srst" => self.stats.reset_server(),
             "crst" => self.stats.reset_connections(),
@@ -311,7 +341,8 @@ impl Handler<TakeSnapshot> for Processor {
             warden_version: env!("CARGO_PKG_VERSION").to_string(),
             mode: "standalone".into(),
             last_zxid: db.last_zxid(),
-            node_count: db.tree.node_count() as u64,
+            // ZooKeeper's count includes the root twice (its map holds "" and "/").
+            node_count: db.tree.node_count() as u64 + 1,
             ephemerals_count: db.tree.ephemeral_count() as u64,
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,

@@ -26,12 +26,13 @@ pub struct Snapshotter {
     log_dir: PathBuf,
     retain: usize,
     current: Option<InProgress>,
+    me: std::sync::Arc<crate::registry::ActorStats>,
     log: Logger,
 }
 
 impl Snapshotter {
-    pub fn new(snap_dir: PathBuf, log_dir: PathBuf, retain: usize, log: Logger) -> Snapshotter {
-        Snapshotter { snap_dir, log_dir, retain, current: None, log }
+    pub fn new(snap_dir: PathBuf, log_dir: PathBuf, retain: usize, me: std::sync::Arc<crate::registry::ActorStats>, log: Logger) -> Snapshotter {
+        Snapshotter { snap_dir, log_dir, retain, current: None, me, log }
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -73,6 +74,8 @@ impl Handler<SnapshotPart> for Snapshotter {
     type Result = Result<(), String>;
 
     fn handle(&mut self, part: SnapshotPart, _: &mut SyncContext<Self>) -> Result<(), String> {
+        let me = self.me.clone();
+        let _t = me.track();
         let result = match part {
             SnapshotPart::Begin { zxid, bytes } => {
                 let name = txnlog::snapshot_name(zxid);
@@ -103,6 +106,7 @@ impl Handler<Purge> for Snapshotter {
     type Result = ();
 
     fn handle(&mut self, _: Purge, _: &mut SyncContext<Self>) {
+        let _t = self.me.track();
         self.purge();
     }
 }

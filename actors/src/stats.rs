@@ -21,6 +21,30 @@ impl ConnInfo {
     }
 }
 
+/// A latency histogram with power-of-two microsecond buckets, as Prometheus
+/// reports it (cumulative buckets, sum, count).
+#[derive(Clone, Default)]
+pub struct Histogram {
+    pub buckets: [u64; 24],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn record(&mut self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let i = (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
+        self.buckets[i] += 1;
+        self.sum_us += us;
+        self.count += 1;
+    }
+
+    /// Upper bound in microseconds of bucket `i`.
+    pub fn bound_us(i: usize) -> u64 {
+        1u64 << i
+    }
+}
+
 pub struct ServerStats {
     pub started: Instant,
     pub packets_received: AtomicU64,
@@ -33,6 +57,10 @@ pub struct ServerStats {
     pub watch_count: AtomicU64,
     pub auth_failed: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// Request latency per operation, and fsync latency, for /metrics.
+    pub op_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    pub fsync_latency: Mutex<Histogram>,
+    pub txns_logged: AtomicU64,
     pub connections: Mutex<BTreeMap<u64, std::sync::Arc<ConnInfo>>>,
 }
 
@@ -50,14 +78,19 @@ impl Default for ServerStats {
             watch_count: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            op_latency: Mutex::new(BTreeMap::new()),
+            fsync_latency: Mutex::new(Histogram::default()),
+            txns_logged: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
         }
     }
 }
 
 impl ServerStats {
-    pub fn record_latency(&self, started: Instant) {
-        let ms = started.elapsed().as_millis() as u64;
+    pub fn record_latency(&self, started: Instant, op: &'static str) {
+        let elapsed = started.elapsed();
+        self.op_latency.lock().unwrap().entry(op).or_default().record(elapsed);
+        let ms = elapsed.as_millis() as u64;
         self.latency_total_ms.fetch_add(ms, Relaxed);
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_min_ms.fetch_min(ms, Relaxed);

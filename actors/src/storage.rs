@@ -3,6 +3,7 @@
 //! Formats and decisions live in the core (`record`, `txnlog`, `snapshot`).
 
 use crate::messages::Synced;
+use crate::stats::ServerStats;
 use actix::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, info, warn, Logger};
@@ -155,12 +156,12 @@ pub struct TxnLog {
 }
 
 impl TxnLog {
-    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, synced: Recipient<Synced>, log: Logger) -> TxnLog {
+    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, synced: Recipient<Synced>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
-                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), force_sync, current: None, buf: Vec::new() };
+                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), force_sync, current: None, buf: Vec::new(), stats };
                 if let Err(e) = w.run(rx, &synced, &log) {
                     // Fail-stop: a log we cannot write must not acknowledge anything.
                     error!(log, "transaction log failed; stopping the node"; "error" => %e);
@@ -195,6 +196,7 @@ struct SegmentWriter {
     current: Option<Segment>,
     /// Records for the current segment not yet written.
     buf: Vec<u8>,
+    stats: Arc<ServerStats>,
 }
 
 impl SegmentWriter {
@@ -212,6 +214,7 @@ impl SegmentWriter {
                             }
                             warden_core::record::encode(&e.encode(), &mut self.buf);
                             last_zxid = Some(e.hdr.zxid);
+                            self.stats.txns_logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     LogCommand::Roll => {
@@ -260,11 +263,13 @@ impl SegmentWriter {
         seg.written = end;
         self.buf.clear();
         if self.force_sync {
+            let started = Instant::now();
             if grew {
                 seg.file.sync_all()?;
             } else {
                 seg.file.sync_data()?;
             }
+            self.stats.fsync_latency.lock().unwrap().record(started.elapsed());
         }
         Ok(())
     }

@@ -6,6 +6,9 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use warden_core::session::ExpiryQueue;
+use crate::registry::{ActorStats, InjectFault};
+use slog::Logger;
+use std::sync::Arc;
 
 pub struct Tracker {
     queue: ExpiryQueue,
@@ -13,11 +16,13 @@ pub struct Tracker {
     epoch: Instant,
     tick: Duration,
     expire_to: Option<Recipient<Expire>>,
+    me: Arc<ActorStats>,
+    log: Logger,
 }
 
 impl Tracker {
-    pub fn new(tick_ms: u32) -> Tracker {
-        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None }
+    pub fn new(tick_ms: u32, me: Arc<ActorStats>, log: Logger) -> Tracker {
+        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, me, log }
     }
 
     fn now_ms(&self) -> i64 {
@@ -41,10 +46,28 @@ impl Actor for Tracker {
     }
 }
 
+impl Supervised for Tracker {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
+    }
+}
+
+impl Handler<InjectFault> for Tracker {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
+        let _t = self.me.track();
+        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
+        ctx.stop();
+    }
+}
+
 impl Handler<Tracking> for Tracker {
     type Result = ();
 
     fn handle(&mut self, msg: Tracking, _: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
         let now = self.now_ms();
         match msg {
             Tracking::Track { session_id, timeout_ms } => {

@@ -47,6 +47,8 @@ plain_keys! {
     "admin.enableServer" => admin_enable_server: boolean / show,
     "admin.serverAddress" => admin_server_address: text / show,
     "admin.serverPort" => admin_server_port: port / show,
+    "warden.adminToken" => admin_token: some_text / secret,
+    "warden.adminFaultInjection" => admin_fault_injection: boolean / show,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,
@@ -274,6 +276,10 @@ impl Setting<'_> {
             Some(self.value.to_string()).filter(|v| !v.is_empty()),
             "must not be empty",
         )
+    }
+
+    fn some_text(&self) -> R<Option<String>> {
+        Ok(Some(self.value.to_string()).filter(|v| !v.is_empty()))
     }
 
     fn path(&self) -> R<PathBuf> {

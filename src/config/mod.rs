@@ -122,6 +122,11 @@ pub struct Config {
     pub admin_enable_server: bool,
     pub admin_server_address: String,
     pub admin_server_port: u16,
+    /// Bearer token the admin endpoint requires (`warden.adminToken`); needed
+    /// when it listens beyond loopback.
+    pub admin_token: Option<String>,
+    /// Allow `POST /actors/<kind>/fault` (`warden.adminFaultInjection`), for tests.
+    pub admin_fault_injection: bool,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -172,6 +177,8 @@ impl Default for Config {
             admin_enable_server: true,
             admin_server_address: "127.0.0.1".into(),
             admin_server_port: 8080,
+            admin_token: None,
+            admin_fault_injection: false,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,

@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn formats_java_dates() {
         assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
-        assert_eq!(java_date(1_795_644_000_000), "Wed Nov 25 21:20:00 UTC 2026");
+        assert_eq!(java_date(1_795_644_000_000), "Wed Nov 25 22:00:00 UTC 2026");
         assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
         assert_eq!(java_date(-1), "Wed Dec 31 23:59:59 UTC 1969");
     }

@@ -1,0 +1,351 @@
+//! The admin HTTP endpoint (actix-web on the node's runtime): ZooKeeper
+//! AdminServer-style JSON at `/commands/<name>`, Prometheus text at
+//! `/metrics`, every actor's mailbox at `/actors`, live supervision changes at
+//! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
+
+use crate::messages::{TakeSnapshot, WatchData};
+use crate::node::Deps;
+use crate::registry::{InjectFault, PolicyChange};
+use crate::stats::Histogram;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Map, Value};
+use slog::{error, info, warn, Logger};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use warden_core::fourlw::{self, ServerSnapshot};
+
+pub struct AdminState {
+    pub deps: Arc<Deps>,
+    pub level: Arc<AtomicUsize>,
+    pub log: Logger,
+}
+
+/// ZooKeeper's command names and their short (four-letter) aliases.
+const COMMANDS: &[(&str, &str)] = &[
+    ("ruok", "ruok"),
+    ("server_stats", "srvr"),
+    ("stats", "stat"),
+    ("configuration", "conf"),
+    ("environment", "envi"),
+    ("monitor", "mntr"),
+    ("connections", "cons"),
+    ("dump", "dump"),
+    ("dirs", "dirs"),
+    ("watch_summary", "wchs"),
+    ("watches", "wchc"),
+    ("watches_by_path", "wchp"),
+    ("is_read_only", "isro"),
+    ("stat_reset", "srst"),
+    ("connection_stat_reset", "crst"),
+];
+
+fn resolve(name: &str) -> Option<(&'static str, &'static str)> {
+    COMMANDS.iter().copied().find(|(long, short)| *long == name || *short == name)
+}
+
+/// Starts the endpoint if enabled. A port that cannot be bound is logged and
+/// the node runs on without it, as ZooKeeper's AdminServer does.
+pub fn start(state: AdminState) {
+    let config = state.deps.config.clone();
+    if !config.admin_enable_server {
+        return;
+    }
+    let host = config.admin_server_address.clone();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback && config.admin_token.is_none() {
+        error!(state.log, "admin endpoint not started: it would listen beyond loopback without warden.adminToken"; "address" => &host);
+        return;
+    }
+    let log = state.log.clone();
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                let message = e.to_string();
+                actix_web::error::InternalError::from_response(e, HttpResponse::BadRequest().json(json!({ "error": message }))).into()
+            }))
+            .route("/commands", web::get().to(list_commands))
+            .route("/commands/{name}", web::get().to(command))
+            .route("/metrics", web::get().to(metrics))
+            .route("/actors", web::get().to(actors))
+            .route("/actors/{kind}/supervision", web::put().to(supervise))
+            .route("/actors/{kind}/fault", web::post().to(fault))
+            .route("/log/level", web::get().to(get_level))
+            .route("/log/level", web::put().to(set_level))
+    })
+    .workers(1)
+    .disable_signals();
+    match server.bind((host.as_str(), config.admin_server_port)) {
+        Ok(server) => {
+            info!(log, "admin endpoint serving"; "address" => format!("{host}:{}", config.admin_server_port));
+            actix_rt::spawn(server.run());
+        }
+        Err(e) => warn!(log, "admin endpoint not started"; "address" => format!("{host}:{}", config.admin_server_port), "error" => %e),
+    }
+}
+
+/// Checks `Authorization: Bearer <warden.adminToken>` when a token is set.
+fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
+    let Some(token) = &state.deps.config.admin_token else { return Ok(()) };
+    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong bearer token" })))
+    }
+}
+
+macro_rules! guard {
+    ($req:expr, $state:expr) => {
+        if let Err(denied) = authorized(&$req, &$state) {
+            return denied;
+        }
+    };
+}
+
+async fn list_commands(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    let names: Vec<&str> = COMMANDS.iter().map(|(long, _)| *long).collect();
+    HttpResponse::Ok().json(json!({ "commands": names }))
+}
+
+async fn snapshot(state: &AdminState, word: &'static str) -> Result<ServerSnapshot, HttpResponse> {
+    state.deps.processor.send(TakeSnapshot(word)).await.map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
+}
+
+/// A text value as JSON: numbers stay numbers.
+fn value(v: &str) -> Value {
+    if let Ok(n) = v.parse::<i64>() {
+        return json!(n);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return json!(f);
+    }
+    json!(v)
+}
+
+fn pairs(list: &[(String, String)]) -> Map<String, Value> {
+    list.iter().map(|(k, v)| (k.clone(), value(v))).collect()
+}
+
+async fn command(req: HttpRequest, path: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    let Some((name, word)) = resolve(&path) else {
+        return HttpResponse::NotFound().json(json!({ "command": path.as_str(), "error": "Unknown command" }));
+    };
+    let mut body = Map::new();
+    match word {
+        "wchs" | "wchc" | "wchp" => {
+            let data = match state.deps.dispatcher.send(WatchData).await {
+                Ok(d) => d,
+                Err(e) => return HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })),
+            };
+            match word {
+                "wchs" => {
+                    let paths: std::collections::BTreeSet<&String> = data.values().flatten().collect();
+                    body.insert("num_connections".into(), json!(data.len()));
+                    body.insert("num_paths".into(), json!(paths.len()));
+                    body.insert("num_total_watches".into(), json!(data.values().map(Vec::len).sum::<usize>()));
+                }
+                "wchc" => {
+                    let by: Map<String, Value> = data.iter().map(|(sid, p)| (sid.to_string(), json!(p))).collect();
+                    body.insert("session_id_to_watched_paths".into(), Value::Object(by));
+                }
+                _ => {
+                    let mut by: std::collections::BTreeMap<&String, Vec<i64>> = Default::default();
+                    for (sid, paths) in &data {
+                        for p in paths {
+                            by.entry(p).or_default().push(*sid);
+                        }
+                    }
+                    body.insert("path_to_session_ids".into(), json!(by));
+                }
+            }
+        }
+        _ => {
+            let s = match snapshot(&state, word).await {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            fill_command(word, &s, &mut body);
+        }
+    }
+    body.insert("command".into(), json!(name));
+    body.insert("error".into(), Value::Null);
+    HttpResponse::Ok().json(Value::Object(body))
+}
+
+fn fill_command(word: &str, s: &ServerSnapshot, body: &mut Map<String, Value>) {
+    match word {
+        "srvr" | "stat" => {
+            body.insert("version".into(), json!(fourlw::full_version(&s.warden_version)));
+            body.insert("read_only".into(), json!(s.read_only));
+            body.insert(
+                "server_stats".into(),
+                json!({
+                    "packets_sent": s.packets_sent, "packets_received": s.packets_received,
+                    "num_alive_client_connections": s.connections, "outstanding_requests": s.outstanding,
+                    "server_state": s.mode, "avg_latency": s.latency_avg_ms, "max_latency": s.latency_max_ms,
+                    "min_latency": s.latency_min_ms, "last_processed_zxid": s.last_zxid, "data_dir_size": s.data_dir_bytes,
+                    "log_dir_size": s.log_dir_bytes, "uptime": s.uptime_ms,
+                }),
+            );
+            body.insert("node_count".into(), json!(s.node_count));
+            if word == "stat" {
+                body.insert("connections".into(), connections(s));
+            }
+        }
+        "mntr" => {
+            for (k, v) in fourlw::mntr_pairs(s) {
+                body.insert(k.trim_start_matches("zk_").to_string(), value(&v));
+            }
+        }
+        "conf" => body.extend(pairs(&s.conf)),
+        "envi" => {
+            let mut env = vec![("zookeeper.version".to_string(), fourlw::full_version(&s.warden_version)), ("warden.version".into(), s.warden_version.clone())];
+            env.extend(s.env.iter().cloned());
+            body.extend(pairs(&env));
+        }
+        "cons" => {
+            body.insert("connections".into(), connections(s));
+        }
+        "dump" => {
+            let eph: Map<String, Value> = s.ephemerals.iter().map(|(sid, p)| (sid.to_string(), json!(p))).collect();
+            body.insert("session_id_to_ephemeral_paths".into(), Value::Object(eph));
+            let sessions: Map<String, Value> = s.sessions.iter().map(|(sid, t)| (sid.to_string(), json!(t))).collect();
+            body.insert("session_id_to_timeout_ms".into(), Value::Object(sessions));
+        }
+        "dirs" => {
+            body.insert("datadir_size".into(), json!(s.data_dir_bytes));
+            body.insert("logdir_size".into(), json!(s.log_dir_bytes));
+        }
+        "isro" => {
+            body.insert("read_only".into(), json!(s.read_only));
+        }
+        _ => {}
+    }
+}
+
+fn connections(s: &ServerSnapshot) -> Value {
+    json!(s
+        .clients
+        .iter()
+        .map(|c| json!({ "remote_socket_address": c.address, "session_id": format!("0x{:x}", c.session_id), "packets_received": c.received, "packets_sent": c.sent, "session_timeout": c.timeout_ms, "established": c.established_ms }))
+        .collect::<Vec<_>>())
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, c) in h.buckets.iter().enumerate() {
+        cumulative += c;
+        let le = Histogram::bound_us(i) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    let s = match snapshot(&state, "mntr").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let stats = &state.deps.stats;
+    let mut out = String::new();
+    gauge(&mut out, "warden_znode_count", "Znodes in the data tree.", s.node_count);
+    gauge(&mut out, "warden_watch_count", "Watch registrations (session, path).", s.watch_count);
+    gauge(&mut out, "warden_sessions", "Live sessions.", s.global_sessions);
+    gauge(&mut out, "warden_ephemerals", "Ephemeral znodes.", s.ephemerals_count);
+    gauge(&mut out, "warden_alive_connections", "Open client connections.", s.connections);
+    gauge(&mut out, "warden_outstanding_requests", "Requests received and not yet answered.", s.outstanding);
+    gauge(&mut out, "warden_approximate_data_size_bytes", "Bytes of paths and data in the tree.", s.approximate_data_size);
+    gauge(&mut out, "warden_last_zxid", "Last committed zxid.", s.last_zxid);
+    counter(&mut out, "warden_packets_received_total", "Client packets received.", s.packets_received);
+    counter(&mut out, "warden_packets_sent_total", "Client packets sent.", s.packets_sent);
+    counter(&mut out, "warden_proposals_total", "Transactions handed to the log.", stats.txns_logged.load(Relaxed));
+    counter(&mut out, "warden_commits_total", "Transactions applied (the last committed zxid's counter).", s.last_zxid & 0xffff_ffff);
+    counter(&mut out, "warden_fsyncs_total", "Transaction log fsyncs (group commit: fewer than proposals).", s.fsync_count);
+    // Standalone: no election has run and there are no followers to lag.
+    gauge(&mut out, "warden_election_time_seconds", "Duration of the last leader election (0 when standalone).", 0);
+    gauge(&mut out, "warden_follower_max_lag_txns", "Largest follower lag in transactions (0 when standalone).", 0);
+    let _ = writeln!(out, "# HELP warden_request_latency_seconds Request latency by operation, receipt to reply.\n# TYPE warden_request_latency_seconds histogram");
+    for (op, h) in stats.op_latency.lock().unwrap().iter() {
+        histogram(&mut out, "warden_request_latency_seconds", &format!("op=\"{op}\""), h);
+    }
+    let _ = writeln!(out, "# HELP warden_fsync_latency_seconds Transaction log fsync latency.\n# TYPE warden_fsync_latency_seconds histogram");
+    let fsync = stats.fsync_latency.lock().unwrap().clone();
+    histogram(&mut out, "warden_fsync_latency_seconds", "", &fsync);
+    let _ = writeln!(out, "# HELP warden_actor_mailbox_depth Messages waiting in each actor's mailbox.\n# TYPE warden_actor_mailbox_depth gauge");
+    for a in state.deps.registry.views() {
+        let _ = writeln!(out, "warden_actor_mailbox_depth{{kind=\"{}\",instance=\"{}\"}} {}", a.kind, a.instance, a.mailbox_depth);
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
+
+async fn actors(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    HttpResponse::Ok().json(json!({ "actors": state.deps.registry.views() }))
+}
+
+async fn supervise(req: HttpRequest, kind: web::Path<String>, change: web::Json<PolicyChange>, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    let Some((kind, policy)) = state.deps.registry.find_kind(&kind) else {
+        return HttpResponse::NotFound().json(json!({ "error": format!("no actor kind {kind:?}") }));
+    };
+    let before = policy.get();
+    match policy.apply(&change) {
+        Ok(after) => {
+            info!(state.log, "supervision policy changed"; "kind" => kind, "before" => format!("{before:?}"), "after" => format!("{after:?}"));
+            HttpResponse::Ok().json(json!({ "kind": kind, "before": before, "supervision": after }))
+        }
+        Err(e) => HttpResponse::BadRequest().json(json!({ "error": e })),
+    }
+}
+
+async fn fault(req: HttpRequest, kind: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    if !state.deps.config.admin_fault_injection {
+        return HttpResponse::Forbidden().json(json!({ "error": "fault injection is off (warden.adminFaultInjection=true to allow)" }));
+    }
+    let deps = &state.deps;
+    match kind.as_str() {
+        "processor" => deps.processor.do_send(InjectFault),
+        "dispatcher" => deps.dispatcher.do_send(InjectFault),
+        "tracker" => deps.tracker.do_send(InjectFault),
+        other => return HttpResponse::NotFound().json(json!({ "error": format!("no supervised actor kind {other:?}") })),
+    }
+    warn!(state.log, "operator injected a fault"; "kind" => kind.as_str());
+    HttpResponse::Accepted().json(json!({ "kind": kind.as_str(), "fault": "injected" }))
+}
+
+const LEVELS: [&str; 7] = ["off", "critical", "error", "warning", "info", "debug", "trace"];
+
+async fn get_level(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    HttpResponse::Ok().json(json!({ "level": LEVELS[state.level.load(Relaxed).min(6)] }))
+}
+
+async fn set_level(req: HttpRequest, body: String, state: web::Data<AdminState>) -> HttpResponse {
+    guard!(req, state);
+    let wanted = body.trim().trim_matches('"').to_ascii_lowercase();
+    let Ok(level) = wanted.parse::<slog::Level>() else {
+        return HttpResponse::BadRequest().json(json!({ "error": format!("unknown level {wanted:?}; use critical, error, warning, info, debug or trace") }));
+    };
+    state.level.store(level.as_usize(), Relaxed);
+    info!(state.log, "log level changed"; "level" => level.as_str());
+    HttpResponse::Ok().json(json!({ "level": LEVELS[level.as_usize()] }))
+}

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Warden vs Apache ZooKeeper 3.8 on this machine, with warden-bench as the client:
+# throughput, ops per server CPU-second, latency percentiles per workload (medians over
+# ROUNDS fresh-server runs, servers alternating), RSS after loading ZNODES znodes, and
+# restart-to-serving time on the loaded data dir. Prints a markdown table and writes it
+# to bench/results/latest.md. Every server it starts is stopped by pid, also on failure.
+#
+#   bash bench/compare.sh                                  # full run
+#   ROUNDS=1 DURATION=3 ZNODES=200000 bash bench/compare.sh  # quick run
+#
+# Knobs (env): ROUNDS=3 DURATION=5 ZNODES=1000000 CONNECTIONS=8 OUTSTANDING=32 KEYS=10000
+# VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=100 STORM_ROUNDS=50 THREADS=1 ZK_HEAP=1000m
+# WORKLOADS="create set get exists mixed multi session-churn watch-storm"
+# SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+ZNODES=${ZNODES:-1000000}
+CONNECTIONS=${CONNECTIONS:-8}
+OUTSTANDING=${OUTSTANDING:-32}
+KEYS=${KEYS:-10000}
+VALUE_SIZE=${VALUE_SIZE:-100}
+READ_FRACTION=${READ_FRACTION:-0.9}
+WATCHERS=${WATCHERS:-100}
+STORM_ROUNDS=${STORM_ROUNDS:-50}
+THREADS=${THREADS:-1}
+ZK_HEAP=${ZK_HEAP:-1000m}
+READY_TIMEOUT=${READY_TIMEOUT:-300}
+WORKLOADS=${WORKLOADS:-"create set get exists mixed multi session-churn watch-storm"}
+SERVERS=${SERVERS:-"zookeeper warden"}
+OUT=${OUT:-$repo/bench/results/latest.md}
+
+ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
+if [ ! -f /usr/share/java/zookeeper.jar ]; then
+  echo "== installing Apache ZooKeeper (Debian package zookeeper) ==" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq zookeeper >/dev/null
+fi
+
+echo "== building warden and warden-bench (release) ==" >&2
+cargo build --release --quiet -p warden -p warden-bench
+WARDEN=$repo/target/release/warden
+BENCH=$repo/target/release/warden-bench
+
+# Both servers' data dirs live under one temp dir, so on the same filesystem.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-compare.XXXXXX")
+mkdir -p "$WORK/reports"
+PIDS=()
+PROBLEMS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    [ -n "$pid" ] || continue
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "${KEEP_WORK:-0}" = 1 ]; then
+    echo "work dir kept: $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$WORK/log4j.properties" <<EOF
+log4j.rootLogger=ERROR, FILE
+log4j.appender.FILE=org.apache.log4j.FileAppender
+log4j.appender.FILE.File=$WORK/zookeeper-log4j.log
+log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
+log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] - %m%n
+EOF
+
+# start_server NAME DATADIR PORT: starts in the background, sets SRV_PID.
+start_server() {
+  local name=$1 dir=$2 port=$3
+  mkdir -p "$dir"
+  case $name in
+    zookeeper)
+      cat >"$dir.cfg" <<EOF
+tickTime=2000
+dataDir=$dir
+clientPort=$port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=*
+maxClientCnxns=0
+EOF
+      java -Xmx"$ZK_HEAP" -Dlog4j.configuration="file:$WORK/log4j.properties" \
+        -Dzookeeper.extendedTypesEnabled=true -cp "$ZK_CP" \
+        org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir.cfg" \
+        >>"$WORK/zookeeper.out" 2>&1 </dev/null &
+      ;;
+    warden)
+      "$WARDEN" server --set "clientPort=$port" --set clientPortAddress=127.0.0.1 \
+        --set "dataDir=$dir" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 \
+        >>"$WORK/warden.out" 2>&1 </dev/null &
+      ;;
+    *) echo "unknown server $name" >&2; exit 1 ;;
+  esac
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+}
+
+# wait_ready PORT: prints ms until a session handshake succeeded; non-zero if it never did.
+wait_ready() {
+  "$BENCH" ready --servers "127.0.0.1:$1" --timeout "$READY_TIMEOUT"
+}
+
+stop_server() {
+  local pid=$1 p kept=()
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    PROBLEMS+=("pid $pid did not stop within 30 s of SIGTERM; killed")
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
+# bench NAME PORT PID WORKLOAD TAG [extra args]: one warden-bench run, JSON in reports/.
+bench() {
+  local name=$1 port=$2 pid=$3 workload=$4 tag=$5
+  shift 5
+  local base="$WORK/reports/$workload-$name-$tag"
+  local args=(--servers "127.0.0.1:$port" --server-pid "$pid" --label "$name" --workload "$workload"
+    --json "$base.json" --connections "$CONNECTIONS" --outstanding "$OUTSTANDING"
+    --value-size "$VALUE_SIZE" --keys "$KEYS" --threads "$THREADS")
+  case $workload in
+    watch-storm) args+=(--watchers "$WATCHERS" --rounds "$STORM_ROUNDS") ;;
+    populate) ;;
+    mixed) args+=(--duration "$DURATION" --read-fraction "$READ_FRACTION") ;;
+    *) args+=(--duration "$DURATION") ;;
+  esac
+  local rc=0
+  "$BENCH" "${args[@]}" "$@" >"$base.txt" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    local why
+    why=$(grep -E 'errors|failures|warden-bench:|error:' "$base.txt" | tr '\n' ' ' | cut -c1-400 || true)
+    PROBLEMS+=("$name $workload $tag: warden-bench exited $rc: $why")
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    PROBLEMS+=("$name $workload $tag: server process $pid exited during the run")
+  fi
+  [ -f "$base.json" ] && REPORT_FILES+=("$base.json")
+  echo "  $tag $workload $name: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//' || echo "no result (exit $rc)")" >&2
+}
+
+machine() {
+  local model mem
+  model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  echo "$(nproc) CPUs ($model), $mem RAM, $(uname -sr)"
+}
+
+REPORT_FILES=()
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+echo "== workloads: $WORKLOADS; $ROUNDS round(s) of ${DURATION}s per server ==" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  for workload in $WORKLOADS; do
+    for name in $SERVERS; do
+      port=$("$BENCH" free-port)
+      dir="$WORK/data-$name-$workload-r$round"
+      start_server "$name" "$dir" "$port"
+      if wait_ready "$port" >/dev/null; then
+        bench "$name" "$port" "$SRV_PID" "$workload" "r$round"
+      else
+        PROBLEMS+=("$name $workload r$round: server not serving within $READY_TIMEOUT s")
+      fi
+      stop_server "$SRV_PID"
+      rm -rf "$dir"
+    done
+  done
+done
+
+echo "== memory and restart: $ZNODES znodes of 100 bytes ==" >&2
+RESTART_ROWS=()
+mib() { awk -v k="$1" 'BEGIN { if (k == "") print "–"; else printf "%.1f", k / 1024 }'; }
+znodes_of() { { "$BENCH" four-letter --server "127.0.0.1:$1" mntr 2>/dev/null || true; } | awk '$1 == "zk_znode_count" { print $2 }'; }
+for name in $SERVERS; do
+  port=$("$BENCH" free-port)
+  dir="$WORK/data-$name-load"
+  start_server "$name" "$dir" "$port"
+  if ! wait_ready "$port" >/dev/null; then
+    PROBLEMS+=("$name load: server not serving within $READY_TIMEOUT s")
+    stop_server "$SRV_PID"
+    continue
+  fi
+  bench "$name" "$port" "$SRV_PID" populate load --keys "$ZNODES" --value-size 100 --outstanding 64
+  rss_loaded=$(grep -o '"rss_kb": [0-9]*' "$WORK/reports/populate-$name-load.json" 2>/dev/null | grep -o '[0-9]*$' || true)
+  nodes_before=$(znodes_of "$port")
+  stop_server "$SRV_PID"
+  t0=$(date +%s%N)
+  start_server "$name" "$dir" "$port"
+  if wait_ready "$port" >/dev/null; then
+    t1=$(date +%s%N)
+    restart_ms=$(( (t1 - t0) / 1000000 ))
+    nodes_after=$(znodes_of "$port")
+    rss_after=$(awk '/VmRSS/ { print $2 }' "/proc/$SRV_PID/status" 2>/dev/null || true)
+  else
+    restart_ms="not serving within ${READY_TIMEOUT}s"
+    nodes_after="–"
+    rss_after=""
+    PROBLEMS+=("$name: no session handshake within $READY_TIMEOUT s after restart on the loaded data dir")
+  fi
+  stop_server "$SRV_PID"
+  RESTART_ROWS+=("| $name | $ZNODES | $(mib "$rss_loaded") | ${nodes_before:-–} | $restart_ms | ${nodes_after:-–} | $(mib "$rss_after") |")
+  rm -rf "$dir"
+done
+
+ratio=()
+case " $SERVERS " in *" warden "*) case " $SERVERS " in *" zookeeper "*) ratio=(--ratio warden/zookeeper) ;; esac ;; esac
+
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "## Warden vs Apache ZooKeeper 3.8 — $started"
+  echo
+  echo "Machine: $(machine). Client and server share it."
+  echo
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION ZNODES=$ZNODES CONNECTIONS=$CONNECTIONS OUTSTANDING=$OUTSTANDING KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS THREADS=$THREADS ZK_HEAP=$ZK_HEAP bash bench/compare.sh\`"
+  echo
+  echo "Medians over $ROUNDS run(s) per workload and server, each on a fresh server and data dir (forceSync on for both;"
+  echo "ZooKeeper with -Xmx$ZK_HEAP). Latencies in µs; ratio rows are warden/zookeeper (higher is better for"
+  echo "ops/s and ops per CPU-s, lower is better for latency and RSS). watch-storm: one op = one round of $WATCHERS"
+  echo "notifications, latency = until the last one arrived. populate: $ZNODES creates of 100 B, RSS measured right after."
+  echo
+  if [ "${#REPORT_FILES[@]}" -gt 0 ]; then
+    "$BENCH" summarize "${ratio[@]}" "${REPORT_FILES[@]}"
+  else
+    echo "(no results)"
+  fi
+  echo
+  echo "### Memory and restart ($ZNODES znodes of 100 bytes)"
+  echo
+  echo "| server | znodes loaded | RSS after load MiB | zk_znode_count before stop | restart to first session, ms | zk_znode_count after restart | RSS after restart MiB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for row in "${RESTART_ROWS[@]}"; do echo "$row"; done
+  echo
+  if [ "${#PROBLEMS[@]}" -gt 0 ]; then
+    echo "### Problems seen"
+    echo
+    for p in "${PROBLEMS[@]}"; do echo "- $p"; done
+  else
+    echo "No problems seen: every run finished with zero unexpected errors."
+  fi
+} | tee "$OUT"

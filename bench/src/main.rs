@@ -1,0 +1,124 @@
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use warden_bench::cli::{parse_servers, Cli, Command};
+use warden_bench::{client, report, Report};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(cmd) => helper(cmd),
+        None => bench(cli.bench),
+    }
+}
+
+/// Exit 0: clean run; 2: finished but with unexpected errors; 1: could not run.
+fn bench(args: warden_bench::cli::BenchArgs) -> ExitCode {
+    let cfg = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warden-bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = match warden_bench::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warden-bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", report.to_text());
+    if let Some(path) = &cfg.json {
+        if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
+            eprintln!("warden-bench: writing {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if report.unexpected_errors > 0 {
+        eprintln!("warden-bench: {} unexpected errors", report.unexpected_errors);
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn helper(cmd: Command) -> ExitCode {
+    match cmd {
+        Command::Ready { servers, timeout } => {
+            let servers = match parse_servers(&servers) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("warden-bench: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs_f64(timeout.max(0.0));
+            let rt = runtime();
+            for addr in &servers {
+                let mut last_err = String::new();
+                let ok = rt.block_on(async {
+                    while Instant::now() < deadline {
+                        match client::Session::connect(addr, 30_000, Duration::from_secs(2)).await {
+                            Ok(s) => {
+                                let _ = s.close(Duration::from_secs(2)).await;
+                                return true;
+                            }
+                            Err(e) => last_err = e.to_string(),
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    false
+                });
+                if !ok {
+                    eprintln!("warden-bench: {addr} not serving after {timeout} s: {last_err}");
+                    return ExitCode::from(1);
+                }
+            }
+            println!("{}", start.elapsed().as_millis());
+            ExitCode::SUCCESS
+        }
+        Command::FourLetter { server, word } => {
+            match runtime().block_on(client::four_letter(&server, &word, Duration::from_secs(10))) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("warden-bench: {server}: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Summarize { ratio, files } => {
+            let mut reports = Vec::new();
+            for f in &files {
+                match std::fs::read_to_string(f).map_err(|e| e.to_string()).and_then(|t| Report::from_json(&t)) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => {
+                        eprintln!("warden-bench: {}: {e}", f.display());
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            let ratio = ratio.as_deref().and_then(|r| r.split_once('/'));
+            print!("{}", report::summarize(&reports, ratio));
+            ExitCode::SUCCESS
+        }
+        Command::FreePort => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => {
+                println!("{}", a.port());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("warden-bench: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

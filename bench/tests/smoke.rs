@@ -1,0 +1,164 @@
+//! Starts the real `warden` binary (built by the test suite before `cargo test`)
+//! and runs every workload for a few operations through the library API.
+//! Counts and errors are asserted; timings never are.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use warden_bench::{Config, Report};
+
+fn warden_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/warden");
+    if !p.exists() {
+        panic!(
+            "warden binary not found at {} — build it first with `cargo build -p warden` \
+             (tests/run.sh does this before `cargo test --workspace`)",
+            p.display()
+        );
+    }
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ruok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"ruok").is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out == b"imok"
+}
+
+/// A warden server on a free port and temp data dir, stopped by pid on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        let bin = warden_bin();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("warden-bench-smoke-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(bin)
+            .args(["server", "--set"])
+            .arg(format!("clientPort={port}"))
+            .args(["--set", "clientPortAddress=127.0.0.1", "--set"])
+            .arg(format!("dataDir={}", dir.display()))
+            .args(["--set", "4lw.commands.whitelist=*", "--set", "maxClientCnxns=0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn warden");
+        let mut server = Server { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ruok(port) {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("warden exited during startup: {status}");
+            }
+            if Instant::now() > deadline {
+                panic!("warden did not answer ruok within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bench(server: &Server, args: &[&str]) -> Report {
+    let pid = server.child.id().to_string();
+    let addr = server.addr();
+    let mut argv = vec!["warden-bench", "--servers", &addr, "--server-pid", &pid, "--request-timeout", "20"];
+    argv.extend_from_slice(args);
+    let cfg = Config::from_args(argv).expect("valid options");
+    let report = warden_bench::run(&cfg).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(report.unexpected_errors, 0, "{args:?}:\n{}", report.to_text());
+    assert!(report.failures.is_empty(), "{args:?}:\n{}", report.to_text());
+    let server_usage = report.server.as_ref().expect("server usage measured");
+    assert!(server_usage.rss_kb.unwrap_or(0) > 0, "{}", report.to_text());
+    assert!(server_usage.cpu_secs.is_some(), "{}", report.to_text());
+    // The text and JSON forms are produced without panicking and agree.
+    assert!(report.to_text().contains(&format!("ops          {}", report.ops)));
+    let back = Report::from_json(&report.to_json()).unwrap();
+    assert_eq!((back.ops, back.ok, back.latency_us.p99, back.errors.len()), (report.ops, report.ok, report.latency_us.p99, report.errors.len()));
+    report
+}
+
+#[test]
+fn every_workload_runs_against_warden() {
+    let server = Server::start();
+    let small = ["--connections", "3", "--outstanding", "8", "--keys", "50", "--value-size", "32"];
+    for workload in ["create", "set", "get", "exists", "mixed", "multi"] {
+        let mut args = small.to_vec();
+        args.extend_from_slice(&["--workload", workload, "--ops", "300"]);
+        let r = bench(&server, &args);
+        assert_eq!(r.ops, 300, "{workload}:\n{}", r.to_text());
+        assert_eq!(r.ok, 300, "{workload}:\n{}", r.to_text());
+        assert!(r.errors.is_empty(), "{workload}:\n{}", r.to_text());
+        assert_eq!(r.latency_us.count, 300);
+    }
+
+    let r = bench(&server, &["--workload", "session-churn", "--connections", "2", "--ops", "20"]);
+    assert_eq!((r.ops, r.ok), (20, 20), "{}", r.to_text());
+
+    let r = bench(&server, &["--workload", "watch-storm", "--watchers", "10", "--rounds", "5"]);
+    assert_eq!((r.ops, r.ok), (5, 5), "{}", r.to_text());
+    assert_eq!(r.extra.get("notifications"), Some(&50.0), "{}", r.to_text());
+
+    // Populate twice: the second pass finds every node and counts NODEEXISTS as expected.
+    let args = ["--workload", "populate", "--keys", "200", "--prefix", "/pop", "--connections", "2"];
+    let r = bench(&server, &args);
+    assert_eq!((r.ops, r.ok), (200, 200), "{}", r.to_text());
+    let r = bench(&server, &args);
+    assert_eq!((r.ops, r.ok), (200, 0), "{}", r.to_text());
+    assert_eq!(r.errors.len(), 1);
+    assert!(r.errors[0].expected && r.errors[0].code == -110 && r.errors[0].count == 200);
+
+    // A --duration run ends by itself and counts what it did.
+    let r = bench(&server, &["--workload", "get", "--keys", "20", "--duration", "0.3", "--connections", "2"]);
+    assert!(r.ops > 0 && r.ops == r.ok, "{}", r.to_text());
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let port = free_port();
+    let cfg = Config::from_args(["warden-bench", "--servers", &format!("127.0.0.1:{port}"), "--ops", "1", "--request-timeout", "2"]).unwrap();
+    let err = warden_bench::run(&cfg).unwrap_err().to_string();
+    assert!(err.contains("connect"), "{err}");
+}
