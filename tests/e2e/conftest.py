@@ -40,6 +40,17 @@ ZK_JARS = [
     "/usr/share/java/zookeeper.jar",
     "/usr/share/java/slf4j-log4j12.jar",
     "/usr/share/java/log4j-1.2.jar",
+    # Jetty and Jackson for ZooKeeper's AdminServer (admin.enableServer).
+    "/usr/share/java/jetty9-server.jar",
+    "/usr/share/java/jetty9-servlet.jar",
+    "/usr/share/java/jetty9-http.jar",
+    "/usr/share/java/jetty9-io.jar",
+    "/usr/share/java/jetty9-util.jar",
+    "/usr/share/java/jetty9-security.jar",
+    "/usr/share/java/servlet-api.jar",
+    "/usr/share/java/jackson-databind.jar",
+    "/usr/share/java/jackson-core.jar",
+    "/usr/share/java/jackson-annotations.jar",
 ]
 ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
