@@ -2,6 +2,7 @@
 
 mod cli;
 mod admin;
+mod admin_cli;
 mod codec;
 mod connection;
 mod dispatcher;
@@ -39,6 +40,17 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Read the admin endpoint as tables: actors, supervise, mntr, or any /commands name.
+    Admin {
+        /// The admin endpoint, host:port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        address: String,
+        /// Bearer token (warden.adminToken), if the node requires one.
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Inspect transaction logs.
     Log {
         #[command(subcommand)]
@@ -55,6 +67,18 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Every actor: mailbox depth and capacity, messages handled, handling times, restarts, policy.
+    Actors,
+    /// Change a kind's supervision live: max_restarts=N window_ms=N backoff_ms=N mailbox_capacity=N.
+    Supervise { kind: String, settings: Vec<String> },
+    /// ZooKeeper's monitor figures.
+    Mntr,
+    /// Any AdminServer command by name (stats, conf, dump, watch_summary, ...).
+    Command { name: String },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +99,15 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server { config, set } => run_server(config, set),
+        Command::Admin { address, token, command } => {
+            let t = admin_cli::Target { address, token };
+            match command {
+                AdminCommand::Actors => admin_cli::actors(&t),
+                AdminCommand::Supervise { kind, settings } => admin_cli::supervise(&t, &kind, &settings),
+                AdminCommand::Mntr => admin_cli::command(&t, "monitor"),
+                AdminCommand::Command { name } => admin_cli::command(&t, &name),
+            }
+        }
         Command::Log { command: LogCommand::Dump { target } } => tools::log_dump(&target),
         Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
         Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),

@@ -91,6 +91,7 @@ impl Handler<ExpireTo> for Tracker {
     type Result = ();
 
     fn handle(&mut self, msg: ExpireTo, _: &mut Context<Self>) {
+        let _t = self.me.track();
         self.expire_to = Some(msg.0);
     }
 }

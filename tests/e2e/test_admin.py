@@ -192,3 +192,25 @@ def test_token_guards_the_endpoint():
         assert status == 200 and "actors" in json.loads(body)
     finally:
         srv.stop()
+
+
+@WARDEN_ONLY
+def test_warden_admin_prints_tables(zk):
+    import os
+    import subprocess
+
+    binary = os.environ.get("WARDEN_BIN")
+    addr = "127.0.0.1:%d" % ADMIN_PORT
+    out = subprocess.run([binary, "admin", "--address", addr, "actors"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["KIND", "INSTANCE", "MAILBOX"]
+    assert any(l.startswith("processor") for l in lines[1:])
+    out = subprocess.run([binary, "admin", "--address", addr, "supervise", "processor", "backoff_ms=7"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    now = [l for l in out.stdout.splitlines() if l.startswith("now")][0].split()
+    assert now[3] == "7"
+    out = subprocess.run([binary, "admin", "--address", addr, "mntr"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "znode_count" in out.stdout
+    bad = subprocess.run([binary, "admin", "--address", addr, "supervise", "processor", "mailbox_capacity=0"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "mailbox_capacity" in bad.stderr
