@@ -4,7 +4,7 @@
 //! observes a change before the watch event for it.
 
 use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchData, WatchReport};
-use crate::registry::{ActorStats, InjectFault};
+use crate::registry::ActorStats;
 use crate::stats::ServerStats;
 use slog::Logger;
 use actix::prelude::*;
@@ -96,21 +96,7 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 }
 
-impl Supervised for Dispatcher {
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
-        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
-    }
-}
-
-impl Handler<InjectFault> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
-        let _t = self.me.track();
-        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
-        ctx.stop();
-    }
-}
+crate::supervise::supervised!(Dispatcher);
 
 impl Handler<Dispatch> for Dispatcher {
     type Result = ();

@@ -10,7 +10,7 @@ use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
-use crate::registry::{ActorStats, InjectFault, Mailbox};
+use crate::registry::{ActorStats, Mailbox};
 use actix::prelude::*;
 use slog::{error, info, Logger};
 use std::collections::{HashMap, VecDeque};
@@ -234,21 +234,7 @@ impl Actor for Processor {
     }
 }
 
-impl Supervised for Processor {
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
-        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
-    }
-}
-
-impl Handler<InjectFault> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
-        let _t = self.me.track();
-        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
-        ctx.stop();
-    }
-}
+crate::supervise::supervised!(Processor);
 
 impl Handler<Connect> for Processor {
     type Result = ();

@@ -29,3 +29,27 @@ where
         }
     }
 }
+
+/// Makes an actor with `me: Arc<ActorStats>` and `log: Logger` fields
+/// supervised by its kind's policy, and stoppable by an injected fault.
+macro_rules! supervised {
+    ($actor:ty) => {
+        impl actix::Supervised for $actor {
+            fn restarting(&mut self, ctx: &mut actix::Context<Self>) {
+                crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
+            }
+        }
+
+        impl actix::Handler<crate::registry::InjectFault> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: crate::registry::InjectFault, ctx: &mut actix::Context<Self>) {
+                use actix::ActorContext;
+                let _t = self.me.track();
+                slog::warn!(self.log, "fault injected by the operator: stopping the actor");
+                ctx.stop();
+            }
+        }
+    };
+}
+pub(crate) use supervised;

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use warden_core::session::ExpiryQueue;
-use crate::registry::{ActorStats, InjectFault};
+use crate::registry::ActorStats;
 use slog::Logger;
 use std::sync::Arc;
 
@@ -46,21 +46,7 @@ impl Actor for Tracker {
     }
 }
 
-impl Supervised for Tracker {
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
-        crate::supervise::restarting::<Self>(&self.me, &self.log, ctx);
-    }
-}
-
-impl Handler<InjectFault> for Tracker {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
-        let _t = self.me.track();
-        slog::warn!(self.log, "fault injected by the operator: stopping the actor");
-        ctx.stop();
-    }
-}
+crate::supervise::supervised!(Tracker);
 
 impl Handler<Tracking> for Tracker {
     type Result = ();
