@@ -3,7 +3,7 @@
 //! `/metrics`, every actor's mailbox at `/actors`, live supervision changes at
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
-use crate::messages::{TakeSnapshot, WatchData};
+use crate::messages::{SnapshotNow, TakeSnapshot, WatchData};
 use crate::node::Deps;
 use crate::registry::{InjectFault, PolicyChange};
 use crate::stats::Histogram;
@@ -38,6 +38,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("is_read_only", "isro"),
     ("stat_reset", "srst"),
     ("connection_stat_reset", "crst"),
+    ("snapshot", "snap"),
 ];
 
 fn resolve(name: &str) -> Option<(&'static str, &'static str)> {
@@ -137,6 +138,14 @@ async fn command(req: HttpRequest, path: web::Path<String>, state: web::Data<Adm
     };
     let mut body = Map::new();
     match word {
+        "snap" => match state.deps.processor.send(SnapshotNow).await {
+            Ok(Some(zxid)) => {
+                body.insert("last_zxid".into(), json!(zxid));
+                body.insert("snapshot_file_name".into(), json!(warden_core::txnlog::snapshot_name(zxid)));
+            }
+            Ok(None) => return HttpResponse::Conflict().json(json!({ "command": name, "error": "a snapshot is already being written" })),
+            Err(e) => return HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })),
+        },
         "wchs" | "wchc" | "wchp" => {
             let data = match state.deps.dispatcher.send(WatchData).await {
                 Ok(d) => d,

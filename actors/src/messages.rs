@@ -109,6 +109,12 @@ pub enum SnapshotPart {
     End(Vec<u8>),
 }
 
+/// Admin -> processor: start a snapshot now (AdminServer's `snapshot`);
+/// answers with the zxid it covers, or None if one is already running.
+#[derive(Message)]
+#[rtype(result = "Option<i64>")]
+pub struct SnapshotNow;
+
 /// Admin -> dispatcher: each session's watched paths.
 #[derive(Message)]
 #[rtype(result = "std::collections::HashMap<i64, Vec<String>>")]

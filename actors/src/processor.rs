@@ -5,7 +5,7 @@
 //! the container/TTL reaper.
 
 use crate::dispatcher::Dispatcher;
-use crate::messages::{ConnAddr, Connect, Dispatch, Expire, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
+use crate::messages::{ConnAddr, Connect, Dispatch, SnapshotNow, Expire, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
 use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
@@ -342,5 +342,19 @@ impl Handler<TakeSnapshot> for Processor {
         };
         self.stats.fill(&mut s);
         MessageResult(s)
+    }
+}
+
+impl Handler<SnapshotNow> for Processor {
+    type Result = Option<i64>;
+
+    fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Option<i64> {
+        let me = self.me.clone();
+        let _t = me.track();
+        if self.snapshot.is_some() {
+            return None;
+        }
+        self.start_snapshot(ctx);
+        Some(self.core.last_zxid())
     }
 }

@@ -214,3 +214,20 @@ def test_warden_admin_prints_tables(zk):
     assert out.returncode == 0 and "znode_count" in out.stdout
     bad = subprocess.run([binary, "admin", "--address", addr, "supervise", "processor", "mailbox_capacity=0"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "mailbox_capacity" in bad.stderr
+
+
+@WARDEN_ONLY
+def test_snapshot_command_writes_a_verifiable_snapshot(zk, server):
+    import os
+    import subprocess
+
+    zk.ensure_path("/snap-probe")
+    reply = get_json("/commands/snapshot")
+    name = reply["snapshot_file_name"]
+    path = os.path.join(server.data_dir, "version-2", name)
+    end = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.05)
+    out = subprocess.run([os.environ["WARDEN_BIN"], "snapshot", "verify", path], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid snapshot of zxid 0x%x" % reply["last_zxid"] in out.stdout
