@@ -18,7 +18,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use warden_core::config::Config;
+use warden_core::config::{Config, LogFormat};
 use warden_core::server::{Core, Settings};
 
 /// What every connection actor needs to reach.
@@ -53,9 +53,16 @@ impl<D: Drain> Drain for RuntimeLevel<D> {
 /// The root logger and the handle that changes its level (admin `/log/level`).
 pub fn logger(config: &Config) -> (Logger, Arc<AtomicUsize>) {
     let level = Arc::new(AtomicUsize::new(slog::Level::from_str(&config.log_level).unwrap_or(slog::Level::Info).as_usize()));
-    let decorator = slog_term::TermDecorator::new().stderr().build();
-    let drain = slog_term::FullFormat::new(decorator).build().fuse();
-    let drain = slog_async::Async::new(drain).chan_size(4096).build().fuse();
+    let drain = match config.log_format {
+        LogFormat::Human => {
+            let decorator = slog_term::TermDecorator::new().stderr().build();
+            slog_async::Async::new(slog_term::FullFormat::new(decorator).build().fuse()).chan_size(4096).build().fuse()
+        }
+        LogFormat::Json => {
+            let json = slog_json::Json::new(std::io::stderr()).add_default_keys().build().fuse();
+            slog_async::Async::new(json).chan_size(4096).build().fuse()
+        }
+    };
     (Logger::root(RuntimeLevel { drain, level: level.clone() }.fuse(), o!()), level)
 }
 
