@@ -19,3 +19,4 @@ pub mod tree;
 pub mod txn;
 pub mod txnlog;
 pub mod watch;
+pub mod zab;

@@ -61,6 +61,12 @@ impl SnapshotWriter {
     /// The next up-to-`max_nodes` nodes as framed bytes; after the last node,
     /// the End record (then `is_done`).
     pub fn next_chunk(&mut self, tree: &DataTree, max_nodes: usize) -> Vec<u8> {
+        encode_items(&self.next_items(tree, max_nodes))
+    }
+
+    /// The next items, unencoded: copying nodes out is all that must happen
+    /// where the tree lives; encoding can happen on another thread.
+    pub fn next_items(&mut self, tree: &DataTree, max_nodes: usize) -> Vec<SnapItem> {
         let mut out = Vec::new();
         let mut new_acls = Vec::new();
         let mut nodes = Vec::with_capacity(max_nodes);
@@ -73,21 +79,30 @@ impl SnapshotWriter {
             nodes.push(NodeRecord { path: path.to_owned(), data: node.data.as_ref().map(|d| d.to_vec()), acl, stat: node.stat });
         }
         if !new_acls.is_empty() {
-            frame(&SnapItem::Acls(new_acls), &mut out);
+            out.push(SnapItem::Acls(new_acls));
         }
         match nodes.last() {
             Some(last) => {
                 self.last_path = Some(last.path.clone());
                 self.nodes += nodes.len() as u64;
-                frame(&SnapItem::Nodes(nodes), &mut out);
+                out.push(SnapItem::Nodes(nodes));
             }
             None => {
-                frame(&SnapItem::End { nodes: self.nodes }, &mut out);
+                out.push(SnapItem::End { nodes: self.nodes });
                 self.done = true;
             }
         }
         out
     }
+}
+
+/// Frames items as snapshot records.
+pub fn encode_items(items: &[SnapItem]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        frame(item, &mut out);
+    }
+    out
 }
 
 /// Why a snapshot cannot be used; `offset` is the byte where reading failed.

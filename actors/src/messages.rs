@@ -104,9 +104,10 @@ pub struct Synced {
 #[rtype(result = "Result<(), String>")]
 pub enum SnapshotPart {
     Begin { zxid: i64, bytes: Vec<u8> },
-    Chunk(Vec<u8>),
-    /// The last bytes; the snapshotter makes the file durable and visible.
-    End(Vec<u8>),
+    /// Nodes copied out of the tree; the snapshotter encodes them.
+    Chunk(Vec<warden_core::snapshot::SnapItem>),
+    /// The last items; the snapshotter makes the file durable and visible.
+    End(Vec<warden_core::snapshot::SnapItem>),
 }
 
 /// Admin -> processor: start a snapshot now (AdminServer's `snapshot`);

@@ -189,9 +189,9 @@ impl Processor {
 
     fn snapshot_step(&mut self, ctx: &mut Context<Self>) {
         let Some(writer) = self.snapshot.as_mut() else { return };
-        let bytes = writer.next_chunk(&self.core.db.tree, SNAPSHOT_CHUNK_NODES);
+        let items = writer.next_items(&self.core.db.tree, SNAPSHOT_CHUNK_NODES);
         let done = writer.is_done();
-        let part = if done { SnapshotPart::End(bytes) } else { SnapshotPart::Chunk(bytes) };
+        let part = if done { SnapshotPart::End(items) } else { SnapshotPart::Chunk(items) };
         self.snapshotter
             .send(part)
             .into_actor(self)

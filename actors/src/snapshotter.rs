@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
+use warden_core::snapshot::encode_items;
 use warden_core::txnlog::{self, LOG_PREFIX, SNAPSHOT_PREFIX};
 
 struct InProgress {
@@ -85,8 +86,8 @@ impl Handler<SnapshotPart> for Snapshotter {
                 self.current = Some(InProgress { out: BufWriter::with_capacity(1 << 20, file), tmp, target, started: Instant::now(), bytes: 0 });
                 self.write(&bytes)
             }
-            SnapshotPart::Chunk(bytes) => self.write(&bytes),
-            SnapshotPart::End(bytes) => self.write(&bytes).and_then(|_| self.finish()),
+            SnapshotPart::Chunk(items) => self.write(&encode_items(&items)),
+            SnapshotPart::End(items) => self.write(&encode_items(&items)).and_then(|_| self.finish()),
         };
         if result.is_err() {
             if let Some(cur) = self.current.take() {

@@ -1,0 +1,272 @@
+//! Zab, ZooKeeper's atomic broadcast, as pure state machines: events go in
+//! (a peer message, a tick with the time, a disk write that completed, a
+//! client write), a list of `Command`s comes out (send, persist, apply). The
+//! runtime executes the commands and feeds completions back; nothing here
+//! touches a socket, a clock or a random number generator.
+//!
+//! Layout, in ZooKeeper's names: `election` (FastLeaderElection), `leader`
+//! (Leader + LearnerHandler), `follower` (Learner/Follower/Observer), `log`
+//! (the part of ZKDatabase/FileTxnSnapLog the protocol needs: epochs, the
+//! in-memory log window, outstanding disk writes), `quorum`, and `peer`
+//! (QuorumPeer: one server switching between the roles).
+//!
+//! ## Contract with the runtime
+//! * Commands are executed in order. `PersistEpoch` and `Apply` complete
+//!   before the next command runs (they are small / in-memory); a `Send`
+//!   after a `PersistEpoch` must not leave before the epoch is on disk.
+//! * `AppendLog`, `TruncateLog` and `InstallSnapshot` are disk operations that
+//!   may complete later, but strictly in the order issued; each completion is
+//!   reported with `Peer::on_persisted(zxid)`, zxid being the last zxid of the
+//!   durable log after that operation. This is what lets a follower ACK
+//!   NEWLEADER only once the leader's history is on its disk (ZOOKEEPER-3911,
+//!   -4394 and friends) and lets the leader pipeline proposals.
+//! * Links are FIFO (TCP). Messages sent while a link is down are lost; each
+//!   side learns of a broken link via `on_disconnected`. `CloseLink` asks the
+//!   runtime to reset a connection: queued messages are dropped and the other
+//!   side sees a disconnect (the runtime may reconnect at once).
+//! * `SendSnapshot{to, zxid}` means: serialize the database (which, because
+//!   `Apply` is synchronous, is exactly at `zxid`) and send it as
+//!   `Message::Snap` on that link, in command order.
+//!
+//! ## Epoch counter exhaustion (ZOOKEEPER-1277)
+//! ZooKeeper throws `XidRolloverException` and re-elects, dropping every
+//! client connection. Warden's leader instead re-runs discovery and
+//! synchronization with its *current* followers for epoch+1 while staying
+//! leader ("epoch bump"): LEADERINFO(e+1) → quorum of ACKEPOCH →
+//! NEWLEADER(e+1, last zxid of e) → quorum of ACKs → UPTODATE. Client writes
+//! arriving meanwhile are queued with zxids of the new epoch and proposed
+//! once it is established, so clients only see a short delay. Safety is the
+//! ordinary Zab argument: epoch e+1 is established only by a quorum that
+//! strictly raised its accepted epoch to e+1. If the bump cannot finish in
+//! `init_limit` ticks the leader steps down as it would on quorum loss.
+
+use crate::txn::LogEntry;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+pub mod election;
+pub mod follower;
+pub mod leader;
+pub mod log;
+pub mod peer;
+pub mod quorum;
+#[cfg(test)]
+mod testkit;
+
+pub use election::Election;
+pub use follower::Follower;
+pub use leader::{Leader, ProposeError};
+pub use log::{Store, SyncPlan};
+pub use peer::Peer;
+pub use quorum::Quorum;
+
+pub type ServerId = u64;
+pub type Epoch = u32;
+/// (epoch << 32) | counter, as ZooKeeper; `i64` to match `TxnHeader::zxid`.
+pub type Zxid = i64;
+
+/// Carried in notifications, FOLLOWERINFO and LEADERINFO so that a future
+/// incompatible change can be refused instead of misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+pub mod zxid {
+    use super::{Epoch, Zxid};
+
+    pub fn make(epoch: Epoch, counter: u32) -> Zxid {
+        ((epoch as i64) << 32) | counter as i64
+    }
+
+    pub fn epoch_of(zxid: Zxid) -> Epoch {
+        (zxid >> 32) as Epoch
+    }
+
+    pub fn counter_of(zxid: Zxid) -> u32 {
+        zxid as u32
+    }
+}
+
+/// A candidate for leadership. `epoch` is the candidate's current epoch (the
+/// "peer epoch"); `election_epoch` is the election round (logical clock) in
+/// which the vote was cast and takes no part in the ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub leader: ServerId,
+    pub zxid: Zxid,
+    pub epoch: Epoch,
+    pub election_epoch: u64,
+}
+
+impl Vote {
+    /// FastLeaderElection's totalOrderPredicate: newer epoch, then longer
+    /// history, then higher server id.
+    pub fn order_key(&self) -> (Epoch, Zxid, ServerId) {
+        (self.epoch, self.zxid, self.leader)
+    }
+
+    pub fn same_candidate(&self, other: &Vote) -> bool {
+        self.order_key() == other.order_key()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerState {
+    Looking,
+    Following,
+    Leading,
+    Observing,
+}
+
+/// An election message: the sender's vote and what it is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub version: u32,
+    pub vote: Vote,
+    pub state: PeerState,
+}
+
+/// Everything peers say to each other (ZAB 1.0 packet vocabulary). Serde so
+/// the runtime can frame it with MessagePack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Leader election.
+    Notification(Notification),
+    /// Discovery: learner → leader, what epoch it has accepted.
+    FollowerInfo { version: u32, accepted_epoch: Epoch, last_zxid: Zxid, observer: bool },
+    /// Discovery: leader → learner, the new epoch.
+    LeaderInfo { version: u32, epoch: Epoch },
+    /// Discovery: learner accepted the epoch. `current_epoch` is None when
+    /// the learner had already accepted it (not counted towards the quorum).
+    AckEpoch { current_epoch: Option<Epoch>, last_zxid: Zxid },
+    /// Sync: proposals after the learner's `zxid` follow.
+    Diff { zxid: Zxid },
+    /// Sync: drop everything after `zxid` (an uncommitted tail), then proposals.
+    Trunc { zxid: Zxid },
+    /// Sync: the leader's database at `zxid`, then proposals after it.
+    Snap {
+        zxid: Zxid,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Sync done: the leader's history ends at `zxid`; ACK (with zxid
+    /// `make(epoch, 0)`) once all of it is durable.
+    NewLeader { epoch: Epoch, zxid: Zxid },
+    /// The NEWLEADER was ACKed by a quorum: the learner may serve clients.
+    /// (Commits still come as COMMIT, which the leader sends first.)
+    UpToDate,
+    Proposal(LogEntry),
+    /// Cumulative: the sender has durably logged everything up to `zxid`.
+    /// A zero counter acknowledges NEWLEADER of that epoch.
+    Ack { zxid: Zxid },
+    /// Cumulative: everything up to `zxid` is committed.
+    Commit { zxid: Zxid },
+    Ping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochKind {
+    /// The epoch this server promised to follow (raised at LEADERINFO).
+    Accepted,
+    /// The epoch whose history this server has durably (raised at NEWLEADER).
+    Current,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send { to: ServerId, msg: Message },
+    Broadcast { to: Vec<ServerId>, msg: Message },
+    /// Reset the connection to `peer` (in-flight messages are lost).
+    CloseLink { peer: ServerId },
+    /// Write the epoch file before executing the next command.
+    PersistEpoch { kind: EpochKind, epoch: Epoch },
+    /// Append to the txn log; completion reported by `on_persisted`.
+    AppendLog { entries: Vec<LogEntry> },
+    /// Remove log entries after `to_zxid`; completion reported by `on_persisted`.
+    TruncateLog { to_zxid: Zxid },
+    /// Send the database (at `zxid`) to `to` as `Message::Snap`.
+    SendSnapshot { to: ServerId, zxid: Zxid },
+    /// Load `data` as the database, write it as a snapshot and empty the
+    /// log; completion reported by `on_persisted(zxid)`.
+    InstallSnapshot { zxid: Zxid, data: Vec<u8> },
+    /// Committed transactions, in zxid order, for the database.
+    Apply { entries: Vec<LogEntry> },
+    /// The election finished (informational).
+    Elected { leader: ServerId, vote: Vote },
+    BecomeLeader,
+    BecomeFollower { leader: ServerId, observer: bool },
+    /// Synchronized with a quorum: this server may serve clients in `epoch`.
+    Serving { leader: ServerId, epoch: Epoch },
+    /// Stop serving; an election is running.
+    LookForLeader { reason: &'static str },
+    /// A safety check failed; the node must stop rather than serve wrong data.
+    Fatal { reason: String },
+}
+
+/// Timers and limits, in ZooKeeper's units where it has them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub my_id: ServerId,
+    pub voters: BTreeSet<ServerId>,
+    pub observers: BTreeSet<ServerId>,
+    pub tick_ms: u64,
+    /// Discovery + sync must finish within this many ticks.
+    pub init_limit_ticks: u64,
+    /// A peer silent for this many ticks in broadcast is gone.
+    pub sync_limit_ticks: u64,
+    /// After a quorum agrees, wait this long for a better vote.
+    pub finalize_wait_ms: u64,
+    /// Notification resend interval: starts at min, doubles up to max.
+    pub notify_min_ms: u64,
+    pub notify_max_ms: u64,
+    /// Committed entries kept in memory so lagging learners get a DIFF.
+    pub diff_window: usize,
+    /// Proposals in flight (uncommitted + queued) before `propose` says Busy.
+    pub max_outstanding: usize,
+    /// Bump the epoch once the zxid counter reaches this.
+    pub counter_limit: u32,
+}
+
+impl Config {
+    pub fn new(my_id: ServerId, voters: impl IntoIterator<Item = ServerId>, observers: impl IntoIterator<Item = ServerId>) -> Config {
+        Config {
+            my_id,
+            voters: voters.into_iter().collect(),
+            observers: observers.into_iter().collect(),
+            tick_ms: 2000,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            finalize_wait_ms: 200,
+            notify_min_ms: 200,
+            notify_max_ms: 60_000,
+            diff_window: 500,
+            max_outstanding: 1000,
+            // Leave headroom below 2^32 for proposals queued during the bump.
+            counter_limit: u32::MAX - 1_000_000,
+        }
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = ServerId> + '_ {
+        self.voters.iter().chain(self.observers.iter()).copied()
+    }
+
+    pub fn is_observer(&self) -> bool {
+        !self.voters.contains(&self.my_id)
+    }
+}
+
+/// What a server has on disk, handed to `Peer::new` at start.
+#[derive(Debug, Clone, Default)]
+pub struct Durable {
+    pub accepted_epoch: Epoch,
+    pub current_epoch: Epoch,
+    /// Zxid of the loaded snapshot (= the database's last zxid).
+    pub snapshot_zxid: Zxid,
+    /// Log entries after the snapshot, in zxid order.
+    pub log: Vec<LogEntry>,
+}
+
+/// A role's answer to an event: keep going, or go back to election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    StepDown(&'static str),
+}
