@@ -52,6 +52,13 @@ pub enum Command {
     },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
+    /// Run the ceiling server: ZooKeeper framing, every request answered at once from nothing.
+    CeilingServer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -1,6 +1,7 @@
 //! warden-bench: a load generator speaking ZooKeeper's client protocol with
 //! its own asynchronous, pipelined connections, for comparing Warden with
 //! Apache ZooKeeper. The binary is a thin wrapper over [`run`].
+pub mod ceiling;
 pub mod cli;
 pub mod client;
 pub mod procstat;

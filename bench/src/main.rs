@@ -110,6 +110,13 @@ fn helper(cmd: Command) -> ExitCode {
             print!("{}", report::summarize(&reports, ratio));
             ExitCode::SUCCESS
         }
+        Command::CeilingServer { port, value_size } => match warden_bench::ceiling::run(port, value_size) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("warden-bench: ceiling server: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::FreePort => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
             Ok(a) => {
                 println!("{}", a.port());
