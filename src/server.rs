@@ -180,6 +180,11 @@ impl Core {
         std::mem::take(&mut self.unlogged)
     }
 
+    /// The zxid the next transaction will get.
+    pub fn next_zxid(&self) -> i64 {
+        self.last_assigned_zxid + 1
+    }
+
     /// The last committed (applied) zxid.
     pub fn last_zxid(&self) -> i64 {
         self.db.last_zxid()

@@ -179,7 +179,7 @@ impl Processor {
         self.txns_since_snapshot = 0;
         self.next_snapshot_after = snapshot_threshold(self.config.snap_count);
         // New transactions go to a new segment, so old ones can be purged later.
-        self.txn_log.roll();
+        self.txn_log.roll(self.core.next_zxid());
         let (writer, bytes) = SnapshotWriter::begin(&self.core.db);
         info!(self.log, "starting fuzzy snapshot"; "zxid" => format!("{:#x}", writer.zxid));
         self.snapshotter.do_send(SnapshotPart::Begin { zxid: writer.zxid, bytes });

@@ -144,8 +144,9 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
 
 pub enum LogCommand {
     Append(Vec<Arc<LogEntry>>),
-    /// Start a new segment with the next transaction (after a snapshot began).
-    Roll,
+    /// Start a new segment now, for transactions from `next_zxid` on (after a
+    /// snapshot began): recovery can then skip the old one without reading it.
+    Roll { next_zxid: i64 },
 }
 
 /// The transaction log: a thread that appends what the processor sends and
@@ -178,8 +179,8 @@ impl TxnLog {
         let _ = self.tx.send(LogCommand::Append(entries));
     }
 
-    pub fn roll(&self) {
-        let _ = self.tx.send(LogCommand::Roll);
+    pub fn roll(&self, next_zxid: i64) {
+        let _ = self.tx.send(LogCommand::Roll { next_zxid });
     }
 }
 
@@ -217,9 +218,9 @@ impl SegmentWriter {
                             self.stats.txns_logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
-                    LogCommand::Roll => {
+                    LogCommand::Roll { next_zxid } => {
                         self.flush()?;
-                        self.current = None;
+                        self.open(next_zxid)?;
                     }
                 }
             }

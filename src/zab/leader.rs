@@ -336,7 +336,7 @@ impl Leader {
                     }
                 }
                 // An ACKEPOCH without current epoch had accepted it before: not a fresh promise.
-                if current_epoch.is_some() && counts {
+                if counts {
                     r.epoch_ackers.insert(from);
                 }
                 self.check_round(store, out)
@@ -382,9 +382,9 @@ impl Leader {
         for e in store.entries_after(from) {
             out.push(Command::Send { to, msg: Message::Proposal(e.clone()) });
         }
-        if store.committed() > from {
-            out.push(Command::Send { to, msg: Message::Commit { zxid: store.committed() } });
-        }
+        // Always: the learner may hold committed entries it never applied
+        // (its log already ended where ours does, so nothing else follows).
+        out.push(Command::Send { to, msg: Message::Commit { zxid: store.committed() } });
         store.last_zxid()
     }
 
