@@ -162,7 +162,7 @@ impl TxnLog {
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
-                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), force_sync, current: None, buf: Vec::new(), stats };
+                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), segment_max_bytes: SEGMENT_MAX_BYTES, force_sync, current: None, buf: Vec::new(), stats };
                 if let Err(e) = w.run(rx, &synced, &log) {
                     // Fail-stop: a log we cannot write must not acknowledge anything.
                     error!(log, "transaction log failed; stopping the node"; "error" => %e);
@@ -190,9 +190,14 @@ struct Segment {
     allocated: u64,
 }
 
+/// A segment is closed and a new one begun once it holds this many bytes,
+/// so no log file grows without bound between snapshots.
+const SEGMENT_MAX_BYTES: u64 = 256 << 20;
+
 struct SegmentWriter {
     dir: PathBuf,
     prealloc_bytes: u64,
+    segment_max_bytes: u64,
     force_sync: bool,
     current: Option<Segment>,
     /// Records for the current segment not yet written.
@@ -210,6 +215,10 @@ impl SegmentWriter {
                 match cmd {
                     LogCommand::Append(entries) => {
                         for e in entries {
+                            if self.current.as_ref().is_some_and(|s| s.written + self.buf.len() as u64 >= self.segment_max_bytes) {
+                                self.flush()?;
+                                self.current = None;
+                            }
                             if self.current.is_none() {
                                 self.open(e.hdr.zxid)?;
                             }
@@ -273,5 +282,48 @@ impl SegmentWriter {
             self.stats.fsync_latency.lock().unwrap().record(started.elapsed());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_core::txn::{Txn, TxnHeader};
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Synced> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Synced, _: &mut Context<Self>) {}
+    }
+
+    fn entry(zxid: i64) -> Arc<LogEntry> {
+        let txn = Txn::Create { path: format!("/n{zxid}"), data: Some(vec![7; 200]), acl: vec![], ephemeral_owner: 0, parent_cversion: zxid as i32 };
+        Arc::new(LogEntry { hdr: TxnHeader { session_id: 1, cxid: 0, zxid, time_ms: 0 }, txn })
+    }
+
+    #[actix_rt::test]
+    async fn segments_roll_by_size_and_recovery_reads_them_all() {
+        let dir = std::env::temp_dir().join(format!("warden-seg-{}-{}", std::process::id(), line!()));
+        let logs = version_dir(&dir);
+        std::fs::create_dir_all(&logs).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let synced = Sink.start().recipient();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let mut w = SegmentWriter { dir: logs.clone(), prealloc_bytes: 4096, segment_max_bytes: 8 << 10, force_sync: false, current: None, buf: Vec::new(), stats: Arc::new(ServerStats::default()) };
+        for z in 1..=200 {
+            tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
+        }
+        drop(tx);
+        w.run(rx, &synced, &log).unwrap();
+        let segments = list(&logs, LOG_PREFIX);
+        assert!(segments.len() > 3, "{} segments", segments.len());
+        let recovered = recover(&dir, &dir, &log).unwrap();
+        assert_eq!(recovered.db.last_zxid(), 200);
+        assert_eq!(recovered.replayed, 200);
+        assert!(recovered.db.tree.get("/n137").is_some());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
