@@ -128,6 +128,12 @@ impl Election {
         out
     }
 
+    /// A link broke: a leader we heard LEADING from may be gone (crashed
+    /// and restarted, say), so its word no longer counts.
+    pub fn on_disconnected(&mut self, peer: ServerId) {
+        self.out_of_election.remove(&peer);
+    }
+
     fn on_looking(&mut self, from: ServerId, n: Notification, out: &mut Vec<Command>) {
         let theirs = n.vote;
         if theirs.election_epoch > self.clock {

@@ -120,12 +120,12 @@ impl Leader {
         self.epoch.is_some()
     }
 
-    pub(crate) fn start(&mut self, store: &mut Store, now_ms: u64, out: &mut Vec<Command>) -> Flow {
+    pub(crate) fn start(&mut self, store: &mut Store, now_ms: u64, out: &mut Vec<Command>) {
         self.started_ms = now_ms;
         self.last_ping_ms = now_ms;
         self.now_ms = now_ms;
         self.info.insert(self.me, store.accepted_epoch);
-        self.try_choose_epoch(store, out)
+        self.try_choose_epoch(store, out);
     }
 
     pub(crate) fn on_message(&mut self, store: &mut Store, from: ServerId, msg: Message, now_ms: u64, out: &mut Vec<Command>) -> Flow {
@@ -135,16 +135,16 @@ impl Leader {
         }
         match msg {
             Message::FollowerInfo { accepted_epoch, observer, .. } => self.on_follower_info(store, from, accepted_epoch, observer, out),
-            Message::AckEpoch { current_epoch, last_zxid } => self.on_ack_epoch(store, from, current_epoch, last_zxid, out),
+            Message::AckEpoch { current_epoch, last_zxid } => return self.on_ack_epoch(store, from, current_epoch, last_zxid, out),
             Message::Ack { zxid } => self.on_ack(store, from, zxid, out),
-            _ => Flow::Continue,
+            _ => {}
         }
+        Flow::Continue
     }
 
-    pub(crate) fn on_persisted(&mut self, store: &mut Store, out: &mut Vec<Command>) -> Flow {
-        let flow = self.check_round(store, out);
+    pub(crate) fn on_persisted(&mut self, store: &mut Store, out: &mut Vec<Command>) {
+        self.check_round(store, out);
         self.try_commit(store, out);
-        flow
     }
 
     pub fn on_disconnected(&mut self, peer: ServerId) {
@@ -236,9 +236,9 @@ impl Leader {
         self.learners.iter().filter(|(_, l)| l.forwarding).map(|(id, _)| *id).collect()
     }
 
-    fn on_follower_info(&mut self, store: &mut Store, from: ServerId, accepted_epoch: Epoch, observer: bool, out: &mut Vec<Command>) -> Flow {
+    fn on_follower_info(&mut self, store: &mut Store, from: ServerId, accepted_epoch: Epoch, observer: bool, out: &mut Vec<Command>) {
         if !self.members.contains(&from) || from == self.me {
-            return Flow::Continue;
+            return;
         }
         // A FOLLOWERINFO always starts a fresh learner (it reconnected).
         let learner = Learner {
@@ -257,28 +257,23 @@ impl Leader {
                 if counts {
                     self.info.insert(from, accepted_epoch);
                 }
-                self.try_choose_epoch(store, out)
+                self.try_choose_epoch(store, out);
             }
-            (Some(r), _) if r.bump => Flow::Continue, // LEADERINFO once the bump is done
+            (Some(r), _) if r.bump => {} // LEADERINFO once the bump is done
             (Some(r), _) => {
                 let epoch = r.epoch;
                 self.send_leader_info(from, epoch, out);
-                Flow::Continue
             }
+            // It promised a later epoch to a would-be leader that never
+            // established, and would refuse ours forever (ZooKeeper leaves it
+            // out until the next election). Bump past it; it gets LEADERINFO
+            // once the bump is done.
             (None, Some(epoch)) if accepted_epoch >= epoch => {
-                // It promised a later epoch to a would-be leader that never
-                // established; it would refuse ours forever (ZooKeeper leaves
-                // it out until the next election). Bump past it instead; it
-                // gets LEADERINFO once the bump is done.
-                if accepted_epoch >= i32::MAX as Epoch {
-                    return Flow::Continue;
+                if accepted_epoch < i32::MAX as Epoch {
+                    self.begin_round(store, accepted_epoch + 1, true, out);
                 }
-                self.begin_round(store, accepted_epoch + 1, true, out)
             }
-            (None, Some(epoch)) => {
-                self.send_leader_info(from, epoch, out);
-                Flow::Continue
-            }
+            (None, Some(epoch)) => self.send_leader_info(from, epoch, out),
         }
     }
 
@@ -287,15 +282,14 @@ impl Leader {
         self.learners.get_mut(&to).expect("known learner").stage = Stage::EpochSent;
     }
 
-    fn try_choose_epoch(&mut self, store: &mut Store, out: &mut Vec<Command>) -> Flow {
+    fn try_choose_epoch(&mut self, store: &mut Store, out: &mut Vec<Command>) {
         if self.epoch.is_none() && self.round.is_none() && self.quorum.is_quorum(self.info.keys().copied()) {
             let epoch = self.info.values().max().expect("quorum is not empty") + 1;
-            return self.begin_round(store, epoch, false, out);
+            self.begin_round(store, epoch, false, out);
         }
-        Flow::Continue
     }
 
-    fn begin_round(&mut self, store: &mut Store, epoch: Epoch, bump: bool, out: &mut Vec<Command>) -> Flow {
+    fn begin_round(&mut self, store: &mut Store, epoch: Epoch, bump: bool, out: &mut Vec<Command>) {
         store.set_epoch(EpochKind::Accepted, epoch, out);
         self.round = Some(Round {
             epoch,
@@ -318,7 +312,7 @@ impl Leader {
                 (_, false) => unreachable!("learners past Info before the first epoch"),
             }
         }
-        self.check_round(store, out)
+        self.check_round(store, out);
     }
 
     fn on_ack_epoch(&mut self, store: &mut Store, from: ServerId, current_epoch: Option<Epoch>, last_zxid: Zxid, out: &mut Vec<Command>) -> Flow {
@@ -336,16 +330,14 @@ impl Leader {
                     }
                 }
                 // An ACKEPOCH without current epoch had accepted it before: not a fresh promise.
-                if counts {
+                if current_epoch.is_some() && counts {
                     r.epoch_ackers.insert(from);
                 }
-                self.check_round(store, out)
+                self.check_round(store, out);
             }
-            _ => {
-                self.send_newleader(store, from, last_zxid, out);
-                Flow::Continue
-            }
+            _ => self.send_newleader(store, from, last_zxid, out),
         }
+        Flow::Continue
     }
 
     /// Sync data (unless bumping) then NEWLEADER, and start forwarding.
@@ -388,18 +380,18 @@ impl Leader {
         store.last_zxid()
     }
 
-    fn on_ack(&mut self, store: &mut Store, from: ServerId, z: Zxid, out: &mut Vec<Command>) -> Flow {
-        let Some(l) = self.learners.get_mut(&from) else { return Flow::Continue };
+    fn on_ack(&mut self, store: &mut Store, from: ServerId, z: Zxid, out: &mut Vec<Command>) {
+        let Some(l) = self.learners.get_mut(&from) else { return };
         if zxid::counter_of(z) != 0 {
             if l.forwarding && !l.observer && z > l.acked {
                 l.acked = z;
                 self.try_commit(store, out);
             }
-            return Flow::Continue;
+            return;
         }
         // NEWLEADER ACK.
         if l.stage != Stage::NewLeaderSent || zxid::epoch_of(z) != l.newleader.0 {
-            return Flow::Continue;
+            return;
         }
         l.synced = true;
         l.acked = l.acked.max(l.newleader.1);
@@ -410,20 +402,19 @@ impl Leader {
                 if counts {
                     r.newleader_ackers.insert(from);
                 }
-                self.check_round(store, out)
+                self.check_round(store, out);
             }
             _ => {
                 l.stage = Stage::UpToDate;
                 out.push(Command::Send { to: from, msg: Message::UpToDate });
                 self.try_commit(store, out);
-                Flow::Continue
             }
         }
     }
 
     /// Advances the current round as far as the acknowledgements allow.
-    fn check_round(&mut self, store: &mut Store, out: &mut Vec<Command>) -> Flow {
-        let Some(r) = &mut self.round else { return Flow::Continue };
+    fn check_round(&mut self, store: &mut Store, out: &mut Vec<Command>) {
+        let Some(r) = &mut self.round else { return };
         if !r.newleader_sent && self.quorum.is_quorum(r.epoch_ackers.iter().copied()) {
             // The history is now fixed: no proposals until the round completes.
             r.newleader_sent = true;
@@ -447,15 +438,14 @@ impl Leader {
         if r.self_acked && self.quorum.is_quorum(r.newleader_ackers.iter().copied()) {
             self.finish_round(store, out);
         }
-        Flow::Continue
     }
 
     /// A quorum has our history durably in the new epoch: it is established.
     fn finish_round(&mut self, store: &mut Store, out: &mut Vec<Command>) {
         let r = self.round.take().expect("round");
         self.epoch = Some(r.epoch);
-        store.commit(r.history_end, out);
         out.push(Command::Serving { leader: self.me, epoch: r.epoch });
+        store.commit(r.history_end, out);
         // Every forwarding learner holds the history (FIFO: it came before NEWLEADER).
         let to = self.forwarding();
         if !to.is_empty() {
@@ -590,6 +580,37 @@ mod tests {
         store.persisted(z).unwrap();
         l.on_persisted(&mut store, &mut out);
         assert_eq!(applied(&out), vec![z]);
+    }
+
+    #[test]
+    fn zab_repeated_epoch_promise_does_not_count() {
+        // A learner that already accepted epoch 4 (from another would-be
+        // leader) answers without a current epoch; counting it could let two
+        // leaders establish epoch 4 with the same promise.
+        let (mut l, mut store) = setup(3);
+        let mut out = Vec::new();
+        l.start(&mut store, 0, &mut out);
+        l.on_message(&mut store, 2, Message::FollowerInfo { version: 1, accepted_epoch: 3, last_zxid: 0, observer: false }, 0, &mut out);
+        assert!(out.contains(&Command::Send { to: 2, msg: Message::LeaderInfo { version: 1, epoch: 4 } }));
+        l.on_message(&mut store, 2, Message::AckEpoch { current_epoch: None, last_zxid: 0 }, 0, &mut out);
+        assert!(!out.iter().any(|c| matches!(c, Command::Send { msg: Message::NewLeader { .. }, .. })), "no quorum of fresh promises yet");
+        l.on_message(&mut store, 3, Message::FollowerInfo { version: 1, accepted_epoch: 3, last_zxid: 0, observer: false }, 0, &mut out);
+        l.on_message(&mut store, 3, Message::AckEpoch { current_epoch: Some(3), last_zxid: 0 }, 0, &mut out);
+        assert!(out.contains(&Command::Send { to: 2, msg: Message::NewLeader { epoch: 4, zxid: 0 } }), "synced once a quorum promised");
+    }
+
+    #[test]
+    fn zab_leader_bumps_past_a_learner_that_accepted_a_later_epoch() {
+        let (mut l, mut store) = setup(3);
+        establish(&mut l, &mut store, 3);
+        let mut out = Vec::new();
+        l.on_disconnected(3);
+        l.on_message(&mut store, 3, Message::FollowerInfo { version: 1, accepted_epoch: 7, last_zxid: 0, observer: false }, 1, &mut out);
+        assert!(out.contains(&Command::Send { to: 2, msg: Message::LeaderInfo { version: 1, epoch: 8 } }), "bump to 8 with the synced follower");
+        l.on_message(&mut store, 2, Message::AckEpoch { current_epoch: Some(4), last_zxid: 0 }, 1, &mut out);
+        l.on_message(&mut store, 2, Message::Ack { zxid: zxid::make(8, 0) }, 1, &mut out);
+        assert_eq!(l.epoch(), Some(8));
+        assert!(out.contains(&Command::Send { to: 3, msg: Message::LeaderInfo { version: 1, epoch: 8 } }), "the newcomer can follow now");
     }
 
     #[test]

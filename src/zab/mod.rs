@@ -38,7 +38,23 @@
 //! once it is established, so clients only see a short delay. Safety is the
 //! ordinary Zab argument: epoch e+1 is established only by a quorum that
 //! strictly raised its accepted epoch to e+1. If the bump cannot finish in
-//! `init_limit` ticks the leader steps down as it would on quorum loss.
+//! `init_limit` ticks the leader steps down as it would on quorum loss
+//! (queued writes are then lost like any uncommitted proposal: the runtime
+//! fails pending requests on `LookForLeader`). The same bump, to one past
+//! its accepted epoch, lets a learner rejoin that promised a later epoch to a
+//! would-be leader which never established (ZooKeeper would keep refusing
+//! it until the next election).
+//!
+//! ## Deviations from ZooKeeper, and why
+//! * NEWLEADER carries the leader's last zxid, not `(epoch, 0)`, so the
+//!   follower can check its synced log ends exactly there; its ACK carries
+//!   `(epoch, 0)`, which no proposal uses.
+//! * ACK and COMMIT are cumulative; UPTODATE commits nothing by itself.
+//! * A server that missed the election follows a leader that a quorum
+//!   follows and that says it leads, whatever the peer epoch in their votes.
+//! * The database only ever holds committed transactions: entries logged but
+//!   not known committed stay in the log until a leader commits them, so a
+//!   TRUNC never has to reload the database.
 
 use crate::txn::LogEntry;
 use serde::{Deserialize, Serialize};
@@ -239,8 +255,9 @@ impl Config {
             notify_max_ms: 60_000,
             diff_window: 500,
             max_outstanding: 1000,
-            // Leave headroom below 2^32 for proposals queued during the bump.
-            counter_limit: u32::MAX - 1_000_000,
+            // The last counter before the 32 bits wrap; nothing is proposed
+            // in the old epoch once a bump starts.
+            counter_limit: u32::MAX - 1,
         }
     }
 

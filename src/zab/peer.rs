@@ -143,7 +143,10 @@ impl Peer {
                 f.on_persisted(&mut self.store, &mut out);
                 Flow::Continue
             }
-            Role::Leading(l) => l.on_persisted(&mut self.store, &mut out),
+            Role::Leading(l) => {
+                l.on_persisted(&mut self.store, &mut out);
+                Flow::Continue
+            }
             _ => Flow::Continue,
         };
         self.handle(flow, &mut out);
@@ -164,6 +167,10 @@ impl Peer {
             Role::Following(f) if f.leader() == peer => Flow::StepDown("lost the connection to the leader"),
             Role::Leading(l) => {
                 l.on_disconnected(peer);
+                Flow::Continue
+            }
+            Role::Looking(e) => {
+                e.on_disconnected(peer);
                 Flow::Continue
             }
             _ => Flow::Continue,
@@ -227,8 +234,9 @@ impl Peer {
         if vote.leader == self.cfg.my_id {
             let mut leader = Leader::new(&self.cfg);
             out.push(Command::BecomeLeader);
-            let mut flow = leader.start(&mut self.store, self.now_ms, out);
+            leader.start(&mut self.store, self.now_ms, out);
             self.role = Role::Leading(leader);
+            let mut flow = Flow::Continue;
             for (from, msg) in std::mem::take(&mut self.early_infos) {
                 if flow != Flow::Continue {
                     break;
@@ -264,6 +272,15 @@ mod tests {
         assert_eq!(net.applied(1), (1..=5).map(|c| zxid::make(1, c)).collect::<Vec<_>>());
         assert_eq!(net.applied(1), net.applied(2));
         assert_eq!(net.applied(1), net.applied(3));
+    }
+
+    #[test]
+    fn zab_single_voter_leads_alone() {
+        let mut net = Net::new(1);
+        net.run_until(|n| n.leader() == Some(1), 1_000);
+        net.write(1);
+        net.settle();
+        assert_eq!(net.applied(1), vec![zxid::make(1, 1)]);
     }
 
     #[test]
