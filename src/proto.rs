@@ -221,7 +221,7 @@ impl CreateOp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateRequest {
     pub op: CreateOp,
     pub path: String,
@@ -231,7 +231,7 @@ pub struct CreateRequest {
     pub ttl_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SetWatchesRequest {
     pub relative_zxid: i64,
     pub data: Vec<String>,
@@ -242,7 +242,7 @@ pub struct SetWatchesRequest {
 }
 
 /// One decoded client request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     Create(CreateRequest),
     Delete { path: String, version: i32 },

@@ -23,6 +23,9 @@ pub struct Settings {
     pub extended_types_enabled: bool,
     pub reconfig_enabled: bool,
     pub server_id: u8,
+    /// Ensemble mode: `sync` is a no-op transaction through the leader, so
+    /// sync-then-read is linearizable (ZOOKEEPER-1675).
+    pub quorum_sync: bool,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             extended_types_enabled: true,
             reconfig_enabled: false,
             server_id: 0,
+            quorum_sync: false,
         }
     }
 }
@@ -190,6 +194,64 @@ impl Core {
         self.db.last_zxid()
     }
 
+    /// The leader's Zab state decides zxids (epochs, bumps): the next
+    /// transaction prepared gets `zxid`.
+    pub fn set_next_zxid(&mut self, zxid: i64) {
+        self.last_assigned_zxid = zxid - 1;
+    }
+
+    /// At the leader: the CreateSession a follower forwarded, as a transaction.
+    pub fn create_session(&mut self, session_id: i64, timeout_ms: i32, now_ms: i64) -> i64 {
+        let hdr = self.header(session_id, 0, now_ms);
+        self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent)
+    }
+
+    /// At the leader: a forwarded request that fails before preparation
+    /// (its session is gone) still becomes a transaction, an error one, so the
+    /// learner that waits for it gets its answer (PrepRequestProcessor does so).
+    pub fn reject(&mut self, session_id: i64, cxid: i32, code: i32, now_ms: i64) -> i64 {
+        let hdr = self.header(session_id, cxid, now_ms);
+        self.submit(hdr, Prepared { txn: Txn::Error { code }, changes: Vec::new() }, Answer::Silent)
+    }
+
+    /// Leadership ended: forget everything prepared but not committed (the
+    /// next leader decides its fate); returns how many were dropped.
+    pub fn abandon_pending(&mut self) -> usize {
+        let n = self.pending.len();
+        self.pending.clear();
+        self.outstanding = Outstanding::default();
+        self.closing.clear();
+        self.unlogged.clear();
+        self.last_assigned_zxid = self.db.last_zxid();
+        n
+    }
+
+    /// Applies a transaction the ensemble committed. If this server prepared
+    /// it (it is the leader's oldest pending one) the prepared answer is used;
+    /// else `answer` — the request a follower forwarded for its client — shapes
+    /// the reply, if any. Returns None if the entry was already applied.
+    pub fn apply_committed(&mut self, entry: &LogEntry, answer: Option<(i32, Request)>) -> Option<Output> {
+        let zxid = entry.hdr.zxid;
+        if zxid <= self.db.last_zxid() {
+            return None;
+        }
+        if self.pending.front().is_some_and(|p| p.entry.hdr.zxid == zxid) {
+            return self.apply_next(zxid).map(|(_, out)| out);
+        }
+        let answer = match answer {
+            Some((xid, request)) => Answer::Request { xid, request },
+            None if matches!(entry.txn, Txn::CloseSession { .. }) => Answer::Expired(entry.hdr.session_id),
+            None => Answer::Silent,
+        };
+        Some(self.apply_entry(entry, answer))
+    }
+
+    /// Replaces the database (a SNAP from the leader).
+    pub fn install(&mut self, db: Database) {
+        self.db = db;
+        self.abandon_pending();
+    }
+
     fn header(&mut self, session_id: i64, cxid: i32, now_ms: i64) -> TxnHeader {
         self.last_assigned_zxid += 1;
         TxnHeader { session_id, cxid, zxid: self.last_assigned_zxid, time_ms: now_ms }
@@ -210,16 +272,26 @@ impl Core {
             return None;
         }
         let Pending { entry, answer } = self.pending.pop_front().unwrap();
+        self.outstanding.applied(entry.hdr.zxid);
+        Some((entry.hdr.zxid, self.apply_entry(&entry, answer)))
+    }
+
+    fn apply_entry(&mut self, entry: &LogEntry, answer: Answer) -> Output {
         let (hdr, txn) = (&entry.hdr, &entry.txn);
         let mut triggers = Vec::new();
         let result = self.db.apply(hdr, txn, &mut triggers);
-        self.outstanding.applied(hdr.zxid);
+        if self.pending.is_empty() {
+            // Followers never prepare: keep zxids moving with what is applied.
+            self.last_assigned_zxid = self.last_assigned_zxid.max(hdr.zxid);
+        }
         let mut out = Output { triggers, zxid: hdr.zxid, ..Default::default() };
         match answer {
             Answer::Request { xid, request } => {
-                out.reply = Reply::Frame(match &result {
-                    TxnResult::Error(code) => reply_frame(xid, hdr.zxid, *code, |_| {}),
-                    r => reply_frame(xid, hdr.zxid, 0, |w| write_result(w, &request, r)),
+                out.reply = Reply::Frame(match (&result, &request) {
+                    // A quorum sync is a no-op transaction; its reply names the path.
+                    (TxnResult::Error(0), Request::Sync { path }) => reply_frame(xid, hdr.zxid, 0, |w| w.put_string(path)),
+                    (TxnResult::Error(code), _) => reply_frame(xid, hdr.zxid, *code, |_| {}),
+                    (r, _) => reply_frame(xid, hdr.zxid, 0, |w| write_result(w, &request, r)),
                 });
                 if matches!(request, Request::CloseSession) {
                     out.session_closed = Some(hdr.session_id);
@@ -231,10 +303,16 @@ impl Core {
         if let Txn::CloseSession { .. } = txn {
             self.closing.remove(&hdr.session_id);
         }
-        Some((hdr.zxid, out))
+        out
     }
 
     pub fn connect(&mut self, req: &ConnectRequest, now_ms: i64) -> ConnectOutcome {
+        self.connect_as(req, now_ms, true)
+    }
+
+    /// `submit_create = false` (a follower): a new session gets its id here
+    /// but its CreateSession is left for the caller to send to the leader.
+    pub fn connect_as(&mut self, req: &ConnectRequest, now_ms: i64, submit_create: bool) -> ConnectOutcome {
         if req.last_zxid_seen > self.db.last_zxid() {
             return ConnectOutcome::Refused(format!(
                 "client has seen zxid {:#x}, our last zxid is {:#x}; client must try another server",
@@ -243,7 +321,11 @@ impl Core {
             ));
         }
         let timeout_ms = session::negotiate_timeout(req.timeout_ms, self.settings.min_session_timeout_ms, self.settings.max_session_timeout_ms);
-        let (session_id, created) = if req.session_id == 0 {
+        let (session_id, created) = if req.session_id == 0 && !submit_create {
+            let sid = self.next_session_id;
+            self.next_session_id += 1;
+            (sid, None)
+        } else if req.session_id == 0 {
             let sid = self.next_session_id;
             self.next_session_id += 1;
             let hdr = self.header(sid, 0, now_ms);
@@ -310,6 +392,11 @@ impl Core {
         let zxid = self.db.last_zxid();
         if self.db.session_timeout(ctx.session_id).is_none() {
             return Processed::Done(Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid));
+        }
+        if self.settings.quorum_sync && matches!(req, Request::Sync { .. }) {
+            let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
+            let prepared = Prepared { txn: Txn::Error { code: 0 }, changes: Vec::new() };
+            return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
         }
         if req.is_write() {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);

@@ -96,6 +96,16 @@ impl SnapshotWriter {
     }
 }
 
+/// The whole database as one snapshot file's bytes (a leader's SNAP to a
+/// learner: taken between transactions, so not fuzzy).
+pub fn encode_all(db: &Database) -> Vec<u8> {
+    let (mut w, mut out) = SnapshotWriter::begin(db);
+    while !w.is_done() {
+        out.extend(w.next_chunk(&db.tree, 10_000));
+    }
+    out
+}
+
 /// Frames items as snapshot records.
 pub fn encode_items(items: &[SnapItem]) -> Vec<u8> {
     let mut out = Vec::new();

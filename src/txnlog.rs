@@ -72,6 +72,23 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadRecord> {
     Ok(SegmentScan { entries, good_bytes, bad })
 }
 
+/// The byte offset just past the last good record with zxid <= `to_zxid`
+/// (the segment header if there is none): where TRUNC cuts a segment.
+pub fn truncate_point(bytes: &[u8], to_zxid: i64) -> usize {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return 0;
+    }
+    let mut records = Records::new(bytes, MAGIC.len());
+    let mut cut = MAGIC.len();
+    while let Some(Ok((_, payload))) = records.next() {
+        match LogEntry::decode(payload) {
+            Ok(e) if e.hdr.zxid <= to_zxid => cut = records.position(),
+            _ => break,
+        }
+    }
+    cut
+}
+
 /// Files autopurge deletes: all but the newest `retain` snapshots, and every
 /// log segment whose transactions all precede the oldest kept snapshot.
 /// Inputs are the zxids from file names.

@@ -157,3 +157,14 @@ impl Handler<WatchData> for Dispatcher {
         MessageResult(self.watches.by_session())
     }
 }
+
+impl Handler<crate::messages::CloseAll> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::messages::CloseAll, _: &mut Context<Self>) {
+        let _t = self.me.track();
+        for (_, (_, conn)) in self.conns.drain() {
+            to_conn(&conn, ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" }, &self.log);
+        }
+    }
+}

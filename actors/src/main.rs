@@ -6,6 +6,8 @@ mod admin_cli;
 mod codec;
 mod connection;
 mod dispatcher;
+mod ensemble;
+mod peer_link;
 mod listener;
 mod messages;
 mod node;
@@ -121,6 +123,7 @@ fn main() {
 
 fn run_server(config: Option<PathBuf>, set: Vec<String>) -> Result<(), String> {
     let sets = set.iter().map(|s| warden_core::config::parse_set_flag(s)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    let (config, warnings) = warden_core::config::load(config.as_deref(), &sets).map_err(|e| e.to_string())?;
+    let (mut config, warnings) = warden_core::config::load(config.as_deref(), &sets).map_err(|e| e.to_string())?;
+    node::resolve_myid(&mut config)?;
     node::run(config, warnings)
 }

@@ -70,7 +70,16 @@ pub enum Tracking {
     /// The client was heard from.
     Touch { session_id: i64 },
     Untrack { session_id: i64 },
+    /// Ensemble role change: only the leader (or a standalone server)
+    /// expires sessions; a learner forwards its touches to the leader.
+    Mode { expire: bool, forward_to: Option<Recipient<crate::ensemble::Touches>> },
 }
+
+/// Processor -> dispatcher: the server stops serving (no leader); close
+/// every client connection so clients move to a serving member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
 
 /// Tracker -> processor: the session timed out.
 #[derive(Message)]
@@ -97,6 +106,9 @@ pub struct Synced {
     pub zxid: i64,
     /// fsyncs done so far, for metrics.
     pub fsyncs: u64,
+    /// Log operations (append batches, truncations, snapshot installs)
+    /// completed so far, for Zab's per-operation completions.
+    pub ops: u64,
 }
 
 /// Processor -> snapshotter: the pieces of one snapshot, in order.

@@ -138,10 +138,51 @@ fn core_settings(config: &Config) -> Settings {
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
         server_id: config.my_id.unwrap_or(0) as u8,
+        quorum_sync: !config.is_standalone(),
     }
 }
 
-/// Runs a standalone node until SIGINT or SIGTERM.
+/// In a quorum the server id comes from `dataDir/myid`, as in ZooKeeper; the
+/// Warden key `warden.myid` may give it instead (the file is then written),
+/// and a disagreement between the two stops the start.
+pub fn resolve_myid(config: &mut Config) -> Result<(), String> {
+    if config.is_standalone() {
+        return Ok(());
+    }
+    let path = config.data_dir.join("myid");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = warden_core::config::parse_myid(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(set) = config.my_id.filter(|set| *set != id) {
+                return Err(format!("warden.myid={set} but {} says {id}", path.display()));
+            }
+            config.my_id = Some(id);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(id) = config.my_id {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+                std::fs::write(&path, format!("{id}\n")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    config.validate_my_id().map_err(|e| e.to_string())
+}
+
+/// Session passwords must verify on every member, so an ensemble derives its
+/// key from what all members share, the server list (ZooKeeper uses a fixed
+/// constant). Standalone servers keep a random per-dataDir key.
+fn ensemble_secret(config: &Config) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(b"warden-ensemble-session-key");
+    for s in &config.servers {
+        h.update(format!("{}={}:{}:{};", s.id, s.host, s.quorum_port, s.election_port).as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
+/// Runs a node (standalone or an ensemble member) until SIGINT or SIGTERM.
 pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     let (log, level) = logger(&config);
     for w in &warnings {
@@ -149,7 +190,8 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     }
     check_data_dir(&config.data_dir)?;
     check_data_dir(&config.data_log_dir)?;
-    let secret = session_secret(&config.data_dir)?;
+    let ensemble = !config.is_standalone();
+    let secret = if ensemble { ensemble_secret(&config) } else { session_secret(&config.data_dir)? };
     if !config.force_sync {
         warn!(log, "forceSync=no: writes are acknowledged before they reach the disk and can be lost on a crash; for tests only");
     }
@@ -157,9 +199,24 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     let std_listener = std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let local = std_listener.local_addr().map_err(|e| e.to_string())?;
-    let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
-    info!(log, "recovered data"; "snapshot_zxid" => recovered.snapshot_zxid.map(|z| format!("{z:#x}")), "replayed_txns" => recovered.replayed,
-        "last_zxid" => format!("{:#x}", recovered.db.last_zxid()), "nodes" => recovered.db.tree.node_count(), "sessions" => recovered.db.sessions().len(), "ms" => recovered.elapsed.as_millis() as u64);
+    let (db, zab_start) = if ensemble {
+        let r = storage::recover_log(&config.data_dir, &config.data_log_dir, &log)?;
+        info!(log, "recovered data for the ensemble"; "snapshot_zxid" => format!("{:#x}", r.snapshot_zxid), "logged_txns" => r.entries.len(),
+            "last_logged_zxid" => format!("{:#x}", r.entries.last().map_or(r.snapshot_zxid, |e| e.hdr.zxid)), "nodes" => r.db.tree.node_count(), "ms" => r.elapsed.as_millis() as u64);
+        let durable = warden_core::zab::Durable {
+            accepted_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Accepted)?,
+            current_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Current)?,
+            snapshot_zxid: r.snapshot_zxid,
+            log: r.entries,
+        };
+        let quorum = crate::ensemble::QuorumSetup::bind(&config, durable)?;
+        (r.db, Some(quorum))
+    } else {
+        let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
+        info!(log, "recovered data"; "snapshot_zxid" => recovered.snapshot_zxid.map(|z| format!("{z:#x}")), "replayed_txns" => recovered.replayed,
+            "last_zxid" => format!("{:#x}", recovered.db.last_zxid()), "nodes" => recovered.db.tree.node_count(), "sessions" => recovered.db.sessions().len(), "ms" => recovered.elapsed.as_millis() as u64);
+        (recovered.db, None)
+    };
     let config = Arc::new(config);
     let sys = actix_rt::System::new();
     let run_log = log.clone();
@@ -177,8 +234,12 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let stats = me.clone();
             Mailbox { addr: Supervisor::start(move |_| Dispatcher::new(s, me, dlog)), stats }
         };
-        let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), recovered.db);
-        // Restored sessions get a fresh expiry clock, as in ZooKeeper.
+        let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), db);
+        // Restored sessions get a fresh expiry clock, as in ZooKeeper. In an
+        // ensemble only the leader expires, once it serves.
+        if ensemble {
+            tracker.do_send(Tracking::Mode { expire: false, forward_to: None });
+        }
         for (session_id, timeout_ms) in core.db.sessions() {
             tracker.do_send(Tracking::Track { session_id: *session_id, timeout_ms: *timeout_ms });
         }
@@ -207,9 +268,14 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let log_dir = storage::version_dir(&config.data_log_dir);
             let me = registry.register("processor", "0");
             let me2 = me.clone();
+            let registry2 = registry.clone();
             let addr = Supervisor::start(move |ctx: &mut Context<Processor>| {
                 let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
-                Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog)
+                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog.clone());
+                match zab_start {
+                    Some(q) => processor.with_zab(q.start(ctx.address().recipient(), &registry2, &plog)),
+                    None => processor,
+                }
             });
             Mailbox { addr, stats: me }
         };

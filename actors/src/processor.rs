@@ -39,46 +39,58 @@ fn snapshot_threshold(snap_count: u64) -> u64 {
 }
 
 /// Who asked, for delivering a result later.
-struct Caller {
-    conn: ConnAddr,
-    session_id: i64,
-    received: std::time::Instant,
-    op: &'static str,
+pub(crate) struct Caller {
+    pub conn: ConnAddr,
+    pub session_id: i64,
+    pub received: std::time::Instant,
+    pub op: &'static str,
+}
+
+/// Which write a session waits for: one this server prepared (its zxid), or
+/// one forwarded to the leader (its client xid).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WriteKey {
+    Zxid(i64),
+    Xid(i32),
 }
 
 /// A session's request waiting for an earlier write of the same session.
-enum InFlight {
-    Write(i64),
+pub(crate) enum InFlight {
+    Write(WriteKey),
     Read(Submit),
 }
 
 /// Where the result of a pending transaction goes.
-enum Route {
+pub(crate) enum Route {
     Request(Caller),
     /// A new session's handshake reply.
     Attach(Dispatch),
+    /// A learner's forwarded request: the learner answers its own client.
+    Remote,
 }
 
 pub struct Processor {
-    core: Core,
-    dispatcher: Mailbox<Dispatcher>,
-    tracker: Mailbox<Tracker>,
-    txn_log: TxnLog,
+    pub(crate) core: Core,
+    pub(crate) dispatcher: Mailbox<Dispatcher>,
+    pub(crate) tracker: Mailbox<Tracker>,
+    pub(crate) txn_log: TxnLog,
     snapshotter: Mailbox<Snapshotter>,
-    me: Arc<ActorStats>,
-    config: Arc<Config>,
-    stats: Arc<ServerStats>,
-    log: Logger,
+    pub(crate) me: Arc<ActorStats>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) stats: Arc<ServerStats>,
+    pub(crate) log: Logger,
     /// Highest zxid the log made durable.
     synced_zxid: i64,
     /// Who waits for each pending transaction's result.
-    routes: HashMap<i64, Route>,
+    pub(crate) routes: HashMap<i64, Route>,
     /// Per session with writes in flight: its requests in arrival order, so
     /// its replies keep request order. Other sessions' reads never wait here.
-    in_flight: HashMap<i64, VecDeque<InFlight>>,
-    txns_since_snapshot: u64,
+    pub(crate) in_flight: HashMap<i64, VecDeque<InFlight>>,
+    pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
     snapshot: Option<SnapshotWriter>,
+    /// Ensemble mode: the Zab state and peer links (None when standalone).
+    pub(crate) zab: Option<crate::ensemble::Zab>,
 }
 
 impl Processor {
@@ -102,44 +114,65 @@ impl Processor {
             txns_since_snapshot: 0,
             next_snapshot_after,
             snapshot: None,
+            zab: None,
         }
     }
 
+    pub fn with_zab(mut self, zab: crate::ensemble::Zab) -> Processor {
+        self.zab = Some(zab);
+        self
+    }
+
     /// Sends new transactions to the log; starts a snapshot when due.
-    fn flush_log(&mut self, ctx: &mut Context<Self>) {
+    pub(crate) fn flush_log(&mut self, ctx: &mut Context<Self>) {
         let entries = self.core.take_unlogged();
         if entries.is_empty() {
             return;
         }
+        if self.zab.is_some() {
+            return self.propose(entries, ctx);
+        }
         self.txns_since_snapshot += entries.len() as u64;
         self.txn_log.append(entries);
+        self.maybe_snapshot(ctx);
+    }
+
+    pub(crate) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.snapshot.is_none() && self.txns_since_snapshot >= self.next_snapshot_after {
             self.start_snapshot(ctx);
         }
     }
 
-    fn answer(&self, caller: Caller, output: Output) {
+    pub(crate) fn answer(&self, caller: Caller, output: Output) {
         self.dispatcher.do_send(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
     }
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
+        if self.zab.is_some() && crate::ensemble::needs_leader(&msg.request) {
+            if !self.is_leader() {
+                return self.forward(msg);
+            }
+            if !self.prime_zxid() {
+                return msg.conn.do_send(ToConn::Close { frame: None, reason: "the leader has too many proposals in flight" });
+            }
+        }
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
         let caller = Caller { conn, session_id, received, op: request.name() };
         match self.core.process(&rctx, request) {
             Processed::Done(output) => self.answer(caller, output),
             Processed::Pending(zxid) => {
-                self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(zxid));
+                self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Zxid(zxid)));
                 self.routes.insert(zxid, Route::Request(caller));
             }
         }
     }
 
     /// The session's write `zxid` is answered: serve the reads that followed it.
-    fn release_reads_after(&mut self, session_id: i64, zxid: i64) {
+    pub(crate) fn release_reads_after(&mut self, session_id: i64, key: WriteKey) {
         let Some(queue) = self.in_flight.get_mut(&session_id) else { return };
-        debug_assert!(matches!(queue.front(), Some(InFlight::Write(z)) if *z == zxid));
+        debug_assert!(matches!(queue.front(), Some(InFlight::Write(k)) if *k == key));
         queue.pop_front();
         let mut reads = Vec::new();
         while let Some(InFlight::Read(_)) = queue.front() {
@@ -167,10 +200,10 @@ impl Processor {
                         self.tracker.do_send(Tracking::Untrack { session_id: closed });
                     }
                     self.answer(caller, output);
-                    self.release_reads_after(sid, zxid);
+                    self.release_reads_after(sid, WriteKey::Zxid(zxid));
                 }
                 Some(Route::Attach(d)) => self.dispatcher.do_send(d),
-                None => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+                Some(Route::Remote) | None => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }
     }
@@ -179,7 +212,11 @@ impl Processor {
         self.txns_since_snapshot = 0;
         self.next_snapshot_after = snapshot_threshold(self.config.snap_count);
         // New transactions go to a new segment, so old ones can be purged later.
-        self.txn_log.roll(self.core.next_zxid());
+        let next = match &self.zab {
+            Some(z) => z.peer.store().last_zxid() + 1,
+            None => self.core.next_zxid(),
+        };
+        self.txn_log.roll(next);
         let (writer, bytes) = SnapshotWriter::begin(&self.core.db);
         info!(self.log, "starting fuzzy snapshot"; "zxid" => format!("{:#x}", writer.zxid));
         self.snapshotter.do_send(SnapshotPart::Begin { zxid: writer.zxid, bytes });
@@ -216,7 +253,13 @@ impl Processor {
         let interval_ms = self.config.container_check_interval_ms.max(1);
         let budget = ((self.config.container_max_per_minute as u64 * interval_ms) / 60_000).max(1) as usize;
         let now = wall_clock_ms();
+        if self.zab.is_some() && !self.is_leader() {
+            return; // only the leader reaps, as ZooKeeper's ContainerManager
+        }
         for path in self.core.reap_candidates(now).into_iter().take(budget) {
+            if !self.prime_zxid() {
+                return;
+            }
             if self.core.reap(&path, now).is_some() {
                 info!(self.log, "reaping container or TTL node"; "path" => &path);
                 self.flush_log(ctx);
@@ -231,6 +274,9 @@ impl Actor for Processor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = Duration::from_millis(self.config.container_check_interval_ms.max(1));
         ctx.run_interval(every, |act, ctx| act.reap(ctx));
+        if self.zab.is_some() {
+            self.start_zab(ctx);
+        }
     }
 }
 
@@ -242,7 +288,15 @@ impl Handler<Connect> for Processor {
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
-        match self.core.connect(&msg.request, wall_clock_ms()) {
+        if self.zab.is_some() && !self.is_serving() {
+            info!(self.log, "refused a client: not serving (no leader yet)"; "conn" => msg.conn_id);
+            return msg.conn.do_send(ToConn::Close { frame: None, reason: "this server is not serving: no quorum or leader" });
+        }
+        let leading = self.zab.is_none() || self.is_leader();
+        if msg.request.session_id == 0 && self.zab.is_some() && leading && !self.prime_zxid() {
+            return msg.conn.do_send(ToConn::Close { frame: None, reason: "the leader has too many proposals in flight" });
+        }
+        match self.core.connect_as(&msg.request, wall_clock_ms(), leading) {
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, created } => {
                 info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created.is_some(), "conn" => msg.conn_id);
                 self.tracker.do_send(Tracking::Track { session_id, timeout_ms });
@@ -253,6 +307,8 @@ impl Handler<Connect> for Processor {
                         self.routes.insert(zxid, Route::Attach(attach));
                         self.flush_log(ctx);
                     }
+                    // A learner's new session: created by the leader, answered on commit.
+                    None if msg.request.session_id == 0 => self.forward_create_session(session_id, timeout_ms, attach),
                     None => self.dispatcher.do_send(attach),
                 }
             }
@@ -292,6 +348,9 @@ impl Handler<Expire> for Processor {
     fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
+        if self.zab.is_some() && (!self.is_leader() || !self.prime_zxid()) {
+            return;
+        }
         if self.core.expire(msg.session_id, wall_clock_ms()).is_some() {
             info!(self.log, "expiring session"; "session" => format!("0x{:x}", msg.session_id));
             self.flush_log(ctx);
@@ -302,11 +361,14 @@ impl Handler<Expire> for Processor {
 impl Handler<Synced> for Processor {
     type Result = ();
 
-    fn handle(&mut self, msg: Synced, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Synced, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
-        self.synced_zxid = self.synced_zxid.max(msg.zxid);
         self.stats.fsyncs.store(msg.fsyncs, Relaxed);
+        if self.zab.is_some() {
+            return self.on_disk_ops_done(msg.ops, ctx);
+        }
+        self.synced_zxid = self.synced_zxid.max(msg.zxid);
         self.apply_durable();
     }
 }
@@ -325,7 +387,7 @@ impl Handler<TakeSnapshot> for Processor {
         let db = &self.core.db;
         let mut s = ServerSnapshot {
             warden_version: env!("CARGO_PKG_VERSION").to_string(),
-            mode: "standalone".into(),
+            mode: self.mode().into(),
             last_zxid: db.last_zxid(),
             // ZooKeeper's count includes the root twice (its map holds "" and "/").
             node_count: db.tree.node_count() as u64 + 1,

@@ -66,26 +66,70 @@ pub struct Recovered {
     pub elapsed: Duration,
 }
 
-/// Loads the newest snapshot that verifies and replays the log after it.
-/// A torn tail is cut off; damage anywhere else stops the start, naming the
-/// file and offset.
-pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
+/// What an ensemble member has on disk: the newest snapshot that verifies
+/// and every logged entry after it, *not* applied — whether they are
+/// committed is for the leader to say.
+pub struct RecoveredLog {
+    pub db: Database,
+    pub snapshot_zxid: i64,
+    pub entries: Vec<LogEntry>,
+    pub elapsed: Duration,
+}
+
+/// Recovery for an ensemble member (see `RecoveredLog`). Entries must rise
+/// strictly; across epochs zxids jump, so there is no +1 continuity check.
+pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<RecoveredLog, String> {
     let started = Instant::now();
+    let (snapshot_zxid, db, _) = load_newest_snapshot(data_dir, log_dir, log)?;
+    let snapshot_zxid = snapshot_zxid.unwrap_or(0);
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let segments = list(&version_dir(log_dir), LOG_PREFIX);
+    let last_index = segments.len().saturating_sub(1);
+    for (i, (_, path)) in segments.iter().enumerate() {
+        if let Some((next_first, _)) = segments.get(i + 1) {
+            if *next_first <= snapshot_zxid + 1 {
+                continue;
+            }
+        }
+        let bytes = read_segment(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
+        for entry in scan.entries {
+            if entry.hdr.zxid <= snapshot_zxid {
+                continue;
+            }
+            if let Some(prev) = entries.last() {
+                if entry.hdr.zxid <= prev.hdr.zxid {
+                    return Err(format!("{}: zxid {:#x} after {:#x}: the log is out of order", path.display(), entry.hdr.zxid, prev.hdr.zxid));
+                }
+            }
+            entries.push(entry);
+        }
+        if let Some(bad) = scan.bad {
+            if !(bad.torn && i == last_index) {
+                return Err(format!("{} is damaged at byte {}: {}", path.display(), bad.offset, bad.reason));
+            }
+            warn!(log, "cutting a torn tail off the log (a write interrupted by a crash, never acknowledged)"; "file" => path.display().to_string(), "offset" => bad.offset, "reason" => bad.reason);
+            let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            f.set_len(scan.good_bytes as u64).and_then(|_| f.sync_all()).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+        }
+    }
+    Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
+}
+
+/// The newest snapshot that verifies (or an empty database), and what was damaged.
+fn load_newest_snapshot(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<(Option<i64>, Database, Vec<String>), String> {
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(log_dir);
     for d in [&snap_dir, &log_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
-    let segments = list(&log_dir, LOG_PREFIX);
-    let mut base: Option<(i64, Database)> = None;
     let mut damaged = Vec::new();
     for (zxid, path) in list(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         match snapshot::load(&bytes) {
             Ok(s) => {
                 info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
-                base = Some((s.zxid, s.db));
-                break;
+                return Ok((Some(s.zxid), s.db, damaged));
             }
             Err(e) => {
                 // Fall back to an older snapshot; the replay's continuity check
@@ -95,10 +139,16 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
             }
         }
     }
-    let (snapshot_zxid, mut db) = match base {
-        Some((z, db)) => (Some(z), db),
-        None => (None, Database::default()),
-    };
+    Ok((None, Database::default(), damaged))
+}
+
+/// Loads the newest snapshot that verifies and replays the log after it.
+/// A torn tail is cut off; damage anywhere else stops the start, naming the
+/// file and offset.
+pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
+    let started = Instant::now();
+    let (snapshot_zxid, mut db, damaged) = load_newest_snapshot(data_dir, log_dir, log)?;
+    let segments = list(&version_dir(log_dir), LOG_PREFIX);
     let mut replayed = 0;
     let last_index = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
@@ -147,6 +197,11 @@ pub enum LogCommand {
     /// Start a new segment now, for transactions from `next_zxid` on (after a
     /// snapshot began): recovery can then skip the old one without reading it.
     Roll { next_zxid: i64 },
+    /// Ensemble (Zab TRUNC): drop every entry after `to_zxid`.
+    Truncate { to_zxid: i64 },
+    /// Ensemble (Zab SNAP): `bytes` become the snapshot at `zxid` and the
+    /// log starts over empty.
+    InstallSnapshot { zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf },
 }
 
 /// The transaction log: a thread that appends what the processor sends and
@@ -182,6 +237,14 @@ impl TxnLog {
     pub fn roll(&self, next_zxid: i64) {
         let _ = self.tx.send(LogCommand::Roll { next_zxid });
     }
+
+    pub fn truncate(&self, to_zxid: i64) {
+        let _ = self.tx.send(LogCommand::Truncate { to_zxid });
+    }
+
+    pub fn install_snapshot(&self, zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf) {
+        let _ = self.tx.send(LogCommand::InstallSnapshot { zxid, bytes, snap_dir });
+    }
 }
 
 struct Segment {
@@ -208,8 +271,11 @@ struct SegmentWriter {
 impl SegmentWriter {
     fn run(&mut self, rx: Receiver<LogCommand>, synced: &Recipient<Synced>, log: &Logger) -> std::io::Result<()> {
         let mut fsyncs: u64 = 0;
+        let mut ops: u64 = 0;
+        let mut durable_zxid = 0;
         while let Ok(first) = rx.recv() {
             let mut last_zxid = None;
+            let ops_before = ops;
             // Everything queued while the last fsync ran shares the next one.
             for cmd in std::iter::once(first).chain(rx.try_iter()) {
                 match cmd {
@@ -226,20 +292,78 @@ impl SegmentWriter {
                             last_zxid = Some(e.hdr.zxid);
                             self.stats.txns_logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
+                        ops += 1;
                     }
                     LogCommand::Roll { next_zxid } => {
                         self.flush()?;
                         self.open(next_zxid)?;
+                    }
+                    LogCommand::Truncate { to_zxid } => {
+                        self.flush()?;
+                        self.current = None;
+                        self.truncate(to_zxid, log)?;
+                        durable_zxid = to_zxid;
+                        last_zxid = None;
+                        ops += 1;
+                    }
+                    LogCommand::InstallSnapshot { zxid, bytes, snap_dir } => {
+                        self.flush()?;
+                        self.current = None;
+                        self.install_snapshot(zxid, &bytes, &snap_dir, log)?;
+                        durable_zxid = zxid;
+                        last_zxid = None;
+                        ops += 1;
                     }
                 }
             }
             self.flush()?;
             if let Some(zxid) = last_zxid {
                 fsyncs += 1;
-                synced.do_send(Synced { zxid, fsyncs });
+                durable_zxid = zxid;
+            }
+            if ops > ops_before {
+                synced.do_send(Synced { zxid: durable_zxid, fsyncs, ops });
             }
         }
         info!(log, "transaction log closed");
+        Ok(())
+    }
+
+    /// Cuts the log after `to_zxid`: later segments go, the one holding it
+    /// is cut just past it. New entries start a new segment.
+    fn truncate(&mut self, to_zxid: i64, log: &Logger) -> std::io::Result<()> {
+        for (first, path) in list(&self.dir, LOG_PREFIX).into_iter().rev() {
+            if first > to_zxid {
+                std::fs::remove_file(&path)?;
+                info!(log, "TRUNC removed a log segment"; "file" => path.display().to_string());
+                continue;
+            }
+            let bytes = read_segment(&path)?;
+            let cut = txnlog::truncate_point(&bytes, to_zxid);
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(cut as u64)?;
+            f.sync_all()?;
+            info!(log, "TRUNC cut a log segment"; "file" => path.display().to_string(), "to_zxid" => format!("{to_zxid:#x}"), "bytes" => cut);
+            break;
+        }
+        fsync_dir(&self.dir)
+    }
+
+    /// Writes the leader's snapshot durably, then removes every log segment:
+    /// the history they hold is either in the snapshot or not the leader's.
+    fn install_snapshot(&mut self, zxid: i64, bytes: &[u8], snap_dir: &Path, log: &Logger) -> std::io::Result<()> {
+        let name = txnlog::snapshot_name(zxid);
+        let tmp = snap_dir.join(format!("{name}.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, snap_dir.join(&name))?;
+        fsync_dir(snap_dir)?;
+        for (_, path) in list(&self.dir, LOG_PREFIX) {
+            std::fs::remove_file(&path)?;
+        }
+        fsync_dir(&self.dir)?;
+        info!(log, "installed the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes.len());
         Ok(())
     }
 

@@ -16,13 +16,18 @@ pub struct Tracker {
     epoch: Instant,
     tick: Duration,
     expire_to: Option<Recipient<Expire>>,
+    /// False on an ensemble learner (or while looking): only the leader expires.
+    expiring: bool,
+    /// Learner: where touched sessions are sent, batched each half tick.
+    forward_to: Option<Recipient<crate::ensemble::Touches>>,
+    touched: std::collections::HashSet<i64>,
     me: Arc<ActorStats>,
     log: Logger,
 }
 
 impl Tracker {
     pub fn new(tick_ms: u32, me: Arc<ActorStats>, log: Logger) -> Tracker {
-        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, me, log }
+        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, expiring: true, forward_to: None, touched: Default::default(), me, log }
     }
 
     fn now_ms(&self) -> i64 {
@@ -34,7 +39,17 @@ impl Actor for Tracker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.tick / 2, |act, _| {
+            if let Some(to) = &act.forward_to {
+                if !act.touched.is_empty() {
+                    to.do_send(crate::ensemble::Touches(act.touched.drain().collect()));
+                }
+            }
+        });
         ctx.run_interval(self.tick, |act, _| {
+            if !act.expiring {
+                return;
+            }
             let now = act.now_ms();
             for session_id in act.queue.expire(now) {
                 act.timeouts.remove(&session_id);
@@ -61,6 +76,9 @@ impl Handler<Tracking> for Tracker {
                 self.queue.touch(session_id, timeout_ms, now);
             }
             Tracking::Touch { session_id } => {
+                if self.forward_to.is_some() {
+                    self.touched.insert(session_id);
+                }
                 if let Some(t) = self.timeouts.get(&session_id) {
                     self.queue.touch(session_id, *t, now);
                 }
@@ -68,6 +86,17 @@ impl Handler<Tracking> for Tracker {
             Tracking::Untrack { session_id } => {
                 self.timeouts.remove(&session_id);
                 self.queue.remove(session_id);
+            }
+            Tracking::Mode { expire, forward_to } => {
+                self.expiring = expire;
+                self.forward_to = forward_to;
+                self.touched.clear();
+                if expire {
+                    // A new leader starts every clock afresh (the caller re-tracks).
+                    for (session_id, t) in &self.timeouts {
+                        self.queue.touch(*session_id, *t, now);
+                    }
+                }
             }
         }
     }

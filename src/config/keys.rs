@@ -65,6 +65,7 @@ plain_keys! {
     "skipACL" => skip_acl: exactly_yes / yes_no,
     "warden.logLevel" => log_level: log_level / show,
     "warden.logFormat" => log_format: log_format / lower,
+    "warden.myid" => my_id: some_number / show_some,
 }
 
 const FOUR_LETTER_WORDS: &str =
@@ -292,6 +293,10 @@ impl Setting<'_> {
 
     fn port(&self) -> R<u16> {
         self.check(self.value.parse().ok(), "is not a port number (0-65535)")
+    }
+
+    fn some_number<T: FromStr>(&self) -> R<Option<T>> {
+        self.number().map(Some)
     }
 
     fn some_port(&self) -> R<Option<u16>> {

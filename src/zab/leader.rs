@@ -195,6 +195,28 @@ impl Leader {
         }
     }
 
+    /// The zxid `propose` would give the next write, without proposing: the
+    /// runtime prepares the transaction (checks against outstanding changes)
+    /// under that zxid first.
+    pub fn next_zxid(&self, store: &Store) -> Result<Zxid, ProposeError> {
+        let Some(epoch) = self.epoch else { return Err(ProposeError::NotLeader) };
+        if store.entries_after(store.committed()).count() + self.queued.len() >= self.max_outstanding {
+            return Err(ProposeError::Busy);
+        }
+        let last = store.last_zxid();
+        if let Some(r) = &self.round {
+            return Ok(zxid::make(r.epoch, self.queued.len() as u32 + 1));
+        }
+        if zxid::epoch_of(last) == epoch && zxid::counter_of(last) >= self.counter_limit {
+            if epoch >= i32::MAX as Epoch {
+                return Err(ProposeError::EpochExhausted);
+            }
+            return Ok(zxid::make(epoch + 1, 1));
+        }
+        let counter = if zxid::epoch_of(last) == epoch { zxid::counter_of(last) } else { 0 };
+        Ok(zxid::make(epoch, counter + 1))
+    }
+
     /// Assigns the next zxid to a client write and proposes it. `hdr.zxid`
     /// is ignored. During an epoch bump the write is queued (with a zxid of
     /// the new epoch) and proposed once the bump completes.

@@ -176,6 +176,31 @@ pub enum Message {
     /// Cumulative: everything up to `zxid` is committed.
     Commit { zxid: Zxid },
     Ping,
+    /// Runtime traffic carried on the same link but outside the protocol's
+    /// state machine (the runtime handles it; `Peer` ignores it): a client
+    /// request a learner forwards to the leader (ZooKeeper's REQUEST).
+    Request(Forward),
+    /// Learner → leader: sessions heard from since the last batch, so the
+    /// leader's tracker (the only one that expires sessions) keeps them.
+    Touch { sessions: Vec<i64> },
+}
+
+/// A request a learner forwards to the leader. `cxid` is the client's xid,
+/// which comes back in the committed transaction's header so the learner can
+/// match it to its waiting client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub session_id: i64,
+    pub cxid: i32,
+    pub auth: Vec<crate::proto::Id>,
+    pub op: ForwardOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardOp {
+    Client(crate::proto::Request),
+    /// A new session's id was chosen by the learner (its id in the top byte).
+    CreateSession { timeout_ms: i32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

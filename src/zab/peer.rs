@@ -179,6 +179,21 @@ impl Peer {
         out
     }
 
+    /// The zxid the next `propose` will assign (see `Leader::next_zxid`).
+    pub fn next_zxid(&self) -> Result<Zxid, ProposeError> {
+        let Role::Leading(l) = &self.role else { return Err(ProposeError::NotLeader) };
+        l.next_zxid(&self.store)
+    }
+
+    /// The established epoch, if leading or following one.
+    pub fn epoch(&self) -> Option<super::Epoch> {
+        match &self.role {
+            Role::Leading(l) => l.epoch(),
+            Role::Following(_) => Some(self.store.current_epoch),
+            _ => None,
+        }
+    }
+
     /// A client write at the leader: returns its zxid and the commands that
     /// propose it. `hdr.zxid` is ignored.
     pub fn propose(&mut self, hdr: TxnHeader, txn: Txn) -> Result<(Zxid, Vec<Command>), ProposeError> {

@@ -1,0 +1,533 @@
+//! The processor's ensemble half: it owns the pure Zab `Peer` (election,
+//! discovery, sync, broadcast) and executes its commands — peer links for
+//! messages, the txn-log thread for disk, the Core for applying committed
+//! transactions. Leader: client writes are prepared by the Core under the
+//! zxid Zab will give them, then proposed. Learner: writes, session creation
+//! and `sync` are forwarded to the leader and answered when their committed
+//! transaction is applied here.
+
+use crate::messages::{Dispatch, Submit, ToConn, Tracking};
+use crate::peer_link::{self, PeerEvent, PeerLink, Reset, SendFrame};
+use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteKey};
+use actix::prelude::*;
+use slog::{error, info, warn};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden_core::proto::Request;
+use warden_core::server::RequestCtx;
+use warden_core::snapshot;
+use warden_core::txn::{LogEntry, Txn};
+use warden_core::zab::{Command, EpochKind, Forward, ForwardOp, Message, Peer, PeerState, ServerId, Zxid};
+
+/// How often the Zab state machine sees the clock.
+const ZAB_TICK: Duration = Duration::from_millis(20);
+
+/// A request this learner forwarded, waiting for its committed transaction.
+pub(crate) enum Forwarded {
+    Request(Caller, Request),
+    Attach(Dispatch),
+}
+
+pub struct Zab {
+    pub peer: Peer,
+    links: BTreeMap<ServerId, Addr<PeerLink>>,
+    /// The live connection generation per peer (events of older ones are stale).
+    link_gen: HashMap<ServerId, u64>,
+    /// Disk operations issued, oldest first: the zxid the log ends at after each.
+    disk_ops: VecDeque<Zxid>,
+    ops_done: u64,
+    epoch_dir: PathBuf,
+    snap_dir: PathBuf,
+    started: Instant,
+    pub(crate) forwarded: HashMap<(i64, i32), Forwarded>,
+    pub serving: bool,
+    /// When the last election began, and how long the last one took.
+    looking_since: Option<Instant>,
+    pub last_election_ms: u64,
+}
+
+impl Zab {
+    pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, ops_done: u64, data_dir: &Path) -> Zab {
+        let dir = crate::storage::version_dir(data_dir);
+        Zab {
+            peer,
+            links,
+            link_gen: HashMap::new(),
+            disk_ops: VecDeque::new(),
+            ops_done,
+            epoch_dir: dir.clone(),
+            snap_dir: dir,
+            started: Instant::now(),
+            forwarded: HashMap::new(),
+            serving: false,
+            looking_since: Some(Instant::now()),
+            last_election_ms: 0,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn send(&self, to: ServerId, msg: &Message) {
+        if let Some(link) = self.links.get(&to) {
+            link.do_send(SendFrame(peer_link::encode(msg)));
+        }
+    }
+}
+
+/// Reads `acceptedEpoch` / `currentEpoch` (decimal text, as ZooKeeper); 0 if absent.
+pub fn read_epoch(data_dir: &Path, kind: EpochKind) -> Result<u32, String> {
+    let path = crate::storage::version_dir(data_dir).join(epoch_file(kind));
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().map_err(|_| format!("{} does not hold an epoch number: {:?}", path.display(), t.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn epoch_file(kind: EpochKind) -> &'static str {
+    match kind {
+        EpochKind::Accepted => "acceptedEpoch",
+        EpochKind::Current => "currentEpoch",
+    }
+}
+
+fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
+    let path = dir.join(epoch_file(kind));
+    let tmp = dir.join(format!("{}.tmp", epoch_file(kind)));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(epoch.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    crate::storage::fsync_dir(dir)
+}
+
+/// Requests a learner cannot answer itself: writes, and `sync` (a quorum
+/// round trip, so sync-then-read is linearizable).
+pub fn needs_leader(req: &Request) -> bool {
+    req.is_write() || matches!(req, Request::Sync { .. })
+}
+
+impl Processor {
+    pub(crate) fn is_leader(&self) -> bool {
+        self.zab.as_ref().is_some_and(|z| z.serving && z.peer.state() == PeerState::Leading)
+    }
+
+    pub(crate) fn is_serving(&self) -> bool {
+        self.zab.as_ref().is_none_or(|z| z.serving)
+    }
+
+    pub(crate) fn mode(&self) -> &'static str {
+        match &self.zab {
+            None => "standalone",
+            Some(z) => match z.peer.state() {
+                PeerState::Leading => "leader",
+                PeerState::Following => "follower",
+                PeerState::Observing => "observer",
+                PeerState::Looking => "looking",
+            },
+        }
+    }
+
+    /// Leader: makes the Core prepare the next transaction under the zxid
+    /// Zab will assign it. False when that is impossible now (not leading, or
+    /// too many proposals in flight).
+    pub(crate) fn prime_zxid(&mut self) -> bool {
+        let Some(z) = &self.zab else { return true };
+        match z.peer.next_zxid() {
+            Ok(zxid) => {
+                self.core.set_next_zxid(zxid);
+                true
+            }
+            Err(e) => {
+                warn!(self.log, "cannot propose now"; "why" => format!("{e:?}"));
+                false
+            }
+        }
+    }
+
+    pub(crate) fn start_zab(&mut self, ctx: &mut Context<Self>) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let now = z.now_ms();
+        let cmds = z.peer.start(now);
+        self.run_commands(cmds, ctx);
+        ctx.run_interval(ZAB_TICK, |act, ctx| {
+            let Some(z) = act.zab.as_mut() else { return };
+            let now = z.now_ms();
+            let cmds = z.peer.on_tick(now);
+            act.run_commands(cmds, ctx);
+        });
+    }
+
+    /// Leader: hands freshly prepared transactions to Zab.
+    pub(crate) fn propose(&mut self, entries: Vec<Arc<LogEntry>>, ctx: &mut Context<Self>) {
+        for e in entries {
+            let Some(z) = self.zab.as_mut() else { return };
+            match z.peer.propose(e.hdr, e.txn.clone()) {
+                Ok((zxid, cmds)) => {
+                    if zxid != e.hdr.zxid {
+                        // Prepared under a different zxid than Zab gave it: the
+                        // outstanding-change bookkeeping would be wrong. Fail stop.
+                        return self.fatal(format!("prepared zxid {:#x} but Zab assigned {zxid:#x}", e.hdr.zxid));
+                    }
+                    self.run_commands(cmds, ctx);
+                }
+                Err(err) => return self.fatal(format!("propose failed after next_zxid succeeded: {err:?}")),
+            }
+        }
+    }
+
+    /// Learner: sends a client request to the leader and remembers who waits.
+    pub(crate) fn forward(&mut self, msg: Submit) {
+        let Submit { conn, session_id, xid, request, auth, received } = msg;
+        let Some(z) = self.zab.as_mut() else { return };
+        let Some(leader) = z.peer.leader().filter(|_| z.serving) else {
+            return conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
+        };
+        let fwd = Forward { session_id, cxid: xid, auth: auth.to_vec(), op: ForwardOp::Client(request.clone()) };
+        z.send(leader, &Message::Request(fwd));
+        let caller = Caller { conn, session_id, received, op: request.name() };
+        z.forwarded.insert((session_id, xid), Forwarded::Request(caller, request));
+        self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Xid(xid)));
+    }
+
+    pub(crate) fn forward_create_session(&mut self, session_id: i64, timeout_ms: i32, attach: Dispatch) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let Some(leader) = z.peer.leader() else { return };
+        let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms } };
+        z.send(leader, &Message::Request(fwd));
+        z.forwarded.insert((session_id, 0), Forwarded::Attach(attach));
+    }
+
+    /// Leader: a learner's forwarded request becomes a transaction.
+    fn on_forwarded(&mut self, fwd: Forward, ctx: &mut Context<Self>) {
+        if !self.is_leader() || !self.prime_zxid() {
+            return; // the learner's client times out and reconnects, as with a lost packet
+        }
+        let now = wall_clock_ms();
+        match fwd.op {
+            ForwardOp::CreateSession { timeout_ms } => {
+                self.core.create_session(fwd.session_id, timeout_ms, now);
+            }
+            ForwardOp::Client(request) => {
+                let zxid = if self.core.db.session_timeout(fwd.session_id).is_none() {
+                    self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::SessionExpired as i32, now)
+                } else {
+                    let rctx = RequestCtx { session_id: fwd.session_id, xid: fwd.cxid, auth: &fwd.auth, now_ms: now };
+                    match self.core.process(&rctx, request) {
+                        warden_core::server::Processed::Pending(zxid) => zxid,
+                        warden_core::server::Processed::Done(_) => {
+                            self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::Unimplemented as i32, now)
+                        }
+                    }
+                };
+                self.routes.insert(zxid, Route::Remote);
+            }
+        }
+        self.flush_log(ctx);
+    }
+
+    fn fatal(&mut self, reason: String) {
+        error!(self.log, "Zab safety check failed; stopping rather than serve wrong data"; "reason" => &reason);
+        eprintln!("warden: fatal: {reason}");
+        std::thread::sleep(Duration::from_millis(100));
+        std::process::exit(3);
+    }
+
+    /// The log thread finished operations up to `ops` (cumulative).
+    pub(crate) fn on_disk_ops_done(&mut self, ops: u64, ctx: &mut Context<Self>) {
+        loop {
+            let Some(z) = self.zab.as_mut() else { return };
+            if z.ops_done >= ops {
+                return;
+            }
+            z.ops_done += 1;
+            let Some(zxid) = z.disk_ops.pop_front() else {
+                let n = z.ops_done;
+                return self.fatal(format!("the log reported operation {n} that was never issued"));
+            };
+            let cmds = z.peer.on_persisted(zxid);
+            self.run_commands(cmds, ctx);
+        }
+    }
+
+    pub(crate) fn run_commands(&mut self, cmds: Vec<Command>, ctx: &mut Context<Self>) {
+        for cmd in cmds {
+            self.run_command(cmd, ctx);
+        }
+    }
+
+    fn run_command(&mut self, cmd: Command, ctx: &mut Context<Self>) {
+        let Some(z) = self.zab.as_mut() else { return };
+        match cmd {
+            Command::Send { to, msg } => z.send(to, &msg),
+            Command::Broadcast { to, msg } => {
+                let frame = peer_link::encode(&msg);
+                for id in to {
+                    if let Some(link) = z.links.get(&id) {
+                        link.do_send(SendFrame(frame.clone()));
+                    }
+                }
+            }
+            Command::CloseLink { peer } => {
+                if let Some(link) = z.links.get(&peer) {
+                    link.do_send(Reset);
+                }
+            }
+            Command::PersistEpoch { kind, epoch } => {
+                if let Err(e) = write_epoch(&z.epoch_dir, kind, epoch) {
+                    self.fatal(format!("cannot persist {}: {e}", epoch_file(kind)));
+                }
+            }
+            Command::AppendLog { entries } => {
+                let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| z.peer.store().last_zxid());
+                z.disk_ops.push_back(last);
+                self.txn_log.append(entries.into_iter().map(Arc::new).collect());
+            }
+            Command::TruncateLog { to_zxid } => {
+                info!(self.log, "TRUNC: dropping log entries the leader does not have"; "to_zxid" => format!("{to_zxid:#x}"));
+                z.disk_ops.push_back(to_zxid);
+                self.txn_log.truncate(to_zxid);
+            }
+            Command::SendSnapshot { to, zxid } => {
+                if self.core.db.last_zxid() != zxid {
+                    return self.fatal(format!("SNAP for {to} at {zxid:#x}, but the database is at {:#x}", self.core.db.last_zxid()));
+                }
+                let started = Instant::now();
+                let data = snapshot::encode_all(&self.core.db);
+                info!(self.log, "sending a snapshot to a learner"; "to" => to, "zxid" => format!("{zxid:#x}"), "bytes" => data.len(), "ms" => started.elapsed().as_millis() as u64);
+                z.send(to, &Message::Snap { zxid, data });
+            }
+            Command::InstallSnapshot { zxid, data } => {
+                let loaded = match snapshot::load(&data) {
+                    Ok(s) => s,
+                    Err(e) => return self.fatal(format!("the leader's snapshot at {zxid:#x} does not load: {e}")),
+                };
+                info!(self.log, "installing the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "nodes" => loaded.nodes);
+                self.core.install(loaded.db);
+                self.routes.clear();
+                let z = self.zab.as_mut().expect("zab");
+                z.disk_ops.push_back(zxid);
+                self.txn_log.install_snapshot(zxid, data, z.snap_dir.clone());
+            }
+            Command::Apply { entries } => self.apply_committed(entries, ctx),
+            Command::Elected { leader, vote } => {
+                info!(self.log, "election finished"; "leader" => leader, "zxid" => format!("{:#x}", vote.zxid), "epoch" => vote.epoch);
+            }
+            Command::BecomeLeader => info!(self.log, "leading"),
+            Command::BecomeFollower { leader, observer } => info!(self.log, "following"; "leader" => leader, "observer" => observer),
+            Command::Serving { leader, epoch } => {
+                z.serving = true;
+                if let Some(since) = z.looking_since.take() {
+                    z.last_election_ms = since.elapsed().as_millis() as u64;
+                }
+                let me = z.peer.id();
+                info!(self.log, "serving clients"; "leader" => leader, "epoch" => epoch, "role" => if leader == me { "leader" } else { "learner" }, "election_ms" => z.last_election_ms);
+                if leader == me {
+                    // Every session gets a fresh expiry clock under the new leader.
+                    self.tracker.do_send(Tracking::Mode { expire: true, forward_to: None });
+                    for (session_id, timeout_ms) in self.core.db.sessions() {
+                        self.tracker.do_send(Tracking::Track { session_id: *session_id, timeout_ms: *timeout_ms });
+                    }
+                } else {
+                    self.tracker.do_send(Tracking::Mode { expire: false, forward_to: Some(ctx.address().recipient()) });
+                }
+            }
+            Command::LookForLeader { reason } => {
+                let was_serving = std::mem::replace(&mut z.serving, false);
+                z.looking_since.get_or_insert_with(Instant::now);
+                info!(self.log, "looking for a leader"; "reason" => reason);
+                let forwarded: Vec<Forwarded> = z.forwarded.drain().map(|(_, f)| f).collect();
+                self.tracker.do_send(Tracking::Mode { expire: false, forward_to: None });
+                if was_serving || !forwarded.is_empty() {
+                    self.drop_clients(forwarded);
+                }
+            }
+            Command::Fatal { reason } => self.fatal(reason),
+        }
+    }
+
+    /// Leaving the serving state: ZooKeeper closes every client connection
+    /// and clients reconnect to a serving member; prepared requests are lost
+    /// (the next leader decides whether they committed).
+    fn drop_clients(&mut self, forwarded: Vec<Forwarded>) {
+        let dropped = self.core.abandon_pending();
+        for route in std::mem::take(&mut self.routes).into_values() {
+            match route {
+                Route::Request(c) => c.conn.do_send(ToConn::Close { frame: None, reason: "the server lost its leader" }),
+                Route::Attach(Dispatch::Attach { conn, .. }) => conn.do_send(ToConn::Close { frame: None, reason: "the server lost its leader" }),
+                _ => {}
+            }
+        }
+        for f in forwarded {
+            match f {
+                Forwarded::Request(c, _) => c.conn.do_send(ToConn::Close { frame: None, reason: "the server lost its leader" }),
+                Forwarded::Attach(Dispatch::Attach { conn, .. }) => conn.do_send(ToConn::Close { frame: None, reason: "the server lost its leader" }),
+                _ => {}
+            }
+        }
+        self.in_flight.clear();
+        self.dispatcher.do_send(crate::messages::CloseAll);
+        info!(self.log, "closed client connections until a leader is found"; "abandoned_proposals" => dropped);
+    }
+
+    /// Committed transactions, in zxid order: apply, answer who waits, fire watches.
+    fn apply_committed(&mut self, entries: Vec<LogEntry>, ctx: &mut Context<Self>) {
+        for entry in entries {
+            let zxid = entry.hdr.zxid;
+            let key = (entry.hdr.session_id, entry.hdr.cxid);
+            let local = self.routes.contains_key(&zxid);
+            let fwd = if local { None } else { self.zab.as_mut().and_then(|z| z.forwarded.remove(&key)) };
+            let answer = match &fwd {
+                Some(Forwarded::Request(_, req)) => Some((entry.hdr.cxid, req.clone())),
+                _ => None,
+            };
+            let Some(output) = self.core.apply_committed(&entry, answer) else { continue };
+            self.txns_since_snapshot += 1;
+            match &entry.txn {
+                Txn::CreateSession { timeout_ms } => self.tracker.do_send(Tracking::Track { session_id: entry.hdr.session_id, timeout_ms: *timeout_ms }),
+                Txn::CloseSession { .. } => self.tracker.do_send(Tracking::Untrack { session_id: entry.hdr.session_id }),
+                _ => {}
+            }
+            match (self.routes.remove(&zxid), fwd) {
+                (Some(Route::Request(caller)), _) | (None, Some(Forwarded::Request(caller, _))) => {
+                    let sid = caller.session_id;
+                    let key = if local { WriteKey::Zxid(zxid) } else { WriteKey::Xid(entry.hdr.cxid) };
+                    self.answer(caller, output);
+                    self.release_reads_after(sid, key);
+                }
+                (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatcher.do_send(d),
+                _ => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+            }
+        }
+        self.maybe_snapshot(ctx);
+    }
+}
+
+impl Handler<PeerEvent> for Processor {
+    type Result = ();
+
+    fn handle(&mut self, ev: PeerEvent, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        let Some(z) = self.zab.as_mut() else { return };
+        let cmds = match ev {
+            PeerEvent::Up { peer, gen } => {
+                let mut cmds = Vec::new();
+                if z.link_gen.insert(peer, gen).is_some() {
+                    cmds.extend(z.peer.on_disconnected(peer));
+                }
+                cmds.extend(z.peer.on_connected(peer));
+                cmds
+            }
+            PeerEvent::Down { peer, gen } => {
+                if z.link_gen.get(&peer) != Some(&gen) {
+                    return;
+                }
+                z.link_gen.remove(&peer);
+                z.peer.on_disconnected(peer)
+            }
+            PeerEvent::Msg { peer, gen, msg } => {
+                if z.link_gen.get(&peer) != Some(&gen) {
+                    return;
+                }
+                match msg {
+                    Message::Request(fwd) => return self.on_forwarded(fwd, ctx),
+                    Message::Touch { sessions } => {
+                        if self.is_leader() {
+                            for session_id in sessions {
+                                self.tracker.do_send(Tracking::Touch { session_id });
+                            }
+                        }
+                        return;
+                    }
+                    msg => z.peer.on_message(peer, msg),
+                }
+            }
+        };
+        self.run_commands(cmds, ctx);
+    }
+}
+
+/// Tracker -> processor on a learner: sessions its clients kept alive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touches(pub Vec<i64>);
+
+impl Handler<Touches> for Processor {
+    type Result = ();
+
+    fn handle(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        let Some(z) = self.zab.as_ref() else { return };
+        if let (true, Some(leader)) = (z.serving, z.peer.leader()) {
+            if leader != z.peer.id() && !sessions.is_empty() {
+                z.send(leader, &Message::Touch { sessions });
+            }
+        }
+    }
+}
+
+/// Largest peer frame (a SNAP of the whole tree is one frame).
+const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
+
+/// The ensemble part of startup: the quorum port is bound before anything
+/// runs (a port in use stops the start), links start with the processor.
+pub struct QuorumSetup {
+    listener: std::net::TcpListener,
+    peer: Peer,
+    members: Vec<(ServerId, String)>,
+    data_dir: PathBuf,
+}
+
+impl QuorumSetup {
+    pub fn bind(config: &warden_core::config::Config, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
+        use warden_core::config::PeerRole;
+        let my_id = config.my_id.ok_or("myid is required in a quorum")?;
+        let me = config.servers.iter().find(|s| s.id == my_id).ok_or_else(|| format!("no server.{my_id} line"))?;
+        let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port)).map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let voters = config.servers.iter().filter(|s| s.role == PeerRole::Participant).map(|s| s.id);
+        let observers = config.servers.iter().filter(|s| s.role == PeerRole::Observer).map(|s| s.id);
+        let mut cfg = warden_core::zab::Config::new(my_id, voters, observers);
+        cfg.tick_ms = config.tick_time_ms as u64;
+        cfg.init_limit_ticks = config.init_limit as u64;
+        cfg.sync_limit_ticks = config.sync_limit as u64;
+        // A quorum that agrees is rarely beaten by a late vote on one host's
+        // loopback or a LAN; a short wait keeps fail-over fast.
+        cfg.finalize_wait_ms = 50;
+        cfg.notify_min_ms = 50;
+        cfg.notify_max_ms = 2_000;
+        cfg.max_outstanding = 20_000;
+        cfg.diff_window = 10_000;
+        let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
+        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone() })
+    }
+
+    pub fn start(self, events: Recipient<PeerEvent>, registry: &crate::registry::Registry, log: &slog::Logger) -> Zab {
+        let my_id = self.peer.id();
+        let mut links = BTreeMap::new();
+        for (id, addr) in self.members {
+            let me = registry.register("peer-link", id.to_string());
+            let llog = log.new(slog::o!("actor" => "peer-link", "peer" => id));
+            let events = events.clone();
+            links.insert(id, PeerLink::new(my_id, id, addr, MAX_PEER_FRAME_BYTES, events, me, llog).start());
+        }
+        let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
+        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        Zab::new(self.peer, links, 0, &self.data_dir)
+    }
+}
+
+fn format_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

@@ -1,0 +1,343 @@
+//! Peer links: one TCP connection per pair of ensemble members, carrying
+//! length-prefixed frames (4-byte big-endian length) of MessagePack-encoded
+//! `zab::Message`s. The first frame each way is a `Hello` with the protocol
+//! version and the sender's id. As in ZooKeeper's QuorumCnxManager only the
+//! member with the larger id dials, so a pair never holds two connections.
+//!
+//! One `PeerLink` actor per remote member owns the current connection, dials
+//! with backoff when it is the dialer, and tells the processor `Up`, `Msg`
+//! and `Down` in order, tagged with a generation so that events of a replaced
+//! connection can be told apart. A malformed, oversized or wrong-version
+//! frame drops that one connection (logged), never the node.
+
+use crate::registry::ActorStats;
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use slog::{info, warn, Logger};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use warden_core::zab::{Message, ServerId, PROTOCOL_VERSION};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first frame on a link, each way.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    pub server_id: ServerId,
+}
+
+/// Positional MessagePack (`to_vec`, not `to_vec_named`): proposals are the
+/// hot path, and both ends are checked to speak the same version in `Hello`.
+pub fn encode(msg: &Message) -> Bytes {
+    Bytes::from(rmp_serde::to_vec(msg).expect("peer messages always encode"))
+}
+
+pub fn decode(frame: &[u8]) -> Result<Message, String> {
+    rmp_serde::from_slice(frame).map_err(|e| format!("undecodable peer frame: {e}"))
+}
+
+pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes).new_codec()
+}
+
+/// Link -> processor.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum PeerEvent {
+    Up { peer: ServerId, gen: u64 },
+    Msg { peer: ServerId, gen: u64, msg: Message },
+    Down { peer: ServerId, gen: u64 },
+}
+
+/// Processor -> link: one encoded message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendFrame(pub Bytes);
+
+/// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reset;
+
+/// Peer listener -> link: an accepted connection that said Hello.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub TcpStream);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Dial;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Dialed(Result<TcpStream, String>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReaderEnded {
+    gen: u64,
+    why: String,
+}
+
+struct Conn {
+    gen: u64,
+    tx: mpsc::UnboundedSender<Bytes>,
+    reader: SpawnHandle,
+}
+
+pub struct PeerLink {
+    my_id: ServerId,
+    peer: ServerId,
+    /// Set when this side dials (our id is the larger).
+    dial_addr: Option<String>,
+    max_frame_bytes: usize,
+    events: Recipient<PeerEvent>,
+    conn: Option<Conn>,
+    gen: u64,
+    backoff: Duration,
+    dialing: bool,
+    me: Arc<ActorStats>,
+    log: Logger,
+}
+
+impl PeerLink {
+    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+        let dial_addr = (my_id > peer).then_some(peer_addr);
+        PeerLink { my_id, peer, dial_addr, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, me, log }
+    }
+
+    fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
+        if let Some(c) = self.conn.take() {
+            ctx.cancel_future(c.reader);
+            self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
+            info!(self.log, "peer link down"; "peer" => self.peer, "reason" => why);
+        }
+    }
+
+    fn schedule_dial(&mut self, ctx: &mut Context<Self>) {
+        if self.dial_addr.is_none() || self.dialing {
+            return;
+        }
+        self.dialing = true;
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        ctx.run_later(delay, |_, ctx| ctx.notify(Dial));
+    }
+
+    /// Starts serving a connection whose Hello exchange is done.
+    fn adopt(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
+        self.drop_conn(ctx, "replaced by a new connection");
+        let _ = stream.set_nodelay(true);
+        self.gen += 1;
+        let gen = self.gen;
+        let (read, write) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let mut sink = FramedWrite::new(write, codec(self.max_frame_bytes));
+        actix_rt::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                // Write out whatever else is queued with the same flush.
+                while let Ok(more) = rx.try_recv() {
+                    if sink.feed(more).await.is_err() {
+                        return;
+                    }
+                }
+                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (peer, events, me) = (self.peer, self.events.clone(), ctx.address());
+        let mut frames = FramedRead::new(read, codec(self.max_frame_bytes));
+        let reader = ctx.spawn(actix::fut::wrap_future(async move {
+            let why = loop {
+                match frames.next().await {
+                    None => break "closed by the peer".to_string(),
+                    Some(Err(e)) => break format!("bad frame or I/O error: {e}"),
+                    Some(Ok(frame)) => match decode(&frame) {
+                        Ok(msg) => events.do_send(PeerEvent::Msg { peer, gen, msg }),
+                        Err(e) => break e,
+                    },
+                }
+            };
+            me.do_send(ReaderEnded { gen, why });
+        }));
+        self.events.do_send(PeerEvent::Up { peer: self.peer, gen });
+        self.conn = Some(Conn { gen, tx, reader });
+        self.backoff = BACKOFF_MIN;
+        info!(self.log, "peer link up"; "peer" => self.peer, "gen" => gen);
+    }
+}
+
+impl Actor for PeerLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.dial_addr.is_some() {
+            ctx.notify(Dial);
+        }
+    }
+}
+
+impl Handler<Dial> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Dial, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        self.dialing = true;
+        if self.conn.is_some() {
+            self.dialing = false;
+            return;
+        }
+        let Some(addr) = self.dial_addr.clone() else { return };
+        let hello = rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION, server_id: self.my_id }).expect("hello encodes");
+        let max = self.max_frame_bytes;
+        let fut = async move {
+            let stream = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
+            let mut w = FramedWrite::new(stream, codec(max));
+            w.send(Bytes::from(hello)).await.map_err(|e| e.to_string())?;
+            Ok(w.into_inner())
+        };
+        ctx.spawn(actix::fut::wrap_future(fut).map(|res, _: &mut Self, ctx: &mut Context<Self>| ctx.notify(Dialed(res))));
+    }
+}
+
+impl Handler<Dialed> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, Dialed(res): Dialed, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        self.dialing = false;
+        match res {
+            Ok(stream) => self.adopt(stream, ctx),
+            Err(e) => {
+                if self.backoff >= BACKOFF_MAX {
+                    warn!(self.log, "cannot reach peer; retrying"; "peer" => self.peer, "error" => e);
+                }
+                self.schedule_dial(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Adopt> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, Adopt(stream): Adopt, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        self.adopt(stream, ctx);
+    }
+}
+
+impl Handler<ReaderEnded> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReaderEnded, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        if self.conn.as_ref().is_some_and(|c| c.gen == msg.gen) {
+            if let Some(c) = self.conn.take() {
+                self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
+            }
+            info!(self.log, "peer link down"; "peer" => self.peer, "reason" => msg.why);
+            self.schedule_dial(ctx);
+        }
+    }
+}
+
+impl Handler<SendFrame> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, SendFrame(frame): SendFrame, _: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        if let Some(c) = &self.conn {
+            // A closed writer shows up as the reader ending; drop silently here.
+            let _ = c.tx.send(frame);
+        }
+    }
+}
+
+impl Handler<Reset> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Reset, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        self.drop_conn(ctx, "reset by the protocol");
+        self.schedule_dial(ctx);
+    }
+}
+
+/// Accepts peer connections on the quorum port: reads the Hello (with a
+/// timeout), checks version and member id, and hands the stream over.
+pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: std::collections::HashMap<ServerId, Addr<PeerLink>>, max_frame_bytes: usize, log: Logger) {
+    actix_rt::spawn(async move {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(log, "peer accept failed"; "error" => %e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (links, log) = (links.clone(), log.clone());
+            actix_rt::spawn(async move {
+                match read_hello(stream, max_frame_bytes).await {
+                    Ok((hello, stream)) => match links.get(&hello.server_id) {
+                        Some(link) if hello.server_id > my_id => link.do_send(Adopt(stream)),
+                        Some(_) => warn!(log, "refused peer connection: the member with the larger id dials"; "from" => addr.to_string(), "server_id" => hello.server_id),
+                        None => warn!(log, "refused peer connection from an unknown server id"; "from" => addr.to_string(), "server_id" => hello.server_id),
+                    },
+                    Err(e) => warn!(log, "refused peer connection"; "from" => addr.to_string(), "reason" => e),
+                }
+            });
+        }
+    });
+}
+
+async fn read_hello(stream: TcpStream, max_frame_bytes: usize) -> Result<(Hello, TcpStream), String> {
+    let mut frames = FramedRead::new(stream, codec(max_frame_bytes.min(1024)));
+    let frame = tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await.map_err(|_| "no hello within 5 s".to_string())?;
+    let frame = frame.ok_or("closed before hello")?.map_err(|e| format!("bad hello frame: {e}"))?;
+    let hello: Hello = rmp_serde::from_slice(&frame).map_err(|e| format!("undecodable hello: {e}"))?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(format!("peer speaks protocol version {}, this server {}", hello.version, PROTOCOL_VERSION));
+    }
+    if !frames.read_buffer().is_empty() {
+        return Err("data after hello before the link was adopted".into());
+    }
+    Ok((hello, frames.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_errors() {
+        let msg = Message::Commit { zxid: 42 };
+        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        assert!(decode(&[0xc1, 0x00]).is_err(), "reserved MessagePack byte");
+        assert!(decode(&[]).is_err());
+        let mut c = codec(16);
+        let mut b = BytesMut::from(&[0, 0, 0, 17][..]);
+        assert!(c.decode(&mut b).is_err(), "oversized frame is refused before buffering it");
+    }
+}
