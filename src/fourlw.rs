@@ -66,6 +66,32 @@ pub struct ServerSnapshot {
     /// `dirs`: bytes in the snapshot and log directories.
     pub data_dir_bytes: u64,
     pub log_dir_bytes: u64,
+    /// Ensemble members only.
+    pub quorum: Option<QuorumStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// ZooKeeper's zk_peer_state, e.g. "leading - broadcast".
+    pub peer_state: String,
+    pub server_id: u64,
+    pub leader_id: Option<u64>,
+    pub epoch: u32,
+    pub last_logged_zxid: i64,
+    pub committed_zxid: i64,
+    pub last_election_ms: u64,
+    /// Leader only.
+    pub learners: Vec<LearnerStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LearnerStatus {
+    pub id: u64,
+    pub observer: bool,
+    pub synced: bool,
+    pub acked_zxid: i64,
+    /// Proposals the leader logged that the learner has not acknowledged.
+    pub lag: u64,
 }
 
 fn stats_body(s: &ServerSnapshot, out: &mut String) {
@@ -77,8 +103,16 @@ fn stats_body(s: &ServerSnapshot, out: &mut String) {
 }
 
 /// The reply text for an allowed command.
+/// What ZooKeeper's commands print while the server is not serving
+/// (an ensemble member looking for or syncing with a leader).
+pub const ZK_NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
 pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
     let mut out = String::new();
+    if s.mode == "looking" && !matches!(cmd, "ruok" | "envi") {
+        // As ZooKeeper's commands: isro says "null", the rest the sentence.
+        return if cmd == "isro" { "null".into() } else { format!("{ZK_NOT_SERVING}\n") };
+    }
     match cmd {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str(if s.read_only { "ro" } else { "rw" }),
@@ -149,7 +183,7 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
 
 /// `mntr`'s keys and values, in ZooKeeper's order (also the admin monitor command).
 pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
-            vec![
+    let mut pairs = vec![
                 ("zk_version", full_version(&s.warden_version)),
                 ("zk_server_state", s.mode.clone()),
                 ("zk_avg_latency", format!("{:.4}", s.latency_avg_ms)),
@@ -169,7 +203,27 @@ pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
                 ("zk_uptime", s.uptime_ms.to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),
                 ("zk_warden_fsync_count", s.fsync_count.to_string()),
-            ]
+            ];
+    if let Some(q) = &s.quorum {
+        pairs.push(("zk_peer_state", q.peer_state.clone()));
+        pairs.push(("zk_warden_server_id", q.server_id.to_string()));
+        pairs.push(("zk_warden_leader_id", q.leader_id.map_or("-1".into(), |l| l.to_string())));
+        pairs.push(("zk_warden_epoch", q.epoch.to_string()));
+        pairs.push(("zk_warden_last_logged_zxid", format!("0x{:x}", q.last_logged_zxid)));
+        pairs.push(("zk_warden_committed_zxid", format!("0x{:x}", q.committed_zxid)));
+        pairs.push(("zk_warden_last_election_ms", q.last_election_ms.to_string()));
+        if s.mode == "leader" {
+            let voters = q.learners.iter().filter(|l| !l.observer);
+            pairs.push(("zk_learners", q.learners.len().to_string()));
+            pairs.push(("zk_synced_followers", voters.clone().filter(|l| l.synced).count().to_string()));
+            pairs.push(("zk_synced_non_voting_followers", q.learners.iter().filter(|l| l.observer && l.synced).count().to_string()));
+            pairs.push(("zk_synced_observers", q.learners.iter().filter(|l| l.observer && l.synced).count().to_string()));
+            pairs.push(("zk_followers", voters.count().to_string()));
+            pairs.push(("zk_pending_syncs", "0".to_string()));
+            pairs.push(("zk_warden_max_learner_lag", q.learners.iter().map(|l| l.lag).max().unwrap_or(0).to_string()));
+        }
+    }
+    pairs
 }
 
 /// ZooKeeper's answer to a command left out of `4lw.commands.whitelist`.

@@ -124,6 +124,7 @@ impl Processor {
     pub(crate) fn mode(&self) -> &'static str {
         match &self.zab {
             None => "standalone",
+            Some(z) if !z.serving => "looking",
             Some(z) => match z.peer.state() {
                 PeerState::Leading => "leader",
                 PeerState::Following => "follower",
@@ -131,6 +132,43 @@ impl Processor {
                 PeerState::Looking => "looking",
             },
         }
+    }
+
+    pub(crate) fn quorum_status(&self) -> Option<warden_core::fourlw::QuorumStatus> {
+        let z = self.zab.as_ref()?;
+        let store = z.peer.store();
+        let last = store.last_zxid();
+        let peer_state = match (z.peer.state(), z.serving) {
+            (PeerState::Looking, _) => "looking",
+            (PeerState::Leading, true) => "leading - broadcast",
+            (PeerState::Leading, false) => "leading - synchronization",
+            (PeerState::Following, true) => "following - broadcast",
+            (PeerState::Following, false) => "following - synchronization",
+            (PeerState::Observing, true) => "observing - broadcast",
+            (PeerState::Observing, false) => "observing - synchronization",
+        };
+        let learners = z
+            .peer
+            .learners()
+            .into_iter()
+            .map(|(id, observer, synced, acked)| warden_core::fourlw::LearnerStatus {
+                id,
+                observer,
+                synced,
+                acked_zxid: acked,
+                lag: store.entries_after(acked.max(store.base())).count() as u64,
+            })
+            .collect();
+        Some(warden_core::fourlw::QuorumStatus {
+            peer_state: peer_state.into(),
+            server_id: z.peer.id(),
+            leader_id: z.peer.leader(),
+            epoch: store.current_epoch,
+            last_logged_zxid: last,
+            committed_zxid: store.committed(),
+            last_election_ms: z.last_election_ms,
+            learners,
+        })
     }
 
     /// Leader: makes the Core prepare the next transaction under the zxid
@@ -504,7 +542,7 @@ impl QuorumSetup {
         cfg.notify_min_ms = 50;
         cfg.notify_max_ms = 2_000;
         cfg.max_outstanding = 20_000;
-        cfg.diff_window = 10_000;
+        cfg.diff_window = config.commit_log_count as usize;
         let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
         Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone() })
     }

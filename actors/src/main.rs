@@ -7,6 +7,7 @@ mod codec;
 mod connection;
 mod dispatcher;
 mod ensemble;
+mod ensemble_up;
 mod peer_link;
 mod listener;
 mod messages;
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Start a local loopback ensemble of N members (child processes) until Ctrl-C.
+    Ensemble {
+        #[command(subcommand)]
+        command: EnsembleCommand,
+    },
     /// ZooKeeper shell like zkCli.sh: warden cli [-server HOST:PORT] [-timeout MS] [COMMAND ARGS...]
     #[command(disable_help_flag = true)]
     Cli {
@@ -81,6 +87,28 @@ enum AdminCommand {
     Mntr,
     /// Any AdminServer command by name (stats, conf, dump, watch_summary, ...).
     Command { name: String },
+}
+
+#[derive(Subcommand)]
+enum EnsembleCommand {
+    /// Members listen on 127.0.0.1: clients at --client-port+i, peers at --quorum-port+i.
+    Up {
+        #[arg(default_value_t = 3)]
+        members: u16,
+        /// Where configs, data and logs go.
+        #[arg(long, default_value = "./ensemble")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2181)]
+        client_port: u16,
+        #[arg(long, default_value_t = 2888)]
+        quorum_port: u16,
+        #[arg(long, default_value_t = 3888)]
+        election_port: u16,
+        #[arg(long, default_value_t = 8081)]
+        admin_port: u16,
+        #[arg(long, default_value_t = 500)]
+        tick_ms: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +142,9 @@ fn main() {
         Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
         Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),
         Command::Cli { args } => cli::run(args),
+        Command::Ensemble { command: EnsembleCommand::Up { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms } } => {
+            ensemble_up::up(ensemble_up::UpOptions { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms })
+        }
     };
     if let Err(message) = result {
         eprintln!("warden: {message}");

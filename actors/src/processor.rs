@@ -402,6 +402,7 @@ impl Handler<TakeSnapshot> for Processor {
             log_dir_bytes: crate::node::dir_size(&crate::storage::version_dir(&self.config.data_log_dir)),
             ..Default::default()
         };
+        s.quorum = self.quorum_status();
         self.stats.fill(&mut s);
         MessageResult(s)
     }

@@ -40,6 +40,7 @@ plain_keys! {
     "syncLimit" => sync_limit: positive / show,
     "maxClientCnxns" => max_client_cnxns: number / show,
     "globalOutstandingLimit" => global_outstanding_limit: positive / show,
+    "commitLogCount" => commit_log_count: positive / show,
     "snapCount" => snap_count: positive / show,
     "preAllocSize" => pre_alloc_size_kb: positive / show,
     "forceSync" => force_sync: boolean / yes_no,

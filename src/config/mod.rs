@@ -112,6 +112,9 @@ pub struct Config {
     /// Resolved: `-1`/unset became 20 × tickTime.
     pub max_session_timeout_ms: u32,
     pub global_outstanding_limit: u32,
+    /// zookeeper.commitLogCount: committed proposals the leader keeps in
+    /// memory so a lagging learner gets a DIFF instead of a SNAP.
+    pub commit_log_count: u32,
     pub snap_count: u64,
     pub pre_alloc_size_kb: u64,
     pub force_sync: bool,
@@ -168,6 +171,7 @@ impl Default for Config {
             min_session_timeout_ms: 4000,
             max_session_timeout_ms: 40000,
             global_outstanding_limit: 1000,
+            commit_log_count: 500,
             snap_count: 100_000,
             pre_alloc_size_kb: 65_536,
             force_sync: true,

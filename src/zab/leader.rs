@@ -195,6 +195,11 @@ impl Leader {
         }
     }
 
+    /// Each learner: (id, observer, synced with this leader, durable up to).
+    pub fn learners(&self) -> Vec<(ServerId, bool, bool, Zxid)> {
+        self.learners.iter().map(|(id, l)| (*id, l.observer, l.synced, l.acked)).collect()
+    }
+
     /// The zxid `propose` would give the next write, without proposing: the
     /// runtime prepares the transaction (checks against outstanding changes)
     /// under that zxid first.

@@ -185,6 +185,14 @@ impl Peer {
         l.next_zxid(&self.store)
     }
 
+    /// Leader: its learners as (id, observer, synced, durable up to).
+    pub fn learners(&self) -> Vec<(ServerId, bool, bool, Zxid)> {
+        match &self.role {
+            Role::Leading(l) => l.learners(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The established epoch, if leading or following one.
     pub fn epoch(&self) -> Option<super::Epoch> {
         match &self.role {

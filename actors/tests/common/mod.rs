@@ -228,3 +228,5 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+pub mod ensemble;

@@ -1,0 +1,139 @@
+//! A loopback ensemble of real `warden` processes for multi-process tests:
+//! free ports, a temp dir per member, every process stopped by its pid.
+
+#![allow(dead_code)]
+
+use super::{free_port, unique_dir, Server};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct Member {
+    pub id: u64,
+    pub client_port: u16,
+    pub dir: PathBuf,
+    pub server: Option<Server>,
+}
+
+pub struct Ensemble {
+    pub members: Vec<Member>,
+    servers: Vec<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl Ensemble {
+    /// `voters` participants then `observers` observers, ids from 1.
+    pub fn start(voters: u64, observers: u64, extra: &[(&str, &str)]) -> Ensemble {
+        let total = voters + observers;
+        let servers: Vec<String> = (1..=total)
+            .map(|id| {
+                let role = if id > voters { ":observer" } else { "" };
+                format!("server.{id}=127.0.0.1:{}:{}{role}", free_port(), free_port())
+            })
+            .collect();
+        let members = (1..=total).map(|id| Member { id, client_port: free_port(), dir: unique_dir(), server: None }).collect();
+        let mut e = Ensemble { members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        for id in 1..=total {
+            e.start_member(id);
+        }
+        e
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        &self.members[id as usize - 1]
+    }
+
+    pub fn server(&mut self, id: u64) -> &mut Server {
+        self.members[id as usize - 1].server.as_mut().expect("member is running")
+    }
+
+    pub fn start_member(&mut self, id: u64) {
+        let m = &self.members[id as usize - 1];
+        let mut extra: Vec<(String, String)> = self.servers.iter().map(|s| {
+            let (k, v) = s.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        }).collect();
+        extra.push(("warden.myid".into(), id.to_string()));
+        extra.push(("admin.enableServer".into(), "false".into()));
+        if id > self.voters() {
+            extra.push(("peerType".into(), "observer".into()));
+        }
+        extra.extend(self.extra.iter().cloned());
+        let refs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let server = Server::start_in(&m.dir, m.client_port, &refs).unwrap_or_else(|e| panic!("member {id}: {e}"));
+        self.members[id as usize - 1].server = Some(server);
+    }
+
+    fn voters(&self) -> u64 {
+        self.servers.iter().filter(|s| !s.ends_with(":observer")).count() as u64
+    }
+
+    /// SIGKILL (or another signal) to a member; it is no longer running.
+    pub fn kill(&mut self, id: u64, signal: &str) {
+        if let Some(mut s) = self.members[id as usize - 1].server.take() {
+            s.signal(signal);
+        }
+    }
+
+    /// `srvr`'s Mode line of a running member ("leader", "follower",
+    /// "observer"), or None while it is not serving.
+    pub fn mode(&self, id: u64) -> Option<String> {
+        let s = self.member(id).server.as_ref()?;
+        let text = s.four_letter("srvr").ok()?;
+        text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_string)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.members.iter().filter(|m| m.server.is_some()).map(|m| m.id).collect()
+    }
+
+    /// Waits until one running member leads and every other running one
+    /// serves as follower or observer; returns the leader's id.
+    pub fn wait_serving(&self, deadline: Duration) -> u64 {
+        let end = Instant::now() + deadline;
+        loop {
+            let modes: Vec<(u64, Option<String>)> = self.running().into_iter().map(|id| (id, self.mode(id))).collect();
+            let leaders: Vec<u64> = modes.iter().filter(|(_, m)| m.as_deref() == Some("leader")).map(|(id, _)| *id).collect();
+            if leaders.len() == 1 && modes.iter().all(|(_, m)| m.is_some()) {
+                return leaders[0];
+            }
+            if Instant::now() >= end {
+                panic!("ensemble not serving after {deadline:?}: {modes:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until some running member leads; returns it.
+    pub fn wait_leader(&self, deadline: Duration) -> u64 {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(id) = self.running().into_iter().find(|id| self.mode(*id).as_deref() == Some("leader")) {
+                return id;
+            }
+            if Instant::now() >= end {
+                panic!("no leader after {deadline:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect_string(&self, ids: &[u64]) -> String {
+        ids.iter().map(|id| format!("127.0.0.1:{}", self.member(*id).client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn all_ids(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        // Servers stop by pid in their own Drop; dirs go afterwards.
+        for m in &mut self.members {
+            m.server.take();
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&m.dir);
+            }
+        }
+    }
+}
