@@ -77,6 +77,24 @@ pub struct DataTree {
     ttls: HashSet<String>,
     acl_cache: HashMap<Vec<Acl>, Arc<[Acl]>>,
     data_bytes: u64,
+    /// Sum of every node's hash, kept up to date by each change (as
+    /// ZooKeeper 3.6+'s DigestCalculator): members compare it to find divergence.
+    digest: u64,
+}
+
+/// A node's part of the tree digest: crc32c over its path, data and persisted
+/// stat (not its ACL or children, as ZooKeeper).
+fn node_hash(path: &str, n: &Node) -> u64 {
+    let s = &n.stat;
+    let mut crc = crc32c::crc32c(path.as_bytes());
+    crc = crc32c::crc32c_append(crc, n.data.as_deref().unwrap_or(&[0xff]));
+    for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, s.ephemeral_owner] {
+        crc = crc32c::crc32c_append(crc, &v.to_be_bytes());
+    }
+    for v in [s.version, s.cversion, s.aversion] {
+        crc = crc32c::crc32c_append(crc, &v.to_be_bytes());
+    }
+    crc as u64
 }
 
 impl Default for DataTree {
@@ -96,6 +114,7 @@ impl DataTree {
             ttls: HashSet::new(),
             acl_cache: HashMap::new(),
             data_bytes: 0,
+            digest: 0,
         };
         let open = t.intern_acl(vec![Acl::world_all()]);
         let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
@@ -108,7 +127,18 @@ impl DataTree {
                 t.nodes.get_mut(path::parent(p)).unwrap().children.insert(path::name(p).into());
             }
         }
+        t.digest = t.compute_digest();
         t
+    }
+
+    /// The digest of the whole tree, maintained incrementally.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest recomputed from every node (for checks and after restores).
+    pub fn compute_digest(&self) -> u64 {
+        self.nodes.iter().fold(0u64, |d, (p, n)| d.wrapping_add(node_hash(p, n)))
     }
 
     pub fn get(&self, path: &str) -> Option<&Node> {
@@ -191,8 +221,10 @@ impl DataTree {
             // parent still moves forward, as ZooKeeper's processTxn does.
             if let Some(parent) = self.nodes.get_mut(parent_path) {
                 if parent_cversion > parent.stat.cversion {
+                    let before = node_hash(parent_path, parent);
                     parent.stat.cversion = parent_cversion;
                     parent.stat.pzxid = zxid;
+                    self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
                 }
             }
             return Err(Code::NodeExists);
@@ -202,13 +234,16 @@ impl DataTree {
         parent.children.insert(path::name(path).into());
         // Replays may see an older create: only ever move cversion forward.
         if parent_cversion > parent.stat.cversion {
+            let before = node_hash(parent_path, parent);
             parent.stat.cversion = parent_cversion;
             parent.stat.pzxid = zxid;
+            self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
         }
         let stat = NodeStat { czxid: zxid, mzxid: zxid, pzxid: zxid, ctime: time_ms, mtime: time_ms, ephemeral_owner, ..Default::default() };
         let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: BTreeSet::new() };
         self.data_bytes += Self::node_size(path, &node.data);
         let client_stat = node.stat();
+        self.digest = self.digest.wrapping_add(node_hash(path, &node));
         self.nodes.insert(path.into(), node);
         if ephemeral_owner == owner::CONTAINER {
             self.containers.insert(path.to_owned());
@@ -228,10 +263,13 @@ impl DataTree {
         if let Some(parent) = self.nodes.get_mut(parent_path) {
             parent.children.remove(path::name(path));
             if zxid > parent.stat.pzxid {
+                let before = node_hash(parent_path, parent);
                 parent.stat.pzxid = zxid;
+                self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
             }
         }
         let node = self.nodes.remove(path).ok_or(Code::NoNode)?;
+        self.digest = self.digest.wrapping_sub(node_hash(path, &node));
         self.data_bytes -= Self::node_size(path, &node.data);
         let o = node.stat.ephemeral_owner;
         if o == owner::CONTAINER {
@@ -253,12 +291,14 @@ impl DataTree {
 
     pub fn set_data(&mut self, path: &str, data: Option<Vec<u8>>, version: i32, zxid: i64, time_ms: i64, triggers: &mut Vec<Trigger>) -> ZkResult<Stat> {
         let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        let before = node_hash(path, node);
         let new_data = data.map(Vec::into_boxed_slice);
         self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
         node.data = new_data;
         node.stat.version = version;
         node.stat.mzxid = zxid;
         node.stat.mtime = time_ms;
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
         triggers.push((path.to_owned(), event::NODE_DATA_CHANGED));
         Ok(node.stat())
     }
@@ -266,8 +306,10 @@ impl DataTree {
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> ZkResult<Stat> {
         let acl = self.intern_acl(acl);
         let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        let before = node_hash(path, node);
         node.acl = acl;
         node.stat.aversion = aversion;
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
         Ok(node.stat())
     }
 
@@ -313,6 +355,7 @@ impl DataTree {
                 self.ephemerals.entry(o).or_default().insert(p.to_string());
             }
         }
+        self.digest = self.compute_digest();
     }
 }
 
@@ -327,6 +370,30 @@ mod tests {
             t.create(p, Some(b"d".to_vec()), vec![Acl::world_all()], 0, parent_cv, i as i64 + 1, 100, &mut Vec::new()).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn digest_follows_every_change_and_matches_a_recomputation() {
+        let mut t = DataTree::new();
+        let empty = t.digest();
+        let mut tr = Vec::new();
+        t.create("/a", Some(b"x".to_vec()), vec![Acl::world_all()], 0, 1, 5, 1, &mut tr).unwrap();
+        t.create("/a/b", None, vec![Acl::world_all()], 7, 1, 6, 2, &mut tr).unwrap();
+        assert_ne!(t.digest(), empty);
+        assert_eq!(t.digest(), t.compute_digest());
+        let before = t.digest();
+        t.set_data("/a", Some(b"y".to_vec()), 1, 7, 3, &mut tr).unwrap();
+        assert_ne!(t.digest(), before, "data is part of the digest");
+        t.set_acl("/a/b", vec![Acl::world_all()], 1).unwrap();
+        assert_eq!(t.create("/a/b", None, vec![], 0, 2, 8, 4, &mut tr), Err(Code::NodeExists));
+        t.delete("/a/b", 9, &mut tr).unwrap();
+        assert_eq!(t.digest(), t.compute_digest());
+        // Two trees built by the same changes agree; a different change does not.
+        let mut u = DataTree::new();
+        u.create("/a", Some(b"x".to_vec()), vec![Acl::world_all()], 0, 1, 5, 1, &mut tr).unwrap();
+        let mut v = DataTree::new();
+        v.create("/a", Some(b"z".to_vec()), vec![Acl::world_all()], 0, 1, 5, 1, &mut tr).unwrap();
+        assert_ne!(u.digest(), v.digest());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, in one command: unit and end-to-end Rust tests, then
-# the kazoo end-to-end suite against Warden, then (when Apache ZooKeeper is
+# the kazoo end-to-end suite against Warden and against a 3-member Warden
+# ensemble, then (when Apache ZooKeeper is
 # installed) the same kazoo suite against ZooKeeper 3.8 to prove the tests
 # encode ZooKeeper's behaviour.
 set -euo pipefail
@@ -17,6 +18,9 @@ cargo test --workspace
 
 export WARDEN_BIN="$repo/target/debug/warden"
 WARDEN_TEST_TARGET=warden .venv/bin/pytest tests/e2e -q -p no:cacheprovider
+
+echo "== the same kazoo suite against a 3-member Warden ensemble (clients on a follower) =="
+WARDEN_TEST_TARGET=warden WARDEN_TEST_ENSEMBLE=3 .venv/bin/pytest tests/e2e -q -p no:cacheprovider
 
 if [ -f /usr/share/java/zookeeper.jar ] && [ "${WARDEN_SKIP_PARITY:-0}" != 1 ]; then
   echo "== parity: the same kazoo suite against Apache ZooKeeper =="

@@ -24,6 +24,8 @@ use warden_core::zab::{Command, EpochKind, Forward, ForwardOp, Message, Peer, Pe
 
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
+/// How often the leader tells learners its tree digest (when it changed).
+const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {
@@ -47,7 +49,17 @@ pub struct Zab {
     /// When the last election began, and how long the last one took.
     looking_since: Option<Instant>,
     pub last_election_ms: u64,
+    /// Learner: digests after recent applies, and the leader's digest for a
+    /// zxid not applied yet (checked when it is).
+    applied_digests: VecDeque<(Zxid, u64)>,
+    expected_digest: Option<(Zxid, u64)>,
+    /// Leader: the last zxid whose digest went out.
+    digest_sent_for: Zxid,
+    pub digests_checked: u64,
 }
+
+/// Digests a learner remembers for comparison with the leader's.
+const DIGEST_MEMORY: usize = 4096;
 
 impl Zab {
     pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, ops_done: u64, data_dir: &Path) -> Zab {
@@ -65,6 +77,10 @@ impl Zab {
             serving: false,
             looking_since: Some(Instant::now()),
             last_election_ms: 0,
+            applied_digests: VecDeque::new(),
+            expected_digest: None,
+            digest_sent_for: 0,
+            digests_checked: 0,
         }
     }
 
@@ -188,11 +204,66 @@ impl Processor {
         }
     }
 
+    /// Leader: the digest after the last applied zxid, to every learner.
+    fn send_digest(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let (zxid, digest) = (self.core.db.last_zxid(), self.core.db.tree.digest());
+        let Some(z) = self.zab.as_mut() else { return };
+        if zxid == z.digest_sent_for {
+            return;
+        }
+        z.digest_sent_for = zxid;
+        let frame = peer_link::encode(&Message::Digest { zxid, digest });
+        for link in z.links.values() {
+            link.do_send(SendFrame(frame.clone()));
+        }
+    }
+
+    /// Learner: compares the leader's digest with ours at the same zxid.
+    fn check_digest(&mut self, zxid: Zxid, leader_digest: u64) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let mine = z.applied_digests.iter().rev().find(|(zx, _)| *zx == zxid).map(|(_, d)| *d);
+        match mine {
+            Some(d) if d != leader_digest => {
+                let msg = format!("the tree after zxid {zxid:#x} differs from the leader's (digest {d:#x}, leader {leader_digest:#x}): this member diverged");
+                self.fatal(msg)
+            }
+            Some(_) => z.digests_checked += 1,
+            None if zxid > self.core.db.last_zxid() => z.expected_digest = Some((zxid, leader_digest)),
+            None => {} // older than what we remember, or skipped by a SNAP
+        }
+    }
+
+    /// After each applied transaction on a learner: remember its digest, and
+    /// check the leader's if it was waiting for this zxid.
+    fn note_applied_digest(&mut self, zxid: Zxid) {
+        let digest = self.core.db.tree.digest();
+        let Some(z) = self.zab.as_mut() else { return };
+        if z.peer.state() == PeerState::Leading {
+            return;
+        }
+        if z.applied_digests.len() >= DIGEST_MEMORY {
+            z.applied_digests.pop_front();
+        }
+        z.applied_digests.push_back((zxid, digest));
+        if let Some((want, d)) = z.expected_digest {
+            if want <= zxid {
+                z.expected_digest = None;
+                if want == zxid {
+                    self.check_digest(want, d);
+                }
+            }
+        }
+    }
+
     pub(crate) fn start_zab(&mut self, ctx: &mut Context<Self>) {
         let Some(z) = self.zab.as_mut() else { return };
         let now = z.now_ms();
         let cmds = z.peer.start(now);
         self.run_commands(cmds, ctx);
+        ctx.run_interval(DIGEST_INTERVAL, |act, _| act.send_digest());
         ctx.run_interval(ZAB_TICK, |act, ctx| {
             let Some(z) = act.zab.as_mut() else { return };
             let now = z.now_ms();
@@ -349,6 +420,9 @@ impl Processor {
                 self.core.install(loaded.db);
                 self.routes.clear();
                 let z = self.zab.as_mut().expect("zab");
+                z.applied_digests.clear();
+                z.applied_digests.push_back((zxid, self.core.db.tree.digest()));
+                z.expected_digest = z.expected_digest.filter(|(want, _)| *want > zxid);
                 z.disk_ops.push_back(zxid);
                 self.txn_log.install_snapshot(zxid, data, z.snap_dir.clone());
             }
@@ -426,6 +500,7 @@ impl Processor {
             };
             let Some(output) = self.core.apply_committed(&entry, answer) else { continue };
             self.txns_since_snapshot += 1;
+            self.note_applied_digest(zxid);
             match &entry.txn {
                 Txn::CreateSession { timeout_ms } => self.tracker.do_send(Tracking::Track { session_id: entry.hdr.session_id, timeout_ms: *timeout_ms }),
                 Txn::CloseSession { .. } => self.tracker.do_send(Tracking::Untrack { session_id: entry.hdr.session_id }),
@@ -475,6 +550,7 @@ impl Handler<PeerEvent> for Processor {
                 }
                 match msg {
                     Message::Request(fwd) => return self.on_forwarded(fwd, ctx),
+                    Message::Digest { zxid, digest } => return self.check_digest(zxid, digest),
                     Message::Touch { sessions } => {
                         if self.is_leader() {
                             for session_id in sessions {

@@ -291,3 +291,49 @@ fn myid_file_and_warden_myid_must_agree() {
     assert!(out.contains("myid"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The newest snapshot file in a member's data dir.
+fn newest_snapshot(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut snaps: Vec<(i64, std::path::PathBuf)> = std::fs::read_dir(dir.join("data/version-2"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((warden_core::txnlog::parse_name(e.file_name().to_str()?, warden_core::txnlog::SNAPSHOT_PREFIX)?, e.path())))
+        .collect();
+    snaps.sort();
+    snaps.pop().map(|s| s.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_tree_diverged_stops_loudly() {
+    let mut e = Ensemble::start(3, 0, &[("snapCount", "10")]);
+    let leader = e.wait_serving(SERVE);
+    let victim = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let zk = within(30, "connect", connect(&e, &[leader])).await;
+    zk.create("/x", b"original", &persistent()).await.unwrap();
+    for i in 0..40 {
+        zk.create(&format!("/fill{i}"), b"", &persistent()).await.unwrap();
+    }
+    let dir = e.member(victim).dir.clone();
+    assert!(eventually(Duration::from_secs(10), || async { newest_snapshot(&dir).is_some() }).await, "the follower took a snapshot");
+    e.kill(victim, "TERM");
+    // Tamper with the follower's newest snapshot behind the checksums' back:
+    // the file verifies, but its tree is not the ensemble's.
+    let path = newest_snapshot(&dir).unwrap();
+    let mut loaded = warden_core::snapshot::load(&std::fs::read(&path).unwrap()).unwrap();
+    let stat = loaded.db.tree.get("/x").expect("/x is in the snapshot").stat;
+    loaded.db.tree.set_data("/x", Some(b"tampered".to_vec()), stat.version, stat.mzxid, stat.mtime, &mut Vec::new()).unwrap();
+    std::fs::write(&path, warden_core::snapshot::encode_all(&loaded.db)).unwrap();
+    e.start_member(victim);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        zk.set_data("/fill0", b"tick", None).await.unwrap();
+        if let Some(status) = e.server(victim).exited() {
+            break status;
+        }
+        assert!(Instant::now() < end, "the diverged member kept running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(3), "fail-stop exit code");
+    assert!(e.server(victim).log().contains("differs from the leader's"), "the log names the divergence");
+    assert_eq!(zk.get_data("/x").await.unwrap().0, b"original", "the ensemble's data is untouched");
+}

@@ -183,6 +183,9 @@ pub enum Message {
     /// Learner → leader: sessions heard from since the last batch, so the
     /// leader's tracker (the only one that expires sessions) keeps them.
     Touch { sessions: Vec<i64> },
+    /// Leader → learners: the tree digest after applying `zxid`; a learner
+    /// whose tree differs at the same zxid has diverged and stops.
+    Digest { zxid: Zxid, digest: u64 },
 }
 
 /// A request a learner forwards to the leader. `cxid` is the client's xid,

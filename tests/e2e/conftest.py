@@ -8,6 +8,12 @@ The target server is chosen by WARDEN_TEST_TARGET:
 * ``zookeeper``: the real Apache ZooKeeper (Debian's libzookeeper-java),
   with zoo.cfg keys written to zoo.cfg and system-property keys passed as -D.
 
+With WARDEN_TEST_ENSEMBLE=N (N > 1) every server is instead an ensemble of N
+members of the selected target on loopback; clients talk to member 1, which
+is a follower when histories are equal (the highest id leads), so writes are
+forwarded. Tests that only make sense on one node are marked
+``single_node_only``.
+
 A test module may define ``SERVER_SETTINGS = {...}`` to override/add settings
 for the module-scoped ``server``; ``start_server(settings)`` starts an extra
 server for tests that need special settings.
@@ -67,6 +73,8 @@ _SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.")
 _SYSPROP_KEYS = {"readonlymode.enabled"}
 
 STARTUP_TIMEOUT = 30.0
+ENSEMBLE = int(os.environ.get("WARDEN_TEST_ENSEMBLE", "1"))
+single_node_only = pytest.mark.skipif(ENSEMBLE > 1, reason="about one node (its own ports, process or admin API), not an ensemble")
 # Per-test wall-clock limit so a server that never answers cannot hang the run.
 TEST_TIMEOUT = int(os.environ.get("WARDEN_TEST_TIMEOUT", "120"))
 
@@ -124,6 +132,7 @@ class Server:
         self.hostport = "%s:%d" % (self.host, self.port)
         self.proc = None
         self._log = None
+        self.myid = None
 
     @property
     def tick_ms(self):
@@ -134,6 +143,9 @@ class Server:
         s["clientPort"] = str(self.port)
         s["clientPortAddress"] = self.host
         s["dataDir"] = self.data_dir
+        if self.myid is not None:
+            with open(os.path.join(self.data_dir, "myid"), "w") as f:
+                f.write("%d\n" % self.myid)
         if TARGET == "warden":
             cmd = [WARDEN_BIN, "server"]
             for k, v in s.items():
@@ -173,6 +185,10 @@ class Server:
         raise RuntimeError("unknown WARDEN_TEST_TARGET %r (want warden or zookeeper)" % TARGET)
 
     def start(self):
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self):
         cmd = self.command()
         if TARGET == "warden" and not os.path.exists(cmd[0]):
             raise RuntimeError("warden binary not found at %s (set WARDEN_BIN)" % cmd[0])
@@ -181,6 +197,9 @@ class Server:
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.tmpdir,
         )
+
+    def wait_ready(self):
+        cmd = self.command()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -240,8 +259,71 @@ class Server:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
+class Ensemble:
+    """N members of the selected target on loopback, with Server's interface:
+    clients use member 1; kill/restart/stop act on every member."""
+
+    def __init__(self, settings=None, size=ENSEMBLE):
+        self.members = [Server(settings) for _ in range(size)]
+        quorum = {}
+        for i, m in enumerate(self.members, 1):
+            quorum["server.%d" % i] = "127.0.0.1:%d:%d" % (free_port(), free_port())
+        for i, m in enumerate(self.members, 1):
+            m.myid = i
+            m.settings.setdefault("initLimit", "10")
+            m.settings.setdefault("syncLimit", "5")
+            m.settings.update(quorum)
+        first = self.members[0]
+        self.settings, self.host, self.port, self.hostport = first.settings, first.host, first.port, first.hostport
+        self.data_dir, self.tmpdir = first.data_dir, first.tmpdir
+
+    @property
+    def tick_ms(self):
+        return self.members[0].tick_ms
+
+    @property
+    def proc(self):
+        return self.members[0].proc
+
+    @property
+    def all_hostports(self):
+        return ",".join(m.hostport for m in self.members)
+
+    def start(self):
+        for m in self.members:
+            m.launch()
+        try:
+            for m in self.members:
+                m.wait_ready()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, lines=60):
+        return "\n".join("--- member %d ---\n%s" % (m.myid, m.log_tail(lines)) for m in self.members)
+
+    def kill(self, sig=signal.SIGKILL):
+        for m in self.members:
+            m.kill(sig)
+
+    def restart(self):
+        self.kill(signal.SIGTERM)
+        return self.start()
+
+    def alive(self):
+        return all(m.alive() for m in self.members)
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+
+
 def start_server(settings=None):
-    """Start a server of the selected target with ``settings``; caller must stop() it."""
+    """Start a server (or, with WARDEN_TEST_ENSEMBLE, an ensemble) of the
+    selected target with ``settings``; caller must stop() it."""
+    if ENSEMBLE > 1:
+        return Ensemble(settings).start()
     return Server(settings).start()
 
 

@@ -9,8 +9,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import TARGET, free_port, start_server
+from conftest import single_node_only, TARGET, free_port, start_server
 from rawzk import four_letter
+
+# Admin ports, process flags and the binary itself are per node.
+pytestmark = single_node_only
 
 WARDEN_ONLY = pytest.mark.skipif(TARGET != "warden", reason="Warden's own admin API; ZooKeeper has no equivalent")
 ADMIN_PORT = free_port()

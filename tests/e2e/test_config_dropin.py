@@ -8,10 +8,13 @@ import tempfile
 
 import pytest
 
-from conftest import TARGET, free_port
+from conftest import single_node_only, TARGET, free_port
 from rawzk import four_letter, wait_until
 
 ZOO_SAMPLE = "/etc/zookeeper/conf_example/zoo.cfg"
+# Admin ports, process flags and the binary itself are per node.
+pytestmark = single_node_only
+
 WARDEN_ONLY = pytest.mark.skipif(TARGET != "warden", reason="starts the warden binary with its own flags")
 
 
