@@ -31,6 +31,8 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) enum Forwarded {
     Request(Caller, Request),
     Attach(Dispatch),
+    /// A read barrier (warden.linearizableReads) of this session.
+    Barrier,
 }
 
 pub struct Zab {
@@ -56,6 +58,8 @@ pub struct Zab {
     /// Leader: the last zxid whose digest went out.
     digest_sent_for: Zxid,
     pub digests_checked: u64,
+    /// Read barriers issued (their negative xids).
+    barriers: u64,
 }
 
 /// Digests a learner remembers for comparison with the leader's.
@@ -81,6 +85,7 @@ impl Zab {
             expected_digest: None,
             digest_sent_for: 0,
             digests_checked: 0,
+            barriers: 0,
         }
     }
 
@@ -120,6 +125,20 @@ fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     crate::storage::fsync_dir(dir)
+}
+
+/// Reads of the tree, which warden.linearizableReads puts behind a barrier.
+pub fn is_data_read(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Exists { .. }
+            | Request::GetData { .. }
+            | Request::GetChildren { .. }
+            | Request::GetAcl { .. }
+            | Request::GetAllChildrenNumber { .. }
+            | Request::GetEphemerals { .. }
+            | Request::MultiRead(_)
+    )
 }
 
 /// Requests a learner cannot answer itself: writes, and `sync` (a quorum
@@ -302,6 +321,43 @@ impl Processor {
         let caller = Caller { conn, session_id, received, op: request.name() };
         z.forwarded.insert((session_id, xid), Forwarded::Request(caller, request));
         self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Xid(xid)));
+    }
+
+    /// warden.linearizableReads: a no-op goes through the leader first and
+    /// the read is served once it is applied here, so the read sees every
+    /// write that completed before it was asked.
+    pub(crate) fn read_behind_barrier(&mut self, msg: Submit) {
+        let session_id = msg.session_id;
+        let leading = self.is_leader();
+        let Some(z) = self.zab.as_mut() else { return };
+        z.barriers = z.barriers.wrapping_add(1);
+        // Negative xids never collide with a client's own.
+        let cxid = i32::MIN + (z.barriers % (i32::MAX as u64)) as i32;
+        let key = if leading {
+            if !self.prime_zxid() {
+                return msg.conn.do_send(ToConn::Close { frame: None, reason: "the leader has too many proposals in flight" });
+            }
+            let rctx = RequestCtx { session_id, xid: cxid, auth: &[], now_ms: wall_clock_ms() };
+            match self.core.process(&rctx, Request::Sync { path: "/".into() }) {
+                warden_core::server::Processed::Pending(zxid) => {
+                    self.routes.insert(zxid, Route::Barrier(session_id));
+                    WriteKey::Zxid(zxid)
+                }
+                // The session is gone: answer the read as it would be answered.
+                warden_core::server::Processed::Done(_) => return self.serve_now(msg),
+            }
+        } else {
+            let Some(leader) = z.peer.leader().filter(|_| z.serving) else {
+                return msg.conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
+            };
+            let fwd = Forward { session_id, cxid, auth: Vec::new(), op: ForwardOp::Client(Request::Sync { path: "/".into() }) };
+            z.send(leader, &Message::Request(fwd));
+            z.forwarded.insert((session_id, cxid), Forwarded::Barrier);
+            WriteKey::Xid(cxid)
+        };
+        let queue = self.in_flight.entry(session_id).or_default();
+        queue.push_back(InFlight::Write(key));
+        queue.push_back(InFlight::ReadAfterBarrier(msg));
     }
 
     pub(crate) fn forward_create_session(&mut self, session_id: i64, timeout_ms: i32, attach: Dispatch) {
@@ -514,6 +570,8 @@ impl Processor {
                     self.release_reads_after(sid, key);
                 }
                 (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatcher.do_send(d),
+                (Some(Route::Barrier(sid)), _) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
+                (None, Some(Forwarded::Barrier)) => self.release_reads_after(entry.hdr.session_id, WriteKey::Xid(entry.hdr.cxid)),
                 _ => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }

@@ -58,6 +58,8 @@ pub(crate) enum WriteKey {
 pub(crate) enum InFlight {
     Write(WriteKey),
     Read(Submit),
+    /// A read whose quorum barrier (warden.linearizableReads) is ahead of it.
+    ReadAfterBarrier(Submit),
 }
 
 /// Where the result of a pending transaction goes.
@@ -67,6 +69,8 @@ pub(crate) enum Route {
     Attach(Dispatch),
     /// A learner's forwarded request: the learner answers its own client.
     Remote,
+    /// A read barrier of this session: releases the reads behind it.
+    Barrier(i64),
 }
 
 pub struct Processor {
@@ -149,6 +153,13 @@ impl Processor {
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
+        if self.config.linearizable_reads && self.zab.is_some() && crate::ensemble::is_data_read(&msg.request) {
+            return self.read_behind_barrier(msg);
+        }
+        self.serve_now(msg);
+    }
+
+    pub(crate) fn serve_now(&mut self, msg: Submit) {
         if self.zab.is_some() && crate::ensemble::needs_leader(&msg.request) {
             if !self.is_leader() {
                 return self.forward(msg);
@@ -175,16 +186,22 @@ impl Processor {
         debug_assert!(matches!(queue.front(), Some(InFlight::Write(k)) if *k == key));
         queue.pop_front();
         let mut reads = Vec::new();
-        while let Some(InFlight::Read(_)) = queue.front() {
-            if let Some(InFlight::Read(r)) = queue.pop_front() {
-                reads.push(r);
+        while let Some(InFlight::Read(_) | InFlight::ReadAfterBarrier(_)) = queue.front() {
+            match queue.pop_front() {
+                Some(InFlight::Read(r)) => reads.push((r, false)),
+                Some(InFlight::ReadAfterBarrier(r)) => reads.push((r, true)),
+                _ => {}
             }
         }
         if queue.is_empty() {
             self.in_flight.remove(&session_id);
         }
-        for read in reads {
-            self.serve(read);
+        for (read, barrier_done) in reads {
+            if barrier_done {
+                self.serve_now(read);
+            } else {
+                self.serve(read);
+            }
         }
     }
 
@@ -203,6 +220,7 @@ impl Processor {
                     self.release_reads_after(sid, WriteKey::Zxid(zxid));
                 }
                 Some(Route::Attach(d)) => self.dispatcher.do_send(d),
+                Some(Route::Barrier(sid)) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
                 Some(Route::Remote) | None => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }

@@ -50,6 +50,7 @@ plain_keys! {
     "admin.serverPort" => admin_server_port: port / show,
     "warden.adminToken" => admin_token: some_text / secret,
     "warden.adminFaultInjection" => admin_fault_injection: boolean / show,
+    "warden.linearizableReads" => linearizable_reads: boolean / show,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,

@@ -130,6 +130,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Allow `POST /actors/<kind>/fault` (`warden.adminFaultInjection`), for tests.
     pub admin_fault_injection: bool,
+    /// Ensemble: every read first waits for a quorum barrier (a no-op
+    /// through the leader), so reads are linearizable, not just sequential.
+    pub linearizable_reads: bool,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -183,6 +186,7 @@ impl Default for Config {
             admin_server_port: 8080,
             admin_token: None,
             admin_fault_injection: false,
+            linearizable_reads: false,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,
