@@ -52,6 +52,16 @@ pub enum Command {
     },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
+    /// SIGKILL --kill-pid (an ensemble's leader), then create a node through any
+    /// of --servers until one succeeds; prints the milliseconds from the kill.
+    Failover {
+        #[arg(long)]
+        servers: String,
+        #[arg(long)]
+        kill_pid: i32,
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
     /// Run the ceiling server: ZooKeeper framing, every request answered at once from nothing.
     CeilingServer {
         #[arg(long)]
@@ -145,9 +155,10 @@ pub struct BenchArgs {
     /// Root znode the benchmark works under (created if missing).
     #[arg(long, default_value = "/bench")]
     pub prefix: String,
-    /// Server process to measure: CPU time over the measured phase and RSS after it.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Server process(es) to measure: CPU time over the measured phase and RSS
+    /// after it, summed (comma-separated pids for an ensemble's members).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Session timeout requested in the handshake, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub session_timeout_ms: i32,
@@ -187,7 +198,7 @@ pub struct Config {
     pub rounds: u64,
     pub json: Option<PathBuf>,
     pub prefix: String,
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
     pub session_timeout_ms: i32,
     pub threads: usize,
     pub label: Option<String>,

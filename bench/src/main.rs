@@ -47,6 +47,35 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
+/// Kills `pid` and tries a sequential create through each server in turn
+/// until one is acknowledged; the time from the kill to that reply.
+async fn first_write_after_kill(servers: &[String], pid: i32, timeout: Duration) -> Result<f64, String> {
+    let killed = Instant::now();
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return Err(format!("cannot kill pid {pid}: {}", std::io::Error::last_os_error()));
+    }
+    let mut last_err = String::new();
+    while killed.elapsed() < timeout {
+        for addr in servers {
+            let attempt = async {
+                let mut s = client::Session::connect(addr, 30_000, Duration::from_millis(300)).await.map_err(|e| e.to_string())?;
+                let reply = s
+                    .call(warden_core::proto::op::CREATE, |w| client::body::create(w, "/failover-", b"", client::flags::PERSISTENT_SEQUENTIAL), Duration::from_millis(500))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = s.close(Duration::from_millis(200)).await;
+                if reply.err == 0 { Ok(()) } else { Err(format!("create answered {}", client::error_name(reply.err))) }
+            };
+            match attempt.await {
+                Ok(()) => return Ok(killed.elapsed().as_secs_f64() * 1000.0),
+                Err(e) => last_err = format!("{addr}: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Err(format!("no write acknowledged within {timeout:?}; last error {last_err}"))
+}
+
 fn helper(cmd: Command) -> ExitCode {
     match cmd {
         Command::Ready { servers, timeout } => {
@@ -82,6 +111,25 @@ fn helper(cmd: Command) -> ExitCode {
             }
             println!("{}", start.elapsed().as_millis());
             ExitCode::SUCCESS
+        }
+        Command::Failover { servers, kill_pid, timeout } => {
+            let servers = match parse_servers(&servers) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("warden-bench: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime().block_on(first_write_after_kill(&servers, kill_pid, Duration::from_secs_f64(timeout))) {
+                Ok(ms) => {
+                    println!("{ms:.1}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("warden-bench: failover: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::FourLetter { server, word } => {
             match runtime().block_on(client::four_letter(&server, &word, Duration::from_secs(10))) {

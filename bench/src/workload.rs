@@ -352,25 +352,26 @@ struct Phase {
 
 /// CPU snapshots of the server (by pid) and of this process around a phase.
 struct Meter {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     server0: Option<u64>,
     client0: Option<u64>,
 }
 
+/// CPU ticks of all `pids` together; None if any cannot be read.
+fn total_ticks(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|p| procstat::cpu_ticks(&p.to_string()).ok()).sum()
+}
+
 impl Meter {
-    fn start(pid: Option<u32>) -> Meter {
-        Meter {
-            pid,
-            server0: pid.and_then(|p| procstat::cpu_ticks(&p.to_string()).ok()),
-            client0: procstat::cpu_ticks("self").ok(),
-        }
+    fn start(pids: Vec<u32>) -> Meter {
+        let server0 = total_ticks(&pids);
+        Meter { pids, server0, client0: procstat::cpu_ticks("self").ok() }
     }
 
     fn stop(&self, ops: u64) -> (Option<ServerUsage>, Option<f64>) {
         let tck = procstat::clk_tck() as f64;
-        let server = self.pid.map(|pid| {
-            let p = pid.to_string();
-            let cpu_secs = match (self.server0, procstat::cpu_ticks(&p).ok()) {
+        let server = self.pids.first().map(|&pid| {
+            let cpu_secs = match (self.server0, total_ticks(&self.pids)) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / tck),
                 _ => None,
             };
@@ -378,7 +379,7 @@ impl Meter {
                 pid,
                 cpu_secs,
                 ops_per_cpu_sec: cpu_secs.filter(|&c| c > 0.0).map(|c| ops as f64 / c),
-                rss_kb: procstat::rss_kb(&p).ok(),
+                rss_kb: self.pids.iter().map(|p| procstat::rss_kb(&p.to_string()).ok()).sum(),
             }
         });
         let client = match (self.client0, procstat::cpu_ticks("self").ok()) {
@@ -465,7 +466,7 @@ async fn run_pipelined(cfg: &Config, mode: Mode, limit: PhaseLimit, measure: boo
             connect_errors[0]
         )));
     }
-    let meter = Meter::start(if measure { cfg.server_pid } else { None });
+    let meter = Meter::start(if measure { cfg.server_pid.clone() } else { Vec::new() });
     let start = Instant::now();
     let _ = go_tx.send(Some(Go::Run(Arc::new(Budget::new(limit, start)))));
     let mut hist = new_histogram();
@@ -652,7 +653,7 @@ async fn watch_storm(cfg: &Config) -> Result<Phase, BenchError> {
         let _ = go_tx.send(Some(false));
         return Err(BenchError::Connect(format!("{} of {w} watchers failed, first: {}", connect_errors.len(), connect_errors[0])));
     }
-    let meter = Meter::start(cfg.server_pid);
+    let meter = Meter::start(cfg.server_pid.clone());
     let start = Instant::now();
     let _ = go_tx.send(Some(true));
     let mut hist = new_histogram();
