@@ -72,7 +72,7 @@ impl DigestMd5Server {
         match self.stage {
             Stage::Start if !token.is_empty() => {
                 self.stage = Stage::Finished;
-                Step::Failed("DIGEST-MD5 does not take an initial response".into())
+                Step::Failed("the client sent an initial response: only DIGEST-MD5 is supported (GSSAPI and other mechanisms are refused)".into())
             }
             Stage::Start => {
                 self.stage = Stage::Challenged;

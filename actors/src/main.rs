@@ -15,6 +15,7 @@ mod registry;
 mod snapshotter;
 mod storage;
 mod supervise;
+mod tls;
 mod stats;
 mod tools;
 mod tracker;

@@ -64,7 +64,7 @@ BASE_SETTINGS = {
 
 # Keys that are Java system properties for ZooKeeper (everything else is zoo.cfg).
 _SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.")
-_SYSPROP_KEYS = {"readonlymode.enabled"}
+_SYSPROP_KEYS = {"readonlymode.enabled", "java.security.auth.login.config"}
 
 STARTUP_TIMEOUT = 30.0
 # Per-test wall-clock limit so a server that never answers cannot hang the run.
