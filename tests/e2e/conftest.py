@@ -51,6 +51,10 @@ ZK_JARS = [
     "/usr/share/java/jackson-databind.jar",
     "/usr/share/java/jackson-core.jar",
     "/usr/share/java/jackson-annotations.jar",
+    # Netty's codec and SSL handler for NettyServerCnxnFactory (the TLS tests).
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-handler.jar",
+    "/usr/share/java/netty-resolver.jar",
 ]
 ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
