@@ -83,6 +83,8 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> ZkResult<Vec<Acl>> {
             }
             "digest" if digest_id_is_valid(&a.id.id) => out.push(a.clone()),
             "ip" if ip_expr_is_valid(&a.id.id) => out.push(a.clone()),
+            "sasl" if kerberos_name_is_valid(&a.id.id) => out.push(a.clone()),
+            "x509" if x500_name_is_valid(&a.id.id) => out.push(a.clone()),
             _ => return Err(Code::InvalidAcl),
         }
     }
@@ -96,6 +98,21 @@ fn digest_id_is_valid(id: &str) -> bool {
         parts.pop();
     }
     parts.len() == 2
+}
+
+/// SASLAuthenticationProvider.isValid: Java's KerberosName accepts a name
+/// without '@', or `service[/host]@REALM`.
+fn kerberos_name_is_valid(id: &str) -> bool {
+    match id.split_once('@') {
+        None => true,
+        Some((principal, realm)) => !realm.contains(['@', '/']) && principal.matches('/').count() <= 1,
+    }
+}
+
+/// Loosely X509AuthenticationProvider.isValid (new X500Principal(id)):
+/// empty, or every RDN is `type=value`.
+fn x500_name_is_valid(id: &str) -> bool {
+    id.is_empty() || id.split(',').all(|rdn| rdn.split_once('=').is_some_and(|(t, _)| !t.trim().is_empty()))
 }
 
 fn parse_ip_expr(expr: &str) -> Option<(IpAddr, u32)> {
@@ -180,6 +197,21 @@ mod tests {
         assert_eq!(fixup(&[acl(perms::ALL, "ip", "300.1.1.1")], &ids), Err(Code::InvalidAcl));
         assert_eq!(fixup(&[acl(perms::ALL, "bogus", "x")], &ids), Err(Code::InvalidAcl));
         assert!(fixup(&[acl(perms::ALL, "ip", "::1/128")], &ids).is_ok());
+        assert!(fixup(&[acl(perms::ALL, "sasl", "bob")], &ids).is_ok());
+        assert!(fixup(&[acl(perms::ALL, "sasl", "zk/host@EXAMPLE.COM")], &ids).is_ok());
+        assert_eq!(fixup(&[acl(perms::ALL, "sasl", "a@b@c")], &ids), Err(Code::InvalidAcl));
+        assert!(fixup(&[acl(perms::ALL, "x509", "CN=client,O=Warden")], &ids).is_ok());
+        assert_eq!(fixup(&[acl(perms::ALL, "x509", "client")], &ids), Err(Code::InvalidAcl));
+    }
+
+    #[test]
+    fn sasl_and_x509_identities_match_exactly_and_stand_for_auth() {
+        let ids = vec![Id::new("ip", "127.0.0.1"), Id::new("x509", "CN=client,O=Warden"), Id::new("sasl", "bob")];
+        assert!(check(&[acl(perms::READ, "x509", "CN=client,O=Warden")], perms::READ, &ids).is_ok());
+        assert_eq!(check(&[acl(perms::READ, "x509", "CN=other,O=Warden")], perms::READ, &ids), Err(Code::NoAuth));
+        assert!(check(&[acl(perms::READ, "sasl", "bob")], perms::READ, &ids).is_ok());
+        let fixed = fixup(&[acl(perms::ALL, "auth", "")], &ids).unwrap();
+        assert_eq!(fixed, vec![acl(perms::ALL, "x509", "CN=client,O=Warden"), acl(perms::ALL, "sasl", "bob")]);
     }
 
     #[test]

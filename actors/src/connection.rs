@@ -11,16 +11,46 @@ use crate::stats::ConnInfo;
 use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::error::Code;
-use warden_core::jute::Reader;
+use warden_core::jute::{Reader, Writer};
 use warden_core::proto::{op, ConnectRequest, Id, Request};
 use warden_core::server::reply_frame;
+use warden_core::sasl::{DigestMd5Server, Step};
 use warden_core::{acl, fourlw};
+
+/// What a connection needs to authenticate clients beyond addAuth.
+pub struct Security {
+    /// DIGEST-MD5 users from the JAAS `Server` section; None without a JAAS file.
+    pub sasl_users: Option<BTreeMap<String, String>>,
+}
+
+impl Security {
+    /// Reads `java.security.auth.login.config`; a missing or broken file
+    /// stops the start, as in ZooKeeper.
+    pub fn load(config: &warden_core::config::Config) -> Result<Security, String> {
+        let Some(path) = &config.jaas_config else { return Ok(Security { sasl_users: None }) };
+        let fail = |e: String| format!("java.security.auth.login.config {}: {e}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let users = warden_core::sasl::digest_users(&text, "Server").map_err(fail)?;
+        Ok(Security { sasl_users: Some(users) })
+    }
+}
+
+/// A fresh DIGEST-MD5 nonce: 16 random bytes, hex.
+fn nonce() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        b.copy_from_slice(&t.to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 /// How often a busy connection refreshes its session's expiry clock.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(50);
@@ -48,18 +78,23 @@ pub struct Connection {
     me: Arc<ActorStats>,
     last_touch: Instant,
     log: Logger,
+    security: Arc<Security>,
+    /// The SASL exchange in progress or done, if the client started one.
+    sasl: Option<DigestMd5Server>,
 }
 
 impl Connection {
-    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>, me: Arc<ActorStats>) -> Connection {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>, me: Arc<ActorStats>, transport_ids: Vec<Id>, security: Arc<Security>) -> Connection {
         let log = deps.log.new(slog::o!("conn" => id, "peer" => peer.to_string()));
         let mut ids = vec![Id::new("ip", &peer.ip().to_string())];
+        ids.extend(transport_ids);
         if deps.config.skip_acl {
             // zookeeper.skipACL=yes: every permission check passes.
             ids.push(Id::new("super", ""));
         }
         let auth: Arc<[Id]> = ids.into();
-        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, me, last_touch: Instant::now(), log }
+        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, me, last_touch: Instant::now(), log, security, sasl: None }
     }
 
     fn mailbox(&self, ctx: &Context<Self>) -> Mailbox<Connection> {
@@ -111,6 +146,9 @@ impl Connection {
             warn!(self.log, "closing connection: packet shorter than a request header"; "bytes" => frame.len());
             return self.close("short packet", ctx);
         };
+        if opcode == op::SASL {
+            return self.on_sasl(xid, &mut r, ctx);
+        }
         let request = match Request::decode(opcode, &mut r) {
             Ok(req) => req,
             Err(e) => {
@@ -145,7 +183,13 @@ impl Connection {
     /// reply echoes the request's xid (Java clients send -4, others need not).
     fn on_auth(&mut self, xid: i32, scheme: &str, auth: &[u8], ctx: &mut Context<Self>) {
         let ip = self.peer.ip().to_string();
-        match acl::authenticate(scheme, auth, &ip, self.deps.config.super_digest.as_deref()) {
+        let result = match scheme {
+            // As ZooKeeper's X509AuthenticationProvider: succeeds only with a verified client certificate.
+            "x509" if self.auth.iter().any(|i| i.scheme == "x509") => Ok(Vec::new()),
+            "x509" => Err(Code::AuthFailed),
+            _ => acl::authenticate(scheme, auth, &ip, self.deps.config.super_digest.as_deref()),
+        };
+        match result {
             Ok(ids) => {
                 let mut all: Vec<Id> = self.auth.to_vec();
                 for id in ids {
@@ -161,6 +205,48 @@ impl Connection {
                 self.deps.stats.auth_failed.fetch_add(1, Relaxed);
                 self.write(reply_frame(xid, 0, code as i32, |_| {}), ctx);
                 self.close("authentication failed", ctx);
+            }
+        }
+    }
+
+    fn add_identity(&mut self, id: Id) {
+        if !self.auth.contains(&id) {
+            let mut all: Vec<Id> = self.auth.to_vec();
+            all.push(id);
+            self.auth = all.into();
+        }
+    }
+
+    /// One SASL token (GetSASLRequest), answered here like addAuth, as
+    /// ZooKeeperServer.processSasl. Only DIGEST-MD5 is served.
+    fn on_sasl(&mut self, xid: i32, r: &mut Reader, ctx: &mut Context<Self>) {
+        let token = match r.buffer() {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                warn!(self.log, "rejecting malformed SASL request"; "xid" => xid, "error" => %e);
+                return self.write(reply_frame(xid, 0, Code::MarshallingError as i32, |_| {}), ctx);
+            }
+        };
+        let step = match &self.security.sasl_users {
+            None => Step::Failed("SASL is not configured (no java.security.auth.login.config)".into()),
+            Some(users) => {
+                let server = self.sasl.get_or_insert_with(|| DigestMd5Server::zookeeper(&nonce()));
+                server.step(&token, |u| users.get(u).cloned())
+            }
+        };
+        match step {
+            Step::Continue(t) => self.write(reply_frame(xid, 0, 0, |w| w.put_buffer(Some(&t))), ctx),
+            Step::Done { token, user } => {
+                info!(self.log, "SASL authenticated"; "mechanism" => "DIGEST-MD5", "sasl" => &user);
+                self.add_identity(Id::new("sasl", &user));
+                self.write(reply_frame(xid, 0, 0, |w| w.put_buffer(Some(&token))), ctx);
+            }
+            Step::Failed(why) => {
+                // ZooKeeper: AuthFailed with an empty response, then the connection (not the session) closes.
+                warn!(self.log, "SASL authentication failed; closing connection"; "reason" => why);
+                self.deps.stats.auth_failed.fetch_add(1, Relaxed);
+                self.write(reply_frame(xid, 0, Code::AuthFailed as i32, |_| {}), ctx);
+                self.close("SASL authentication failed", ctx);
             }
         }
     }

@@ -1,21 +1,88 @@
-//! The listener actor: accepts client connections and starts a session
-//! handler actor for each, enforcing maxClientCnxns per client address.
+//! The listener actor: accepts client connections on the plaintext and/or TLS
+//! port and starts a session handler actor for each, enforcing
+//! maxClientCnxns per client address.
 
 use crate::codec::ClientCodec;
-use crate::connection::Connection;
+use crate::connection::{Connection, Security};
 use crate::node::Deps;
 use crate::outbox::Outbox;
 use crate::stats::ConnInfo;
+use crate::tls::TlsSource;
 use actix::prelude::*;
-use slog::warn;
+use slog::{info, warn};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
+use warden_core::config::Config;
+use warden_core::proto::Id;
+
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection ids, unique across both ports.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The bound client ports and what the connections on them need; bound
+/// before the runtime starts so a port in use stops the start.
+pub struct Ports {
+    plain: Option<std::net::TcpListener>,
+    tls: Option<(std::net::TcpListener, Arc<TlsSource>)>,
+    security: Arc<Security>,
+}
+
+fn bind_one(host: &str, port: u16) -> Result<std::net::TcpListener, String> {
+    let l = std::net::TcpListener::bind((host, port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(l)
+}
+
+impl Ports {
+    pub fn bind(config: &Config, log: &slog::Logger) -> Result<Ports, String> {
+        let plain = match config.serve_client_port {
+            true => {
+                let (host, port) = config.client_listen_address();
+                Some(bind_one(&host, port)?)
+            }
+            false => None,
+        };
+        let tls = match (config.secure_listen_address(), config.tls().map_err(|e| e.to_string())?) {
+            (Some((host, port)), Some(settings)) => {
+                let source = TlsSource::load(settings, log.new(slog::o!("actor" => "tls")))?;
+                Some((bind_one(&host, port)?, source))
+            }
+            _ => None,
+        };
+        let security = Arc::new(Security::load(config)?);
+        Ok(Ports { plain, tls, security })
+    }
+
+    /// The addresses being served, for the start-up log line.
+    pub fn addresses(&self) -> String {
+        let plain = self.plain.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string());
+        let tls = self.tls.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| format!("{a} (TLS)"));
+        plain.chain(tls).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Starts one listener actor per port; call inside the actix system.
+    pub fn start(self, deps: Arc<Deps>) {
+        if let Some(l) = self.plain {
+            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), None, self.security.clone(), deps.clone());
+        }
+        if let Some((l, source)) = self.tls {
+            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), Some(source), self.security, deps);
+        }
+    }
+}
 
 pub struct Listener {
     deps: Arc<Deps>,
-    next_conn_id: u64,
+    tls: Option<Arc<TlsSource>>,
+    security: Arc<Security>,
 }
 
 #[derive(Message)]
@@ -23,14 +90,14 @@ pub struct Listener {
 struct Accepted(std::io::Result<(TcpStream, SocketAddr)>);
 
 impl Listener {
-    pub fn start(listener: TcpListener, deps: Arc<Deps>) -> Addr<Listener> {
+    fn start(listener: TcpListener, tls: Option<Arc<TlsSource>>, security: Arc<Security>, deps: Arc<Deps>) -> Addr<Listener> {
         Listener::create(|ctx| {
             let incoming = futures_util::stream::unfold(listener, |l| async move {
                 let r = l.accept().await;
                 Some((Accepted(r), l))
             });
             ctx.add_stream(incoming);
-            Listener { deps, next_conn_id: 1 }
+            Listener { deps, tls, security }
         })
     }
 
@@ -49,6 +116,24 @@ impl Actor for Listener {
     type Context = Context<Self>;
 }
 
+/// Starts the session handler for an accepted (and, on the TLS port,
+/// handshaken) connection. `ids` are identities the transport proved (x509).
+fn spawn_connection<R, W>(read: R, write: W, fd: i32, peer: SocketAddr, ids: Vec<Id>, security: Arc<Security>, deps: Arc<Deps>)
+where
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+{
+    let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
+    let info = Arc::new(ConnInfo::new(peer.to_string(), crate::processor::wall_clock_ms()));
+    deps.stats.connections.lock().unwrap().insert(id, info.clone());
+    let max_frame = deps.config.jute_max_buffer_bytes;
+    let me = deps.registry.register("session", id.to_string());
+    Connection::create(move |ctx| {
+        ctx.add_stream(FramedRead::new(read, ClientCodec::new(max_frame)));
+        Connection::new(id, peer, deps, Outbox::start(write, fd), info, me, ids, security)
+    });
+}
+
 impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, Accepted(res): Accepted, _: &mut Context<Self>) {
         let (stream, peer) = match res {
@@ -60,17 +145,32 @@ impl StreamHandler<Accepted> for Listener {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = self.next_conn_id;
-        self.next_conn_id += 1;
-        let info = Arc::new(ConnInfo::new(peer.to_string(), crate::processor::wall_clock_ms()));
-        self.deps.stats.connections.lock().unwrap().insert(id, info.clone());
-        let deps = self.deps.clone();
-        let max_frame = deps.config.jute_max_buffer_bytes;
-        let me = deps.registry.register("session", id.to_string());
-        Connection::create(move |ctx| {
+        let fd = stream.as_raw_fd();
+        let (deps, security) = (self.deps.clone(), self.security.clone());
+        let Some(source) = &self.tls else {
             let (read, write) = stream.into_split();
-            ctx.add_stream(FramedRead::new(read, ClientCodec::new(max_frame)));
-            Connection::new(id, peer, deps, Outbox::start(write), info, me)
+            return spawn_connection(read, write, fd, peer, Vec::new(), security, deps);
+        };
+        let acceptor = source.acceptor();
+        actix_rt::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return info!(deps.log, "TLS handshake failed; connection closed"; "peer" => peer.to_string(), "error" => %e),
+                Err(_) => return info!(deps.log, "TLS handshake timed out; connection closed"; "peer" => peer.to_string()),
+            };
+            let mut ids = Vec::new();
+            if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                match warden_core::x509::subject_dn(cert) {
+                    Ok(dn) => {
+                        info!(deps.log, "authenticated client certificate"; "peer" => peer.to_string(), "x509" => &dn);
+                        ids.push(Id::new("x509", &dn));
+                    }
+                    // The certificate verified, so this is our parser's limit: no identity, no access.
+                    Err(e) => warn!(deps.log, "cannot read the subject of a verified client certificate"; "peer" => peer.to_string(), "error" => e),
+                }
+            }
+            let (read, write) = tokio::io::split(tls);
+            spawn_connection(read, write, fd, peer, ids, security, deps);
         });
     }
 }

@@ -18,6 +18,7 @@ mod registry;
 mod snapshotter;
 mod storage;
 mod supervise;
+mod tls;
 mod stats;
 mod tools;
 mod tracker;

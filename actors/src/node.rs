@@ -2,7 +2,7 @@
 //! the actors, and signal handling.
 
 use crate::dispatcher::Dispatcher;
-use crate::listener::Listener;
+use crate::listener::Ports;
 use crate::messages::ExpireTo;
 use crate::messages::Tracking;
 use crate::processor::{wall_clock_ms, Processor};
@@ -195,10 +195,8 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     if !config.force_sync {
         warn!(log, "forceSync=no: writes are acknowledged before they reach the disk and can be lost on a crash; for tests only");
     }
-    let (host, port) = config.client_listen_address();
-    let std_listener = std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
-    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let local = std_listener.local_addr().map_err(|e| e.to_string())?;
+    let ports = Ports::bind(&config, &log)?;
+    let local = ports.addresses();
     let (db, zab_start) = if ensemble {
         let r = storage::recover_log(&config.data_dir, &config.data_log_dir, &log)?;
         info!(log, "recovered data for the ensemble"; "snapshot_zxid" => format!("{:#x}", r.snapshot_zxid), "logged_txns" => r.entries.len(),
@@ -221,7 +219,6 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     let sys = actix_rt::System::new();
     let run_log = log.clone();
     sys.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener joins the runtime");
         let stats = Arc::new(ServerStats::default());
         let registry = Arc::new(Registry::default());
         let tracker = {
@@ -282,8 +279,8 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         tracker.do_send(ExpireTo(processor.addr.clone().recipient()));
         let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
-        Listener::start(listener, deps);
-        info!(log, "Warden serving ZooKeeper clients"; "address" => local.to_string(), "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"));
+        ports.start(deps);
+        info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"));
         actix_rt::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {

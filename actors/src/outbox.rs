@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use std::os::fd::RawFd;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
 /// Bytes a connection may have queued but unwritten before it is closed.
@@ -20,8 +20,9 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts the writer task on the current (actix) arbiter.
-    pub fn start(mut socket: OwnedWriteHalf) -> Outbox {
+    /// Starts the writer task on the current (actix) arbiter. `socket` is a
+    /// plain or TLS write half; `fd` is its TCP socket, for resets.
+    pub fn start<W: AsyncWrite + Unpin + 'static>(mut socket: W, fd: RawFd) -> Outbox {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending = Arc::new(AtomicUsize::new(0));
         let counter = pending.clone();
@@ -32,7 +33,7 @@ impl Outbox {
             loop {
                 let first = tokio::select! {
                     f = rx.recv() => match f { Some(f) => f, None => break },
-                    _ = aborted.notified() => return reset(socket),
+                    _ = aborted.notified() => return reset(socket, fd),
                 };
                 batch.clear();
                 batch.extend_from_slice(&first);
@@ -44,7 +45,7 @@ impl Outbox {
                 }
                 tokio::select! {
                     r = socket.write_all(&batch) => if r.is_err() { break },
-                    _ = aborted.notified() => return reset(socket),
+                    _ = aborted.notified() => return reset(socket, fd),
                 }
                 counter.fetch_sub(batch.len(), Relaxed);
             }
@@ -78,8 +79,13 @@ impl Outbox {
     }
 }
 
-/// Closes with RST, discarding unsent data (for clients cut off as too slow).
-fn reset(socket: OwnedWriteHalf) {
-    let stream: &tokio::net::TcpStream = socket.as_ref();
-    let _ = stream.set_zero_linger();
+/// Closes with RST, discarding unsent data (for clients cut off as too slow):
+/// zero linger on the socket, set while `socket` still keeps the fd open.
+fn reset<W>(socket: W, fd: RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: fd is open (owned by the stream behind `socket`); linger is a valid option value.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &linger as *const _ as *const libc::c_void, std::mem::size_of::<libc::linger>() as libc::socklen_t);
+    }
+    drop(socket);
 }

@@ -323,7 +323,12 @@ async fn a_member_whose_tree_diverged_stops_loudly() {
     let stat = loaded.db.tree.get("/x").expect("/x is in the snapshot").stat;
     loaded.db.tree.set_data("/x", Some(b"tampered".to_vec()), stat.version, stat.mzxid, stat.mtime, &mut Vec::new()).unwrap();
     std::fs::write(&path, warden_core::snapshot::encode_all(&loaded.db)).unwrap();
-    e.start_member(victim);
+    if let Err(early) = e.try_start_member(victim) {
+        // It found the divergence before it answered its first ruok.
+        assert!(early.contains("exit status: 3") && early.contains("differs from the leader's"), "{early}");
+        assert_eq!(zk.get_data("/x").await.unwrap().0, b"original");
+        return;
+    }
     let end = Instant::now() + Duration::from_secs(20);
     let status = loop {
         zk.set_data("/fill0", b"tick", None).await.unwrap();

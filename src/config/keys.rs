@@ -33,6 +33,7 @@ plain_keys! {
     "clientPort" => client_port: port / show,
     "clientPortAddress" => client_port_address: text / show,
     "secureClientPort" => secure_client_port: some_port / show_some,
+    "secureClientPortAddress" => secure_client_port_address: some_text / show_some,
     "dataDir" => data_dir: path / show_path,
     "dataLogDir" => data_log_dir: path / show_path,
     "tickTime" => tick_time_ms: positive / show,
@@ -80,7 +81,7 @@ const JVM_ONLY: &str =
 /// Prefixes of real ZooKeeper settings Warden does not implement.
 const UNSUPPORTED: &str = "dynamicConfigFile clientPortListenBacklog maxCnxns \
     quorumListenOnAllIPs syncEnabled connectToLearnerMasterLimit quorum.auth. audit. \
-    multiAddress. group. weight. secureClientPortAddress admin.commandURL admin.idleTimeout \
+    multiAddress. group. weight. admin.commandURL admin.idleTimeout \
     snapshot. leaderServes";
 
 fn starts_with_any(key: &str, prefixes: &str) -> bool {
@@ -96,6 +97,7 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
     let (mut min_session, mut max_session, mut data_log_dir_set) = (None, None, false);
     let mut whitelist = None;
     let mut servers = BTreeMap::new();
+    let mut client_port_set = false;
     for (key, value) in pairs {
         let s = Setting {
             key: key.trim(),
@@ -107,6 +109,7 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
         let key = s.key.strip_prefix("zookeeper.").unwrap_or(s.key);
         if apply_plain(&mut c, key, &s)? {
             data_log_dir_set |= key == "dataLogDir";
+            client_port_set |= key == "clientPort";
             continue;
         }
         match key {
@@ -144,6 +147,9 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
         }
     }
 
+    // As ZooKeeper: with only secureClientPort given, no plaintext port.
+    c.serve_client_port = client_port_set || c.secure_client_port.is_none();
+    c.tls()?;
     if !data_log_dir_set {
         c.data_log_dir = c.data_dir.clone();
     }
@@ -200,6 +206,9 @@ fn four_letter_words(
 
 pub(super) fn to_pairs(c: &Config) -> Vec<(String, String)> {
     let mut out = plain_pairs(c);
+    if !c.serve_client_port {
+        out.retain(|(k, _)| k != "clientPort");
+    }
     out.push(("minSessionTimeout".into(), show(&c.min_session_timeout_ms)));
     out.push(("maxSessionTimeout".into(), show(&c.max_session_timeout_ms)));
     let whitelist = match &c.four_letter_words {

@@ -13,11 +13,13 @@
 
 mod keys;
 mod parse;
+mod ssl;
 #[cfg(test)]
 mod tests;
 
 pub use keys::build;
 pub use parse::{detect_format, parse, parse_set_flag};
+pub use ssl::{ClientAuth, TlsSettings};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -100,6 +102,10 @@ pub struct Config {
     pub client_port: u16,
     pub client_port_address: String,
     pub secure_client_port: Option<u16>,
+    /// Host of the TLS port; clientPortAddress when unset.
+    pub secure_client_port_address: Option<String>,
+    /// False when only secureClientPort was given: then no plaintext port, as ZooKeeper.
+    pub serve_client_port: bool,
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
     pub tick_time_ms: u32,
@@ -165,6 +171,8 @@ impl Default for Config {
             client_port: 2181,
             client_port_address: "127.0.0.1".into(),
             secure_client_port: None,
+            secure_client_port_address: None,
+            serve_client_port: true,
             data_dir: "./data".into(),
             data_log_dir: "./data".into(),
             tick_time_ms: 2000,
@@ -263,6 +271,12 @@ impl Config {
             .and_then(|id| self.servers.iter().find(|s| s.id == id));
         let own = own.and_then(|s| s.client_address.clone());
         own.unwrap_or_else(|| (self.client_port_address.clone(), self.client_port))
+    }
+
+    /// Where the TLS port listens, if secureClientPort is set.
+    pub fn secure_listen_address(&self) -> Option<(String, u16)> {
+        let host = self.secure_client_port_address.clone().unwrap_or_else(|| self.client_port_address.clone());
+        self.secure_client_port.map(|port| (host, port))
     }
 
     /// Checks `my_id` once the caller has filled it in from `dataDir/myid`.

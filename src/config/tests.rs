@@ -255,6 +255,7 @@ fn whitelist_star_and_ssl_strings() {
     let (c, w) = build(&pairs(&[
         ("4lw.commands.whitelist", "ruok, *"),
         ("ssl.keyStore.location", "/k.pem"),
+        ("ssl.trustStore.location", "/ca.pem"),
         ("zookeeper.ssl.clientAuth", "need"),
         ("ssl.keyStore.password", "secret"),
         ("sslQuorum", "true"),
@@ -269,7 +270,7 @@ fn whitelist_star_and_ssl_strings() {
         c.ssl.get("ssl.clientAuth").map(String::as_str),
         Some("need")
     );
-    assert_eq!(c.ssl.len(), 3);
+    assert_eq!(c.ssl.len(), 4);
     assert!(c.ssl_quorum);
     assert_eq!(c.jaas_config, Some(PathBuf::from("/jaas.conf")));
     assert_eq!(c.secure_client_port, Some(2281));
@@ -372,6 +373,9 @@ fn to_pairs_round_trips() {
     c.secure_client_port = Some(2281);
     c.jaas_config = Some("/j".into());
     c.ssl.insert("ssl.clientAuth".into(), "want".into());
+    c.ssl.insert("ssl.keyStore.location".into(), "/k.pem".into());
+    c.ssl.insert("ssl.trustStore.location".into(), "/ca.pem".into());
+    c.secure_client_port_address = Some("::1".into());
     let (back, warnings) = build(&c.to_pairs()).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(back, c);
@@ -402,4 +406,35 @@ fn skip_acl_needs_exactly_yes_as_zookeeper() {
         let (c, _) = build(&[("skipACL".to_string(), v.to_string())]).unwrap();
         assert_eq!(c.skip_acl, on, "{v}");
     }
+}
+
+#[test]
+fn tls_settings_and_refused_stores() {
+    let base = [("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem"), ("ssl.trustStore.location", "/ca.pem")];
+    let with = |extra: &[(&str, &str)]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(extra);
+        pairs(&all)
+    };
+    let (c, _) = build(&with(&[])).unwrap();
+    let tls = c.tls().unwrap().unwrap();
+    assert_eq!((tls.client_auth, tls.trust_store.as_deref()), (ClientAuth::Need, Some(Path::new("/ca.pem"))));
+    assert!(!c.serve_client_port, "only secureClientPort given: TLS only, as ZooKeeper");
+    assert_eq!(c.secure_listen_address(), Some(("127.0.0.1".into(), 2281)));
+    let (c, _) = build(&with(&[("clientPort", "2181"), ("zookeeper.ssl.clientAuth", "WANT"), ("ssl.keyStore.type", "pem")])).unwrap();
+    assert!(c.serve_client_port);
+    assert_eq!(c.tls().unwrap().unwrap().client_auth, ClientAuth::Want);
+    let e = build(&with(&[("ssl.keyStore.type", "JKS")])).unwrap_err().to_string();
+    assert_eq!(e, r#"config: ssl.keyStore.type: "JKS" is not supported; Warden reads PEM stores only; convert with keytool/openssl to PEM and set ssl.keyStore.type=PEM"#);
+    let e = build(&with(&[("ssl.trustStore.location", "/t.p12")])).unwrap_err().to_string();
+    assert!(e.contains("ssl.trustStore.location") && e.contains("PKCS12") && e.contains("ssl.trustStore.type=PEM"), "{e}");
+    let e = build(&pairs(&[("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem")])).unwrap_err().to_string();
+    assert!(e.contains("needs ssl.trustStore.location"), "{e}");
+    let (c, _) = build(&pairs(&[("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem"), ("ssl.clientAuth", "none")])).unwrap();
+    assert_eq!(c.tls().unwrap().unwrap().client_auth, ClientAuth::None);
+    assert!(err(&[("secureClientPort", "2281")]).contains("ssl.keyStore.location"));
+    assert!(build(&with(&[("ssl.clientAuth", "maybe")])).unwrap_err().to_string().contains("need, want, none"));
+    // Without secureClientPort the ssl keys are kept but not checked, as ZooKeeper.
+    let (c, _) = build(&pairs(&[("ssl.keyStore.type", "JKS")])).unwrap();
+    assert_eq!(c.tls().unwrap(), None);
 }

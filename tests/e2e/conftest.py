@@ -57,6 +57,10 @@ ZK_JARS = [
     "/usr/share/java/jackson-databind.jar",
     "/usr/share/java/jackson-core.jar",
     "/usr/share/java/jackson-annotations.jar",
+    # Netty's codec and SSL handler for NettyServerCnxnFactory (the TLS tests).
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-handler.jar",
+    "/usr/share/java/netty-resolver.jar",
 ]
 ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
@@ -70,7 +74,7 @@ BASE_SETTINGS = {
 
 # Keys that are Java system properties for ZooKeeper (everything else is zoo.cfg).
 _SYSPROP_PREFIXES = ("zookeeper.", "znode.", "jute.")
-_SYSPROP_KEYS = {"readonlymode.enabled"}
+_SYSPROP_KEYS = {"readonlymode.enabled", "java.security.auth.login.config"}
 
 STARTUP_TIMEOUT = 30.0
 ENSEMBLE = int(os.environ.get("WARDEN_TEST_ENSEMBLE", "1"))

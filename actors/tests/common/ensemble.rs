@@ -47,6 +47,13 @@ impl Ensemble {
     }
 
     pub fn start_member(&mut self, id: u64) {
+        if let Err(e) = self.try_start_member(id) {
+            panic!("member {id}: {e}");
+        }
+    }
+
+    /// Starts a member; Err (with its log) if it exits before answering ruok.
+    pub fn try_start_member(&mut self, id: u64) -> Result<(), String> {
         let m = &self.members[id as usize - 1];
         let mut extra: Vec<(String, String)> = self.servers.iter().map(|s| {
             let (k, v) = s.split_once('=').unwrap();
@@ -59,8 +66,9 @@ impl Ensemble {
         }
         extra.extend(self.extra.iter().cloned());
         let refs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let server = Server::start_in(&m.dir, m.client_port, &refs).unwrap_or_else(|e| panic!("member {id}: {e}"));
+        let server = Server::start_in(&m.dir, m.client_port, &refs)?;
         self.members[id as usize - 1].server = Some(server);
+        Ok(())
     }
 
     fn voters(&self) -> u64 {

@@ -1,0 +1,107 @@
+//! TLS for secureClientPort: builds the rustls server config from the PEM
+//! key store and trust store, and rebuilds it when those files change so new
+//! connections get a renewed certificate without a restart.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use slog::{info, warn, Logger};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+use warden_core::config::{ClientAuth, TlsSettings};
+
+/// How often the store files are checked for changes (on accept).
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Modification time and size of each store file: a change means reload.
+type Stamp = Vec<Option<(SystemTime, u64)>>;
+
+struct Loaded {
+    acceptor: TlsAcceptor,
+    stamp: Stamp,
+    checked: Instant,
+}
+
+pub struct TlsSource {
+    settings: TlsSettings,
+    loaded: Mutex<Loaded>,
+    log: Logger,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{what} {}: cannot read PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{what} {}: no CERTIFICATE in the file", path.display()));
+    }
+    Ok(certs)
+}
+
+/// A ServerConfig from the current files; errors name the key and file.
+pub fn server_config(s: &TlsSettings) -> Result<ServerConfig, String> {
+    let ks = &s.key_store;
+    let chain = certs(ks, "ssl.keyStore.location")?;
+    let key = PrivateKeyDer::from_pem_file(ks).map_err(|e| {
+        format!("ssl.keyStore.location {}: no usable private key ({e}); an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key is needed", ks.display())
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+    let builder = match (&s.trust_store, s.client_auth) {
+        (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
+        (Some(ts), auth) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ts, "ssl.trustStore.location")? {
+                roots.add(c).map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?;
+            }
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let v = if auth == ClientAuth::Want { v.allow_unauthenticated() } else { v };
+            builder.with_client_cert_verifier(v.build().map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?)
+        }
+    };
+    builder.with_single_cert(chain, key).map_err(|e| format!("ssl.keyStore.location {}: key and certificate do not fit: {e}", ks.display()))
+}
+
+fn stamp(s: &TlsSettings) -> Stamp {
+    std::iter::once(&s.key_store)
+        .chain(s.trust_store.as_ref())
+        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .collect()
+}
+
+impl TlsSource {
+    /// Loads the stores now; a failure here stops the start.
+    pub fn load(settings: TlsSettings, log: Logger) -> Result<Arc<TlsSource>, String> {
+        let stamp = stamp(&settings);
+        let config = server_config(&settings)?;
+        let loaded = Loaded { acceptor: TlsAcceptor::from(Arc::new(config)), stamp, checked: Instant::now() };
+        Ok(Arc::new(TlsSource { settings, loaded: Mutex::new(loaded), log }))
+    }
+
+    /// The acceptor for a new connection, reloading changed store files
+    /// first. A broken new file keeps the old certificate in use.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let mut l = self.loaded.lock().unwrap();
+        if l.checked.elapsed() >= RELOAD_CHECK {
+            l.checked = Instant::now();
+            let now = stamp(&self.settings);
+            if now != l.stamp {
+                l.stamp = now;
+                match server_config(&self.settings) {
+                    Ok(c) => {
+                        l.acceptor = TlsAcceptor::from(Arc::new(c));
+                        info!(self.log, "TLS key/certificate files changed; new connections use the reloaded certificate"; "keyStore" => self.settings.key_store.display().to_string());
+                    }
+                    Err(e) => warn!(self.log, "TLS files changed but cannot be loaded; keeping the previous certificate"; "error" => e),
+                }
+            }
+        }
+        l.acceptor.clone()
+    }
+}

@@ -1,0 +1,75 @@
+//! The `ssl.*` keys of the TLS client port, checked when the config is built
+//! so a store Warden cannot read stops the start with a clear message.
+
+use super::{invalid, Config, R};
+use std::path::{Path, PathBuf};
+
+/// `ssl.clientAuth`; ZooKeeper's default (unset or empty) is need
+/// (`X509Util.ClientAuth.fromPropertyValue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Need,
+    Want,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM holding the private key and the certificate chain.
+    pub key_store: PathBuf,
+    /// PEM CA certificates that client certificates must chain to.
+    pub trust_store: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+const CONVERT: &str = "Warden reads PEM stores only; convert with keytool/openssl to PEM and set";
+
+/// The store type: explicit `*.type`, else from the file extension as
+/// ZooKeeper's `KeyStoreFileType.fromFilename`; unknown extensions are read as PEM.
+fn check_pem(c: &Config, store: &str, path: &Path) -> R<()> {
+    let type_key = format!("ssl.{store}.type");
+    if let Some(t) = c.ssl.get(&type_key).filter(|t| !t.trim().is_empty()) {
+        if !t.trim().eq_ignore_ascii_case("PEM") {
+            return Err(invalid(&type_key, t, format!("is not supported; {CONVERT} {type_key}=PEM")));
+        }
+        return Ok(());
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let kind = match ext.as_str() {
+        "jks" => "JKS",
+        "p12" | "pfx" => "PKCS12",
+        "bcfks" => "BCFKS",
+        _ => return Ok(()),
+    };
+    Err(invalid(&format!("ssl.{store}.location"), path.display(), format!("is a {kind} store (by its extension), which is not supported; {CONVERT} {type_key}=PEM")))
+}
+
+impl Config {
+    /// TLS settings when `secureClientPort` is set, else None.
+    pub fn tls(&self) -> R<Option<TlsSettings>> {
+        if self.secure_client_port.is_none() {
+            return Ok(None);
+        }
+        let get = |k: &str| self.ssl.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let key_store = get("ssl.keyStore.location")
+            .map(PathBuf::from)
+            .ok_or_else(|| invalid("ssl.keyStore.location", "", "is required when secureClientPort is set (a PEM file with the private key and certificate chain)"))?;
+        check_pem(self, "keyStore", &key_store)?;
+        let trust_store = get("ssl.trustStore.location").map(PathBuf::from);
+        if let Some(t) = &trust_store {
+            check_pem(self, "trustStore", t)?;
+        }
+        let client_auth = match get("ssl.clientAuth").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("need") => ClientAuth::Need,
+            Some("want") => ClientAuth::Want,
+            Some("none") => ClientAuth::None,
+            Some(_) => return Err(invalid("ssl.clientAuth", &self.ssl["ssl.clientAuth"], "is not one of need, want, none")),
+        };
+        if client_auth != ClientAuth::None && trust_store.is_none() {
+            // ZooKeeper would fall back to the JVM's cacerts; Warden has no such default.
+            let reason = "needs ssl.trustStore.location (PEM CA certificates) to verify client certificates; set ssl.clientAuth=none to accept clients without them";
+            return Err(invalid("ssl.clientAuth", get("ssl.clientAuth").unwrap_or("need (default)"), reason));
+        }
+        Ok(Some(TlsSettings { key_store, trust_store, client_auth }))
+    }
+}
