@@ -170,14 +170,16 @@ pub fn resolve_myid(config: &mut Config) -> Result<(), String> {
 }
 
 /// Session passwords must verify on every member, so an ensemble derives its
-/// key from what all members share, the server list (ZooKeeper uses a fixed
-/// constant). Standalone servers keep a random per-dataDir key.
+/// key from what all members share, the server ids and roles (ZooKeeper uses
+/// a fixed constant). Addresses are left out: a member may reach a peer
+/// through a different address (a proxy, NAT). Standalone servers keep a
+/// random per-dataDir key.
 fn ensemble_secret(config: &Config) -> Vec<u8> {
     use sha1::{Digest, Sha1};
     let mut h = Sha1::new();
     h.update(b"warden-ensemble-session-key");
     for s in &config.servers {
-        h.update(format!("{}={}:{}:{};", s.id, s.host, s.quorum_port, s.election_port).as_bytes());
+        h.update(format!("{}:{:?};", s.id, s.role).as_bytes());
     }
     h.finalize().to_vec()
 }

@@ -1,7 +1,7 @@
 //! Peer links: one TCP connection per pair of ensemble members, carrying
 //! length-prefixed frames (4-byte big-endian length) of MessagePack-encoded
-//! `zab::Message`s. The first frame each way is a `Hello` with the protocol
-//! version and the sender's id. As in ZooKeeper's QuorumCnxManager only the
+//! `zab::Message`s (`zab::wire`). The dialer's first frame is a `Hello` with
+//! the protocol version and its id. As in ZooKeeper's QuorumCnxManager only the
 //! member with the larger id dials, so a pair never holds two connections.
 //!
 //! One `PeerLink` actor per remote member owns the current connection, dials
@@ -14,34 +14,22 @@ use crate::registry::ActorStats;
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use slog::{info, warn, Logger};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
-use warden_core::zab::{Message, ServerId, PROTOCOL_VERSION};
+use warden_core::zab::{Message, ServerId};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The first frame on a link, each way.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Hello {
-    pub version: u32,
-    pub server_id: ServerId,
-}
+pub use warden_core::zab::wire::decode;
 
-/// Positional MessagePack (`to_vec`, not `to_vec_named`): proposals are the
-/// hot path, and both ends are checked to speak the same version in `Hello`.
 pub fn encode(msg: &Message) -> Bytes {
-    Bytes::from(rmp_serde::to_vec(msg).expect("peer messages always encode"))
-}
-
-pub fn decode(frame: &[u8]) -> Result<Message, String> {
-    rmp_serde::from_slice(frame).map_err(|e| format!("undecodable peer frame: {e}"))
+    Bytes::from(warden_core::zab::wire::encode(msg))
 }
 
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
@@ -201,7 +189,7 @@ impl Handler<Dial> for PeerLink {
             return;
         }
         let Some(addr) = self.dial_addr.clone() else { return };
-        let hello = rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION, server_id: self.my_id }).expect("hello encodes");
+        let hello = warden_core::zab::wire::encode_hello(self.my_id);
         let max = self.max_frame_bytes;
         let fut = async move {
             let stream = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
@@ -310,14 +298,11 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
     });
 }
 
-async fn read_hello(stream: TcpStream, max_frame_bytes: usize) -> Result<(Hello, TcpStream), String> {
+async fn read_hello(stream: TcpStream, max_frame_bytes: usize) -> Result<(warden_core::zab::wire::Hello, TcpStream), String> {
     let mut frames = FramedRead::new(stream, codec(max_frame_bytes.min(1024)));
     let frame = tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await.map_err(|_| "no hello within 5 s".to_string())?;
     let frame = frame.ok_or("closed before hello")?.map_err(|e| format!("bad hello frame: {e}"))?;
-    let hello: Hello = rmp_serde::from_slice(&frame).map_err(|e| format!("undecodable hello: {e}"))?;
-    if hello.version != PROTOCOL_VERSION {
-        return Err(format!("peer speaks protocol version {}, this server {}", hello.version, PROTOCOL_VERSION));
-    }
+    let hello = warden_core::zab::wire::decode_hello(&frame)?;
     if !frames.read_buffer().is_empty() {
         return Err("data after hello before the link was adopted".into());
     }
@@ -331,11 +316,7 @@ mod tests {
     use tokio_util::codec::Decoder;
 
     #[test]
-    fn frames_round_trip_and_bad_ones_are_errors() {
-        let msg = Message::Commit { zxid: 42 };
-        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
-        assert!(decode(&[0xc1, 0x00]).is_err(), "reserved MessagePack byte");
-        assert!(decode(&[]).is_err());
+    fn oversized_frames_are_refused_before_buffering() {
         let mut c = codec(16);
         let mut b = BytesMut::from(&[0, 0, 0, 17][..]);
         assert!(c.decode(&mut b).is_err(), "oversized frame is refused before buffering it");

@@ -66,6 +66,7 @@ pub mod leader;
 pub mod log;
 pub mod peer;
 pub mod quorum;
+pub mod wire;
 #[cfg(test)]
 mod testkit;
 
