@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# 3-member Warden ensemble vs 3-member Apache ZooKeeper 3.8 ensemble on this
+# machine (all members, the client and the benchmark share its cores):
+#  * throughput and latency per workload, clients spread over all members
+#    (writes through followers are forwarded), ops per server CPU-second summed
+#    over the members; the same workloads on a single node of each for the
+#    ensemble/single ratio;
+#  * leader fail-over: SIGKILL of the leader to the first acknowledged create
+#    through a survivor, median of FAILOVERS kills (the member is restarted
+#    between kills);
+#  * catch-up: a follower down while CATCHUP creates commit, then restarted:
+#    time until its last zxid equals the leader's.
+# Writes a markdown report to bench/results/ensemble.md. Every process it starts
+# is stopped by pid, also on failure.
+#
+#   bash bench/ensemble.sh                                    # full run
+#   ROUNDS=1 DURATION=3 FAILOVERS=5 CATCHUP=20000 bash bench/ensemble.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-8}
+OUTSTANDING=${OUTSTANDING:-32}
+KEYS=${KEYS:-10000}
+VALUE_SIZE=${VALUE_SIZE:-100}
+WORKLOADS=${WORKLOADS-"create set get mixed"}
+SERVERS=${SERVERS:-"zookeeper warden"}
+FAILOVERS=${FAILOVERS:-20}
+CATCHUP=${CATCHUP:-100000}
+TICK=${TICK:-500}
+ZK_HEAP=${ZK_HEAP:-512m}
+OUT=${OUT:-$repo/bench/results/ensemble.md}
+
+ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
+if [ ! -f /usr/share/java/zookeeper.jar ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq zookeeper >/dev/null
+fi
+cargo build --release --quiet -p warden -p warden-bench
+WARDEN=$repo/target/release/warden
+BENCH=$repo/target/release/warden-bench
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-ensemble.XXXXXX")
+mkdir -p "$WORK/reports"
+declare -A PID PORT QPORT EPORT DIR
+PROBLEMS=()
+
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local k
+  for k in "${!PID[@]}"; do stop_pid "${PID[$k]}"; done
+  [ "${KEEP_WORK:-0}" = 1 ] && echo "work dir kept: $WORK" >&2 || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$WORK/log4j.properties" <<EOF
+log4j.rootLogger=ERROR, FILE
+log4j.appender.FILE=org.apache.log4j.FileAppender
+log4j.appender.FILE.File=$WORK/zookeeper-log4j.log
+log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
+log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] - %m%n
+EOF
+
+# layout N TAG: ports and dirs for members 1..N of a fresh cluster TAG.
+layout() {
+  local n=$1 tag=$2 i
+  for i in $(seq 1 "$n"); do
+    PORT[$i]=$("$BENCH" free-port); QPORT[$i]=$("$BENCH" free-port); EPORT[$i]=$("$BENCH" free-port)
+    DIR[$i]="$WORK/$tag/m$i"; mkdir -p "${DIR[$i]}"
+  done
+}
+
+# start_member NAME N I: start member I of an N-member cluster (N=1: standalone).
+start_member() {
+  local name=$1 n=$2 i=$3 j lines=()
+  if [ "$n" -gt 1 ]; then
+    for j in $(seq 1 "$n"); do lines+=("server.$j=127.0.0.1:${QPORT[$j]}:${EPORT[$j]}"); done
+  fi
+  case $name in
+    zookeeper)
+      {
+        echo "tickTime=$TICK"; echo "initLimit=10"; echo "syncLimit=5"
+        echo "dataDir=${DIR[$i]}"; echo "clientPort=${PORT[$i]}"; echo "clientPortAddress=127.0.0.1"
+        echo "admin.enableServer=false"; echo "4lw.commands.whitelist=*"; echo "maxClientCnxns=0"
+        for j in "${lines[@]}"; do echo "$j"; done
+      } >"${DIR[$i]}.cfg"
+      [ "$n" -gt 1 ] && echo "$i" >"${DIR[$i]}/myid"
+      java -Xmx"$ZK_HEAP" -Dlog4j.configuration="file:$WORK/log4j.properties" -cp "$ZK_CP" \
+        org.apache.zookeeper.server.quorum.QuorumPeerMain "${DIR[$i]}.cfg" >>"$WORK/zookeeper.out" 2>&1 </dev/null &
+      ;;
+    warden)
+      local sets=(--set "clientPort=${PORT[$i]}" --set clientPortAddress=127.0.0.1 --set "dataDir=${DIR[$i]}"
+        --set "tickTime=$TICK" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 --set admin.enableServer=false)
+      for j in "${lines[@]}"; do sets+=(--set "$j"); done
+      [ "$n" -gt 1 ] && sets+=(--set "warden.myid=$i")
+      "$WARDEN" server "${sets[@]}" >>"$WORK/warden-m$i.out" 2>&1 </dev/null &
+      ;;
+  esac
+  PID[$i]=$!
+}
+
+hosts() { local n=$1 i out=(); for i in $(seq 1 "$n"); do out+=("127.0.0.1:${PORT[$i]}"); done; (IFS=,; echo "${out[*]}"); }
+pids() { local n=$1 i out=(); for i in $(seq 1 "$n"); do out+=("${PID[$i]}"); done; (IFS=,; echo "${out[*]}"); }
+ready() { "$BENCH" ready --servers "$(hosts "$1")" --timeout 120 >/dev/null; }
+mode_of() { { "$BENCH" four-letter --server "127.0.0.1:${PORT[$1]}" srvr 2>/dev/null || true; } | awk -F': ' '/^Mode/ {print $2}'; }
+zxid_of() { { "$BENCH" four-letter --server "127.0.0.1:${PORT[$1]}" srvr 2>/dev/null || true; } | awk -F': ' '/^Zxid/ {print $2}'; }
+leader_of() { local n=$1 i; for i in $(seq 1 "$n"); do [ "$(mode_of "$i")" = leader ] && { echo "$i"; return; }; done; echo ""; }
+# find_leader N: the leader's member number, waiting up to 10 s for one.
+find_leader() { local l=""; for _ in $(seq 200); do l=$(leader_of "$1"); [ -n "$l" ] && break; sleep 0.05; done; echo "$l"; }
+stop_cluster() { local n=$1 i; for i in $(seq 1 "$n"); do stop_pid "${PID[$i]}"; unset "PID[$i]"; done; }
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "–"; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+REPORTS=()
+echo "== throughput: $WORKLOADS; $ROUNDS round(s) of ${DURATION}s ==" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  for workload in $WORKLOADS; do
+    for name in $SERVERS; do
+      for n in 3 1; do
+        layout "$n" "$name-$workload-$n-r$round"
+        for i in $(seq 1 "$n"); do start_member "$name" "$n" "$i"; done
+        if ready "$n"; then
+          base="$WORK/reports/$workload-$name-$n-r$round"
+          "$BENCH" --servers "$(hosts "$n")" --server-pid "$(pids "$n")" --label "$name-$n" --workload "$workload" \
+            --duration "$DURATION" --connections "$CONNECTIONS" --outstanding "$OUTSTANDING" --keys "$KEYS" \
+            --value-size "$VALUE_SIZE" --json "$base.json" >"$base.txt" 2>&1 || PROBLEMS+=("$name-$n $workload r$round: bench exited $?")
+          [ -f "$base.json" ] && REPORTS+=("$base.json")
+          echo "  r$round $workload $name-$n: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//')" >&2
+        else
+          PROBLEMS+=("$name-$n $workload r$round: not serving")
+        fi
+        stop_cluster "$n"
+      done
+    done
+  done
+done
+
+declare -A FAILOVER_MS CATCHUP_MS CATCHUP_ZXID
+for name in $SERVERS; do
+  echo "== $name: $FAILOVERS leader fail-overs (tickTime $TICK) ==" >&2
+  layout 3 "$name-failover"
+  for i in 1 2 3; do start_member "$name" 3 "$i"; done
+  times=()
+  for k in $(seq 1 "$FAILOVERS"); do
+    ready 3 || { PROBLEMS+=("$name fail-over $k: ensemble not serving"); break; }
+    leader=$(find_leader 3)
+    [ -n "$leader" ] || { PROBLEMS+=("$name fail-over $k: no leader found"); break; }
+    survivors=(); for i in 1 2 3; do [ "$i" != "$leader" ] && survivors+=("127.0.0.1:${PORT[$i]}"); done
+    if ms=$("$BENCH" failover --servers "$(IFS=,; echo "${survivors[*]}")" --kill-pid "${PID[$leader]}" --timeout 60); then
+      times+=("$ms"); echo "  kill $k (leader m$leader): $ms ms" >&2
+    else
+      PROBLEMS+=("$name fail-over $k: no write within 60 s")
+    fi
+    wait "${PID[$leader]}" 2>/dev/null || true
+    start_member "$name" 3 "$leader"
+  done
+  FAILOVER_MS[$name]=$(printf '%s\n' "${times[@]}" | median)
+  stop_cluster 3
+
+  echo "== $name: a follower $CATCHUP transactions behind ==" >&2
+  layout 3 "$name-catchup"
+  for i in 1 2 3; do start_member "$name" 3 "$i"; done
+  ready 3 || PROBLEMS+=("$name catch-up: not serving")
+  leader=$(find_leader 3)
+  if [ -z "$leader" ]; then PROBLEMS+=("$name catch-up: no leader"); stop_cluster 3; continue; fi
+  follower=1; [ "$leader" = 1 ] && follower=2
+  stop_pid "${PID[$follower]}"
+  "$BENCH" --servers "127.0.0.1:${PORT[$leader]}" --workload populate --keys "$CATCHUP" --value-size "$VALUE_SIZE" \
+    --outstanding 64 --label "$name" >"$WORK/reports/catchup-$name.txt" 2>&1 || PROBLEMS+=("$name catch-up: populate failed")
+  target=$(zxid_of "$leader")
+  t0=$(date +%s%N)
+  start_member "$name" 3 "$follower"
+  got=""
+  for _ in $(seq 6000); do got=$(zxid_of "$follower"); [ "$got" = "$target" ] && break; sleep 0.02; done
+  t1=$(date +%s%N)
+  if [ "$got" = "$target" ]; then CATCHUP_MS[$name]=$(( (t1 - t0) / 1000000 )); else CATCHUP_MS[$name]="not caught up in 120 s"; PROBLEMS+=("$name catch-up: follower at $got, leader $target"); fi
+  CATCHUP_ZXID[$name]=$target
+  stop_cluster 3
+done
+
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "## 3-member ensembles: Warden vs Apache ZooKeeper 3.8 — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); every member, the client and"
+  echo "the benchmark share it. tickTime=$TICK for both; forceSync on; ZooKeeper -Xmx$ZK_HEAP per member."
+  echo
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION FAILOVERS=$FAILOVERS CATCHUP=$CATCHUP WORKLOADS=\"$WORKLOADS\" bash bench/ensemble.sh\`"
+  echo
+  echo "### Throughput and latency (medians over $ROUNDS rounds; clients on all members)"
+  echo
+  echo "Labels: name-3 = 3-member ensemble, name-1 = single node. ops per server CPU-s sums the members' CPU."
+  echo
+  if [ "${#REPORTS[@]}" -gt 0 ]; then
+    "$BENCH" summarize --ratio warden-3/zookeeper-3 "${REPORTS[@]}"
+    echo
+    echo "Ensemble vs single node (ratio rows warden-3/warden-1):"
+    echo
+    "$BENCH" summarize --ratio warden-3/warden-1 $(printf '%s\n' "${REPORTS[@]}" | grep -- '-warden-')
+  fi
+  echo
+  echo "### Leader fail-over and follower catch-up"
+  echo
+  echo "| server | fail-over: SIGKILL of leader to first acked write, median of $FAILOVERS (ms) | catch-up of a follower $CATCHUP txns behind, restart to leader's zxid (ms) |"
+  echo "|---|---:|---:|"
+  for name in $SERVERS; do echo "| $name | ${FAILOVER_MS[$name]:-–} | ${CATCHUP_MS[$name]:-–} |"; done
+  echo
+  if [ "${#PROBLEMS[@]}" -gt 0 ]; then echo "### Problems seen"; echo; for p in "${PROBLEMS[@]}"; do echo "- $p"; done; else echo "No problems seen."; fi
+} | tee "$OUT"
