@@ -118,6 +118,9 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
         "isro" => out.push_str(if s.read_only { "ro" } else { "rw" }),
         "srvr" | "stat" => {
             let _ = writeln!(out, "Zookeeper version: {}", full_version(&s.warden_version));
+            if s.read_only {
+                out.push_str("READ-ONLY mode; serving only read-only clients\n");
+            }
             if cmd == "stat" {
                 out.push_str("Clients:\n");
                 for c in &s.clients {

@@ -152,6 +152,9 @@ pub struct Core {
     closing: HashSet<i64>,
     /// Transactions prepared but not yet handed to the log.
     unlogged: Vec<Arc<LogEntry>>,
+    /// Read-only mode: sessions made by this server alone, never written
+    /// to the log (ZooKeeper's local sessions), with their timeouts.
+    local_sessions: std::collections::HashMap<i64, i32>,
 }
 
 impl Core {
@@ -176,6 +179,7 @@ impl Core {
             pending: VecDeque::new(),
             closing: HashSet::new(),
             unlogged: Vec::new(),
+            local_sessions: std::collections::HashMap::new(),
         }
     }
 
@@ -244,6 +248,16 @@ impl Core {
             None => Answer::Silent,
         };
         Some(self.apply_entry(entry, answer))
+    }
+
+    /// Read-only mode: what ReadOnlyRequestProcessor refuses with
+    /// NotReadOnly (writes, sync, check; closeSession of a global session).
+    pub fn refused_read_only(&self, session_id: i64, req: &Request) -> bool {
+        match req {
+            Request::CloseSession => !self.is_local_session(session_id),
+            Request::Sync { .. } | Request::Reconfig => true,
+            r => r.is_write(),
+        }
     }
 
     /// Replaces the database (a SNAP from the leader).
@@ -348,6 +362,49 @@ impl Core {
         ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created }
     }
 
+    /// Read-only mode (ReadOnlyZooKeeperServer): a client that allows it gets
+    /// a local session, or reattaches a known one; the reply says read-only.
+    pub fn connect_read_only(&mut self, req: &ConnectRequest) -> ConnectOutcome {
+        if req.last_zxid_seen > self.db.last_zxid() {
+            return ConnectOutcome::Refused(format!("client has seen zxid {:#x}, our last zxid is {:#x}", req.last_zxid_seen, self.db.last_zxid()));
+        }
+        let timeout_ms = session::negotiate_timeout(req.timeout_ms, self.settings.min_session_timeout_ms, self.settings.max_session_timeout_ms);
+        let session_id = if req.session_id == 0 {
+            let sid = self.next_session_id;
+            self.next_session_id += 1;
+            self.local_sessions.insert(sid, timeout_ms);
+            sid
+        } else {
+            let known = self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id);
+            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+                let mut w = Vec::new();
+                w.put_i32(0);
+                ConnectResponse::expired().encode(&mut w);
+                return ConnectOutcome::Expired { frame: finish_frame(w) };
+            }
+            req.session_id
+        };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: true };
+        let mut w = Vec::new();
+        w.put_i32(0);
+        resp.encode(&mut w);
+        ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created: None }
+    }
+
+    pub fn is_local_session(&self, session_id: i64) -> bool {
+        self.local_sessions.contains_key(&session_id)
+    }
+
+    /// Ends a local session (closeSession or expiry in read-only mode).
+    pub fn close_local_session(&mut self, session_id: i64) -> bool {
+        self.local_sessions.remove(&session_id).is_some()
+    }
+
+    /// Read-only mode ended: its local sessions end with it.
+    pub fn drop_local_sessions(&mut self) -> usize {
+        std::mem::take(&mut self.local_sessions).len()
+    }
+
     /// Ends a session the tracker found expired; returns the close's zxid.
     pub fn expire(&mut self, session_id: i64, now_ms: i64) -> Option<i64> {
         self.db.session_timeout(session_id)?;
@@ -390,7 +447,7 @@ impl Core {
 
     pub fn process(&mut self, ctx: &RequestCtx, req: Request) -> Processed {
         let zxid = self.db.last_zxid();
-        if self.db.session_timeout(ctx.session_id).is_none() {
+        if self.db.session_timeout(ctx.session_id).is_none() && !self.local_sessions.contains_key(&ctx.session_id) {
             return Processed::Done(Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid));
         }
         if self.settings.quorum_sync && matches!(req, Request::Sync { .. }) {

@@ -60,6 +60,10 @@ pub struct Zab {
     pub digests_checked: u64,
     /// Read barriers issued (their negative xids).
     barriers: u64,
+    /// readonlymode.enabled: serving read-only clients while looking.
+    pub read_only: bool,
+    /// Bumped at every LookForLeader, so a stale read-only timer does nothing.
+    looking_round: u64,
 }
 
 /// Digests a learner remembers for comparison with the leader's.
@@ -86,6 +90,8 @@ impl Zab {
             digest_sent_for: 0,
             digests_checked: 0,
             barriers: 0,
+            read_only: false,
+            looking_round: 0,
         }
     }
 
@@ -156,9 +162,14 @@ impl Processor {
         self.zab.as_ref().is_none_or(|z| z.serving)
     }
 
+    pub(crate) fn in_read_only(&self) -> bool {
+        self.zab.as_ref().is_some_and(|z| z.read_only && !z.serving)
+    }
+
     pub(crate) fn mode(&self) -> &'static str {
         match &self.zab {
             None => "standalone",
+            Some(z) if z.read_only && !z.serving => "read-only",
             Some(z) if !z.serving => "looking",
             Some(z) => match z.peer.state() {
                 PeerState::Leading => "leader",
@@ -490,6 +501,13 @@ impl Processor {
             Command::BecomeFollower { leader, observer } => info!(self.log, "following"; "leader" => leader, "observer" => observer),
             Command::Serving { leader, epoch } => {
                 z.serving = true;
+                if std::mem::replace(&mut z.read_only, false) {
+                    // As ZooKeeper: the read-only server stops; its clients reconnect read-write.
+                    let n = self.core.drop_local_sessions();
+                    self.dispatcher.do_send(crate::messages::CloseAll);
+                    info!(self.log, "leaving read-only mode: a quorum is back"; "local_sessions_dropped" => n);
+                }
+                let z = self.zab.as_mut().expect("zab");
                 if let Some(since) = z.looking_since.take() {
                     z.last_election_ms = since.elapsed().as_millis() as u64;
                 }
@@ -510,12 +528,52 @@ impl Processor {
                 z.looking_since.get_or_insert_with(Instant::now);
                 info!(self.log, "looking for a leader"; "reason" => reason);
                 let forwarded: Vec<Forwarded> = z.forwarded.drain().map(|(_, f)| f).collect();
+                z.looking_round += 1;
+                let round = z.looking_round;
                 self.tracker.do_send(Tracking::Mode { expire: false, forward_to: None });
                 if was_serving || !forwarded.is_empty() {
                     self.drop_clients(forwarded);
                 }
+                if self.config.read_only_mode_enabled {
+                    // ZooKeeper waits max(2000 ms, tickTime) before serving read-only.
+                    let grace = Duration::from_millis((self.config.tick_time_ms as u64).max(2000));
+                    ctx.run_later(grace, move |act, _| act.enter_read_only(round));
+                }
             }
             Command::Fatal { reason } => self.fatal(reason),
+        }
+    }
+
+    fn enter_read_only(&mut self, round: u64) {
+        let Some(z) = self.zab.as_mut() else { return };
+        if z.serving || z.read_only || z.looking_round != round {
+            return;
+        }
+        z.read_only = true;
+        // Local sessions expire here; global ones are left to the next leader.
+        self.tracker.do_send(Tracking::Mode { expire: true, forward_to: None });
+        info!(self.log, "no quorum: serving read-only clients (readonlymode.enabled)");
+    }
+
+    /// Read-only mode: refuse writes with NotReadOnly, end local sessions on
+    /// closeSession, answer reads from this member's (possibly stale) tree.
+    pub(crate) fn serve_read_only(&mut self, msg: Submit) {
+        use warden_core::server::{reply_frame, Output, Reply};
+        let zxid = self.core.db.last_zxid();
+        let caller = Caller { conn: msg.conn.clone(), session_id: msg.session_id, received: msg.received, op: msg.request.name() };
+        if self.core.refused_read_only(msg.session_id, &msg.request) {
+            let frame = reply_frame(msg.xid, zxid, warden_core::error::Code::NotReadOnly as i32, |_| {});
+            return self.answer(caller, Output { reply: Reply::Frame(frame), zxid, ..Default::default() });
+        }
+        if matches!(msg.request, Request::CloseSession) {
+            self.core.close_local_session(msg.session_id);
+            self.tracker.do_send(Tracking::Untrack { session_id: msg.session_id });
+            let frame = reply_frame(msg.xid, zxid, 0, |_| {});
+            return self.answer(caller, Output { reply: Reply::Frame(frame), zxid, session_closed: Some(msg.session_id), ..Default::default() });
+        }
+        let rctx = RequestCtx { session_id: msg.session_id, xid: msg.xid, auth: &msg.auth, now_ms: wall_clock_ms() };
+        if let warden_core::server::Processed::Done(out) = self.core.process(&rctx, msg.request) {
+            self.answer(caller, out);
         }
     }
 

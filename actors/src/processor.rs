@@ -306,6 +306,29 @@ impl Handler<Connect> for Processor {
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
+        if self.in_read_only() {
+            if msg.request.read_only != Some(true) {
+                info!(self.log, "Refusing session request for not-read-only client"; "conn" => msg.conn_id);
+                return msg.conn.do_send(ToConn::Close { frame: None, reason: "read-only server; the client does not allow read-only" });
+            }
+            if msg.request.session_id == 0 && !self.config.local_sessions_enabled {
+                // ZooKeeper's ReadOnlyRequestProcessor refuses a global
+                // createSession with a NotReadOnly reply header: read-only
+                // mode creates sessions only when localSessionsEnabled.
+                info!(self.log, "refused a new read-only session: localSessionsEnabled is false"; "conn" => msg.conn_id);
+                let frame = warden_core::server::reply_frame(0, self.core.db.last_zxid(), warden_core::error::Code::NotReadOnly as i32, |_| {});
+                return msg.conn.do_send(ToConn::Close { frame: Some(frame), reason: "read-only: new sessions need localSessionsEnabled" });
+            }
+            return match self.core.connect_read_only(&msg.request) {
+                ConnectOutcome::Accepted { frame, session_id, timeout_ms, .. } => {
+                    info!(self.log, "read-only session established"; "session" => format!("0x{session_id:x}"), "conn" => msg.conn_id);
+                    self.tracker.do_send(Tracking::Track { session_id, timeout_ms });
+                    self.dispatcher.do_send(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
+                }
+                ConnectOutcome::Expired { frame } => msg.conn.do_send(ToConn::Close { frame: Some(frame), reason: "session expired" }),
+                ConnectOutcome::Refused(_) => msg.conn.do_send(ToConn::Close { frame: None, reason: "client zxid ahead of server" }),
+            };
+        }
         if self.zab.is_some() && !self.is_serving() {
             info!(self.log, "refused a client: not serving (no leader yet)"; "conn" => msg.conn_id);
             return msg.conn.do_send(ToConn::Close { frame: None, reason: "this server is not serving: no quorum or leader" });
@@ -348,6 +371,9 @@ impl Handler<Submit> for Processor {
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
+        if self.in_read_only() {
+            return self.serve_read_only(msg);
+        }
         if !msg.request.is_write() {
             if let Some(queue) = self.in_flight.get_mut(&msg.session_id) {
                 // Behind this session's own pending write: answer after it.
@@ -366,6 +392,11 @@ impl Handler<Expire> for Processor {
     fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
+        if self.core.close_local_session(msg.session_id) {
+            info!(self.log, "read-only session expired"; "session" => format!("0x{:x}", msg.session_id));
+            let output = warden_core::server::Output { session_closed: Some(msg.session_id), ..Default::default() };
+            return self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: msg.session_id, output, received: None });
+        }
         if self.zab.is_some() && (!self.is_leader() || !self.prime_zxid()) {
             return;
         }
@@ -421,6 +452,7 @@ impl Handler<TakeSnapshot> for Processor {
             ..Default::default()
         };
         s.quorum = self.quorum_status();
+        s.read_only = self.in_read_only();
         self.stats.fill(&mut s);
         MessageResult(s)
     }
