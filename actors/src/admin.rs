@@ -286,11 +286,19 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
     counter(&mut out, "warden_packets_received_total", "Client packets received.", s.packets_received);
     counter(&mut out, "warden_packets_sent_total", "Client packets sent.", s.packets_sent);
     counter(&mut out, "warden_proposals_total", "Transactions handed to the log.", stats.txns_logged.load(Relaxed));
-    counter(&mut out, "warden_commits_total", "Transactions applied (the last committed zxid's counter).", s.last_zxid & 0xffff_ffff);
+    counter(&mut out, "warden_commits_total", "Transactions committed and applied to the tree.", stats.txns_applied.load(Relaxed));
     counter(&mut out, "warden_fsyncs_total", "Transaction log fsyncs (group commit: fewer than proposals).", s.fsync_count);
     // Standalone: no election has run and there are no followers to lag.
-    gauge(&mut out, "warden_election_time_seconds", "Duration of the last leader election (0 when standalone).", 0);
-    gauge(&mut out, "warden_follower_max_lag_txns", "Largest follower lag in transactions (0 when standalone).", 0);
+    let q = s.quorum.clone().unwrap_or_default();
+    gauge(&mut out, "warden_election_time_seconds", "Duration of the last leader election (0 when standalone).", q.last_election_ms as f64 / 1000.0);
+    gauge(&mut out, "warden_follower_max_lag_txns", "Largest learner lag in transactions, on the leader (0 elsewhere).", q.learners.iter().map(|l| l.lag).max().unwrap_or(0));
+    let _ = writeln!(out, "# HELP warden_learner_lag_txns Proposals a learner has not acknowledged, per learner (leader only).\n# TYPE warden_learner_lag_txns gauge");
+    for l in &q.learners {
+        let _ = writeln!(out, "warden_learner_lag_txns{{server_id=\"{}\",observer=\"{}\"}} {}", l.id, l.observer, l.lag);
+    }
+    gauge(&mut out, "warden_quorum_epoch", "The member's current epoch (0 when standalone).", q.epoch);
+    let _ = writeln!(out, "# HELP warden_server_state 1 for the member's role (standalone, leader, follower, observer, looking, read-only).\n# TYPE warden_server_state gauge");
+    let _ = writeln!(out, "warden_server_state{{state=\"{}\"}} 1", s.mode);
     let _ = writeln!(out, "# HELP warden_request_latency_seconds Request latency by operation, receipt to reply.\n# TYPE warden_request_latency_seconds histogram");
     for (op, h) in stats.op_latency.lock().unwrap().iter() {
         histogram(&mut out, "warden_request_latency_seconds", &format!("op=\"{op}\""), h);

@@ -614,6 +614,7 @@ impl Processor {
             };
             let Some(output) = self.core.apply_committed(&entry, answer) else { continue };
             self.txns_since_snapshot += 1;
+            self.stats.txns_applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.note_applied_digest(zxid);
             match &entry.txn {
                 Txn::CreateSession { timeout_ms } => self.tracker.do_send(Tracking::Track { session_id: entry.hdr.session_id, timeout_ms: *timeout_ms }),

@@ -209,6 +209,7 @@ impl Processor {
     /// result and then the reads that were waiting behind it.
     fn apply_durable(&mut self) {
         while let Some((zxid, output)) = self.core.apply_next(self.synced_zxid) {
+            self.stats.txns_applied.fetch_add(1, Relaxed);
             match self.routes.remove(&zxid) {
                 Some(Route::Request(caller)) => {
                     let sid = caller.session_id;

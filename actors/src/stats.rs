@@ -61,6 +61,8 @@ pub struct ServerStats {
     pub op_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pub fsync_latency: Mutex<Histogram>,
     pub txns_logged: AtomicU64,
+    /// Transactions applied to the tree (committed), for commit rates.
+    pub txns_applied: AtomicU64,
     pub connections: Mutex<BTreeMap<u64, std::sync::Arc<ConnInfo>>>,
 }
 
@@ -81,6 +83,7 @@ impl Default for ServerStats {
             op_latency: Mutex::new(BTreeMap::new()),
             fsync_latency: Mutex::new(Histogram::default()),
             txns_logged: AtomicU64::new(0),
+            txns_applied: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
         }
     }

@@ -367,3 +367,28 @@ async fn linearizable_reads_see_every_write_completed_before_them() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_actor_tables_show_the_ensemble() {
+    let e = Ensemble::start(3, 0, &[]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let zk = within(30, "connect", connect(&e, &[follower])).await;
+    for i in 0..20 {
+        zk.create(&format!("/m{i}"), b"", &persistent()).await.unwrap();
+    }
+    let metrics = e.admin_get(leader, "/metrics");
+    assert!(metrics.contains("warden_server_state{state=\"leader\"} 1"), "{metrics}");
+    assert_eq!(metrics.matches("warden_learner_lag_txns{server_id=").count(), 2, "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("warden_quorum_epoch ") && !l.ends_with(" 0")), "{metrics}");
+    let commits: u64 = metrics.lines().find_map(|l| l.strip_prefix("warden_commits_total ")).unwrap().parse().unwrap();
+    assert!(commits >= 20, "{commits}");
+    let fm = e.admin_get(follower, "/metrics");
+    assert!(fm.contains("warden_server_state{state=\"follower\"} 1"), "{fm}");
+    let actors = e.admin_get(follower, "/actors");
+    assert_eq!(actors.matches("\"peer-link\"").count(), 2, "a link actor per peer: {actors}");
+    let addr = format!("127.0.0.1:{}", e.member(follower).admin_port);
+    let (status, table) = run_warden(&["admin", "--address", &addr, "actors"], Duration::from_secs(10));
+    assert!(status.success(), "{table}");
+    assert!(table.contains("peer-link") && table.contains("processor"), "{table}");
+}

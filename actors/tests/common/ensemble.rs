@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Member {
     pub id: u64,
     pub client_port: u16,
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub server: Option<Server>,
 }
@@ -30,7 +31,7 @@ impl Ensemble {
                 format!("server.{id}=127.0.0.1:{}:{}{role}", free_port(), free_port())
             })
             .collect();
-        let members = (1..=total).map(|id| Member { id, client_port: free_port(), dir: unique_dir(), server: None }).collect();
+        let members = (1..=total).map(|id| Member { id, client_port: free_port(), admin_port: free_port(), dir: unique_dir(), server: None }).collect();
         let mut e = Ensemble { members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
         for id in 1..=total {
             e.start_member(id);
@@ -60,7 +61,7 @@ impl Ensemble {
             (k.to_string(), v.to_string())
         }).collect();
         extra.push(("warden.myid".into(), id.to_string()));
-        extra.push(("admin.enableServer".into(), "false".into()));
+        extra.push(("admin.serverPort".into(), m.admin_port.to_string()));
         if id > self.voters() {
             extra.push(("peerType".into(), "observer".into()));
         }
@@ -127,6 +128,17 @@ impl Ensemble {
 
     pub fn connect_string(&self, ids: &[u64]) -> String {
         ids.iter().map(|id| format!("127.0.0.1:{}", self.member(*id).client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// GET `path` from a member's admin endpoint; the body.
+    pub fn admin_get(&self, id: u64, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.member(id).admin_port)).expect("admin endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
     }
 
     pub fn all_ids(&self) -> Vec<u64> {
