@@ -15,6 +15,8 @@ fi
 
 cargo build --quiet -p warden
 cargo test --workspace
+echo "== the zookeeper-client end-to-end tests against a 3-member ensemble =="
+WARDEN_TEST_ENSEMBLE=3 cargo test -p warden --test client_e2e
 
 export WARDEN_BIN="$repo/target/debug/warden"
 WARDEN_TEST_TARGET=warden .venv/bin/pytest tests/e2e -q -p no:cacheprovider

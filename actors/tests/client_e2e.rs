@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{eventually, within, Server};
+use common::{eventually, within, Target as Server};
 use zookeeper_client::{
     Acl,
     Acls,

@@ -235,3 +235,40 @@ where
 }
 
 pub mod ensemble;
+
+/// What the client tests run against: one server, or — with
+/// WARDEN_TEST_ENSEMBLE=N — an N-member ensemble whose member 1 (a follower
+/// when histories are equal, since the highest id leads) the client uses.
+pub struct Target {
+    single: Option<Server>,
+    ensemble: Option<ensemble::Ensemble>,
+}
+
+impl Target {
+    pub fn start() -> Target {
+        match std::env::var("WARDEN_TEST_ENSEMBLE").ok().and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 1) {
+            Some(n) => {
+                let e = ensemble::Ensemble::start(n, 0, &[]);
+                e.wait_serving(Duration::from_secs(30));
+                Target { single: None, ensemble: Some(e) }
+            }
+            None => Target { single: Some(Server::start()), ensemble: None },
+        }
+    }
+
+    fn server(&self) -> &Server {
+        match (&self.single, &self.ensemble) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e.member(1).server.as_ref().expect("member 1 runs"),
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn connect_string(&self) -> String {
+        self.server().connect_string()
+    }
+
+    pub fn four_letter(&self, cmd: &str) -> std::io::Result<String> {
+        self.server().four_letter(cmd)
+    }
+}
