@@ -736,6 +736,7 @@ impl QuorumSetup {
         cfg.notify_max_ms = 2_000;
         cfg.max_outstanding = 20_000;
         cfg.diff_window = config.commit_log_count as usize;
+        cfg.counter_limit = config.zxid_counter_limit;
         let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
         Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone() })
     }

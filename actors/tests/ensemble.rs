@@ -392,3 +392,33 @@ async fn metrics_and_actor_tables_show_the_ensemble() {
     assert!(status.success(), "{table}");
     assert!(table.contains("peer-link") && table.contains("processor"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_zxid_counters_bumps_the_epoch_without_dropping_clients() {
+    // The leader bumps the epoch every 40 transactions instead of at 2^32.
+    let e = Ensemble::start(3, 0, &[("warden.zxidCounterLimit", "40")]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    within(90, "writes across epoch bumps", async {
+        let zk = connect(&e, &[follower]).await;
+        let session = zk.session_id();
+        let (first, _) = zk.create("/bump", b"", &persistent()).await.unwrap();
+        let mut last = first.czxid;
+        for i in 0..300 {
+            // Every write succeeds: no ConnectionLoss, no re-election.
+            let (stat, _) = zk.create(&format!("/bump/n{i}"), b"", &persistent()).await.unwrap_or_else(|err| panic!("write {i}: {err}"));
+            assert!(stat.czxid > last, "zxids keep rising across epochs");
+            assert!((stat.czxid as u32) <= 41, "counter {} past the limit", stat.czxid as u32);
+            last = stat.czxid;
+        }
+        let epochs = (last >> 32) - (first.czxid >> 32);
+        assert!(epochs >= 5, "only {epochs} epoch bumps for 300 writes");
+        assert_eq!(zk.session_id(), session);
+        assert_eq!(zk.list_children("/bump").await.unwrap().len(), 300);
+    })
+    .await;
+    assert_eq!(e.mode(leader).as_deref(), Some("leader"), "the same leader throughout");
+    for id in e.all_ids() {
+        assert_eq!(within(30, "read back", children_on(&e, id, "/bump")).await.len(), 300, "member {id}");
+    }
+}

@@ -52,6 +52,7 @@ plain_keys! {
     "warden.adminToken" => admin_token: some_text / secret,
     "warden.adminFaultInjection" => admin_fault_injection: boolean / show,
     "warden.linearizableReads" => linearizable_reads: boolean / show,
+    "warden.zxidCounterLimit" => zxid_counter_limit: positive / show,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,

@@ -139,6 +139,9 @@ pub struct Config {
     /// Ensemble: every read first waits for a quorum barrier (a no-op
     /// through the leader), so reads are linearizable, not just sequential.
     pub linearizable_reads: bool,
+    /// Test knob: the zxid counter value at which the leader bumps the epoch
+    /// (normally just below 2^32), to exercise counter exhaustion quickly.
+    pub zxid_counter_limit: u32,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -195,6 +198,7 @@ impl Default for Config {
             admin_token: None,
             admin_fault_injection: false,
             linearizable_reads: false,
+            zxid_counter_limit: u32::MAX - 1,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,
