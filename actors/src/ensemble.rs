@@ -714,6 +714,7 @@ pub struct QuorumSetup {
     peer: Peer,
     members: Vec<(ServerId, String)>,
     data_dir: PathBuf,
+    tls: Option<crate::tls::QuorumTls>,
 }
 
 impl QuorumSetup {
@@ -738,7 +739,11 @@ impl QuorumSetup {
         cfg.diff_window = config.commit_log_count as usize;
         cfg.counter_limit = config.zxid_counter_limit;
         let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
-        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone() })
+        let tls = match config.quorum_tls().map_err(|e| e.to_string())? {
+            Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
+            None => None,
+        };
+        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls })
     }
 
     pub fn start(self, events: Recipient<PeerEvent>, registry: &crate::registry::Registry, log: &slog::Logger) -> Zab {
@@ -748,10 +753,13 @@ impl QuorumSetup {
             let me = registry.register("peer-link", id.to_string());
             let llog = log.new(slog::o!("actor" => "peer-link", "peer" => id));
             let events = events.clone();
-            links.insert(id, PeerLink::new(my_id, id, addr, MAX_PEER_FRAME_BYTES, events, me, llog).start());
+            links.insert(id, PeerLink::new(my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, events, me, llog).start());
         }
         let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
-        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        if self.tls.is_some() {
+            slog::info!(log, "quorum links use TLS (sslQuorum)");
+        }
+        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
         Zab::new(self.peer, links, 0, &self.data_dir)
     }
 }

@@ -55,10 +55,15 @@ pub struct SendFrame(pub Bytes);
 #[rtype(result = "()")]
 pub struct Reset;
 
+/// A peer connection: plain TCP, or TLS over it (sslQuorum).
+pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
+pub type PeerStream = Box<dyn PeerIo>;
+
 /// Peer listener -> link: an accepted connection that said Hello.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Adopt(pub TcpStream);
+pub struct Adopt(pub PeerStream);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -66,7 +71,7 @@ struct Dial;
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Dialed(Result<TcpStream, String>);
+struct Dialed(Result<PeerStream, String>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -86,6 +91,7 @@ pub struct PeerLink {
     peer: ServerId,
     /// Set when this side dials (our id is the larger).
     dial_addr: Option<String>,
+    tls: Option<crate::tls::QuorumTls>,
     max_frame_bytes: usize,
     events: Recipient<PeerEvent>,
     conn: Option<Conn>,
@@ -97,9 +103,10 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
-    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
         let dial_addr = (my_id > peer).then_some(peer_addr);
-        PeerLink { my_id, peer, dial_addr, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, me, log }
+        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, me, log }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
@@ -121,12 +128,11 @@ impl PeerLink {
     }
 
     /// Starts serving a connection whose Hello exchange is done.
-    fn adopt(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
+    fn adopt(&mut self, stream: PeerStream, ctx: &mut Context<Self>) {
         self.drop_conn(ctx, "replaced by a new connection");
-        let _ = stream.set_nodelay(true);
         self.gen += 1;
         let gen = self.gen;
-        let (read, write) = stream.into_split();
+        let (read, write) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let mut sink = FramedWrite::new(write, codec(self.max_frame_bytes));
         actix_rt::spawn(async move {
@@ -191,8 +197,19 @@ impl Handler<Dial> for PeerLink {
         let Some(addr) = self.dial_addr.clone() else { return };
         let hello = warden_core::zab::wire::encode_hello(self.my_id);
         let max = self.max_frame_bytes;
+        let tls = self.tls.clone();
         let fut = async move {
-            let stream = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
+            let tcp = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let stream: PeerStream = match tls {
+                None => Box::new(tcp),
+                Some(t) => {
+                    let host = addr.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']')).unwrap_or(&addr).to_string();
+                    let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| format!("bad peer host name: {e}"))?;
+                    let s = tokio::time::timeout(HELLO_TIMEOUT, t.connector.connect(name, tcp)).await.map_err(|_| "TLS handshake timed out".to_string())?;
+                    Box::new(s.map_err(|e| format!("TLS handshake with the peer failed: {e}"))?)
+                }
+            };
             let mut w = FramedWrite::new(stream, codec(max));
             w.send(Bytes::from(hello)).await.map_err(|e| e.to_string())?;
             Ok(w.into_inner())
@@ -272,7 +289,7 @@ impl Handler<Reset> for PeerLink {
 
 /// Accepts peer connections on the quorum port: reads the Hello (with a
 /// timeout), checks version and member id, and hands the stream over.
-pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: std::collections::HashMap<ServerId, Addr<PeerLink>>, max_frame_bytes: usize, log: Logger) {
+pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: std::collections::HashMap<ServerId, Addr<PeerLink>>, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, log: Logger) {
     actix_rt::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -283,8 +300,17 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
                     continue;
                 }
             };
-            let (links, log) = (links.clone(), log.clone());
+            let (links, log, tls) = (links.clone(), log.clone(), tls.clone());
+            let _ = stream.set_nodelay(true);
             actix_rt::spawn(async move {
+                let stream: PeerStream = match tls {
+                    None => Box::new(stream),
+                    Some(t) => match tokio::time::timeout(HELLO_TIMEOUT, t.acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => return warn!(log, "refused peer connection: TLS handshake failed"; "from" => addr.to_string(), "error" => %e),
+                        Err(_) => return warn!(log, "refused peer connection: TLS handshake timed out"; "from" => addr.to_string()),
+                    },
+                };
                 match read_hello(stream, max_frame_bytes).await {
                     Ok((hello, stream)) => match links.get(&hello.server_id) {
                         Some(link) if hello.server_id > my_id => link.do_send(Adopt(stream)),
@@ -298,7 +324,7 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
     });
 }
 
-async fn read_hello(stream: TcpStream, max_frame_bytes: usize) -> Result<(warden_core::zab::wire::Hello, TcpStream), String> {
+async fn read_hello(stream: PeerStream, max_frame_bytes: usize) -> Result<(warden_core::zab::wire::Hello, PeerStream), String> {
     let mut frames = FramedRead::new(stream, codec(max_frame_bytes.min(1024)));
     let frame = tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await.map_err(|_| "no hello within 5 s".to_string())?;
     let frame = frame.ok_or("closed before hello")?.map_err(|e| format!("bad hello frame: {e}"))?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use warden_core::config::{ClientAuth, TlsSettings};
 
@@ -104,4 +104,32 @@ impl TlsSource {
         }
         l.acceptor.clone()
     }
+}
+
+/// Quorum TLS (sslQuorum): every member is a TLS server to the members that
+/// dial it and a TLS client to those it dials, presenting the same
+/// certificate and verifying the peer's against the quorum trust store.
+#[derive(Clone)]
+pub struct QuorumTls {
+    pub acceptor: TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+pub fn quorum_tls(s: &TlsSettings) -> Result<QuorumTls, String> {
+    let label = |e: String| e.replace("ssl.keyStore", "ssl.quorum.keyStore").replace("ssl.trustStore", "ssl.quorum.trustStore");
+    let server = server_config(s).map_err(label)?;
+    let ts = s.trust_store.as_ref().ok_or("ssl.quorum.trustStore.location is required")?;
+    let mut roots = RootCertStore::empty();
+    for c in certs(ts, "ssl.quorum.trustStore.location")? {
+        roots.add(c).map_err(|e| format!("ssl.quorum.trustStore.location {}: {e}", ts.display()))?;
+    }
+    let chain = certs(&s.key_store, "ssl.quorum.keyStore.location")?;
+    let key = PrivateKeyDer::from_pem_file(&s.key_store).map_err(|e| format!("ssl.quorum.keyStore.location {}: no usable private key ({e})", s.key_store.display()))?;
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("ssl.quorum.keyStore.location {}: {e}", s.key_store.display()))?;
+    Ok(QuorumTls { acceptor: TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)) })
 }

@@ -422,3 +422,48 @@ async fn running_out_of_zxid_counters_bumps_the_epoch_without_dropping_clients()
         assert_eq!(within(30, "read back", children_on(&e, id, "/bump")).await.len(), 300, "member {id}");
     }
 }
+
+/// A CA and a member certificate for 127.0.0.1 signed by it (openssl), as
+/// (key store PEM with key + certificate, CA PEM).
+fn quorum_certs(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (ca_key, ca, key, csr, crt, ext) = (format!("{name}-ca.key"), format!("{name}-ca.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+    std::fs::write(dir.join(&ext), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", &format!("/CN={name} test CA")]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=warden member"]);
+    run(&["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext]);
+    let store = dir.join(format!("{name}-store.pem"));
+    let pem = std::fs::read_to_string(dir.join(&key)).unwrap() + &std::fs::read_to_string(dir.join(&crt)).unwrap();
+    std::fs::write(&store, pem).unwrap();
+    (store, dir.join(ca))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_links_run_over_tls_and_refuse_an_untrusted_member() {
+    let dir = unique_dir();
+    let (store, ca) = quorum_certs(&dir, "good");
+    let (rogue_store, _) = quorum_certs(&dir, "rogue");
+    let (store, ca, rogue_store) = (store.display().to_string(), ca.display().to_string(), rogue_store.display().to_string());
+    // Member 1 holds a certificate from another CA: the others refuse it.
+    let mut e = Ensemble::start(3, 0, &[("sslQuorum", "true"), ("ssl.quorum.keyStore.location", &store), ("ssl.quorum.trustStore.location", &ca)]);
+    let leader = e.wait_serving(SERVE);
+    let zk = within(30, "connect", connect(&e, &[1])).await;
+    zk.create("/over-tls", b"t", &persistent()).await.unwrap();
+    for id in e.all_ids() {
+        assert!(within(30, "read back", children_on(&e, id, "/")).await.contains("over-tls"), "member {id}");
+    }
+    assert!(e.server(leader).log().contains("quorum links use TLS"));
+    drop(zk);
+    e.kill(1, "KILL");
+    e.set_member_extra(1, &[("ssl.quorum.keyStore.location", &rogue_store)]);
+    e.start_member(1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(e.mode(1), None, "a member with an untrusted certificate must not join");
+    let logs: String = [2, 3].iter().map(|id| e.server(*id).log()).collect();
+    assert!(logs.contains("TLS handshake"), "the refusal is logged");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -73,3 +73,44 @@ impl Config {
         Ok(Some(TlsSettings { key_store, trust_store, client_auth }))
     }
 }
+
+impl Config {
+    /// Quorum TLS (`sslQuorum=true`): ZooKeeper's `ssl.quorum.keyStore.*` and
+    /// `ssl.quorum.trustStore.*` keys. Both are required: members present
+    /// their certificate and verify each other's, both ways.
+    pub fn quorum_tls(&self) -> R<Option<TlsSettings>> {
+        if !self.ssl_quorum {
+            return Ok(None);
+        }
+        let get = |k: &str| self.ssl.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let key_store = get("ssl.quorum.keyStore.location")
+            .map(PathBuf::from)
+            .ok_or_else(|| invalid("ssl.quorum.keyStore.location", "", "is required when sslQuorum=true (a PEM file with the member's private key and certificate chain)"))?;
+        check_pem(self, "quorum.keyStore", &key_store)?;
+        let trust_store = get("ssl.quorum.trustStore.location")
+            .map(PathBuf::from)
+            .ok_or_else(|| invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)"))?;
+        check_pem(self, "quorum.trustStore", &trust_store)?;
+        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need }))
+    }
+}
+
+#[cfg(test)]
+mod quorum_tests {
+    use super::*;
+
+    #[test]
+    fn quorum_tls_needs_both_pem_stores() {
+        let mut c = Config::default();
+        assert_eq!(c.quorum_tls().unwrap(), None);
+        c.ssl_quorum = true;
+        assert!(c.quorum_tls().unwrap_err().to_string().contains("ssl.quorum.keyStore.location"));
+        c.ssl.insert("ssl.quorum.keyStore.location".into(), "/k.pem".into());
+        assert!(c.quorum_tls().unwrap_err().to_string().contains("ssl.quorum.trustStore.location"));
+        c.ssl.insert("ssl.quorum.trustStore.location".into(), "/ca.jks".into());
+        assert!(c.quorum_tls().unwrap_err().to_string().contains("PEM"));
+        c.ssl.insert("ssl.quorum.trustStore.location".into(), "/ca.pem".into());
+        let t = c.quorum_tls().unwrap().unwrap();
+        assert_eq!((t.key_store, t.client_auth), (PathBuf::from("/k.pem"), ClientAuth::Need));
+    }
+}

@@ -19,6 +19,8 @@ pub struct Ensemble {
     pub members: Vec<Member>,
     servers: Vec<String>,
     extra: Vec<(String, String)>,
+    /// Settings for one member only, applied after the common ones.
+    member_extra: std::collections::HashMap<u64, Vec<(String, String)>>,
 }
 
 impl Ensemble {
@@ -32,7 +34,7 @@ impl Ensemble {
             })
             .collect();
         let members = (1..=total).map(|id| Member { id, client_port: free_port(), admin_port: free_port(), dir: unique_dir(), server: None }).collect();
-        let mut e = Ensemble { members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let mut e = Ensemble { members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), member_extra: Default::default() };
         for id in 1..=total {
             e.start_member(id);
         }
@@ -66,6 +68,7 @@ impl Ensemble {
             extra.push(("peerType".into(), "observer".into()));
         }
         extra.extend(self.extra.iter().cloned());
+        extra.extend(self.member_extra.get(&id).cloned().unwrap_or_default());
         let refs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let server = Server::start_in(&m.dir, m.client_port, &refs)?;
         self.members[id as usize - 1].server = Some(server);
@@ -74,6 +77,11 @@ impl Ensemble {
 
     fn voters(&self) -> u64 {
         self.servers.iter().filter(|s| !s.ends_with(":observer")).count() as u64
+    }
+
+    /// Settings for member `id` alone at its next start.
+    pub fn set_member_extra(&mut self, id: u64, extra: &[(&str, &str)]) {
+        self.member_extra.insert(id, extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     }
 
     /// SIGKILL (or another signal) to a member; it is no longer running.
