@@ -467,3 +467,35 @@ async fn quorum_links_run_over_tls_and_refuse_an_untrusted_member() {
     assert!(logs.contains("TLS handshake"), "the refusal is logged");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_loses_its_member_keeps_session_ephemerals_and_watches() {
+    let mut e = Ensemble::start(3, 0, &[]);
+    e.wait_serving(SERVE);
+    let zk = within(30, "connect", connect(&e, &[1, 2])).await;
+    let session = zk.session_id();
+    zk.create("/moving", b"v0", &persistent()).await.unwrap();
+    zk.create("/moving-eph", b"", &ephemeral()).await.unwrap();
+    // A one-shot data watch: the client re-registers it with setWatches on the
+    // new member. (zookeeper-client 0.11.2 does not resend persistent watches:
+    // its resend_watches never raises its opcode index past SetWatches.)
+    let (_, _, watcher) = zk.get_and_watch_data("/moving").await.unwrap();
+    // Kill the member the client is on; it moves to the other one it knows.
+    let sid = format!("sid=0x{:x}", session.0);
+    let on = [1, 2].into_iter().find(|id| e.member(*id).server.as_ref().unwrap().four_letter("cons").unwrap().contains(&sid)).expect("the client is on member 1 or 2");
+    e.kill(on, "KILL");
+    // Back on the other member before the change is made.
+    within(30, "reconnect", async {
+        while zk.check_stat("/moving").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let other = within(30, "connect elsewhere", connect(&e, &[3])).await;
+    other.set_data("/moving", b"v1", None).await.unwrap();
+    let ev = within(30, "the watch fires after the move", watcher.changed()).await;
+    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDataChanged, "/moving"));
+    assert_eq!(zk.session_id(), session, "the same session on the new member");
+    let (_, stat) = within(30, "read on the new member", zk.get_data("/moving-eph")).await.unwrap();
+    assert_eq!(stat.ephemeral_owner, session.0);
+}
