@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -33,13 +34,7 @@ WORKLOADS=${WORKLOADS:-"create set get exists mixed multi session-churn watch-st
 SERVERS=${SERVERS:-"zookeeper warden"}
 OUT=${OUT:-$repo/bench/results/latest.md}
 
-ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
-if [ ! -f /usr/share/java/zookeeper.jar ]; then
-  echo "== installing Apache ZooKeeper (Debian package zookeeper) ==" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq zookeeper >/dev/null
-fi
+ensure_zookeeper
 
 echo "== building warden and warden-bench (release) ==" >&2
 cargo build --release --quiet -p warden -p warden-bench
@@ -72,13 +67,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$WORK/log4j.properties" <<EOF
-log4j.rootLogger=ERROR, FILE
-log4j.appender.FILE=org.apache.log4j.FileAppender
-log4j.appender.FILE.File=$WORK/zookeeper-log4j.log
-log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
-log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] - %m%n
-EOF
+write_zk_log4j "$WORK"
 
 # start_server NAME DATADIR PORT: starts in the background, sets SRV_PID.
 start_server() {

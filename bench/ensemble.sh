@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -33,11 +34,7 @@ TICK=${TICK:-500}
 ZK_HEAP=${ZK_HEAP:-512m}
 OUT=${OUT:-$repo/bench/results/ensemble.md}
 
-ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
-if [ ! -f /usr/share/java/zookeeper.jar ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq zookeeper >/dev/null
-fi
+ensure_zookeeper
 cargo build --release --quiet -p warden -p warden-bench
 WARDEN=$repo/target/release/warden
 BENCH=$repo/target/release/warden-bench
@@ -63,13 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$WORK/log4j.properties" <<EOF
-log4j.rootLogger=ERROR, FILE
-log4j.appender.FILE=org.apache.log4j.FileAppender
-log4j.appender.FILE.File=$WORK/zookeeper-log4j.log
-log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
-log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] - %m%n
-EOF
+write_zk_log4j "$WORK"
 
 # layout N TAG: ports and dirs for members 1..N of a fresh cluster TAG.
 layout() {

@@ -66,6 +66,17 @@ pub struct Recovered {
     pub elapsed: Duration,
 }
 
+/// A damaged record: a torn write at the very end of the last segment is cut
+/// off (it was never acknowledged); damage anywhere else stops the start.
+fn cut_torn_tail(path: &Path, bad: &warden_core::record::BadRecord, good_bytes: usize, last_segment: bool, log: &Logger) -> Result<(), String> {
+    if !(bad.torn && last_segment) {
+        return Err(format!("{} is damaged at byte {}: {}", path.display(), bad.offset, bad.reason));
+    }
+    warn!(log, "cutting a torn tail off the log (a write interrupted by a crash, never acknowledged)"; "file" => path.display().to_string(), "offset" => bad.offset, "reason" => &bad.reason);
+    let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    f.set_len(good_bytes as u64).and_then(|_| f.sync_all()).map_err(|e| format!("cannot truncate {}: {e}", path.display()))
+}
+
 /// What an ensemble member has on disk: the newest snapshot that verifies
 /// and every logged entry after it, *not* applied — whether they are
 /// committed is for the leader to say.
@@ -104,13 +115,8 @@ pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Reco
             }
             entries.push(entry);
         }
-        if let Some(bad) = scan.bad {
-            if !(bad.torn && i == last_index) {
-                return Err(format!("{} is damaged at byte {}: {}", path.display(), bad.offset, bad.reason));
-            }
-            warn!(log, "cutting a torn tail off the log (a write interrupted by a crash, never acknowledged)"; "file" => path.display().to_string(), "offset" => bad.offset, "reason" => bad.reason);
-            let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            f.set_len(scan.good_bytes as u64).and_then(|_| f.sync_all()).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+        if let Some(bad) = &scan.bad {
+            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
         }
     }
     Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
@@ -177,13 +183,8 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
             db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
             replayed += 1;
         }
-        if let Some(bad) = scan.bad {
-            if !(bad.torn && i == last_index) {
-                return Err(format!("{} is damaged at byte {}: {}", path.display(), bad.offset, bad.reason));
-            }
-            warn!(log, "cutting a torn tail off the log (a write interrupted by a crash, never acknowledged)"; "file" => path.display().to_string(), "offset" => bad.offset, "reason" => bad.reason);
-            let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            f.set_len(scan.good_bytes as u64).and_then(|_| f.sync_all()).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+        if let Some(bad) = &scan.bad {
+            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
         }
     }
     if snapshot_zxid.is_none() && !damaged.is_empty() && db.last_zxid() == 0 {
