@@ -21,10 +21,11 @@ from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions, make_acl
 
 import rawzk
 import zkext
-from conftest import TARGET, WARDEN_BIN, Server, free_port, start_server
+from conftest import TARGET, WARDEN_BIN, Server, free_port, single_node_only, start_server
 
 WARDEN_ONLY = pytest.mark.skipif(TARGET != "warden", reason="Warden-only behaviour")
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+# The secure client port is one per node (quorum TLS has its own Rust test).
+pytestmark = [pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command"), single_node_only]
 
 CLIENT_DN = "CN=client,O=Warden"
 OTHER_DN = "CN=other,O=Warden"
