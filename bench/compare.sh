@@ -12,6 +12,8 @@
 # VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=100 STORM_ROUNDS=50 THREADS=1 ZK_HEAP=1000m
 # WORKLOADS="create set get exists mixed multi session-churn watch-storm"
 # SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
+# ENSEMBLE=1: afterwards also compare 3-member ensembles (bench/ensemble.sh, which
+# writes bench/results/ensemble.md); ENSEMBLE=0 skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -245,3 +247,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "No problems seen: every run finished with zero unexpected errors."
   fi
 } | tee "$OUT"
+
+if [ "${ENSEMBLE:-1}" = 1 ]; then
+  echo "== 3-member ensembles: bash bench/ensemble.sh ==" >&2
+  ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS OUTSTANDING=$OUTSTANDING KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE \
+    SERVERS=$SERVERS bash "$repo/bench/ensemble.sh"
+fi
