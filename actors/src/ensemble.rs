@@ -473,10 +473,25 @@ impl Processor {
                 if self.core.db.last_zxid() != zxid {
                     return self.fatal(format!("SNAP for {to} at {zxid:#x}, but the database is at {:#x}", self.core.db.last_zxid()));
                 }
+                let Some(link) = z.links.get(&to).cloned() else { return };
+                // Copying the nodes must happen here, where the tree is (and
+                // it is exactly at zxid); encoding is the snapshotter's work.
+                // The link holds later frames until the SNAP is ready.
                 let started = Instant::now();
-                let data = snapshot::encode_all(&self.core.db);
-                info!(self.log, "sending a snapshot to a learner"; "to" => to, "zxid" => format!("{zxid:#x}"), "bytes" => data.len(), "ms" => started.elapsed().as_millis() as u64);
-                z.send(to, &Message::Snap { zxid, data });
+                let (mut writer, header) = warden_core::snapshot::SnapshotWriter::begin(&self.core.db);
+                let mut items = Vec::new();
+                while !writer.is_done() {
+                    items.extend(writer.next_items(&self.core.db.tree, 10_000));
+                }
+                info!(self.log, "sending a snapshot to a learner"; "to" => to, "zxid" => format!("{zxid:#x}"), "copy_ms" => started.elapsed().as_millis() as u64);
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                link.do_send(crate::peer_link::SendDeferred(rx));
+                let snapshotter = self.snapshotter.clone();
+                actix_rt::spawn(async move {
+                    if let Ok(frame) = snapshotter.send(crate::messages::EncodeSnap { zxid, header, items }).await {
+                        let _ = tx.send(frame);
+                    }
+                });
             }
             Command::InstallSnapshot { zxid, data } => {
                 let loaded = match snapshot::load(&data) {

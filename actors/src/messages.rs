@@ -137,3 +137,14 @@ pub struct WatchData;
 #[derive(Message)]
 #[rtype(result = "String")]
 pub struct WatchReport(pub &'static str);
+
+/// Processor -> snapshotter: encode a leader's SNAP for a learner (the
+/// nodes were copied out of the tree at `zxid`); answers the framed
+/// `Message::Snap`, ready for the peer link.
+#[derive(Message)]
+#[rtype(result = "bytes::Bytes")]
+pub struct EncodeSnap {
+    pub zxid: i64,
+    pub header: Vec<u8>,
+    pub items: Vec<warden_core::snapshot::SnapItem>,
+}

@@ -50,6 +50,20 @@ pub enum PeerEvent {
 #[rtype(result = "()")]
 pub struct SendFrame(pub Bytes);
 
+/// Processor -> link: a frame still being made (a SNAP the snapshotter
+/// encodes). Frames sent after it wait until it is ready, so the link keeps
+/// command order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DeferredReady {
+    gen: u64,
+    frame: Option<Bytes>,
+}
+
 /// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -98,6 +112,8 @@ pub struct PeerLink {
     gen: u64,
     backoff: Duration,
     dialing: bool,
+    /// While a deferred frame is being made: the frames sent after it.
+    held: Option<Vec<Bytes>>,
     me: Arc<ActorStats>,
     log: Logger,
 }
@@ -106,10 +122,12 @@ impl PeerLink {
     #[allow(clippy::too_many_arguments)]
     pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
         let dial_addr = (my_id > peer).then_some(peer_addr);
-        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, me, log }
+        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, me, log }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
+        // Held frames belonged to this connection's stream; they are lost with it.
+        self.held = None;
         if let Some(c) = self.conn.take() {
             ctx.cancel_future(c.reader);
             self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
@@ -263,12 +281,52 @@ impl Handler<ReaderEnded> for PeerLink {
     }
 }
 
+impl Handler<SendDeferred> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, SendDeferred(rx): SendDeferred, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        let Some(gen) = self.conn.as_ref().map(|c| c.gen) else { return };
+        if self.held.is_some() {
+            // One at a time: a second deferred frame waits like any other.
+            warn!(self.log, "a second deferred frame while one is pending; dropping the link to resync"; "peer" => self.peer);
+            self.drop_conn(ctx, "overlapping deferred frames");
+            return self.schedule_dial(ctx);
+        }
+        self.held = Some(Vec::new());
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |res, _: &mut Self, ctx: &mut Context<Self>| ctx.notify(DeferredReady { gen, frame: res.ok() })));
+    }
+}
+
+impl Handler<DeferredReady> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeferredReady, ctx: &mut Context<Self>) {
+        let me = self.me.clone();
+        let _t = me.track();
+        let Some(c) = self.conn.as_ref().filter(|c| c.gen == msg.gen) else { return };
+        let Some(frame) = msg.frame else {
+            warn!(self.log, "a deferred frame was never made; dropping the link"; "peer" => self.peer);
+            self.drop_conn(ctx, "deferred frame lost");
+            return self.schedule_dial(ctx);
+        };
+        let _ = c.tx.send(frame);
+        for f in self.held.take().unwrap_or_default() {
+            let _ = c.tx.send(f);
+        }
+    }
+}
+
 impl Handler<SendFrame> for PeerLink {
     type Result = ();
 
     fn handle(&mut self, SendFrame(frame): SendFrame, _: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
+        if let Some(held) = &mut self.held {
+            return held.push(frame);
+        }
         if let Some(c) = &self.conn {
             // A closed writer shows up as the reader ending; drop silently here.
             let _ = c.tx.send(frame);

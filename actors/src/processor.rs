@@ -78,7 +78,7 @@ pub struct Processor {
     pub(crate) dispatcher: Mailbox<Dispatcher>,
     pub(crate) tracker: Mailbox<Tracker>,
     pub(crate) txn_log: TxnLog,
-    snapshotter: Mailbox<Snapshotter>,
+    pub(crate) snapshotter: Mailbox<Snapshotter>,
     pub(crate) me: Arc<ActorStats>,
     pub(crate) config: Arc<Config>,
     pub(crate) stats: Arc<ServerStats>,

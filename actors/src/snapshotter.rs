@@ -111,3 +111,17 @@ impl Handler<Purge> for Snapshotter {
         self.purge();
     }
 }
+
+impl Handler<crate::messages::EncodeSnap> for Snapshotter {
+    type Result = MessageResult<crate::messages::EncodeSnap>;
+
+    fn handle(&mut self, msg: crate::messages::EncodeSnap, _: &mut SyncContext<Self>) -> Self::Result {
+        let _t = self.me.track();
+        let started = Instant::now();
+        let mut data = msg.header;
+        data.extend(encode_items(&msg.items));
+        let frame = crate::peer_link::encode(&warden_core::zab::Message::Snap { zxid: msg.zxid, data });
+        info!(self.log, "encoded a SNAP for a learner"; "zxid" => format!("{:#x}", msg.zxid), "bytes" => frame.len(), "ms" => started.elapsed().as_millis() as u64);
+        MessageResult(frame)
+    }
+}
