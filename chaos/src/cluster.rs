@@ -45,6 +45,7 @@ pub struct Cluster {
     pub links: BTreeMap<(Id, Id), Proxy>,
     warden_bin: PathBuf,
     tick_ms: u32,
+    linearizable_reads: bool,
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -55,7 +56,7 @@ fn signal(pid: u32, sig: i32) {
 }
 
 impl Cluster {
-    pub async fn start(n: u64, warden_bin: &Path, root: &Path, tick_ms: u32, delay: Duration) -> Result<Cluster, String> {
+    pub async fn start(n: u64, warden_bin: &Path, root: &Path, tick_ms: u32, delay: Duration, linearizable_reads: bool) -> Result<Cluster, String> {
         let mut members = Vec::new();
         for id in 1..=n {
             let dir = root.join(format!("member{id}"));
@@ -70,7 +71,7 @@ impl Cluster {
                 links.insert((lo, hi), p);
             }
         }
-        let mut c = Cluster { members, links, warden_bin: warden_bin.to_path_buf(), tick_ms };
+        let mut c = Cluster { members, links, warden_bin: warden_bin.to_path_buf(), tick_ms, linearizable_reads };
         for id in 1..=n {
             c.spawn(id)?;
         }
@@ -106,6 +107,7 @@ impl Cluster {
     pub fn spawn(&mut self, id: Id) -> Result<(), String> {
         let lines = self.server_lines(id);
         let tick = self.tick_ms;
+        let lin_reads = self.linearizable_reads;
         let bin = self.warden_bin.clone();
         let m = self.member_mut(id);
         std::fs::create_dir_all(m.data_dir()).map_err(|e| e.to_string())?;
@@ -126,7 +128,7 @@ impl Cluster {
         set("admin.enableServer=false".into());
         // Reads on any member wait behind a quorum barrier: what makes the
         // register histories (reads included) checkable for linearizability.
-        set("warden.linearizableReads=true".into());
+        set(format!("warden.linearizableReads={lin_reads}"));
         set(format!("warden.myid={id}"));
         for l in lines {
             set(l);

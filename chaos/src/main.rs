@@ -53,6 +53,10 @@ struct Args {
     link_delay_ms: u64,
     #[arg(long, default_value_t = 200)]
     tick_ms: u32,
+    /// Let followers answer reads locally (ZooKeeper's default, sequentially
+    /// consistent only): for showing that the checker catches stale reads.
+    #[arg(long)]
+    local_reads: bool,
     /// Where members' dirs and reports go (default: a new temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -92,7 +96,7 @@ async fn run(args: Args) -> i32 {
     println!("run dir: {}", root.display());
 
     let mut rng = Rng::new(seed);
-    let mut cluster = match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms)).await {
+    let mut cluster = match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms), !args.local_reads).await {
         Ok(c) => c,
         Err(e) => return harness_error(e),
     };
