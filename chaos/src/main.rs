@@ -232,34 +232,57 @@ async fn dump_member(c: &Cluster, id: u64) -> Result<check::Tree, String> {
 async fn dump(zk: &Client) -> Result<check::Tree, String> {
     zk.sync(ROOT).await.map_err(|e| format!("sync: {e}"))?;
     let mut out = BTreeMap::new();
-    let mut todo = vec![ROOT.to_string()];
-    while let Some(p) = todo.pop() {
-        let (data, st) = match zk.get_data(&p).await {
-            Ok(x) => x,
-            Err(zookeeper_client::Error::NoNode) => continue,
-            Err(e) => return Err(format!("get {p}: {e}")),
-        };
-        out.insert(
-            p.clone(),
-            format!(
-                "{:?} czxid={:#x} mzxid={:#x} pzxid={:#x} v={} cv={} owner={:#x} ctime={} mtime={} n={}",
-                String::from_utf8_lossy(&data),
-                st.czxid,
-                st.mzxid,
-                st.pzxid,
-                st.version,
-                st.cversion,
-                st.ephemeral_owner,
-                st.ctime,
-                st.mtime,
-                st.num_children
-            ),
-        );
-        if st.num_children > 0 {
-            for ch in zk.list_children(&p).await.map_err(|e| format!("children {p}: {e}"))? {
-                todo.push(format!("{p}/{ch}"));
+    let mut level = vec![ROOT.to_string()];
+    // Level by level, many reads in flight: with linearizable reads each one
+    // waits for a quorum round trip, and the tree has thousands of nodes.
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for chunk in level.chunks(256) {
+            let mut set = tokio::task::JoinSet::new();
+            for p in chunk {
+                let (zk, p) = (zk.clone(), p.clone());
+                set.spawn(async move {
+                    let r = tokio::time::timeout(workload::OP_TIMEOUT, zk.get_data(&p)).await;
+                    let (data, st) = match r {
+                        Ok(Ok(x)) => x,
+                        Ok(Err(zookeeper_client::Error::NoNode)) => return Ok((p, None, Vec::new())),
+                        Ok(Err(e)) => return Err(format!("get {p}: {e}")),
+                        Err(_) => return Err(format!("get {p}: timeout")),
+                    };
+                    let children = if st.num_children > 0 {
+                        match tokio::time::timeout(workload::OP_TIMEOUT, zk.list_children(&p)).await {
+                            Ok(Ok(c)) => c,
+                            Ok(Err(e)) => return Err(format!("children {p}: {e}")),
+                            Err(_) => return Err(format!("children {p}: timeout")),
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                    let line = format!(
+                        "{:?} czxid={:#x} mzxid={:#x} pzxid={:#x} v={} cv={} owner={:#x} ctime={} mtime={} n={}",
+                        String::from_utf8_lossy(&data),
+                        st.czxid,
+                        st.mzxid,
+                        st.pzxid,
+                        st.version,
+                        st.cversion,
+                        st.ephemeral_owner,
+                        st.ctime,
+                        st.mtime,
+                        st.num_children
+                    );
+                    Ok((p, Some(line), children))
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                let (p, line, children) = r.map_err(|e| e.to_string())??;
+                if let Some(line) = line {
+                    next.extend(children.iter().map(|c| format!("{p}/{c}")));
+                    out.insert(p, line);
+                }
             }
         }
+        level = next;
     }
     Ok(out)
 }
