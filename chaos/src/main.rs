@@ -121,13 +121,13 @@ async fn run(args: Args) -> i32 {
     let start = Instant::now();
     let mut nemesis = Nemesis { rng: rng.fork(), kinds, start, report: Default::default() };
     nemesis.run(&mut cluster, start + Duration::from_secs(args.duration)).await;
-    nemesis::heal_all(&mut cluster);
+    let crashes = nemesis::heal_all(&mut cluster);
     let healed = cluster.wait_serving(Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
     }
-    let mut findings = Vec::new();
+    let mut findings: Vec<check::Finding> = crashes.into_iter().map(|text| check::Finding { check: "crash", text }).collect();
     if let Err(e) = healed {
         findings.push(check::Finding { check: "liveness", text: format!("after healing everything: {e}") });
     }
@@ -155,6 +155,11 @@ async fn run(args: Args) -> i32 {
         }
     }
 
+    for id in cluster.ids() {
+        if let Some(st) = cluster.exited(id) {
+            findings.push(check::Finding { check: "crash", text: format!("member {id} exited by itself ({st}); log tail:\n{}", cluster.log_tail(id, 12)) });
+        }
+    }
     let h = history.lock().unwrap();
     let results = [
         check::registers(&h, &keys),

@@ -90,7 +90,9 @@ impl Nemesis {
                 Kind::Wipe => self.wipe(c, hold).await,
                 Kind::Corrupt => self.corrupt(c).await,
             }
-            heal_all(c);
+            for crash in heal_all(c) {
+                self.anomaly(crash);
+            }
             if let Err(e) = c.wait_serving(SERVE_AGAIN).await {
                 self.anomaly(format!("after {kind:?}: {e}"));
                 for id in c.ids() {
@@ -230,17 +232,25 @@ impl Nemesis {
     }
 }
 
-/// Everything back: links open, paused members continued, dead ones started.
-pub fn heal_all(c: &mut Cluster) {
+/// Everything back: links open, paused members continued, dead ones
+/// started. Returns the members that had exited by themselves (a crash or a
+/// fail-stop: always a finding, the nemesis only kills with SIGKILL and
+/// reaps at once).
+pub fn heal_all(c: &mut Cluster) -> Vec<String> {
     c.heal_links();
+    let mut crashed = Vec::new();
     for id in c.ids() {
         if c.member(id).stopped {
             c.resume(id);
         }
-        if c.exited(id).is_some() || !c.is_running(id) {
+        if let Some(st) = c.exited(id) {
+            crashed.push(format!("member {id} exited by itself ({st}); log tail:\n{}", c.log_tail(id, 12)));
+        }
+        if !c.is_running(id) {
             let _ = c.spawn(id);
         }
     }
+    crashed
 }
 
 fn shuffle(rng: &mut Rng, v: &mut [Id]) {
