@@ -78,7 +78,9 @@ pub async fn run_client(id: u64, ctx: Arc<Ctx>, mut rng: Rng) {
         let s = sess.as_mut().unwrap();
         serial += 1;
         let roll = rng.below(100);
-        let err = if roll < 55 {
+        let err = if roll < 8 {
+            pipelined_reads(id, &ctx, s, rng.below(ctx.registers as u64) as usize).await
+        } else if roll < 55 {
             cas(id, serial, &ctx, s, rng.below(ctx.registers as u64) as usize).await
         } else if roll < 80 {
             enqueue(id, serial, &ctx, s).await
@@ -128,6 +130,14 @@ pub async fn read_register(id: u64, ctx: &Ctx, client: &Client, k: usize) -> Res
     let done = if outcome == LinOutcome::Unknown { None } else { Some(complete) };
     record_reg(ctx, "read", Event { client: id, invoke, complete: done, op: Op::Read { key }, outcome });
     ret
+}
+
+/// Three reads in flight on one session (sent before any answer): they
+/// queue behind each other's barriers, a path plain CAS never takes.
+async fn pipelined_reads(id: u64, ctx: &Ctx, s: &mut Session, k: usize) -> Option<Error> {
+    let c = &s.client;
+    let (a, b, d) = tokio::join!(read_register(id, ctx, c, k), read_register(id, ctx, c, k), read_register(id, ctx, c, k));
+    [a, b, d].into_iter().find_map(|r| r.err())
 }
 
 async fn cas(id: u64, serial: u64, ctx: &Ctx, s: &mut Session, k: usize) -> Option<Error> {
