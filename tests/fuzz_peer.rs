@@ -321,3 +321,16 @@ fn zz_report_executions() {
     // cargo test --test fuzz_peer -- --test-threads 1 --nocapture
     println!("fuzz_peer: {} frames decoded so far", EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed));
 }
+
+/// Seeds for cargo-fuzz (fuzz/): `WARDEN_FUZZ_CORPUS=fuzz/corpus/peer_frame
+/// cargo test -p warden-core --test fuzz_peer -- --ignored write_seed_corpus`.
+#[test]
+#[ignore]
+fn write_seed_corpus() {
+    let dir = std::path::PathBuf::from(std::env::var("WARDEN_FUZZ_CORPUS").expect("WARDEN_FUZZ_CORPUS"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, msg) in corpus().iter().enumerate() {
+        std::fs::write(dir.join(format!("msg-{i:02}")), encode(msg)).unwrap();
+    }
+    std::fs::write(dir.join("hello"), encode_hello(3)).unwrap();
+}
