@@ -188,6 +188,11 @@ impl Core {
         std::mem::take(&mut self.unlogged)
     }
 
+    /// Whether transactions were prepared since the last `take_unlogged`.
+    pub fn has_unlogged(&self) -> bool {
+        !self.unlogged.is_empty()
+    }
+
     /// The zxid the next transaction will get.
     pub fn next_zxid(&self) -> i64 {
         self.last_assigned_zxid + 1

@@ -224,7 +224,13 @@ impl Processor {
         let Some(z) = &self.zab else { return true };
         match z.peer.next_zxid() {
             Ok(zxid) => {
-                self.core.set_next_zxid(zxid);
+                // Transactions prepared but not yet handed to Zab already
+                // stand for zxid, zxid+1, ...: the core's counter continues
+                // after them. Resetting it would prepare a second txn under
+                // a zxid already taken.
+                if !self.core.has_unlogged() {
+                    self.core.set_next_zxid(zxid);
+                }
                 true
             }
             Err(e) => {
@@ -648,6 +654,12 @@ impl Processor {
                 (None, Some(Forwarded::Barrier)) => self.release_reads_after(entry.hdr.session_id, WriteKey::Xid(entry.hdr.cxid)),
                 _ => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
+        }
+        // Reads released above may have prepared barriers (on the leader):
+        // propose them once the commands being run are done, not in the
+        // middle of them.
+        if self.core.has_unlogged() {
+            ctx.run_later(Duration::ZERO, |act, ctx| act.flush_log(ctx));
         }
         self.maybe_snapshot(ctx);
     }

@@ -12,7 +12,7 @@
 
 use crate::registry::ActorStats;
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use slog::{info, warn, Logger};
 use std::sync::Arc;
@@ -74,10 +74,11 @@ pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
 pub type PeerStream = Box<dyn PeerIo>;
 
-/// Peer listener -> link: an accepted connection that said Hello.
+/// Peer listener -> link: an accepted connection that said Hello, with any
+/// bytes the peer sent right behind its Hello (read together with it).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Adopt(pub PeerStream);
+pub struct Adopt(pub PeerStream, pub BytesMut);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -146,7 +147,7 @@ impl PeerLink {
     }
 
     /// Starts serving a connection whose Hello exchange is done.
-    fn adopt(&mut self, stream: PeerStream, ctx: &mut Context<Self>) {
+    fn adopt(&mut self, stream: PeerStream, early: BytesMut, ctx: &mut Context<Self>) {
         self.drop_conn(ctx, "replaced by a new connection");
         self.gen += 1;
         let gen = self.gen;
@@ -170,6 +171,8 @@ impl PeerLink {
             }
         });
         let (peer, events, me) = (self.peer, self.events.clone(), ctx.address());
+        // Bytes that arrived with the hello are read first, then the socket.
+        let read = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(early), read);
         let mut frames = FramedRead::new(read, codec(self.max_frame_bytes));
         let reader = ctx.spawn(actix::fut::wrap_future(async move {
             let why = loop {
@@ -244,7 +247,7 @@ impl Handler<Dialed> for PeerLink {
         let _t = me.track();
         self.dialing = false;
         match res {
-            Ok(stream) => self.adopt(stream, ctx),
+            Ok(stream) => self.adopt(stream, BytesMut::new(), ctx),
             Err(e) => {
                 if self.backoff >= BACKOFF_MAX {
                     warn!(self.log, "cannot reach peer; retrying"; "peer" => self.peer, "error" => e);
@@ -258,10 +261,10 @@ impl Handler<Dialed> for PeerLink {
 impl Handler<Adopt> for PeerLink {
     type Result = ();
 
-    fn handle(&mut self, Adopt(stream): Adopt, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Adopt(stream, early): Adopt, ctx: &mut Context<Self>) {
         let me = self.me.clone();
         let _t = me.track();
-        self.adopt(stream, ctx);
+        self.adopt(stream, early, ctx);
     }
 }
 
@@ -370,8 +373,8 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
                     },
                 };
                 match read_hello(stream, max_frame_bytes).await {
-                    Ok((hello, stream)) => match links.get(&hello.server_id) {
-                        Some(link) if hello.server_id > my_id => link.do_send(Adopt(stream)),
+                    Ok((hello, stream, early)) => match links.get(&hello.server_id) {
+                        Some(link) if hello.server_id > my_id => link.do_send(Adopt(stream, early)),
                         Some(_) => warn!(log, "refused peer connection: the member with the larger id dials"; "from" => addr.to_string(), "server_id" => hello.server_id),
                         None => warn!(log, "refused peer connection from an unknown server id"; "from" => addr.to_string(), "server_id" => hello.server_id),
                     },
@@ -382,27 +385,46 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
     });
 }
 
-async fn read_hello(stream: PeerStream, max_frame_bytes: usize) -> Result<(warden_core::zab::wire::Hello, PeerStream), String> {
+/// The Hello, the stream, and whatever the peer sent behind the Hello that
+/// was read with it (a dialer starts sending at once; through a proxy or
+/// under load both often arrive in one read).
+async fn read_hello(stream: PeerStream, max_frame_bytes: usize) -> Result<(warden_core::zab::wire::Hello, PeerStream, BytesMut), String> {
     let mut frames = FramedRead::new(stream, codec(max_frame_bytes.min(1024)));
     let frame = tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await.map_err(|_| "no hello within 5 s".to_string())?;
     let frame = frame.ok_or("closed before hello")?.map_err(|e| format!("bad hello frame: {e}"))?;
     let hello = warden_core::zab::wire::decode_hello(&frame)?;
-    if !frames.read_buffer().is_empty() {
-        return Err("data after hello before the link was adopted".into());
-    }
-    Ok((hello, frames.into_inner()))
+    let parts = frames.into_parts();
+    Ok((hello, parts.io, parts.read_buf))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use tokio_util::codec::Decoder;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::{Decoder, Encoder};
 
     #[test]
     fn oversized_frames_are_refused_before_buffering() {
         let mut c = codec(16);
         let mut b = BytesMut::from(&[0, 0, 0, 17][..]);
         assert!(c.decode(&mut b).is_err(), "oversized frame is refused before buffering it");
+    }
+
+    /// A dialer sends its first message right behind the Hello; when both
+    /// arrive in one read (common through a proxy) the listener used to
+    /// refuse the link ("data after hello"); now the bytes are kept.
+    #[tokio::test]
+    async fn bytes_behind_the_hello_are_kept_for_the_link() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut dialer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut out = BytesMut::new();
+        codec(1 << 20).encode(Bytes::from(warden_core::zab::wire::encode_hello(3)), &mut out).unwrap();
+        codec(1 << 20).encode(Bytes::from(warden_core::zab::wire::encode(&Message::Ping)), &mut out).unwrap();
+        dialer.write_all(&out).await.unwrap();
+        let (hello, _, mut early) = read_hello(Box::new(accepted), 1 << 20).await.unwrap();
+        assert_eq!(hello.server_id, 3);
+        let frame = codec(1 << 20).decode(&mut early).unwrap().expect("the Ping frame came with the hello");
+        assert_eq!(decode(&frame).unwrap(), Message::Ping);
     }
 }

@@ -499,3 +499,35 @@ async fn a_client_that_loses_its_member_keeps_session_ephemerals_and_watches() {
     let (_, stat) = within(30, "read on the new member", zk.get_data("/moving-eph")).await.unwrap();
     assert_eq!(stat.ephemeral_owner, session.0);
 }
+
+/// Found by warden-chaos (seed 1795566104434550682, reading a member's tree
+/// with many reads in flight): on the leader, a read queued behind the
+/// session's previous barrier got its own barrier prepared while committed
+/// transactions were applied, but not proposed; the next transaction was then
+/// prepared under the same zxid and the leader stopped ("prepared zxid N but
+/// Zab assigned N+1"). Pipelined reads on one session, on the leader and on a
+/// follower, with writes from another session meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_linearizable_reads_on_the_leader_keep_it_alive() {
+    let e = Ensemble::start(3, 0, &[("warden.linearizableReads", "true")]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    within(60, "pipelined reads", async {
+        let writer = connect(&e, &[leader]).await;
+        writer.create("/p", b"0", &persistent()).await.unwrap();
+        for id in [leader, follower] {
+            let reader = connect(&e, &[id]).await;
+            for round in 0..20 {
+                let reads: Vec<_> = (0..64).map(|_| reader.get_data("/p")).collect();
+                writer.set_data("/p", round.to_string().as_bytes(), None).await.unwrap();
+                for r in reads {
+                    r.await.unwrap_or_else(|err| panic!("member {id} round {round}: {err}"));
+                }
+            }
+        }
+    })
+    .await;
+    for id in e.all_ids() {
+        assert!(e.mode(id).is_some(), "member {id} stopped serving:\n{}", e.member(id).server.as_ref().map(|s| s.log()).unwrap_or_default());
+    }
+}
