@@ -762,7 +762,9 @@ impl QuorumSetup {
         cfg.finalize_wait_ms = 50;
         cfg.notify_min_ms = 50;
         cfg.notify_max_ms = 2_000;
-        cfg.max_outstanding = 20_000;
+        // Clients are throttled before this (globalOutstandingLimit, mailbox
+        // capacities); Busy from Zab would otherwise drop a forwarded write.
+        cfg.max_outstanding = 1_000_000;
         cfg.diff_window = config.commit_log_count as usize;
         cfg.counter_limit = config.zxid_counter_limit;
         let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();

@@ -398,7 +398,13 @@ impl Handler<Expire> for Processor {
             let output = warden_core::server::Output { session_closed: Some(msg.session_id), ..Default::default() };
             return self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: msg.session_id, output, received: None });
         }
-        if self.zab.is_some() && (!self.is_leader() || !self.prime_zxid()) {
+        if self.zab.is_some() && !self.is_leader() {
+            return;
+        }
+        if !self.prime_zxid() {
+            // Too many proposals in flight: expire it a little later.
+            let session_id = msg.session_id;
+            ctx.run_later(Duration::from_millis(100), move |_, ctx| ctx.notify(Expire { session_id }));
             return;
         }
         if self.core.expire(msg.session_id, wall_clock_ms()).is_some() {
