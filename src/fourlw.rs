@@ -68,6 +68,8 @@ pub struct ServerSnapshot {
     pub log_dir_bytes: u64,
     /// Ensemble members only.
     pub quorum: Option<QuorumStatus>,
+    /// Local sessions on this member (localSessionsEnabled, read-only mode).
+    pub local_sessions: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,7 +203,7 @@ pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
                 ("zk_ephemerals_count", s.ephemerals_count.to_string()),
                 ("zk_approximate_data_size", s.approximate_data_size.to_string()),
                 ("zk_global_sessions", s.global_sessions.to_string()),
-                ("zk_local_sessions", "0".to_string()),
+                ("zk_local_sessions", s.local_sessions.to_string()),
                 ("zk_auth_failed_count", s.auth_failed_count.to_string()),
                 ("zk_uptime", s.uptime_ms.to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),

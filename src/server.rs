@@ -26,6 +26,8 @@ pub struct Settings {
     /// Ensemble mode: `sync` is a no-op transaction through the leader, so
     /// sync-then-read is linearizable (ZOOKEEPER-1675).
     pub quorum_sync: bool,
+    /// Ensemble, localSessionsEnabled: new sessions are local to the member.
+    pub local_sessions: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             reconfig_enabled: false,
             server_id: 0,
             quorum_sync: false,
+            local_sessions: false,
         }
     }
 }
@@ -155,6 +158,9 @@ pub struct Core {
     /// Read-only mode: sessions made by this server alone, never written
     /// to the log (ZooKeeper's local sessions), with their timeouts.
     local_sessions: std::collections::HashMap<i64, i32>,
+    /// Sessions whose CreateSession is prepared (or forwarded) but not yet
+    /// applied: a local session being upgraded may already send requests.
+    creating: HashSet<i64>,
 }
 
 impl Core {
@@ -180,6 +186,7 @@ impl Core {
             closing: HashSet::new(),
             unlogged: Vec::new(),
             local_sessions: std::collections::HashMap::new(),
+            creating: HashSet::new(),
         }
     }
 
@@ -211,6 +218,7 @@ impl Core {
 
     /// At the leader: the CreateSession a follower forwarded, as a transaction.
     pub fn create_session(&mut self, session_id: i64, timeout_ms: i32, now_ms: i64) -> i64 {
+        self.creating.insert(session_id);
         let hdr = self.header(session_id, 0, now_ms);
         self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent)
     }
@@ -319,8 +327,16 @@ impl Core {
             Answer::Expired(session_id) => out.session_closed = Some(session_id),
             Answer::Silent => {}
         }
-        if let Txn::CloseSession { .. } = txn {
-            self.closing.remove(&hdr.session_id);
+        match txn {
+            Txn::CloseSession { .. } => {
+                self.closing.remove(&hdr.session_id);
+            }
+            Txn::CreateSession { .. } => {
+                // An upgraded local session is global from now on.
+                self.creating.remove(&hdr.session_id);
+                self.local_sessions.remove(&hdr.session_id);
+            }
+            _ => {}
         }
         out
     }
@@ -340,7 +356,13 @@ impl Core {
             ));
         }
         let timeout_ms = session::negotiate_timeout(req.timeout_ms, self.settings.min_session_timeout_ms, self.settings.max_session_timeout_ms);
-        let (session_id, created) = if req.session_id == 0 && !submit_create {
+        let (session_id, created) = if req.session_id == 0 && self.settings.local_sessions {
+            // localSessionsEnabled: the session lives on this member only.
+            let sid = self.next_session_id;
+            self.next_session_id += 1;
+            self.local_sessions.insert(sid, timeout_ms);
+            (sid, None)
+        } else if req.session_id == 0 && !submit_create {
             let sid = self.next_session_id;
             self.next_session_id += 1;
             (sid, None)
@@ -351,7 +373,7 @@ impl Core {
             let zxid = self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent);
             (sid, Some(zxid))
         } else {
-            let known = self.db.session_timeout(req.session_id).is_some() && !self.closing.contains(&req.session_id);
+            let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id)) && !self.closing.contains(&req.session_id);
             if !known || req.passwd != session::password(&self.secret, req.session_id) {
                 let mut w = Vec::new();
                 w.put_i32(0);
@@ -398,6 +420,23 @@ impl Core {
 
     pub fn is_local_session(&self, session_id: i64) -> bool {
         self.local_sessions.contains_key(&session_id)
+    }
+
+    pub fn is_creating(&self, session_id: i64) -> bool {
+        self.creating.contains(&session_id)
+    }
+
+    pub fn local_session_count(&self) -> usize {
+        self.local_sessions.len()
+    }
+
+    /// localSessionsUpgradingEnabled: the local session becomes global; its
+    /// CreateSession goes to the leader (the caller sends or prepares it).
+    /// Returns its timeout.
+    pub fn begin_upgrade(&mut self, session_id: i64) -> Option<i32> {
+        let timeout = self.local_sessions.remove(&session_id)?;
+        self.creating.insert(session_id);
+        Some(timeout)
     }
 
     /// Ends a local session (closeSession or expiry in read-only mode).
@@ -451,13 +490,27 @@ impl Core {
     }
 
     pub fn process(&mut self, ctx: &RequestCtx, req: Request) -> Processed {
+        self.process_as(ctx, req, false)
+    }
+
+    /// `remote_local`: at the leader, a request a learner forwarded for one of
+    /// its local sessions, which the leader cannot know (LeaderSessionTracker
+    /// lets such sessions through when localSessionsEnabled).
+    pub fn process_as(&mut self, ctx: &RequestCtx, req: Request, remote_local: bool) -> Processed {
         let zxid = self.db.last_zxid();
-        if self.db.session_timeout(ctx.session_id).is_none() && !self.local_sessions.contains_key(&ctx.session_id) {
+        let local = remote_local || self.local_sessions.contains_key(&ctx.session_id);
+        if !local && self.db.session_timeout(ctx.session_id).is_none() && !self.creating.contains(&ctx.session_id) {
             return Processed::Done(Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid));
         }
         if self.settings.quorum_sync && matches!(req, Request::Sync { .. }) {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
             let prepared = Prepared { txn: Txn::Error { code: 0 }, changes: Vec::new() };
+            return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
+        }
+        if req.is_write() && local && creates_ephemeral(&req) {
+            // PrepRequestProcessor: a local session cannot own ephemerals.
+            let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
+            let prepared = Prepared { txn: Txn::Error { code: Code::EphemeralOnLocalSession as i32 }, changes: Vec::new() };
             return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
         }
         if req.is_write() {
@@ -669,6 +722,16 @@ impl Core {
         for path in &sw.persistent_recursive {
             watches.push(WatchOp::AddPersistent { path: path.clone(), recursive: true });
         }
+    }
+}
+
+/// Whether a write creates an ephemeral node (directly or inside a multi).
+pub fn creates_ephemeral(req: &Request) -> bool {
+    match req {
+        // CreateMode EPHEMERAL (1) and EPHEMERAL_SEQUENTIAL (3).
+        Request::Create(c) => matches!(c.flags, 1 | 3) && matches!(c.op, CreateOp::Create | CreateOp::Create2),
+        Request::Multi(ops) => ops.iter().any(creates_ephemeral),
+        _ => false,
     }
 }
 

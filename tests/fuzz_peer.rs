@@ -88,7 +88,7 @@ fn txns() -> Vec<Txn> {
 }
 
 fn forward(op: ForwardOp) -> Message {
-    Message::Request(Forward { session_id: 0x100_0000_0000_0009, cxid: 17, auth: vec![Id::new("digest", "bob:XyZ="), Id::new("ip", "127.0.0.1")], op })
+    Message::Request(Forward { session_id: 0x100_0000_0000_0009, cxid: 17, auth: vec![Id::new("digest", "bob:XyZ="), Id::new("ip", "127.0.0.1")], op, local: true })
 }
 
 fn corpus() -> Vec<Message> {
@@ -323,11 +323,17 @@ fn zz_report_executions() {
 }
 
 /// Seeds for cargo-fuzz (fuzz/): `WARDEN_FUZZ_CORPUS=fuzz/corpus/peer_frame
-/// cargo test -p warden-core --test fuzz_peer -- --ignored write_seed_corpus`.
+/// cargo test -p warden-core --test fuzz_peer write_seed_corpus`.
+/// Without the variable it checks that every corpus message encodes and decodes back.
 #[test]
-#[ignore]
 fn write_seed_corpus() {
-    let dir = std::path::PathBuf::from(std::env::var("WARDEN_FUZZ_CORPUS").expect("WARDEN_FUZZ_CORPUS"));
+    let Ok(dir) = std::env::var("WARDEN_FUZZ_CORPUS") else {
+        for msg in corpus() {
+            assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        }
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
     std::fs::create_dir_all(&dir).unwrap();
     for (i, msg) in corpus().iter().enumerate() {
         std::fs::write(dir.join(format!("msg-{i:02}")), encode(msg)).unwrap();

@@ -333,7 +333,9 @@ impl Processor {
         let Some(leader) = z.peer.leader().filter(|_| z.serving) else {
             return conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
         };
-        let fwd = Forward { session_id, cxid: xid, auth: auth.to_vec(), op: ForwardOp::Client(request.clone()) };
+        let local = self.core.is_local_session(session_id);
+        let Some(z) = self.zab.as_mut() else { return };
+        let fwd = Forward { session_id, cxid: xid, auth: auth.to_vec(), op: ForwardOp::Client(request.clone()), local };
         z.send(leader, &Message::Request(fwd));
         let caller = Caller { conn, session_id, received, op: request.name() };
         z.forwarded.insert((session_id, xid), Forwarded::Request(caller, request));
@@ -367,7 +369,7 @@ impl Processor {
             let Some(leader) = z.peer.leader().filter(|_| z.serving) else {
                 return msg.conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
             };
-            let fwd = Forward { session_id, cxid, auth: Vec::new(), op: ForwardOp::Client(Request::Sync { path: "/".into() }) };
+            let fwd = Forward { session_id, cxid, auth: Vec::new(), op: ForwardOp::Client(Request::Sync { path: "/".into() }), local: self.core.is_local_session(session_id) };
             z.send(leader, &Message::Request(fwd));
             z.forwarded.insert((session_id, cxid), Forwarded::Barrier);
             WriteKey::Xid(cxid)
@@ -380,7 +382,7 @@ impl Processor {
     pub(crate) fn forward_create_session(&mut self, session_id: i64, timeout_ms: i32, attach: Dispatch) {
         let Some(z) = self.zab.as_mut() else { return };
         let Some(leader) = z.peer.leader() else { return };
-        let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms } };
+        let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms }, local: false };
         z.send(leader, &Message::Request(fwd));
         z.forwarded.insert((session_id, 0), Forwarded::Attach(attach));
     }
@@ -396,11 +398,12 @@ impl Processor {
                 self.core.create_session(fwd.session_id, timeout_ms, now);
             }
             ForwardOp::Client(request) => {
-                let zxid = if self.core.db.session_timeout(fwd.session_id).is_none() {
+                let known = fwd.local || self.core.db.session_timeout(fwd.session_id).is_some() || self.core.is_creating(fwd.session_id);
+                let zxid = if !known {
                     self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::SessionExpired as i32, now)
                 } else {
                     let rctx = RequestCtx { session_id: fwd.session_id, xid: fwd.cxid, auth: &fwd.auth, now_ms: now };
-                    match self.core.process(&rctx, request) {
+                    match self.core.process_as(&rctx, request, fwd.local) {
                         warden_core::server::Processed::Pending(zxid) => zxid,
                         warden_core::server::Processed::Done(_) => {
                             self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::Unimplemented as i32, now)
@@ -595,6 +598,36 @@ impl Processor {
         let rctx = RequestCtx { session_id: msg.session_id, xid: msg.xid, auth: &msg.auth, now_ms: wall_clock_ms() };
         if let warden_core::server::Processed::Done(out) = self.core.process(&rctx, msg.request) {
             self.answer(caller, out);
+        }
+    }
+
+    /// closeSession of a local session: it ends here, nothing is logged.
+    pub(crate) fn close_local(&mut self, msg: Submit) {
+        use warden_core::server::{reply_frame, Output, Reply};
+        let zxid = self.core.db.last_zxid();
+        self.core.close_local_session(msg.session_id);
+        self.tracker.do_send(Tracking::Untrack { session_id: msg.session_id });
+        let caller = Caller { conn: msg.conn.clone(), session_id: msg.session_id, received: msg.received, op: msg.request.name() };
+        let frame = reply_frame(msg.xid, zxid, 0, |_| {});
+        self.answer(caller, Output { reply: Reply::Frame(frame), zxid, session_closed: Some(msg.session_id), ..Default::default() });
+    }
+
+    /// localSessionsUpgradingEnabled: before a local session's first
+    /// ephemeral, it becomes global — a CreateSession through the leader,
+    /// ahead of the create on the same FIFO path.
+    pub(crate) fn upgrade_local_session(&mut self, session_id: i64, ctx: &mut Context<Self>) {
+        let Some(timeout_ms) = self.core.begin_upgrade(session_id) else { return };
+        info!(self.log, "upgrading a local session to a global one"; "session" => format!("0x{session_id:x}"));
+        if self.is_leader() {
+            if self.prime_zxid() {
+                self.core.create_session(session_id, timeout_ms, wall_clock_ms());
+                self.flush_log(ctx);
+            }
+        } else if let Some(z) = self.zab.as_ref() {
+            if let Some(leader) = z.peer.leader() {
+                let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms }, local: false };
+                z.send(leader, &Message::Request(fwd));
+            }
         }
     }
 

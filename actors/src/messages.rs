@@ -70,6 +70,9 @@ pub enum Tracking {
     /// The client was heard from.
     Touch { session_id: i64 },
     Untrack { session_id: i64 },
+    /// A local session (localSessionsEnabled, read-only mode): this member
+    /// expires it whatever its role.
+    TrackLocal { session_id: i64, timeout_ms: i32 },
     /// Ensemble role change: only the leader (or a standalone server)
     /// expires sessions; a learner forwards its touches to the leader.
     Mode { expire: bool, forward_to: Option<Recipient<crate::ensemble::Touches>> },

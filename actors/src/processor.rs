@@ -339,6 +339,11 @@ impl Handler<Connect> for Processor {
             return msg.conn.do_send(ToConn::Close { frame: None, reason: "the leader has too many proposals in flight" });
         }
         match self.core.connect_as(&msg.request, wall_clock_ms(), leading) {
+            ConnectOutcome::Accepted { frame, session_id, timeout_ms, .. } if self.core.is_local_session(session_id) => {
+                info!(self.log, "local session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "conn" => msg.conn_id);
+                self.tracker.do_send(Tracking::TrackLocal { session_id, timeout_ms });
+                self.dispatcher.do_send(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
+            }
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, created } => {
                 info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created.is_some(), "conn" => msg.conn_id);
                 self.tracker.do_send(Tracking::Track { session_id, timeout_ms });
@@ -374,6 +379,14 @@ impl Handler<Submit> for Processor {
         let _t = me.track();
         if self.in_read_only() {
             return self.serve_read_only(msg);
+        }
+        if self.core.is_local_session(msg.session_id) {
+            if matches!(msg.request, warden_core::proto::Request::CloseSession) {
+                return self.close_local(msg);
+            }
+            if self.config.local_sessions_upgrading_enabled && warden_core::server::creates_ephemeral(&msg.request) {
+                self.upgrade_local_session(msg.session_id, ctx);
+            }
         }
         if !msg.request.is_write() {
             if let Some(queue) = self.in_flight.get_mut(&msg.session_id) {
@@ -444,6 +457,7 @@ impl Handler<TakeSnapshot> for Processor {
         let mut s = ServerSnapshot {
             warden_version: env!("CARGO_PKG_VERSION").to_string(),
             mode: self.mode().into(),
+            local_sessions: self.core.local_session_count() as u64,
             last_zxid: db.last_zxid(),
             // ZooKeeper's count includes the root twice (its map holds "" and "/").
             node_count: db.tree.node_count() as u64 + 1,

@@ -21,13 +21,15 @@ pub struct Tracker {
     /// Learner: where touched sessions are sent, batched each half tick.
     forward_to: Option<Recipient<crate::ensemble::Touches>>,
     touched: std::collections::HashSet<i64>,
+    /// Local sessions, expired here even when not `expiring`.
+    local: std::collections::HashSet<i64>,
     me: Arc<ActorStats>,
     log: Logger,
 }
 
 impl Tracker {
     pub fn new(tick_ms: u32, me: Arc<ActorStats>, log: Logger) -> Tracker {
-        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, expiring: true, forward_to: None, touched: Default::default(), me, log }
+        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, expiring: true, forward_to: None, touched: Default::default(), local: Default::default(), me, log }
     }
 
     fn now_ms(&self) -> i64 {
@@ -47,11 +49,16 @@ impl Actor for Tracker {
             }
         });
         ctx.run_interval(self.tick, |act, _| {
-            if !act.expiring {
-                return;
-            }
             let now = act.now_ms();
             for session_id in act.queue.expire(now) {
+                if !act.expiring && !act.local.contains(&session_id) {
+                    // Not ours to expire (the leader's is): keep its clock running.
+                    if let Some(t) = act.timeouts.get(&session_id) {
+                        act.queue.touch(session_id, *t, now);
+                    }
+                    continue;
+                }
+                act.local.remove(&session_id);
                 act.timeouts.remove(&session_id);
                 if let Some(to) = &act.expire_to {
                     to.do_send(Expire { session_id });
@@ -72,6 +79,7 @@ impl Handler<Tracking> for Tracker {
         let now = self.now_ms();
         match msg {
             Tracking::Track { session_id, timeout_ms } => {
+                self.local.remove(&session_id);
                 self.timeouts.insert(session_id, timeout_ms);
                 self.queue.touch(session_id, timeout_ms, now);
             }
@@ -86,6 +94,12 @@ impl Handler<Tracking> for Tracker {
             Tracking::Untrack { session_id } => {
                 self.timeouts.remove(&session_id);
                 self.queue.remove(session_id);
+                self.local.remove(&session_id);
+            }
+            Tracking::TrackLocal { session_id, timeout_ms } => {
+                self.local.insert(session_id);
+                self.timeouts.insert(session_id, timeout_ms);
+                self.queue.touch(session_id, timeout_ms, now);
             }
             Tracking::Mode { expire, forward_to } => {
                 self.expiring = expire;

@@ -198,6 +198,10 @@ pub struct Forward {
     pub cxid: i32,
     pub auth: Vec<crate::proto::Id>,
     pub op: ForwardOp,
+    /// The session is local to the learner (localSessionsEnabled): the
+    /// leader does not know it and lets it through.
+    #[serde(default)]
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
