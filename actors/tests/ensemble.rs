@@ -531,3 +531,62 @@ async fn pipelined_linearizable_reads_on_the_leader_keep_it_alive() {
         assert!(e.mode(id).is_some(), "member {id} stopped serving:\n{}", e.member(id).server.as_ref().map(|s| s.log()).unwrap_or_default());
     }
 }
+
+/// A tmpfs of `kib` KiB mounted at `dir` (root only), unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, kib: u64) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"]).arg(dir).status().ok()?.success();
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_disk_fills_stops_and_the_ensemble_goes_on() {
+    let mut e = Ensemble::start(3, 0, &[("preAllocSize", "64")]);
+    let leader = e.wait_serving(SERVE);
+    let victim = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let mount = e.member(victim).dir.join("small-disk");
+    e.kill(victim, "KILL");
+    let Some(_disk) = SmallDisk::mount(&mount, 2048) else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root; the full-disk case was not exercised");
+        return;
+    };
+    let data = mount.display().to_string();
+    e.set_member_extra(victim, &[("dataDir", &data)]);
+    e.start_member(victim);
+    e.wait_serving(SERVE);
+    let survivors: Vec<u64> = e.all_ids().into_iter().filter(|id| *id != victim).collect();
+    let zk = within(30, "connect", connect(&e, &survivors)).await;
+    let value = vec![b'x'; 16 * 1024];
+    let mut acked = Vec::new();
+    // 2 MiB of disk cannot hold 300 writes of 16 KiB: the victim's log fills.
+    for i in 0..300 {
+        let path = format!("/full{i:03}");
+        zk.create(&path, &value, &persistent()).await.unwrap_or_else(|err| panic!("write {i} with one member's disk full: {err}"));
+        acked.push(path);
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = e.server(victim).exited() {
+            break status;
+        }
+        assert!(Instant::now() < end, "the member with a full disk kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "a full disk stops the member: {status}");
+    assert!(e.server(victim).log().contains("No space left on device"), "the log says why");
+    for id in &survivors {
+        let seen = within(30, "read back", children_on(&e, *id, "/")).await;
+        assert!(acked.iter().all(|p| seen.contains(p.trim_start_matches('/'))), "member {id} lost acknowledged writes");
+    }
+    // The disk is unmounted (drop) before the ensemble's dirs are removed.
+}
