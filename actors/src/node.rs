@@ -270,7 +270,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let me2 = me.clone();
             let registry2 = registry.clone();
             let addr = Supervisor::start(move |ctx: &mut Context<Processor>| {
-                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
+                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64), ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
                 let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog.clone());
                 match zab_start {
                     Some(q) => processor.with_zab(q.start(ctx.address().recipient(), &registry2, &plog)),

@@ -213,12 +213,12 @@ pub struct TxnLog {
 }
 
 impl TxnLog {
-    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, synced: Recipient<Synced>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
+    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, fsync_delay: Duration, synced: Recipient<Synced>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
-                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), segment_max_bytes: SEGMENT_MAX_BYTES, force_sync, current: None, buf: Vec::new(), stats };
+                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), segment_max_bytes: SEGMENT_MAX_BYTES, force_sync, fsync_delay, current: None, buf: Vec::new(), stats };
                 if let Err(e) = w.run(rx, &synced, &log) {
                     // Fail-stop: a log we cannot write must not acknowledge anything.
                     error!(log, "transaction log failed; stopping the node"; "error" => %e);
@@ -263,6 +263,8 @@ struct SegmentWriter {
     prealloc_bytes: u64,
     segment_max_bytes: u64,
     force_sync: bool,
+    /// warden.fsyncDelayMs: a slow disk, for fault injection.
+    fsync_delay: Duration,
     current: Option<Segment>,
     /// Records for the current segment not yet written.
     buf: Vec<u8>,
@@ -399,6 +401,9 @@ impl SegmentWriter {
         self.buf.clear();
         if self.force_sync {
             let started = Instant::now();
+            if !self.fsync_delay.is_zero() {
+                std::thread::sleep(self.fsync_delay);
+            }
             if grew {
                 seg.file.sync_all()?;
             } else {
@@ -437,7 +442,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let synced = Sink.start().recipient();
         let log = Logger::root(slog::Discard, slog::o!());
-        let mut w = SegmentWriter { dir: logs.clone(), prealloc_bytes: 4096, segment_max_bytes: 8 << 10, force_sync: false, current: None, buf: Vec::new(), stats: Arc::new(ServerStats::default()) };
+        let mut w = SegmentWriter { dir: logs.clone(), prealloc_bytes: 4096, segment_max_bytes: 8 << 10, force_sync: false, fsync_delay: Duration::ZERO, current: None, buf: Vec::new(), stats: Arc::new(ServerStats::default()) };
         for z in 1..=200 {
             tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
         }

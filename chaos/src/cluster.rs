@@ -28,6 +28,8 @@ pub struct Member {
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub stopped: bool,
+    /// warden.fsyncDelayMs at the next start (the slow-disk fault).
+    pub fsync_delay_ms: u64,
 }
 
 impl Member {
@@ -61,7 +63,7 @@ impl Cluster {
         for id in 1..=n {
             let dir = root.join(format!("member{id}"));
             std::fs::create_dir_all(dir.join("data")).map_err(|e| format!("{}: {e}", dir.display()))?;
-            members.push(Member { id, client_port: free_port(), quorum_port: free_port(), election_port: free_port(), dir, child: None, stopped: false });
+            members.push(Member { id, client_port: free_port(), quorum_port: free_port(), election_port: free_port(), dir, child: None, stopped: false, fsync_delay_ms: 0 });
         }
         let mut links = BTreeMap::new();
         for lo in 1..=n {
@@ -86,7 +88,7 @@ impl Cluster {
         &self.members[id as usize - 1]
     }
 
-    fn member_mut(&mut self, id: Id) -> &mut Member {
+    pub fn member_mut(&mut self, id: Id) -> &mut Member {
         &mut self.members[id as usize - 1]
     }
 
@@ -130,6 +132,7 @@ impl Cluster {
         // register histories (reads included) checkable for linearizability.
         set(format!("warden.linearizableReads={lin_reads}"));
         set(format!("warden.myid={id}"));
+        set(format!("warden.fsyncDelayMs={}", m.fsync_delay_ms));
         for l in lines {
             set(l);
         }

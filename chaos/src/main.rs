@@ -43,7 +43,7 @@ struct Args {
     #[arg(long)]
     warden_bin: Option<PathBuf>,
     /// Faults to draw from, comma separated.
-    #[arg(long, default_value = "kill,pause,partition,wipe,corrupt", value_delimiter = ',')]
+    #[arg(long, default_value = "kill,pause,partition,wipe,corrupt,slow-disk", value_delimiter = ',')]
     faults: Vec<String>,
     /// Registers for compare-and-set.
     #[arg(long, default_value_t = 3)]

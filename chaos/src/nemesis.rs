@@ -16,6 +16,7 @@ pub enum Kind {
     Partition,
     Wipe,
     Corrupt,
+    SlowDisk,
 }
 
 impl Kind {
@@ -26,7 +27,8 @@ impl Kind {
             "partition" => Kind::Partition,
             "wipe" => Kind::Wipe,
             "corrupt" => Kind::Corrupt,
-            _ => return Err(format!("unknown fault {s:?} (kill, pause, partition, wipe, corrupt)")),
+            "slow-disk" => Kind::SlowDisk,
+            _ => return Err(format!("unknown fault {s:?} (kill, pause, partition, wipe, corrupt, slow-disk)")),
         })
     }
 }
@@ -89,6 +91,7 @@ impl Nemesis {
                 Kind::Partition => self.partition(c, hold).await,
                 Kind::Wipe => self.wipe(c, hold).await,
                 Kind::Corrupt => self.corrupt(c).await,
+                Kind::SlowDisk => self.slow_disk(c, hold).await,
             }
             for crash in heal_all(c) {
                 self.anomaly(crash);
@@ -121,6 +124,25 @@ impl Nemesis {
         tokio::time::sleep(hold).await;
         if let Err(e) = c.spawn(id) {
             self.anomaly(format!("restart of member {id}: {e}"));
+        }
+    }
+
+    /// A member restarted on a disk whose every fsync takes 20-200 ms
+    /// (warden.fsyncDelayMs), then restarted on a normal one.
+    async fn slow_disk(&mut self, c: &mut Cluster, hold: Duration) {
+        let (id, role) = self.target(c).await;
+        let delay = 20 + self.rng.below(181);
+        c.kill(id);
+        c.member_mut(id).fsync_delay_ms = delay;
+        if let Err(e) = c.spawn(id) {
+            self.anomaly(format!("restart of member {id} on a slow disk: {e}"));
+        }
+        self.injected(format!("slow-disk {role}"), format!("member {id} fsyncs take {delay} ms for {hold:?}"));
+        tokio::time::sleep(hold).await;
+        c.kill(id);
+        c.member_mut(id).fsync_delay_ms = 0;
+        if let Err(e) = c.spawn(id) {
+            self.anomaly(format!("restart of member {id} on a normal disk: {e}"));
         }
     }
 

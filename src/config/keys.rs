@@ -53,6 +53,7 @@ plain_keys! {
     "warden.adminFaultInjection" => admin_fault_injection: boolean / show,
     "warden.linearizableReads" => linearizable_reads: boolean / show,
     "warden.zxidCounterLimit" => zxid_counter_limit: positive / show,
+    "warden.fsyncDelayMs" => fsync_delay_ms: number / show,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,

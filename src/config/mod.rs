@@ -142,6 +142,8 @@ pub struct Config {
     /// Test knob: the zxid counter value at which the leader bumps the epoch
     /// (normally just below 2^32), to exercise counter exhaustion quickly.
     pub zxid_counter_limit: u32,
+    /// Fault injection: sleep this long before every log fsync (a slow disk).
+    pub fsync_delay_ms: u32,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -199,6 +201,7 @@ impl Default for Config {
             admin_fault_injection: false,
             linearizable_reads: false,
             zxid_counter_limit: u32::MAX - 1,
+            fsync_delay_ms: 0,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,
