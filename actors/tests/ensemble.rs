@@ -396,7 +396,8 @@ async fn metrics_and_actor_tables_show_the_ensemble() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_zxid_counters_bumps_the_epoch_without_dropping_clients() {
     // The leader bumps the epoch every 40 transactions instead of at 2^32.
-    let e = Ensemble::start(3, 0, &[("warden.zxidCounterLimit", "40")]);
+    // tickTime 500: a slow shared machine must not look like a lost quorum.
+    let e = Ensemble::start(3, 0, &[("warden.zxidCounterLimit", "40"), ("tickTime", "500")]);
     let leader = e.wait_serving(SERVE);
     let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
     within(90, "writes across epoch bumps", async {

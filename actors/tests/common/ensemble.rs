@@ -15,7 +15,34 @@ pub struct Member {
     pub server: Option<Server>,
 }
 
+/// At most this many ensembles run at once: two cores cannot keep more
+/// members' timers honest, and fewer processes make free-port races rare.
+const CONCURRENT_ENSEMBLES: usize = 2;
+
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A running-ensemble slot, given back on drop.
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let (lock, cv) = &RUNNING;
+        let mut n = cv.wait_while(lock.lock().unwrap_or_else(|e| e.into_inner()), |n| *n >= CONCURRENT_ENSEMBLES).unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (lock, cv) = &RUNNING;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}
+
 pub struct Ensemble {
+    _slot: Slot,
     pub members: Vec<Member>,
     servers: Vec<String>,
     extra: Vec<(String, String)>,
@@ -26,6 +53,8 @@ pub struct Ensemble {
 impl Ensemble {
     /// `voters` participants then `observers` observers, ids from 1.
     pub fn start(voters: u64, observers: u64, extra: &[(&str, &str)]) -> Ensemble {
+        // Wait for a slot before choosing ports, so they are fresh.
+        let slot = Slot::take();
         let total = voters + observers;
         let servers: Vec<String> = (1..=total)
             .map(|id| {
@@ -34,7 +63,7 @@ impl Ensemble {
             })
             .collect();
         let members = (1..=total).map(|id| Member { id, client_port: free_port(), admin_port: free_port(), dir: unique_dir(), server: None }).collect();
-        let mut e = Ensemble { members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), member_extra: Default::default() };
+        let mut e = Ensemble { _slot: slot, members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), member_extra: Default::default() };
         for id in 1..=total {
             e.start_member(id);
         }

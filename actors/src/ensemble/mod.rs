@@ -12,7 +12,6 @@ use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteK
 use actix::prelude::*;
 use slog::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,14 @@ use warden_core::proto::Request;
 use warden_core::server::RequestCtx;
 use warden_core::snapshot;
 use warden_core::txn::{LogEntry, Txn};
-use warden_core::zab::{Command, EpochKind, Forward, ForwardOp, Message, Peer, PeerState, ServerId, Zxid};
+pub use warden_core::zab::{Forward, ForwardOp};
+use warden_core::zab::{Command, Message, Peer, PeerState, ServerId, Zxid};
+
+mod digest;
+mod sessions;
+mod setup;
+pub use setup::{read_epoch, QuorumSetup};
+use setup::{epoch_file, write_epoch};
 
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
@@ -67,7 +73,7 @@ pub struct Zab {
 }
 
 /// Digests a learner remembers for comparison with the leader's.
-const DIGEST_MEMORY: usize = 4096;
+pub(super) const DIGEST_MEMORY: usize = 4096;
 
 impl Zab {
     pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, ops_done: u64, data_dir: &Path) -> Zab {
@@ -104,33 +110,6 @@ impl Zab {
             link.do_send(SendFrame(peer_link::encode(msg)));
         }
     }
-}
-
-/// Reads `acceptedEpoch` / `currentEpoch` (decimal text, as ZooKeeper); 0 if absent.
-pub fn read_epoch(data_dir: &Path, kind: EpochKind) -> Result<u32, String> {
-    let path = crate::storage::version_dir(data_dir).join(epoch_file(kind));
-    match std::fs::read_to_string(&path) {
-        Ok(t) => t.trim().parse().map_err(|_| format!("{} does not hold an epoch number: {:?}", path.display(), t.trim())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-fn epoch_file(kind: EpochKind) -> &'static str {
-    match kind {
-        EpochKind::Accepted => "acceptedEpoch",
-        EpochKind::Current => "currentEpoch",
-    }
-}
-
-fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
-    let path = dir.join(epoch_file(kind));
-    let tmp = dir.join(format!("{}.tmp", epoch_file(kind)));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(epoch.to_string().as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    crate::storage::fsync_dir(dir)
 }
 
 /// Reads of the tree, which warden.linearizableReads puts behind a barrier.
@@ -236,60 +215,6 @@ impl Processor {
             Err(e) => {
                 warn!(self.log, "cannot propose now"; "why" => format!("{e:?}"));
                 false
-            }
-        }
-    }
-
-    /// Leader: the digest after the last applied zxid, to every learner.
-    fn send_digest(&mut self) {
-        if !self.is_leader() {
-            return;
-        }
-        let (zxid, digest) = (self.core.db.last_zxid(), self.core.db.tree.digest());
-        let Some(z) = self.zab.as_mut() else { return };
-        if zxid == z.digest_sent_for {
-            return;
-        }
-        z.digest_sent_for = zxid;
-        let frame = peer_link::encode(&Message::Digest { zxid, digest });
-        for link in z.links.values() {
-            link.do_send(SendFrame(frame.clone()));
-        }
-    }
-
-    /// Learner: compares the leader's digest with ours at the same zxid.
-    fn check_digest(&mut self, zxid: Zxid, leader_digest: u64) {
-        let Some(z) = self.zab.as_mut() else { return };
-        let mine = z.applied_digests.iter().rev().find(|(zx, _)| *zx == zxid).map(|(_, d)| *d);
-        match mine {
-            Some(d) if d != leader_digest => {
-                let msg = format!("the tree after zxid {zxid:#x} differs from the leader's (digest {d:#x}, leader {leader_digest:#x}): this member diverged");
-                self.fatal(msg)
-            }
-            Some(_) => z.digests_checked += 1,
-            None if zxid > self.core.db.last_zxid() => z.expected_digest = Some((zxid, leader_digest)),
-            None => {} // older than what we remember, or skipped by a SNAP
-        }
-    }
-
-    /// After each applied transaction on a learner: remember its digest, and
-    /// check the leader's if it was waiting for this zxid.
-    fn note_applied_digest(&mut self, zxid: Zxid) {
-        let digest = self.core.db.tree.digest();
-        let Some(z) = self.zab.as_mut() else { return };
-        if z.peer.state() == PeerState::Leading {
-            return;
-        }
-        if z.applied_digests.len() >= DIGEST_MEMORY {
-            z.applied_digests.pop_front();
-        }
-        z.applied_digests.push_back((zxid, digest));
-        if let Some((want, d)) = z.expected_digest {
-            if want <= zxid {
-                z.expected_digest = None;
-                if want == zxid {
-                    self.check_digest(want, d);
-                }
             }
         }
     }
@@ -568,69 +493,6 @@ impl Processor {
         }
     }
 
-    fn enter_read_only(&mut self, round: u64) {
-        let Some(z) = self.zab.as_mut() else { return };
-        if z.serving || z.read_only || z.looking_round != round {
-            return;
-        }
-        z.read_only = true;
-        // Local sessions expire here; global ones are left to the next leader.
-        self.tracker.do_send(Tracking::Mode { expire: true, forward_to: None });
-        info!(self.log, "no quorum: serving read-only clients (readonlymode.enabled)");
-    }
-
-    /// Read-only mode: refuse writes with NotReadOnly, end local sessions on
-    /// closeSession, answer reads from this member's (possibly stale) tree.
-    pub(crate) fn serve_read_only(&mut self, msg: Submit) {
-        use warden_core::server::{reply_frame, Output, Reply};
-        let zxid = self.core.db.last_zxid();
-        let caller = Caller { conn: msg.conn.clone(), session_id: msg.session_id, received: msg.received, op: msg.request.name() };
-        if self.core.refused_read_only(msg.session_id, &msg.request) {
-            let frame = reply_frame(msg.xid, zxid, warden_core::error::Code::NotReadOnly as i32, |_| {});
-            return self.answer(caller, Output { reply: Reply::Frame(frame), zxid, ..Default::default() });
-        }
-        if matches!(msg.request, Request::CloseSession) {
-            self.core.close_local_session(msg.session_id);
-            self.tracker.do_send(Tracking::Untrack { session_id: msg.session_id });
-            let frame = reply_frame(msg.xid, zxid, 0, |_| {});
-            return self.answer(caller, Output { reply: Reply::Frame(frame), zxid, session_closed: Some(msg.session_id), ..Default::default() });
-        }
-        let rctx = RequestCtx { session_id: msg.session_id, xid: msg.xid, auth: &msg.auth, now_ms: wall_clock_ms() };
-        if let warden_core::server::Processed::Done(out) = self.core.process(&rctx, msg.request) {
-            self.answer(caller, out);
-        }
-    }
-
-    /// closeSession of a local session: it ends here, nothing is logged.
-    pub(crate) fn close_local(&mut self, msg: Submit) {
-        use warden_core::server::{reply_frame, Output, Reply};
-        let zxid = self.core.db.last_zxid();
-        self.core.close_local_session(msg.session_id);
-        self.tracker.do_send(Tracking::Untrack { session_id: msg.session_id });
-        let caller = Caller { conn: msg.conn.clone(), session_id: msg.session_id, received: msg.received, op: msg.request.name() };
-        let frame = reply_frame(msg.xid, zxid, 0, |_| {});
-        self.answer(caller, Output { reply: Reply::Frame(frame), zxid, session_closed: Some(msg.session_id), ..Default::default() });
-    }
-
-    /// localSessionsUpgradingEnabled: before a local session's first
-    /// ephemeral, it becomes global — a CreateSession through the leader,
-    /// ahead of the create on the same FIFO path.
-    pub(crate) fn upgrade_local_session(&mut self, session_id: i64, ctx: &mut Context<Self>) {
-        let Some(timeout_ms) = self.core.begin_upgrade(session_id) else { return };
-        info!(self.log, "upgrading a local session to a global one"; "session" => format!("0x{session_id:x}"));
-        if self.is_leader() {
-            if self.prime_zxid() {
-                self.core.create_session(session_id, timeout_ms, wall_clock_ms());
-                self.flush_log(ctx);
-            }
-        } else if let Some(z) = self.zab.as_ref() {
-            if let Some(leader) = z.peer.leader() {
-                let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms }, local: false };
-                z.send(leader, &Message::Request(fwd));
-            }
-        }
-    }
-
     /// Leaving the serving state: ZooKeeper closes every client connection
     /// and clients reconnect to a serving member; prepared requests are lost
     /// (the next leader decides whether they committed).
@@ -764,72 +626,3 @@ impl Handler<Touches> for Processor {
     }
 }
 
-/// Largest peer frame (a SNAP of the whole tree is one frame).
-const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
-
-/// The ensemble part of startup: the quorum port is bound before anything
-/// runs (a port in use stops the start), links start with the processor.
-pub struct QuorumSetup {
-    listener: std::net::TcpListener,
-    peer: Peer,
-    members: Vec<(ServerId, String)>,
-    data_dir: PathBuf,
-    tls: Option<crate::tls::QuorumTls>,
-}
-
-impl QuorumSetup {
-    pub fn bind(config: &warden_core::config::Config, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
-        use warden_core::config::PeerRole;
-        let my_id = config.my_id.ok_or("myid is required in a quorum")?;
-        let me = config.servers.iter().find(|s| s.id == my_id).ok_or_else(|| format!("no server.{my_id} line"))?;
-        let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port)).map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let voters = config.servers.iter().filter(|s| s.role == PeerRole::Participant).map(|s| s.id);
-        let observers = config.servers.iter().filter(|s| s.role == PeerRole::Observer).map(|s| s.id);
-        let mut cfg = warden_core::zab::Config::new(my_id, voters, observers);
-        cfg.tick_ms = config.tick_time_ms as u64;
-        cfg.init_limit_ticks = config.init_limit as u64;
-        cfg.sync_limit_ticks = config.sync_limit as u64;
-        // A quorum that agrees is rarely beaten by a late vote on one host's
-        // loopback or a LAN; a short wait keeps fail-over fast.
-        cfg.finalize_wait_ms = 50;
-        cfg.notify_min_ms = 50;
-        cfg.notify_max_ms = 2_000;
-        // Clients are throttled before this (globalOutstandingLimit, mailbox
-        // capacities); Busy from Zab would otherwise drop a forwarded write.
-        cfg.max_outstanding = 1_000_000;
-        cfg.diff_window = config.commit_log_count as usize;
-        cfg.counter_limit = config.zxid_counter_limit;
-        let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
-        let tls = match config.quorum_tls().map_err(|e| e.to_string())? {
-            Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
-            None => None,
-        };
-        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls })
-    }
-
-    pub fn start(self, events: Recipient<PeerEvent>, registry: &crate::registry::Registry, log: &slog::Logger) -> Zab {
-        let my_id = self.peer.id();
-        let mut links = BTreeMap::new();
-        for (id, addr) in self.members {
-            let me = registry.register("peer-link", id.to_string());
-            let llog = log.new(slog::o!("actor" => "peer-link", "peer" => id));
-            let events = events.clone();
-            links.insert(id, PeerLink::new(my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, events, me, llog).start());
-        }
-        let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
-        if self.tls.is_some() {
-            slog::info!(log, "quorum links use TLS (sslQuorum)");
-        }
-        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
-        Zab::new(self.peer, links, 0, &self.data_dir)
-    }
-}
-
-fn format_addr(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}

@@ -1,0 +1,107 @@
+//! Ensemble startup: the quorum port is bound and the Zab peer built before
+//! anything runs; the epoch files ZooKeeper keeps in `dataDir/version-2`.
+
+use super::Zab;
+use crate::peer_link::{self, PeerEvent, PeerLink};
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use warden_core::zab::{EpochKind, Peer, ServerId};
+
+/// Reads `acceptedEpoch` / `currentEpoch` (decimal text, as ZooKeeper); 0 if absent.
+pub fn read_epoch(data_dir: &Path, kind: EpochKind) -> Result<u32, String> {
+    let path = crate::storage::version_dir(data_dir).join(epoch_file(kind));
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().map_err(|_| format!("{} does not hold an epoch number: {:?}", path.display(), t.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+pub(super) fn epoch_file(kind: EpochKind) -> &'static str {
+    match kind {
+        EpochKind::Accepted => "acceptedEpoch",
+        EpochKind::Current => "currentEpoch",
+    }
+}
+
+pub(super) fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
+    let path = dir.join(epoch_file(kind));
+    let tmp = dir.join(format!("{}.tmp", epoch_file(kind)));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(epoch.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    crate::storage::fsync_dir(dir)
+}
+
+/// Largest peer frame (a SNAP of the whole tree is one frame).
+const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
+
+/// The ensemble part of startup: the quorum port is bound before anything
+/// runs (a port in use stops the start), links start with the processor.
+pub struct QuorumSetup {
+    listener: std::net::TcpListener,
+    peer: Peer,
+    members: Vec<(ServerId, String)>,
+    data_dir: PathBuf,
+    tls: Option<crate::tls::QuorumTls>,
+}
+
+impl QuorumSetup {
+    pub fn bind(config: &warden_core::config::Config, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
+        use warden_core::config::PeerRole;
+        let my_id = config.my_id.ok_or("myid is required in a quorum")?;
+        let me = config.servers.iter().find(|s| s.id == my_id).ok_or_else(|| format!("no server.{my_id} line"))?;
+        let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port)).map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let voters = config.servers.iter().filter(|s| s.role == PeerRole::Participant).map(|s| s.id);
+        let observers = config.servers.iter().filter(|s| s.role == PeerRole::Observer).map(|s| s.id);
+        let mut cfg = warden_core::zab::Config::new(my_id, voters, observers);
+        cfg.tick_ms = config.tick_time_ms as u64;
+        cfg.init_limit_ticks = config.init_limit as u64;
+        cfg.sync_limit_ticks = config.sync_limit as u64;
+        // A quorum that agrees is rarely beaten by a late vote on one host's
+        // loopback or a LAN; a short wait keeps fail-over fast.
+        cfg.finalize_wait_ms = 50;
+        cfg.notify_min_ms = 50;
+        cfg.notify_max_ms = 2_000;
+        // Clients are throttled before this (globalOutstandingLimit, mailbox
+        // capacities); Busy from Zab would otherwise drop a forwarded write.
+        cfg.max_outstanding = 1_000_000;
+        cfg.diff_window = config.commit_log_count as usize;
+        cfg.counter_limit = config.zxid_counter_limit;
+        let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
+        let tls = match config.quorum_tls().map_err(|e| e.to_string())? {
+            Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
+            None => None,
+        };
+        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls })
+    }
+
+    pub fn start(self, events: Recipient<PeerEvent>, registry: &crate::registry::Registry, log: &slog::Logger) -> Zab {
+        let my_id = self.peer.id();
+        let mut links = BTreeMap::new();
+        for (id, addr) in self.members {
+            let me = registry.register("peer-link", id.to_string());
+            let llog = log.new(slog::o!("actor" => "peer-link", "peer" => id));
+            let events = events.clone();
+            links.insert(id, PeerLink::new(my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, events, me, llog).start());
+        }
+        let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
+        if self.tls.is_some() {
+            slog::info!(log, "quorum links use TLS (sslQuorum)");
+        }
+        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        Zab::new(self.peer, links, 0, &self.data_dir)
+    }
+}
+
+fn format_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
