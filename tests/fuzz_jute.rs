@@ -6,8 +6,6 @@
 //! linear in the input size (a counting allocator measures it).
 
 use proptest::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 use warden_core::database::Database;
 use warden_core::jute::{Reader, Writer};
@@ -17,45 +15,12 @@ use warden_core::snapshot::{self, SnapshotWriter};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::txnlog;
 
-// ---- allocation accounting (per thread, so parallel tests do not interfere) ----
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count(n: usize) {
-    let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(n)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(new.saturating_sub(l.size()));
-        System.realloc(p, l, new)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::measured;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f`, returning its result and the bytes it allocated on this thread.
-fn measured<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATED.with(|c| c.get());
-    let out = f();
-    (out, ALLOCATED.with(|c| c.get()) - before)
-}
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Decoded records may be larger than their encoding (a 4-byte empty string
 /// becomes a 24-byte String, a 17-byte multi op a whole `Request`), and vectors

@@ -7,52 +7,18 @@
 //! counting allocator measures it, as in fuzz_jute.rs).
 
 use proptest::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 use warden_core::proto::{Acl, CreateOp, CreateRequest, Id, Request};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::zab::wire::{self, decode, decode_hello, encode, encode_hello};
 use warden_core::zab::{Forward, ForwardOp, Message, Notification, PeerState, Vote};
 
-// ---- allocation accounting (per thread) ----
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count(n: usize) {
-    let _ = ALLOCATED.try_with(|c| c.set(c.get().saturating_add(n)));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc(l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        count(l.size());
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(new.saturating_sub(l.size()));
-        System.realloc(p, l, new)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::measured;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn measured<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATED.with(|c| c.get());
-    let out = f();
-    (out, ALLOCATED.with(|c| c.get()) - before)
-}
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Decoded values are larger than their encoding (a 1-byte MessagePack
 /// element may become a whole `Txn` or `Request`), and vectors grow by
