@@ -591,3 +591,46 @@ async fn a_member_whose_disk_fills_stops_and_the_ensemble_goes_on() {
     }
     // The disk is unmounted (drop) before the ensemble's dirs are removed.
 }
+
+#[test]
+fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
+    let dir = unique_dir();
+    let (cp, qp, ep, ap) = (common::free_port(), common::free_port(), common::free_port(), common::free_port());
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["ensemble", "up", "3", "--dir"])
+        .arg(&dir)
+        .args(["--client-port", &cp.to_string(), "--quorum-port", &qp.to_string(), "--election-port", &ep.to_string(), "--admin-port", &ap.to_string(), "--tick-ms", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn warden ensemble up");
+    let srvr = |port: u16| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        std::io::Write::write_all(&mut s, b"srvr").ok()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_string)
+    };
+    let end = Instant::now() + SERVE;
+    let modes = loop {
+        let modes: Vec<Option<String>> = (0..3).map(|i| srvr(cp + i)).collect();
+        if modes.iter().all(Option::is_some) {
+            break modes;
+        }
+        assert!(Instant::now() < end, "the members did not all serve: {modes:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(modes.iter().filter(|m| m.as_deref() == Some("leader")).count(), 1, "{modes:?}");
+    for i in 1..=3 {
+        assert!(dir.join(format!("node{i}.toml")).exists() && dir.join(format!("node{i}/myid")).exists());
+    }
+    assert!(std::process::Command::new("kill").arg("-TERM").arg(up.id().to_string()).status().unwrap().success());
+    let status = up.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(up.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(out.matches("stopped").count(), 3, "every member stopped: {out}");
+    assert!((0..3).all(|i| std::net::TcpStream::connect(("127.0.0.1", cp + i)).is_err()), "no member is left listening");
+    let _ = std::fs::remove_dir_all(dir);
+}
