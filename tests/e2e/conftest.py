@@ -147,9 +147,6 @@ class Server:
         s["clientPort"] = str(self.port)
         s["clientPortAddress"] = self.host
         s["dataDir"] = self.data_dir
-        if self.myid is not None:
-            with open(os.path.join(self.data_dir, "myid"), "w") as f:
-                f.write("%d\n" % self.myid)
         if TARGET == "warden":
             cmd = [WARDEN_BIN, "server"]
             for k, v in s.items():
@@ -193,9 +190,18 @@ class Server:
         return self.wait_ready()
 
     def launch(self):
+        if self.myid is not None:
+            # Written once, before the process starts: rewriting it while a
+            # member reads it at startup could show it an empty file.
+            myid = os.path.join(self.data_dir, "myid")
+            if not os.path.exists(myid):
+                with open(myid + ".tmp", "w") as f:
+                    f.write("%d\n" % self.myid)
+                os.rename(myid + ".tmp", myid)
         cmd = self.command()
         if TARGET == "warden" and not os.path.exists(cmd[0]):
             raise RuntimeError("warden binary not found at %s (set WARDEN_BIN)" % cmd[0])
+        self._cmd = cmd
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -203,7 +209,9 @@ class Server:
         )
 
     def wait_ready(self):
-        cmd = self.command()
+        # The command launch() ran; building it again would rewrite the
+        # config files the starting process may be reading.
+        cmd = self._cmd
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
