@@ -15,6 +15,10 @@ use warden_core::snapshot::{self, SnapshotWriter};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::txnlog;
 
+#[path = "support/mutation.rs"]
+mod mutation;
+use mutation::{mutate, Mutation};
+
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::measured;
@@ -198,16 +202,6 @@ fn connect_checked(frame: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-    /// Overwrite 4 bytes with a (likely hostile) i32: lengths and counts.
-    SetI32(usize, i32),
-}
-
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1..=255u8).prop_map(|(i, m)| Mutation::Flip(i, m)),
@@ -215,29 +209,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         any::<usize>().prop_map(Mutation::Delete),
         any::<usize>().prop_map(Mutation::Truncate),
         (any::<usize>(), prop_oneof![Just(-1), Just(-2), Just(0), Just(1), Just(i32::MAX), Just(i32::MIN), Just(0x7fff_fff0), any::<i32>()])
-            .prop_map(|(i, v)| Mutation::SetI32(i, v)),
+            .prop_map(|(i, v)| Mutation::Set4(i, i32::to_be_bytes(v))),
     ]
 }
 
-fn mutate(mut buf: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
-    for m in muts {
-        let len = buf.len();
-        match *m {
-            Mutation::Flip(i, x) if len > 0 => buf[i % len] ^= x,
-            Mutation::Insert(i, b) => buf.insert(i % (len + 1), b),
-            Mutation::Delete(i) if len > 0 => {
-                buf.remove(i % len);
-            }
-            Mutation::Truncate(i) => buf.truncate(i % (len + 1)),
-            Mutation::SetI32(i, v) if len >= 4 => {
-                let at = i % (len - 3);
-                buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
-            }
-            _ => {}
-        }
-    }
-    buf
-}
 
 #[test]
 fn valid_bodies_decode_exactly() {

@@ -13,6 +13,10 @@ use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::zab::wire::{self, decode, decode_hello, encode, encode_hello};
 use warden_core::zab::{Forward, ForwardOp, Message, Notification, PeerState, Vote};
 
+#[path = "support/mutation.rs"]
+mod mutation;
+use mutation::{mutate, Mutation};
+
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::measured;
@@ -116,18 +120,6 @@ fn decode_checked(frame: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-    Truncate(usize),
-    /// Overwrite 4 bytes with a (likely hostile) u32: MessagePack lengths.
-    SetU32(usize, u32),
-    /// Put a hostile container/bin/str header at a position.
-    Header(usize, u8, u32),
-}
-
 /// MessagePack markers that are followed by a 32-bit length.
 const LEN32_MARKERS: [u8; 5] = [0xc6, 0xdb, 0xdd, 0xdf, 0xc9];
 
@@ -137,37 +129,12 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
         any::<usize>().prop_map(Mutation::Delete),
         any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), Just(0x4000_0000), Just(0), any::<u32>()]).prop_map(|(i, v)| Mutation::SetU32(i, v)),
+        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), Just(0x4000_0000), Just(0), any::<u32>()]).prop_map(|(i, v)| Mutation::Set4(i, u32::to_be_bytes(v))),
         (any::<usize>(), proptest::sample::select(LEN32_MARKERS.to_vec()), prop_oneof![Just(u32::MAX), Just(0x1000_0000), any::<u32>()])
-            .prop_map(|(i, m, v)| Mutation::Header(i, m, v)),
+            .prop_map(|(i, m, v)| Mutation::Splice(i, [&[m][..], &v.to_be_bytes()].concat())),
     ]
 }
 
-fn mutate(mut buf: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
-    for m in muts {
-        let len = buf.len();
-        match *m {
-            Mutation::Flip(i, x) if len > 0 => buf[i % len] ^= x,
-            Mutation::Insert(i, b) => buf.insert(i % (len + 1), b),
-            Mutation::Delete(i) if len > 0 => {
-                buf.remove(i % len);
-            }
-            Mutation::Truncate(i) => buf.truncate(i % (len + 1)),
-            Mutation::SetU32(i, v) if len >= 4 => {
-                let at = i % (len - 3);
-                buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
-            }
-            Mutation::Header(i, marker, v) => {
-                let at = i % (len + 1);
-                let mut h = vec![marker];
-                h.extend_from_slice(&v.to_be_bytes());
-                buf.splice(at..at, h);
-            }
-            _ => {}
-        }
-    }
-    buf
-}
 
 #[test]
 fn every_message_round_trips() {
