@@ -6,7 +6,7 @@
 
 use crate::proxy::{LinkState, Proxy};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,10 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub type Id = u64;
 
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
+#[path = "../../tests/support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 pub struct Member {
     pub id: Id,

@@ -87,10 +87,24 @@ def is_sysprop(key):
     return key.startswith(_SYSPROP_PREFIXES) or key in _SYSPROP_KEYS
 
 
+# Ports come from below the kernel's ephemeral range (32768..60999), where an
+# outgoing client connection could take a port between probe and bind, and
+# are never handed out twice by one process (as tests/support/ports.rs).
+_PORT_FIRST, _PORT_SPAN = 20000, 12000
+_port_next = [(os.getpid() * 7919 + time.time_ns()) % _PORT_SPAN]
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(_PORT_SPAN):
+        port = _PORT_FIRST + _port_next[0] % _PORT_SPAN
+        _port_next[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port")
 
 
 def ruok(hostport, timeout=1.0):

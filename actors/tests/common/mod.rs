@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,10 +34,9 @@ pub fn unique_dir() -> PathBuf {
     std::env::temp_dir().join(name)
 }
 
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 impl Server {
     /// Starts a server and waits until it answers `ruok` with `imok`.
