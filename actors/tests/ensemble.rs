@@ -595,7 +595,8 @@ async fn a_member_whose_disk_fills_stops_and_the_ensemble_goes_on() {
 #[test]
 fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
     let dir = unique_dir();
-    let (cp, qp, ep, ap) = (common::free_port(), common::free_port(), common::free_port(), common::free_port());
+    // Each is the first of three (members count up from it).
+    let (cp, qp, ep, ap) = (common::free_ports(3), common::free_ports(3), common::free_ports(3), common::free_ports(3));
     let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["ensemble", "up", "3", "--dir"])
         .arg(&dir)

@@ -6,6 +6,8 @@
 //! here come from below the ephemeral range and are never handed out twice
 //! by one process, so parallel tests in one binary cannot collide either.
 
+#![allow(dead_code)] // each crate uses what it needs
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +19,11 @@ static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// A loopback port that is free now and that this process has not handed out before.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive such ports (for tools that number ports from a base).
+pub fn free_ports(n: u32) -> u16 {
     if NEXT.load(Ordering::Relaxed) == u32::MAX {
         // Different processes start at different places in the span.
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
@@ -24,9 +31,12 @@ pub fn free_port() -> u16 {
         let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
     }
     for _ in 0..SPAN {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
+        let first = NEXT.fetch_add(n, Ordering::Relaxed) % SPAN;
+        if first + n > SPAN {
+            continue;
+        }
+        if (0..n).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, (FIRST + first + i) as u16)).is_ok()) {
+            return (FIRST + first) as u16;
         }
     }
     panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)

@@ -36,7 +36,7 @@ pub fn unique_dir() -> PathBuf {
 
 #[path = "../../../tests/support/ports.rs"]
 mod ports;
-pub use ports::free_port;
+pub use ports::{free_port, free_ports};
 
 impl Server {
     /// Starts a server and waits until it answers `ruok` with `imok`.
