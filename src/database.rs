@@ -81,6 +81,8 @@ impl Database {
                 t.set_data(path, data.clone(), *version, hdr.zxid, hdr.time_ms, triggers).map(TxnResult::Stat)
             }
             Txn::SetAcl { path, acl, version } => t.set_acl(path, acl.clone(), *version).map(TxnResult::Stat),
+            // As ZooKeeper, the config node's version is -1 after a reconfig.
+            Txn::Reconfig { data } => t.set_data(crate::tree::CONFIG, Some(data.clone()), -1, hdr.zxid, hdr.time_ms, triggers).map(TxnResult::Stat),
             Txn::Check { path, .. } => t.get(path).map(|n| TxnResult::Stat(n.stat())).ok_or(Code::NoNode),
             Txn::Error { code } => Ok(TxnResult::Error(*code)),
             Txn::CreateSession { .. } | Txn::CloseSession { .. } | Txn::Multi(_) => Ok(TxnResult::Error(Code::MarshallingError as i32)),

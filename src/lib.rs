@@ -9,6 +9,7 @@ pub mod error;
 pub mod fourlw;
 pub mod jute;
 pub mod linearizability;
+pub mod membership;
 pub mod path;
 pub mod prep;
 pub mod proto;

@@ -6,7 +6,8 @@ use crate::acl;
 use crate::error::{Code, ZkResult};
 use crate::path;
 use crate::proto::{perms, Acl, CreateOp, CreateRequest, Id, Request};
-use crate::tree::{DataTree, Node};
+use crate::membership::Membership;
+use crate::tree::{DataTree, Node, CONFIG};
 use crate::txn::{owner, Txn};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,6 +16,20 @@ pub struct PrepCtx<'a> {
     pub session_id: i64,
     pub auth: &'a [Id],
     pub extended_types_enabled: bool,
+    pub reconfig: ReconfigCtx<'a>,
+}
+
+/// What a reconfig request is checked against besides the tree.
+#[derive(Clone, Copy, Default)]
+pub struct ReconfigCtx<'a> {
+    /// reconfigEnabled.
+    pub enabled: bool,
+    /// The zxid this request gets: the new config's version.
+    pub zxid: i64,
+    /// The leader and the learners synced with it; None when standalone.
+    pub synced: Option<&'a BTreeSet<u64>>,
+    /// 2 with standaloneEnabled (ZooKeeper's default), else 1.
+    pub min_voters: usize,
 }
 
 /// The part of a node that preparation looks at.
@@ -261,8 +276,70 @@ fn prepare_op(ov: &mut Overlay, ctx: &PrepCtx, req: &Request) -> ZkResult<Txn> {
             acl::check(&node.acl, perms::READ, ctx.auth)?;
             Ok(Txn::Check { path: path.clone(), version: check_version(node.version, *version)? })
         }
+        Request::Reconfig { joining, leaving, new_members, cur_config_id } => {
+            prepare_reconfig(ov, ctx, joining.as_deref(), leaving.as_deref(), new_members.as_deref(), *cur_config_id)
+        }
         _ => Err(Code::Unimplemented),
     }
+}
+
+/// reconfigEnabled, at a leader's first establishment: the static config
+/// (version 0) is re-issued as a reconfig of the same members, so every
+/// member agrees on a version from then on (ZooKeeper gives it the NEWLEADER
+/// zxid, ZOOKEEPER-1783). None when the config has a version or is changing.
+pub fn prepare_config_stamp(tree: &DataTree, outstanding: &Outstanding, zxid: i64) -> Option<Prepared> {
+    if outstanding.by_path.contains_key(CONFIG) {
+        return None;
+    }
+    let node = tree.get(CONFIG)?;
+    let mut m = Membership::parse(&String::from_utf8_lossy(node.data.as_deref().unwrap_or_default())).ok()?;
+    if m.version != 0 || m.voters().is_empty() {
+        return None;
+    }
+    m.version = zxid;
+    let mut view = View::of(node);
+    view.version = -1;
+    Some(Prepared { txn: Txn::Reconfig { data: m.to_text().into_bytes() }, changes: vec![(CONFIG.to_string(), Some(view))] })
+}
+
+/// PrepRequestProcessor's reconfig case, in its order of checks (the
+/// session was checked before).
+fn prepare_reconfig(ov: &mut Overlay, ctx: &PrepCtx, joining: Option<&str>, leaving: Option<&str>, new_members: Option<&str>, cur_config_id: i64) -> ZkResult<Txn> {
+    let rc = &ctx.reconfig;
+    if !rc.enabled {
+        return Err(Code::ReconfigDisabled);
+    }
+    let Some(synced) = rc.synced else { return Err(Code::Unimplemented) };
+    // A config change prepared but not applied yet: ZooKeeper's lastSeen != current.
+    if ov.outstanding.by_path.contains_key(CONFIG) {
+        return Err(Code::ReconfigInProgress);
+    }
+    let text = ov.tree.get(CONFIG).and_then(|n| n.data.as_deref()).unwrap_or_default();
+    let current = Membership::parse(&String::from_utf8_lossy(text)).map_err(|_| Code::SystemError)?;
+    if cur_config_id != -1 && cur_config_id != current.version {
+        return Err(Code::BadVersion);
+    }
+    // ZooKeeper parses leaving ids with Long.parseLong, uncaught: MarshallingError.
+    if leaving.into_iter().flat_map(|l| l.split(',')).any(|id| !id.trim().is_empty() && id.trim().parse::<u64>().is_err()) {
+        return Err(Code::MarshallingError);
+    }
+    let mut next = match new_members {
+        Some(members) => Membership::parse(members).map_err(|_| Code::BadArguments)?,
+        None => current.incremental(joining, leaving).map_err(|_| Code::BadArguments)?,
+    };
+    next.version = rc.zxid;
+    let voters = next.voters();
+    if voters.len() < rc.min_voters.max(1) {
+        return Err(Code::BadArguments);
+    }
+    if voters.iter().filter(|id| synced.contains(id)).count() * 2 <= voters.len() {
+        return Err(Code::NewConfigNoQuorum);
+    }
+    let mut node = ov.node(CONFIG)?;
+    acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+    node.version = -1;
+    ov.set(CONFIG, Some(node));
+    Ok(Txn::Reconfig { data: next.to_text().into_bytes() })
 }
 
 /// CreateMode flags: (ephemeral, sequential, container, ttl).

@@ -257,7 +257,8 @@ pub enum Request {
     Check { path: String, version: i32 },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
-    Reconfig,
+    /// ReconfigRequest: incremental (joining/leaving) or, with `new_members`, not.
+    Reconfig { joining: Option<String>, leaving: Option<String>, new_members: Option<String>, cur_config_id: i64 },
     CheckWatches { path: String, watcher_type: i32 },
     RemoveWatches { path: String, watcher_type: i32 },
     Auth { scheme: String, auth: Vec<u8> },
@@ -311,11 +312,11 @@ impl Request {
             op::MULTI => Request::Multi(decode_multi(r, false)?),
             op::MULTI_READ => Request::MultiRead(decode_multi(r, true)?),
             op::RECONFIG => {
-                // Parsed only so the frame is consumed; reconfig needs an ensemble.
-                while !r.is_empty() {
-                    r.buffer()?;
-                }
-                Request::Reconfig
+                let mut ustring = || -> DecodeResult<Option<String>> {
+                    r.buffer()?.map(|b| String::from_utf8(b).map_err(|_| DecodeError::BadUtf8)).transpose()
+                };
+                let (joining, leaving, new_members) = (ustring()?, ustring()?, ustring()?);
+                Request::Reconfig { joining, leaving, new_members, cur_config_id: r.i64()? }
             }
             op::CHECK_WATCHES => Request::CheckWatches { path: r.string()?, watcher_type: r.i32()? },
             op::REMOVE_WATCHES => {
@@ -370,6 +371,7 @@ impl Request {
                 | Request::Multi(_)
                 | Request::CloseSession
                 | Request::Check { .. }
+                | Request::Reconfig { .. }
         )
     }
 
@@ -390,7 +392,7 @@ impl Request {
             Request::Check { .. } => "check",
             Request::Multi(_) => "multi",
             Request::MultiRead(_) => "multiRead",
-            Request::Reconfig => "reconfig",
+            Request::Reconfig { .. } => "reconfig",
             Request::CheckWatches { .. } => "checkWatches",
             Request::RemoveWatches { .. } => "removeWatches",
             Request::Auth { .. } => "auth",

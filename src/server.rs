@@ -6,7 +6,7 @@ use crate::acl;
 use crate::database::{Database, TxnResult};
 use crate::error::Code;
 use crate::jute::Writer;
-use crate::prep::{self, Outstanding, PrepCtx, Prepared};
+use crate::prep::{self, Outstanding, PrepCtx, Prepared, ReconfigCtx};
 use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
 use crate::session;
 use crate::tree::Trigger;
@@ -22,6 +22,8 @@ pub struct Settings {
     pub super_digest: Option<String>,
     pub extended_types_enabled: bool,
     pub reconfig_enabled: bool,
+    /// standaloneEnabled: a reconfig must then leave at least two voters.
+    pub standalone_enabled: bool,
     pub server_id: u8,
     /// Ensemble mode: `sync` is a no-op transaction through the leader, so
     /// sync-then-read is linearizable (ZOOKEEPER-1675).
@@ -38,6 +40,7 @@ impl Default for Settings {
             super_digest: None,
             extended_types_enabled: true,
             reconfig_enabled: false,
+            standalone_enabled: true,
             server_id: 0,
             quorum_sync: false,
             local_sessions: false,
@@ -161,6 +164,9 @@ pub struct Core {
     /// Sessions whose CreateSession is prepared (or forwarded) but not yet
     /// applied: a local session being upgraded may already send requests.
     creating: HashSet<i64>,
+    /// In an ensemble, the leader and its synced learners (kept current by
+    /// the leader's runtime): what a reconfig is checked against. None when standalone.
+    pub quorum_synced: Option<std::collections::BTreeSet<u64>>,
 }
 
 impl Core {
@@ -182,6 +188,7 @@ impl Core {
             secret,
             last_assigned_zxid,
             outstanding: Outstanding::default(),
+            quorum_synced: None,
             pending: VecDeque::new(),
             closing: HashSet::new(),
             unlogged: Vec::new(),
@@ -214,6 +221,14 @@ impl Core {
     /// transaction prepared gets `zxid`.
     pub fn set_next_zxid(&mut self, zxid: i64) {
         self.last_assigned_zxid = zxid - 1;
+    }
+
+    /// At a leader with reconfigEnabled: gives the static config a version
+    /// (see `prep::prepare_config_stamp`); the zxid, if a txn was prepared.
+    pub fn stamp_config(&mut self, now_ms: i64) -> Option<i64> {
+        let prepared = prep::prepare_config_stamp(&self.db.tree, &self.outstanding, self.next_zxid())?;
+        let hdr = self.header(0, 0, now_ms);
+        Some(self.submit(hdr, prepared, Answer::Silent))
     }
 
     /// At the leader: the CreateSession a follower forwarded, as a transaction.
@@ -268,7 +283,7 @@ impl Core {
     pub fn refused_read_only(&self, session_id: i64, req: &Request) -> bool {
         match req {
             Request::CloseSession => !self.is_local_session(session_id),
-            Request::Sync { .. } | Request::Reconfig => true,
+            Request::Sync { .. } => true,
             r => r.is_write(),
         }
     }
@@ -318,7 +333,7 @@ impl Core {
                     // A quorum sync is a no-op transaction; its reply names the path.
                     (TxnResult::Error(0), Request::Sync { path }) => reply_frame(xid, hdr.zxid, 0, |w| w.put_string(path)),
                     (TxnResult::Error(code), _) => reply_frame(xid, hdr.zxid, *code, |_| {}),
-                    (r, _) => reply_frame(xid, hdr.zxid, 0, |w| write_result(w, &request, r)),
+                    (r, _) => reply_frame(xid, hdr.zxid, 0, |w| write_result(w, &request, r, txn)),
                 });
                 if matches!(request, Request::CloseSession) {
                     out.session_closed = Some(hdr.session_id);
@@ -515,7 +530,9 @@ impl Core {
         }
         if req.is_write() {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
-            let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled };
+            let min_voters = if self.settings.standalone_enabled { 2 } else { 1 };
+            let reconfig = ReconfigCtx { enabled: self.settings.reconfig_enabled, zxid: hdr.zxid, synced: self.quorum_synced.as_ref(), min_voters };
+            let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled, reconfig };
             let prepared = prep::prepare(&self.db.tree, &self.outstanding, &pctx, &req);
             if matches!(req, Request::CloseSession) {
                 self.closing.insert(ctx.session_id);
@@ -650,8 +667,7 @@ impl Core {
                 }
             }),
             Request::MultiRead(ops) => ok(&|w| self.multi_read(ctx.auth, ops, w)),
-            Request::Reconfig if !self.settings.reconfig_enabled => Err(Code::ReconfigDisabled),
-            Request::Reconfig | Request::Sasl => Err(Code::Unimplemented),
+            Request::Sasl => Err(Code::Unimplemented),
             // Auth is answered by the connection; writes never get here.
             _ => Err(Code::Unimplemented),
         }
@@ -747,7 +763,7 @@ fn finish_frame(mut w: Vec<u8>) -> Vec<u8> {
 }
 
 /// The success body of a write, shaped by the opcode the client used.
-fn write_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult) {
+fn write_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult, txn: &Txn) {
     match (req, result) {
         (Request::Create(c), TxnResult::Created { path, stat }) => {
             w.put_string(path);
@@ -756,6 +772,11 @@ fn write_result(w: &mut Vec<u8>, req: &Request, result: &TxnResult) {
             }
         }
         (Request::SetData { .. } | Request::SetAcl { .. } | Request::Check { .. }, TxnResult::Stat(stat)) => proto::write_stat(w, stat),
+        // GetDataResponse: the new config and the config node's stat.
+        (Request::Reconfig { .. }, TxnResult::Stat(stat)) => {
+            w.put_buffer(if let Txn::Reconfig { data } = txn { Some(data.as_slice()) } else { None });
+            proto::write_stat(w, stat);
+        }
         (Request::Multi(ops), TxnResult::Multi(results)) => {
             for (op_req, r) in ops.iter().zip(results) {
                 write_multi_result(w, op_req, r);
@@ -845,6 +866,59 @@ mod tests {
         assert_eq!(err_of(&out), Code::NodeExists as i32, "the second /a failed at prep time");
         assert_eq!(core.last_zxid(), z3, "a failed write still takes its zxid");
         assert!(core.outstanding.is_empty());
+    }
+
+    fn reconfig_core() -> (Core, i64) {
+        let (mut core, sid) = core_with_session();
+        core.settings.reconfig_enabled = true;
+        core.quorum_synced = Some([1, 2, 3].into());
+        let text = "server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\nserver.3=127.0.0.1:2890:3890:participant\nversion=0";
+        core.db.tree.init_config(text.as_bytes().to_vec(), 0, 0);
+        (core, sid)
+    }
+
+    fn add_observer(id: u64, cur_config_id: i64) -> Request {
+        let joining = format!("server.{id}=127.0.0.1:{}:{}:observer;{}", 3000 + id, 4000 + id, 5000 + id);
+        Request::Reconfig { joining: Some(joining), leaving: None, new_members: None, cur_config_id }
+    }
+
+    #[test]
+    fn one_reconfig_at_a_time_each_a_version_of_the_config() {
+        let (mut core, sid) = reconfig_core();
+        let sup = [Id { scheme: "super".into(), id: String::new() }];
+        let ctx = RequestCtx { session_id: sid, xid: 1, auth: &sup, now_ms: 5 };
+        let stamp = core.stamp_config(5).expect("a version-0 config is re-issued");
+        assert!(core.stamp_config(5).is_none(), "once");
+        let run = |core: &mut Core, req| {
+            let Processed::Pending(z) = core.process(&ctx, req) else { panic!() };
+            z
+        };
+        let result = |core: &mut Core, z| err_of(&core.apply_next(z).unwrap().1);
+        let z4 = run(&mut core, add_observer(4, -1));
+        assert!(core.apply_next(stamp).is_some());
+        assert_eq!(result(&mut core, z4), Code::ReconfigInProgress as i32, "the stamp was not applied yet");
+        let z5 = run(&mut core, add_observer(5, stamp));
+        assert_eq!(result(&mut core, z5), 0);
+        let z6 = run(&mut core, add_observer(6, stamp));
+        assert_eq!(result(&mut core, z6), Code::BadVersion as i32, "5's reconfig made a new version");
+        let z7 = run(&mut core, add_observer(7, z5));
+        let z8 = run(&mut core, add_observer(8, -1));
+        assert_eq!(result(&mut core, z7), 0);
+        assert_eq!(result(&mut core, z8), Code::ReconfigInProgress as i32);
+        let config = core.db.tree.get(crate::tree::CONFIG).unwrap();
+        let m = crate::membership::Membership::parse(std::str::from_utf8(config.data.as_deref().unwrap()).unwrap()).unwrap();
+        assert_eq!(m.observers(), [5, 7].into());
+        assert_eq!((m.version, config.stat.mzxid, config.stat.version), (z7, z7, -1));
+        // Quorum of the new voters synced with the leader, then the ACL.
+        core.quorum_synced = Some([1, 2].into());
+        let plain = RequestCtx { auth: &[], ..ctx };
+        let four_voters = Request::Reconfig { joining: Some("server.9=127.0.0.1:1:2:participant;3,server.10=127.0.0.1:4:5:participant;6".into()), leaving: None, new_members: None, cur_config_id: -1 };
+        let Processed::Pending(z5) = core.process(&plain, four_voters) else { panic!() };
+        let (_, out) = core.apply_next(z5).unwrap();
+        assert_eq!(err_of(&out), Code::NewConfigNoQuorum as i32, "2 of 5 voters synced");
+        let Processed::Pending(z6) = core.process(&plain, add_observer(11, -1)) else { panic!() };
+        let (_, out) = core.apply_next(z6).unwrap();
+        assert_eq!(err_of(&out), Code::NoAuth as i32);
     }
 
     #[test]

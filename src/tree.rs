@@ -85,6 +85,10 @@ pub struct DataTree {
 /// A node's part of the tree digest: crc32c over its path, data and persisted
 /// stat (not its ACL or children, as ZooKeeper).
 fn node_hash(path: &str, n: &Node) -> u64 {
+    if path == CONFIG {
+        // Each member writes its config at start (ZooKeeper leaves it out too).
+        return 0;
+    }
     let s = &n.stat;
     let mut crc = crc32c::crc32c(path.as_bytes());
     crc = crc32c::crc32c_append(crc, n.data.as_deref().unwrap_or(&[0xff]));
@@ -119,7 +123,12 @@ impl DataTree {
         let open = t.intern_acl(vec![Acl::world_all()]);
         let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
         for (p, acl) in [(ROOT, &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read_only)] {
-            let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat: NodeStat::default(), children: BTreeSet::new() };
+            let mut stat = NodeStat::default();
+            if p == CONFIG {
+                // ZooKeeper sets its ACL with version -1 (ZOOKEEPER-2014).
+                stat.aversion = -1;
+            }
+            let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat, children: BTreeSet::new() };
             t.data_bytes += Self::node_size(p, &node.data);
             t.nodes.insert(p.into(), node);
             if p != ROOT {
@@ -301,6 +310,13 @@ impl DataTree {
         self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
         triggers.push((path.to_owned(), event::NODE_DATA_CHANGED));
         Ok(node.stat())
+    }
+
+    /// Writes the config in use into /zookeeper/config outside any
+    /// transaction, as ZooKeeper does at start (version -1, mzxid = the
+    /// config's version). The node is not part of the digest.
+    pub fn init_config(&mut self, data: Vec<u8>, config_version: i64, now_ms: i64) {
+        let _ = self.set_data(CONFIG, Some(data), -1, config_version, now_ms, &mut Vec::new());
     }
 
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> ZkResult<Stat> {

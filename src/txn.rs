@@ -36,6 +36,12 @@ pub enum Txn {
     Check { path: String, version: i32 },
     /// All sub-transactions succeed together; a failed multi holds only `Error`s.
     Multi(Vec<Txn>),
+    /// A membership change: the new `/zookeeper/config` text (ZooKeeper logs
+    /// it as a SetDataTxn of type reconfig).
+    Reconfig {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// A rejected write still takes a zxid, as in ZooKeeper.
     Error { code: i32 },
 }

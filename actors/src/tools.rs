@@ -28,6 +28,7 @@ fn describe(txn: &Txn) -> String {
         Txn::Delete { path } => format!("delete '{path}'"),
         Txn::SetData { path, data: d, version } => format!("setData '{path}' data={} version={version}", data(d)),
         Txn::SetAcl { path, acl, version } => format!("setACL '{path}' acl={acl:?} aversion={version}"),
+        Txn::Reconfig { data } => format!("reconfig {:?}", String::from_utf8_lossy(data)),
         Txn::Check { path, version } => format!("check '{path}' version={version}"),
         Txn::Multi(subs) => format!("multi [{}]", subs.iter().map(describe).collect::<Vec<_>>().join("; ")),
         Txn::Error { code } => format!("error {code}"),

@@ -445,3 +445,10 @@ impl Setting<'_> {
         })
     }
 }
+
+/// One `server.N` value (`host:quorumPort:electionPort[:role][;[clientAddr:]clientPort]`),
+/// as a reconfig request or a dynamic config carries it.
+pub fn parse_server(id: u64, value: &str) -> Result<ServerSpec, String> {
+    let key = format!("server.{id}");
+    Setting { key: &key, value }.server(id).map_err(|e| e.to_string())
+}

@@ -17,7 +17,7 @@ mod ssl;
 #[cfg(test)]
 mod tests;
 
-pub use keys::build;
+pub use keys::{build, parse_server};
 pub use parse::{detect_format, parse, parse_set_flag};
 pub use ssl::{ClientAuth, TlsSettings};
 
