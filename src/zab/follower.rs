@@ -46,6 +46,11 @@ pub struct Follower {
 }
 
 impl Follower {
+    /// A reconfig made this learner a voter or an observer.
+    pub(crate) fn set_observer(&mut self, observer: bool) {
+        self.observer = observer;
+    }
+
     pub fn new(leader: ServerId, observer: bool, tick_ms: u64, init_limit_ticks: u64, sync_limit_ticks: u64) -> Follower {
         Follower {
             leader,
@@ -100,7 +105,9 @@ impl Follower {
                     return Flow::StepDown("proposal out of order");
                 }
                 store.append(vec![entry], out);
-                if self.ack_proposals && !self.observer {
+                // Observers ACK too: one promoted by a reconfig counts
+                // towards the new config's quorum before it is activated.
+                if self.ack_proposals {
                     self.ack_waits.push_back((store.issued_seq(), z));
                 }
             }

@@ -71,6 +71,13 @@ pub struct Leader {
     me: ServerId,
     quorum: Quorum,
     members: BTreeSet<ServerId>,
+    /// reconfigEnabled: servers outside the config may sync as non-voting
+    /// learners, so that a reconfig can then add them.
+    allow_joiners: bool,
+    /// A proposed, uncommitted reconfig: its zxid and the new voters. Every
+    /// zxid from it on needs a quorum of both configs (ZooKeeper's
+    /// qvAcksetPairs) until it commits and the new config is activated.
+    pending: Option<(Zxid, Quorum)>,
     tick_ms: u64,
     init_limit_ticks: u64,
     sync_limit_ticks: u64,
@@ -95,6 +102,8 @@ impl Leader {
             me: cfg.my_id,
             quorum: Quorum::new(cfg.voters.iter().copied()),
             members: cfg.members().collect(),
+            allow_joiners: cfg.allow_joiners,
+            pending: None,
             tick_ms: cfg.tick_ms,
             init_limit_ticks: cfg.init_limit_ticks,
             sync_limit_ticks: cfg.sync_limit_ticks,
@@ -125,6 +134,8 @@ impl Leader {
         self.last_ping_ms = now_ms;
         self.now_ms = now_ms;
         self.info.insert(self.me, store.accepted_epoch);
+        // A reconfig the last leader proposed but did not commit binds us too.
+        self.pending = store.entries_after(store.committed()).filter_map(|e| reconfig_quorum(e).map(|q| (e.hdr.zxid, q))).last();
         self.try_choose_epoch(store, out);
     }
 
@@ -181,7 +192,7 @@ impl Leader {
         }
         if self.epoch.is_some() {
             let live = self.learners.iter().filter(|(_, l)| l.synced && l.forwarding).map(|(id, _)| *id);
-            if !self.quorum.is_quorum(live.chain([self.me])) {
+            if !self.is_quorum(None, live.chain([self.me])) {
                 return Flow::StepDown("lost the quorum of synced followers");
             }
         }
@@ -247,8 +258,45 @@ impl Leader {
         let last = store.last_zxid();
         let counter = if zxid::epoch_of(last) == epoch { zxid::counter_of(last) } else { 0 };
         let z = zxid::make(epoch, counter + 1);
+        if let Some(q) = reconfig_quorum_of(&txn) {
+            self.pending = Some((z, q));
+        }
         self.broadcast_proposal(store, LogEntry { hdr: TxnHeader { zxid: z, ..hdr }, txn }, out);
         Ok(z)
+    }
+
+    /// A quorum of the current config and, for zxids from a pending
+    /// reconfig on (or any zxid when `z` is None), of the proposed one.
+    fn is_quorum(&self, z: Option<Zxid>, ids: impl IntoIterator<Item = ServerId>) -> bool {
+        let ids: BTreeSet<ServerId> = ids.into_iter().collect();
+        let joint = match (&self.pending, z) {
+            (Some((from, q)), Some(z)) if z >= *from => Some(q),
+            (Some((_, q)), None) => Some(q),
+            _ => None,
+        };
+        self.quorum.is_quorum(ids.iter().copied()) && joint.is_none_or(|q| q.is_quorum(ids.iter().copied()))
+    }
+
+    /// The committed reconfig's config is now the ensemble's: learners it
+    /// left out are dropped; a leader it leaves without a vote steps down.
+    pub(crate) fn activate(&mut self, voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>, out: &mut Vec<Command>) -> Flow {
+        self.quorum = Quorum::new(voters.iter().copied());
+        self.members = voters.union(observers).copied().collect();
+        self.pending = None;
+        let ids: Vec<ServerId> = self.learners.keys().copied().collect();
+        for id in ids {
+            if self.members.contains(&id) || self.allow_joiners {
+                let observer = !self.quorum.is_voter(id);
+                self.learners.get_mut(&id).expect("learner").observer = observer;
+            } else {
+                self.drop_learner(id, out);
+            }
+        }
+        if self.quorum.is_voter(self.me) {
+            Flow::Continue
+        } else {
+            Flow::StepDown("a reconfig took this leader out of the voters")
+        }
     }
 
     fn broadcast_proposal(&mut self, store: &mut Store, entry: LogEntry, out: &mut Vec<Command>) {
@@ -264,7 +312,7 @@ impl Leader {
     }
 
     fn on_follower_info(&mut self, store: &mut Store, from: ServerId, accepted_epoch: Epoch, observer: bool, out: &mut Vec<Command>) {
-        if !self.members.contains(&from) || from == self.me {
+        if (!self.members.contains(&from) && !self.allow_joiners) || from == self.me {
             return;
         }
         // A FOLLOWERINFO always starts a fresh learner (it reconnected).
@@ -277,13 +325,11 @@ impl Leader {
             newleader: (0, 0),
             last_heard_ms: self.now_ms,
         };
-        let counts = !learner.observer;
         self.learners.insert(from, learner);
         match (&self.round, self.epoch) {
             (None, None) => {
-                if counts {
-                    self.info.insert(from, accepted_epoch);
-                }
+                // Non-voters' epochs are kept too; the quorum counts voters only.
+                self.info.insert(from, accepted_epoch);
                 self.try_choose_epoch(store, out);
             }
             (Some(r), _) if r.bump => {} // LEADERINFO once the bump is done
@@ -310,7 +356,7 @@ impl Leader {
     }
 
     fn try_choose_epoch(&mut self, store: &mut Store, out: &mut Vec<Command>) {
-        if self.epoch.is_none() && self.round.is_none() && self.quorum.is_quorum(self.info.keys().copied()) {
+        if self.epoch.is_none() && self.round.is_none() && self.is_quorum(None, self.info.keys().copied()) {
             let epoch = self.info.values().max().expect("quorum is not empty") + 1;
             self.begin_round(store, epoch, false, out);
         }
@@ -348,7 +394,6 @@ impl Leader {
             return Flow::Continue;
         }
         learner.stage = Stage::EpochAcked { last_zxid };
-        let counts = !learner.observer;
         match &mut self.round {
             Some(r) if !r.newleader_sent => {
                 if let (false, Some(ce)) = (r.bump, current_epoch) {
@@ -357,7 +402,7 @@ impl Leader {
                     }
                 }
                 // An ACKEPOCH without current epoch had accepted it before: not a fresh promise.
-                if current_epoch.is_some() && counts {
+                if current_epoch.is_some() {
                     r.epoch_ackers.insert(from);
                 }
                 self.check_round(store, out);
@@ -410,7 +455,7 @@ impl Leader {
     fn on_ack(&mut self, store: &mut Store, from: ServerId, z: Zxid, out: &mut Vec<Command>) {
         let Some(l) = self.learners.get_mut(&from) else { return };
         if zxid::counter_of(z) != 0 {
-            if l.forwarding && !l.observer && z > l.acked {
+            if l.forwarding && z > l.acked {
                 l.acked = z;
                 self.try_commit(store, out);
             }
@@ -422,13 +467,10 @@ impl Leader {
         }
         l.synced = true;
         l.acked = l.acked.max(l.newleader.1);
-        let counts = !l.observer;
         match &mut self.round {
             Some(r) if r.epoch == zxid::epoch_of(z) => {
                 l.stage = Stage::NewLeaderAcked;
-                if counts {
-                    r.newleader_ackers.insert(from);
-                }
+                r.newleader_ackers.insert(from);
                 self.check_round(store, out);
             }
             _ => {
@@ -441,8 +483,10 @@ impl Leader {
 
     /// Advances the current round as far as the acknowledgements allow.
     fn check_round(&mut self, store: &mut Store, out: &mut Vec<Command>) {
-        let Some(r) = &mut self.round else { return };
-        if !r.newleader_sent && self.quorum.is_quorum(r.epoch_ackers.iter().copied()) {
+        let Some(r) = &self.round else { return };
+        let epoch_quorum = !r.newleader_sent && self.is_quorum(None, r.epoch_ackers.iter().copied());
+        let Some(r) = &mut self.round else { unreachable!() };
+        if epoch_quorum {
             // The history is now fixed: no proposals until the round completes.
             r.newleader_sent = true;
             r.history_end = store.last_zxid();
@@ -462,7 +506,7 @@ impl Leader {
             store.set_epoch(EpochKind::Current, epoch, out);
         }
         let r = self.round.as_ref().expect("round");
-        if r.self_acked && self.quorum.is_quorum(r.newleader_ackers.iter().copied()) {
+        if r.self_acked && self.is_quorum(None, r.newleader_ackers.iter().copied()) {
             self.finish_round(store, out);
         }
     }
@@ -506,8 +550,9 @@ impl Leader {
         for e in store.entries_after(store.committed()) {
             let z = e.hdr.zxid;
             let me = (store.durable_zxid() >= z).then_some(self.me);
-            let acked = self.learners.iter().filter(|(_, l)| l.forwarding && !l.observer && l.acked >= z).map(|(id, _)| *id);
-            if !self.quorum.is_quorum(acked.chain(me)) {
+            // Observers' ACKs too: the quorums count only their voters.
+            let acked = self.learners.iter().filter(|(_, l)| l.forwarding && l.acked >= z).map(|(id, _)| *id);
+            if !self.is_quorum(Some(z), acked.chain(me)) {
                 break;
             }
             commit = z;
@@ -526,6 +571,16 @@ impl Leader {
             out.push(Command::CloseLink { peer: id });
         }
     }
+}
+
+/// The new voters of a reconfig entry.
+fn reconfig_quorum(e: &LogEntry) -> Option<Quorum> {
+    reconfig_quorum_of(&e.txn)
+}
+
+fn reconfig_quorum_of(txn: &Txn) -> Option<Quorum> {
+    let voters = super::reconfig_members(txn)?.0;
+    (!voters.is_empty()).then(|| Quorum::new(voters))
 }
 
 #[cfg(test)]
@@ -573,6 +628,60 @@ mod tests {
 
     fn applied(out: &[Command]) -> Vec<Zxid> {
         out.iter().flat_map(|c| if let Command::Apply { entries } = c { entries.iter().map(|e| e.hdr.zxid).collect() } else { vec![] }).collect()
+    }
+
+    fn reconfig_txn(voters: &[u64]) -> Txn {
+        let text: String = voters.iter().map(|id| format!("server.{id}=127.0.0.1:{}:{}:participant\n", 1000 + id, 2000 + id)).collect();
+        Txn::Reconfig { data: format!("{text}version=0").into_bytes() }
+    }
+
+    /// Learners 4 and 5 join as non-voting learners (allow_joiners) and sync.
+    fn join(l: &mut Leader, store: &mut Store, ids: &[u64], out: &mut Vec<Command>) {
+        for &id in ids {
+            l.on_message(store, id, Message::FollowerInfo { version: 1, accepted_epoch: 0, last_zxid: 0, observer: false }, 1, out);
+            l.on_message(store, id, Message::AckEpoch { current_epoch: Some(0), last_zxid: 0 }, 1, out);
+            l.on_message(store, id, Message::Ack { zxid: zxid::make(4, 0) }, 1, out);
+        }
+    }
+
+    #[test]
+    fn zab_reconfig_commits_only_with_both_quorums_then_the_new_one_alone() {
+        let mut cfg = Config::new(1, 1..=3, []);
+        cfg.tick_ms = 10;
+        cfg.allow_joiners = true;
+        let mut l = Leader::new(&cfg);
+        let mut store = Store::new(Durable { accepted_epoch: 3, current_epoch: 3, ..Default::default() }, 10);
+        establish(&mut l, &mut store, 3);
+        let mut out = Vec::new();
+        join(&mut l, &mut store, &[4, 5], &mut out);
+        assert!(out.contains(&Command::Send { to: 4, msg: Message::UpToDate }), "a joiner syncs before it is a member");
+        let z = l.propose(&mut store, hdr(), reconfig_txn(&[1, 2, 4, 5]), &mut out).unwrap();
+        store.persisted(z).unwrap();
+        out.clear();
+        l.on_persisted(&mut store, &mut out);
+        l.on_message(&mut store, 2, Message::Ack { zxid: z }, 2, &mut out);
+        assert!(applied(&out).is_empty(), "1 and 2 are a quorum of the old config, not of {{1,2,4,5}}");
+        l.on_message(&mut store, 4, Message::Ack { zxid: z }, 2, &mut out);
+        assert_eq!(applied(&out), vec![z], "quorums of both configs logged it");
+        assert_eq!(l.activate(&BTreeSet::from([1, 2, 4, 5]), &BTreeSet::new(), &mut out), Flow::Continue);
+        // 3 stays a non-voting learner; its ACK no longer counts.
+        out.clear();
+        let z2 = l.propose(&mut store, hdr(), Txn::Error { code: 0 }, &mut out).unwrap();
+        store.persisted(z2).unwrap();
+        l.on_persisted(&mut store, &mut out);
+        l.on_message(&mut store, 3, Message::Ack { zxid: z2 }, 3, &mut out);
+        l.on_message(&mut store, 4, Message::Ack { zxid: z2 }, 3, &mut out);
+        assert!(applied(&out).is_empty(), "the leader and 4 are 2 of 4 voters; 3 is no voter");
+        l.on_message(&mut store, 5, Message::Ack { zxid: z2 }, 3, &mut out);
+        assert_eq!(applied(&out), vec![z2]);
+    }
+
+    #[test]
+    fn zab_leader_removed_by_reconfig_steps_down() {
+        let (mut l, mut store) = setup(3);
+        establish(&mut l, &mut store, 3);
+        let mut out = Vec::new();
+        assert!(matches!(l.activate(&BTreeSet::from([2, 3]), &BTreeSet::new(), &mut out), Flow::StepDown(_)));
     }
 
     #[test]

@@ -272,6 +272,9 @@ pub struct Config {
     pub max_outstanding: usize,
     /// Bump the epoch once the zxid counter reaches this.
     pub counter_limit: u32,
+    /// reconfigEnabled: the leader syncs servers outside the config as
+    /// non-voting learners, so a reconfig can add them.
+    pub allow_joiners: bool,
 }
 
 impl Config {
@@ -291,6 +294,7 @@ impl Config {
             // The last counter before the 32 bits wrap; nothing is proposed
             // in the old epoch once a bump starts.
             counter_limit: u32::MAX - 1,
+            allow_joiners: false,
         }
     }
 
@@ -301,6 +305,13 @@ impl Config {
     pub fn is_observer(&self) -> bool {
         !self.voters.contains(&self.my_id)
     }
+}
+
+/// The (voters, observers) a reconfig transaction makes the ensemble.
+pub fn reconfig_members(txn: &crate::txn::Txn) -> Option<(BTreeSet<ServerId>, BTreeSet<ServerId>)> {
+    let crate::txn::Txn::Reconfig { data } = txn else { return None };
+    let m = crate::membership::Membership::parse(&String::from_utf8_lossy(data)).ok()?;
+    Some((m.voters(), m.observers()))
 }
 
 /// What a server has on disk, handed to `Peer::new` at start.

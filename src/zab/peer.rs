@@ -7,7 +7,7 @@ use super::{
     PROTOCOL_VERSION,
 };
 use crate::txn::{Txn, TxnHeader};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug)]
 enum Role {
@@ -86,6 +86,44 @@ impl Peer {
         &self.store
     }
 
+    /// The ensemble's voters and observers changed (a reconfig committed
+    /// here, or arrived inside a SNAP, or was found at start).
+    pub fn set_membership(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.activate(voters, observers, &mut out);
+        out
+    }
+
+    fn activate(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, out: &mut Vec<Command>) {
+        if voters.is_empty() || (voters == self.cfg.voters && observers == self.cfg.observers) {
+            return;
+        }
+        self.cfg.voters = voters;
+        self.cfg.observers = observers;
+        let flow = match &mut self.role {
+            Role::Leading(l) => l.activate(&self.cfg.voters, &self.cfg.observers, out),
+            Role::Following(f) => {
+                f.set_observer(self.cfg.is_observer());
+                Flow::Continue
+            }
+            _ => Flow::Continue,
+        };
+        self.handle(flow, out);
+    }
+
+    /// Activates the config of any reconfig committed by these commands.
+    fn activate_committed(&mut self, out: &mut Vec<Command>) {
+        let latest = out
+            .iter()
+            .filter_map(|c| if let Command::Apply { entries } = c { Some(entries) } else { None })
+            .flatten()
+            .filter_map(|e| super::reconfig_members(&e.txn))
+            .last();
+        if let Some((voters, observers)) = latest {
+            self.activate(voters, observers, out);
+        }
+    }
+
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Command> {
         self.now_ms = now_ms;
         let mut out = Vec::new();
@@ -100,6 +138,7 @@ impl Peer {
             Role::Halted => Flow::Continue,
         };
         self.handle(flow, &mut out);
+        self.activate_committed(&mut out);
         out
     }
 
@@ -124,6 +163,7 @@ impl Peer {
             _ => Flow::Continue,
         };
         self.handle(flow, &mut out);
+        self.activate_committed(&mut out);
         out
     }
 
@@ -150,6 +190,7 @@ impl Peer {
             _ => Flow::Continue,
         };
         self.handle(flow, &mut out);
+        self.activate_committed(&mut out);
         out
     }
 
