@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use warden_core::config::{Config, LogFormat};
+use warden_core::membership::Membership;
 use warden_core::server::{Core, Settings};
 
 /// What every connection actor needs to reach.
@@ -137,6 +138,7 @@ fn core_settings(config: &Config) -> Settings {
         super_digest: config.super_digest.clone(),
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
+        standalone_enabled: config.standalone_enabled,
         server_id: config.my_id.unwrap_or(0) as u8,
         quorum_sync: !config.is_standalone(),
         local_sessions: !config.is_standalone() && config.local_sessions_enabled,
@@ -170,19 +172,27 @@ pub fn resolve_myid(config: &mut Config) -> Result<(), String> {
     config.validate_my_id().map_err(|e| e.to_string())
 }
 
-/// Session passwords must verify on every member, so an ensemble derives its
-/// key from what all members share, the server ids and roles (ZooKeeper uses
-/// a fixed constant). Addresses are left out: a member may reach a peer
-/// through a different address (a proxy, NAT). Standalone servers keep a
-/// random per-dataDir key.
-fn ensemble_secret(config: &Config) -> Vec<u8> {
+/// Session passwords must verify on every member, including members a
+/// reconfig adds later, so an ensemble keys them with a constant (as
+/// ZooKeeper does with its superSecret). Standalone servers keep a random
+/// per-dataDir key.
+fn ensemble_secret() -> Vec<u8> {
     use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(b"warden-ensemble-session-key");
-    for s in &config.servers {
-        h.update(format!("{}:{:?};", s.id, s.role).as_bytes());
-    }
-    h.finalize().to_vec()
+    Sha1::digest(b"warden-ensemble-session-key").to_vec()
+}
+
+/// The membership a member starts with: the newest reconfig it has logged
+/// (ZooKeeper's last seen config), else the one in its snapshot, else the
+/// static `server.N` lines (version 0).
+fn starting_membership(config: &Config, db: &warden_core::database::Database, log: &[warden_core::txn::LogEntry]) -> Membership {
+    use warden_core::txn::Txn;
+    let logged = log.iter().rev().find_map(|e| if let Txn::Reconfig { data } = &e.txn { Some(data.as_slice()) } else { None });
+    let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref());
+    logged
+        .or(stored)
+        .and_then(|data| Membership::parse(&String::from_utf8_lossy(data)).ok())
+        .filter(|m| m.version > 0 && !m.voters().is_empty())
+        .unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), 0))
 }
 
 /// Runs a node (standalone or an ensemble member) until SIGINT or SIGTERM.
@@ -194,7 +204,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     check_data_dir(&config.data_dir)?;
     check_data_dir(&config.data_log_dir)?;
     let ensemble = !config.is_standalone();
-    let secret = if ensemble { ensemble_secret(&config) } else { session_secret(&config.data_dir)? };
+    let secret = if ensemble { ensemble_secret() } else { session_secret(&config.data_dir)? };
     if !config.force_sync {
         warn!(log, "forceSync=no: writes are acknowledged before they reach the disk and can be lost on a crash; for tests only");
     }
@@ -210,8 +220,15 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             snapshot_zxid: r.snapshot_zxid,
             log: r.entries,
         };
-        let quorum = crate::ensemble::QuorumSetup::bind(&config, durable)?;
-        (r.db, Some(quorum))
+        let mut db = r.db;
+        let membership = starting_membership(&config, &db, &durable.log);
+        if membership.version > 0 {
+            info!(log, "membership from the last reconfig"; "version" => format!("{:x}", membership.version), "voters" => format!("{:?}", membership.voters()), "observers" => format!("{:?}", membership.observers()));
+        }
+        // As ZooKeeper's initConfigInZKDatabase: /zookeeper/config shows the config in use.
+        db.tree.init_config(membership.to_text().into_bytes(), membership.version, wall_clock_ms());
+        let quorum = crate::ensemble::QuorumSetup::bind(&config, &membership, durable)?;
+        (db, Some(quorum))
     } else {
         let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
         info!(log, "recovered data"; "snapshot_zxid" => recovered.snapshot_zxid.map(|z| format!("{z:#x}")), "replayed_txns" => recovered.replayed,
@@ -273,7 +290,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64), ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
                 let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog.clone());
                 match zab_start {
-                    Some(q) => processor.with_zab(q.start(ctx.address().recipient(), &registry2, &plog)),
+                    Some(q) => processor.with_zab(q.start(ctx.address().recipient(), ctx.address().recipient(), registry2.clone(), &plog)),
                     None => processor,
                 }
             });

@@ -122,7 +122,7 @@ pub struct PeerLink {
 impl PeerLink {
     #[allow(clippy::too_many_arguments)]
     pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
-        let dial_addr = (my_id > peer).then_some(peer_addr);
+        let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
         PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, me, log }
     }
 
@@ -348,9 +348,20 @@ impl Handler<Reset> for PeerLink {
     }
 }
 
+/// Peer listener -> processor: a connection that said Hello. The processor
+/// owns the links (members come and go with reconfigs) and picks one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Incoming {
+    pub from: ServerId,
+    pub addr: String,
+    pub stream: PeerStream,
+    pub early: BytesMut,
+}
+
 /// Accepts peer connections on the quorum port: reads the Hello (with a
-/// timeout), checks version and member id, and hands the stream over.
-pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: std::collections::HashMap<ServerId, Addr<PeerLink>>, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, log: Logger) {
+/// timeout), checks its version, and hands the stream to the processor.
+pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incoming>, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, log: Logger) {
     actix_rt::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -361,7 +372,7 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
                     continue;
                 }
             };
-            let (links, log, tls) = (links.clone(), log.clone(), tls.clone());
+            let (incoming, log, tls) = (incoming.clone(), log.clone(), tls.clone());
             let _ = stream.set_nodelay(true);
             actix_rt::spawn(async move {
                 let stream: PeerStream = match tls {
@@ -373,11 +384,7 @@ pub fn accept_loop(listener: tokio::net::TcpListener, my_id: ServerId, links: st
                     },
                 };
                 match read_hello(stream, max_frame_bytes).await {
-                    Ok((hello, stream, early)) => match links.get(&hello.server_id) {
-                        Some(link) if hello.server_id > my_id => link.do_send(Adopt(stream, early)),
-                        Some(_) => warn!(log, "refused peer connection: the member with the larger id dials"; "from" => addr.to_string(), "server_id" => hello.server_id),
-                        None => warn!(log, "refused peer connection from an unknown server id"; "from" => addr.to_string(), "server_id" => hello.server_id),
-                    },
+                    Ok((hello, stream, early)) => incoming.do_send(Incoming { from: hello.server_id, addr: addr.to_string(), stream, early }),
                     Err(e) => warn!(log, "refused peer connection"; "from" => addr.to_string(), "reason" => e),
                 }
             });

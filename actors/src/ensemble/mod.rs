@@ -7,7 +7,7 @@
 //! transaction is applied here.
 
 use crate::messages::{Dispatch, Submit, ToConn, Tracking};
-use crate::peer_link::{self, PeerEvent, PeerLink, Reset, SendFrame};
+use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset, SendFrame};
 use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteKey};
 use actix::prelude::*;
 use slog::{error, info, warn};
@@ -25,7 +25,7 @@ use warden_core::zab::{Command, Message, Peer, PeerState, ServerId, Zxid};
 mod digest;
 mod sessions;
 mod setup;
-pub use setup::{read_epoch, QuorumSetup};
+pub use setup::{read_epoch, LinkFactory, QuorumSetup};
 use setup::{epoch_file, write_epoch};
 
 /// How often the Zab state machine sees the clock.
@@ -44,6 +44,7 @@ pub(crate) enum Forwarded {
 pub struct Zab {
     pub peer: Peer,
     links: BTreeMap<ServerId, Addr<PeerLink>>,
+    link_factory: LinkFactory,
     /// The live connection generation per peer (events of older ones are stale).
     link_gen: HashMap<ServerId, u64>,
     /// Disk operations issued, oldest first: the zxid the log ends at after each.
@@ -76,11 +77,12 @@ pub struct Zab {
 pub(super) const DIGEST_MEMORY: usize = 4096;
 
 impl Zab {
-    pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, ops_done: u64, data_dir: &Path) -> Zab {
+    pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, link_factory: LinkFactory, ops_done: u64, data_dir: &Path) -> Zab {
         let dir = crate::storage::version_dir(data_dir);
         Zab {
             peer,
             links,
+            link_factory,
             link_gen: HashMap::new(),
             disk_ops: VecDeque::new(),
             ops_done,
@@ -230,6 +232,7 @@ impl Processor {
             let now = z.now_ms();
             let cmds = z.peer.on_tick(now);
             act.run_commands(cmds, ctx);
+            act.note_synced_learners();
         });
     }
 
@@ -249,6 +252,17 @@ impl Processor {
                 Err(err) => return self.fatal(format!("propose failed after next_zxid succeeded: {err:?}")),
             }
         }
+    }
+
+    /// What a reconfig's NewConfigNoQuorum check counts: this leader and
+    /// the learners synced with it (nobody when not leading).
+    fn note_synced_learners(&mut self) {
+        let Some(z) = &self.zab else { return };
+        let synced = match z.peer.state() {
+            PeerState::Leading => z.peer.learners().into_iter().filter(|l| l.2).map(|l| l.0).chain([z.peer.id()]).collect(),
+            _ => Default::default(),
+        };
+        self.core.quorum_synced = Some(synced);
     }
 
     /// Learner: sends a client request to the leader and remembers who waits.
@@ -441,6 +455,7 @@ impl Processor {
                 z.expected_digest = z.expected_digest.filter(|(want, _)| *want > zxid);
                 z.disk_ops.push_back(zxid);
                 self.txn_log.install_snapshot(zxid, data, z.snap_dir.clone());
+                self.membership_from_tree(ctx);
             }
             Command::Apply { entries } => self.apply_committed(entries, ctx),
             Command::Elected { leader, vote } => {
@@ -463,6 +478,14 @@ impl Processor {
                 let me = z.peer.id();
                 info!(self.log, "serving clients"; "leader" => leader, "epoch" => epoch, "role" => if leader == me { "leader" } else { "learner" }, "election_ms" => z.last_election_ms);
                 if leader == me {
+                    if self.core.settings.reconfig_enabled {
+                        // After the commands being run, as any proposal.
+                        ctx.run_later(Duration::ZERO, |act, ctx| {
+                            if act.is_leader() && act.prime_zxid() && act.core.stamp_config(wall_clock_ms()).is_some() {
+                                act.flush_log(ctx);
+                            }
+                        });
+                    }
                     // Every session gets a fresh expiry clock under the new leader.
                     self.tracker.do_send(Tracking::Mode { expire: true, forward_to: None });
                     for (session_id, timeout_ms) in self.core.db.sessions() {
@@ -518,6 +541,39 @@ impl Processor {
     }
 
     /// Committed transactions, in zxid order: apply, answer who waits, fire watches.
+    /// A reconfig committed (Zab activated its quorum already): links to
+    /// the members it added. Links to removed servers stay; they may still
+    /// follow as non-voting learners.
+    fn config_activated(&mut self, data: &[u8]) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let m = match warden_core::membership::Membership::parse(&String::from_utf8_lossy(data)) {
+            Ok(m) => m,
+            Err(e) => return error!(self.log, "a committed reconfig does not parse"; "error" => e),
+        };
+        let my_id = z.peer.id();
+        for spec in m.servers.values().filter(|s| s.id != my_id) {
+            if !z.links.contains_key(&spec.id) {
+                z.links.insert(spec.id, z.link_factory.link(spec.id, setup::quorum_addr(spec)));
+            }
+        }
+        info!(self.log, "reconfig activated"; "version" => format!("{:x}", m.version), "voters" => format!("{:?}", m.voters()), "observers" => format!("{:?}", m.observers()),
+            "role" => format!("{:?}", z.peer.state()));
+    }
+
+    /// After a SNAP: the leader's tree may hold a config this member never
+    /// saw committed.
+    fn membership_from_tree(&mut self, ctx: &mut Context<Self>) {
+        let Some(data) = self.core.db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref()).map(<[u8]>::to_vec) else { return };
+        let Ok(m) = warden_core::membership::Membership::parse(&String::from_utf8_lossy(&data)) else { return };
+        if m.version == 0 || m.voters().is_empty() {
+            return;
+        }
+        self.config_activated(&data);
+        let Some(z) = self.zab.as_mut() else { return };
+        let cmds = z.peer.set_membership(m.voters(), m.observers());
+        self.run_commands(cmds, ctx);
+    }
+
     fn apply_committed(&mut self, entries: Vec<LogEntry>, ctx: &mut Context<Self>) {
         for entry in entries {
             let zxid = entry.hdr.zxid;
@@ -535,6 +591,7 @@ impl Processor {
             match &entry.txn {
                 Txn::CreateSession { timeout_ms } => self.tracker.do_send(Tracking::Track { session_id: entry.hdr.session_id, timeout_ms: *timeout_ms }),
                 Txn::CloseSession { .. } => self.tracker.do_send(Tracking::Untrack { session_id: entry.hdr.session_id }),
+                Txn::Reconfig { data } => self.config_activated(data),
                 _ => {}
             }
             match (self.routes.remove(&zxid), fwd) {
@@ -557,6 +614,29 @@ impl Processor {
             ctx.run_later(Duration::ZERO, |act, ctx| act.flush_log(ctx));
         }
         self.maybe_snapshot(ctx);
+    }
+}
+
+impl Handler<Incoming> for Processor {
+    type Result = ();
+
+    /// A peer connection that said Hello: members' go to their link (when
+    /// they are the dialer); with reconfigEnabled a server outside the
+    /// config gets a link too, so it can sync as a learner and be added.
+    fn handle(&mut self, m: Incoming, _: &mut Context<Self>) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let my_id = z.peer.id();
+        match z.links.get(&m.from) {
+            Some(link) if m.from > my_id => link.do_send(Adopt(m.stream, m.early)),
+            Some(_) => warn!(self.log, "refused peer connection: the member with the larger id dials"; "from" => m.addr, "server_id" => m.from),
+            None if self.core.settings.reconfig_enabled && m.from != my_id => {
+                info!(self.log, "a server outside the config connected; it may sync as a non-voting learner"; "from" => m.addr, "server_id" => m.from);
+                let link = z.link_factory.link(m.from, String::new());
+                link.do_send(Adopt(m.stream, m.early));
+                z.links.insert(m.from, link);
+            }
+            None => warn!(self.log, "refused peer connection from an unknown server id"; "from" => m.addr, "server_id" => m.from),
+        }
     }
 }
 

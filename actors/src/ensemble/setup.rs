@@ -2,11 +2,15 @@
 //! anything runs; the epoch files ZooKeeper keeps in `dataDir/version-2`.
 
 use super::Zab;
-use crate::peer_link::{self, PeerEvent, PeerLink};
+use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
+use crate::registry::Registry;
+use std::sync::Arc;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use warden_core::config::ServerSpec;
+use warden_core::membership::Membership;
 use warden_core::zab::{EpochKind, Peer, ServerId};
 
 /// Reads `acceptedEpoch` / `currentEpoch` (decimal text, as ZooKeeper); 0 if absent.
@@ -50,15 +54,15 @@ pub struct QuorumSetup {
 }
 
 impl QuorumSetup {
-    pub fn bind(config: &warden_core::config::Config, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
-        use warden_core::config::PeerRole;
+    /// `membership`: the static server lines, or the last reconfig's.
+    pub fn bind(config: &warden_core::config::Config, membership: &Membership, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
         let my_id = config.my_id.ok_or("myid is required in a quorum")?;
-        let me = config.servers.iter().find(|s| s.id == my_id).ok_or_else(|| format!("no server.{my_id} line"))?;
+        // A member a reconfig removed still listens where its own config says.
+        let me = membership.servers.get(&my_id).or_else(|| config.servers.iter().find(|s| s.id == my_id)).ok_or_else(|| format!("no server.{my_id} line"))?;
         let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port)).map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let voters = config.servers.iter().filter(|s| s.role == PeerRole::Participant).map(|s| s.id);
-        let observers = config.servers.iter().filter(|s| s.role == PeerRole::Observer).map(|s| s.id);
-        let mut cfg = warden_core::zab::Config::new(my_id, voters, observers);
+        let mut cfg = warden_core::zab::Config::new(my_id, membership.voters(), membership.observers());
+        cfg.allow_joiners = config.reconfig_enabled;
         cfg.tick_ms = config.tick_time_ms as u64;
         cfg.init_limit_ticks = config.init_limit as u64;
         cfg.sync_limit_ticks = config.sync_limit as u64;
@@ -72,7 +76,7 @@ impl QuorumSetup {
         cfg.max_outstanding = 1_000_000;
         cfg.diff_window = config.commit_log_count as usize;
         cfg.counter_limit = config.zxid_counter_limit;
-        let members = config.servers.iter().filter(|s| s.id != my_id).map(|s| (s.id, format_addr(&s.host, s.quorum_port))).collect();
+        let members = membership.servers.values().filter(|s| s.id != my_id).map(|s| (s.id, quorum_addr(s))).collect();
         let tls = match config.quorum_tls().map_err(|e| e.to_string())? {
             Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
             None => None,
@@ -80,28 +84,43 @@ impl QuorumSetup {
         Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls })
     }
 
-    pub fn start(self, events: Recipient<PeerEvent>, registry: &crate::registry::Registry, log: &slog::Logger) -> Zab {
-        let my_id = self.peer.id();
-        let mut links = BTreeMap::new();
-        for (id, addr) in self.members {
-            let me = registry.register("peer-link", id.to_string());
-            let llog = log.new(slog::o!("actor" => "peer-link", "peer" => id));
-            let events = events.clone();
-            links.insert(id, PeerLink::new(my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, events, me, llog).start());
-        }
+    pub fn start(self, events: Recipient<PeerEvent>, incoming: Recipient<Incoming>, registry: Arc<Registry>, log: &slog::Logger) -> Zab {
+        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), events, registry, log: log.clone() };
+        let links: BTreeMap<ServerId, Addr<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
         let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
         if self.tls.is_some() {
             slog::info!(log, "quorum links use TLS (sslQuorum)");
         }
-        peer_link::accept_loop(listener, my_id, links.iter().map(|(k, v)| (*k, v.clone())).collect(), self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
-        Zab::new(self.peer, links, 0, &self.data_dir)
+        peer_link::accept_loop(listener, incoming, self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        Zab::new(self.peer, links, factory, 0, &self.data_dir)
     }
 }
 
-fn format_addr(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
+/// Makes peer links: at start for the configured members, later for
+/// servers a reconfig adds or that connect to join.
+pub struct LinkFactory {
+    my_id: ServerId,
+    tls: Option<crate::tls::QuorumTls>,
+    events: Recipient<PeerEvent>,
+    registry: Arc<Registry>,
+    log: slog::Logger,
+}
+
+impl LinkFactory {
+    /// A link to `id` at `addr` (dialed when our id is the larger; empty
+    /// for a joiner that dialed us).
+    pub fn link(&self, id: ServerId, addr: String) -> Addr<PeerLink> {
+        let me = self.registry.register("peer-link", id.to_string());
+        let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
+        PeerLink::new(self.my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me, llog).start()
+    }
+}
+
+/// Where a member's quorum port is.
+pub fn quorum_addr(s: &ServerSpec) -> String {
+    if s.host.contains(':') {
+        format!("[{}]:{}", s.host, s.quorum_port)
     } else {
-        format!("{host}:{port}")
+        format!("{}:{}", s.host, s.quorum_port)
     }
 }
