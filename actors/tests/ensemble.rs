@@ -635,3 +635,91 @@ fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
     assert!((0..3).all(|i| std::net::TcpStream::connect(("127.0.0.1", cp + i)).is_err()), "no member is left listening");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `super:test`, as kazoo's and ZooKeeper's own test harnesses configure it.
+const SUPER_DIGEST: &str = "super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
+
+async fn reconfig(zk: &Client, joining: &[&str], leaving: &[&str]) -> Result<String, zookeeper_client::Error> {
+    let update = zookeeper_client::EnsembleUpdate::Incremental { joinings: joining.to_vec().into_iter(), leavings: leaving.to_vec().into_iter() };
+    zk.update_ensemble(update, None).await.map(|(data, _)| String::from_utf8(data).unwrap())
+}
+
+/// /zookeeper/config as member `id` sees it after a sync.
+async fn config_on(e: &Ensemble, id: u64) -> String {
+    let zk = connect(e, &[id]).await;
+    zk.sync("/").await.unwrap();
+    String::from_utf8(zk.get_data("/zookeeper/config").await.unwrap().0).unwrap()
+}
+
+async fn wait_mode(e: &Ensemble, id: u64, mode: &str) {
+    assert!(eventually(SERVE, || async { e.mode(id).as_deref() == Some(mode) }).await, "member {id} is {:?}, not {mode}", e.mode(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfig_under_write_load_adds_a_member_promotes_an_observer_and_removes_the_leader() {
+    let mut e = Ensemble::start_with_spares(3, 0, &["participant", "observer"], &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")]);
+    let first_leader = e.wait_serving(SERVE);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let zk = within(30, "connect", connect(&e, &[1, 2, 3])).await;
+    zk.create("/load", b"", &persistent()).await.unwrap();
+    let writer = {
+        let (zk, acked, stop) = (zk.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = format!("/load/n{i:06}");
+                i += 1;
+                match zk.create(&path, b"v", &persistent()).await {
+                    Ok(_) => acked.lock().unwrap().push(path),
+                    // Indeterminate (connection lost): may or may not exist later.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+    };
+    // The joiners sync as non-voting learners before any reconfig.
+    e.start_member(4);
+    e.start_member(5);
+    e.wait_serving(SERVE);
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != first_leader).collect();
+    let admin = within(30, "connect", connect(&e, &followers)).await;
+    admin.auth("digest", b"super:test").await.unwrap();
+    let count = |acked: &Arc<Mutex<Vec<String>>>| acked.lock().unwrap().len();
+
+    let before = count(&acked);
+    let data = within(30, "add 4", reconfig(&admin, &[&e.join_spec(4, "participant")], &[])).await.expect("add participant 4");
+    assert!(data.contains(&e.join_spec(4, "participant")), "{data}");
+    let data = within(30, "add 5", reconfig(&admin, &[&e.join_spec(5, "observer")], &[])).await.expect("add observer 5");
+    assert!(data.contains(&e.join_spec(5, "observer")), "{data}");
+    wait_mode(&e, 5, "observer").await;
+    let data = within(30, "promote 5", reconfig(&admin, &[&e.join_spec(5, "participant")], &[])).await.expect("observer 5 to participant");
+    assert!(data.contains(&e.join_spec(5, "participant")), "{data}");
+    wait_mode(&e, 5, "follower").await;
+    assert!(eventually(Duration::from_secs(30), || async { count(&acked) > before + 50 }).await, "writes go on through the reconfigs");
+
+    // Remove the leader; a member of the new config leads.
+    let leader = e.wait_leader(SERVE);
+    let removal = within(60, "remove the leader", reconfig(&admin, &[], &[&leader.to_string()])).await;
+    let new_leader = e.wait_leader(SERVE);
+    let config = within(30, "config", config_on(&e, new_leader)).await;
+    assert!(!config.contains(&format!("server.{leader}=")), "the leader left: {config} ({removal:?})");
+    assert_ne!(new_leader, leader);
+    let after = count(&acked);
+    assert!(eventually(Duration::from_secs(30), || async { count(&acked) > after + 50 }).await, "writes go on after the leader left");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    within(60, "writer stops", writer).await.unwrap();
+
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().map(|p| p.trim_start_matches("/load/").to_string()).collect();
+    for id in e.running() {
+        let seen = within(30, "read back", children_on(&e, id, "/load")).await;
+        let missing: Vec<_> = acked.difference(&seen).collect();
+        assert!(missing.is_empty(), "member {id} lost {} acknowledged writes: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        if id != leader {
+            assert_eq!(within(30, "config", config_on(&e, id)).await, config, "member {id} has another config");
+        }
+    }
+    let voters: Vec<&str> = config.lines().filter(|l| l.contains(":participant")).collect();
+    assert_eq!(voters.len(), 4, "1..=5 without the old leader: {config}");
+    eprintln!("{} acknowledged writes survived 4 reconfigs; leader {leader} -> {new_leader}", acked.len());
+}

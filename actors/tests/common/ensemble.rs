@@ -45,6 +45,9 @@ pub struct Ensemble {
     _slot: Slot,
     pub members: Vec<Member>,
     servers: Vec<String>,
+    /// Members in the starting config; later ids are spares that join by reconfig.
+    initial: u64,
+    initial_voters: u64,
     extra: Vec<(String, String)>,
     /// Settings for one member only, applied after the common ones.
     member_extra: std::collections::HashMap<u64, Vec<(String, String)>>,
@@ -53,21 +56,38 @@ pub struct Ensemble {
 impl Ensemble {
     /// `voters` participants then `observers` observers, ids from 1.
     pub fn start(voters: u64, observers: u64, extra: &[(&str, &str)]) -> Ensemble {
+        Self::start_with_spares(voters, observers, &[], extra)
+    }
+
+    /// Also `spares` (their roles, "participant" or "observer"), ids after
+    /// the others, not started and not in the others' config: each one's
+    /// config is the starting one plus itself, ready to join by reconfig.
+    pub fn start_with_spares(voters: u64, observers: u64, spares: &[&str], extra: &[(&str, &str)]) -> Ensemble {
         // Wait for a slot before choosing ports, so they are fresh.
         let slot = Slot::take();
-        let total = voters + observers;
+        let initial = voters + observers;
+        let total = initial + spares.len() as u64;
         let servers: Vec<String> = (1..=total)
             .map(|id| {
-                let role = if id > voters { ":observer" } else { "" };
+                let role = if id > initial { format!(":{}", spares[(id - initial - 1) as usize]) } else if id > voters { ":observer".into() } else { String::new() };
                 format!("server.{id}=127.0.0.1:{}:{}{role}", free_port(), free_port())
             })
             .collect();
         let members = (1..=total).map(|id| Member { id, client_port: free_port(), admin_port: free_port(), dir: unique_dir(), server: None }).collect();
-        let mut e = Ensemble { _slot: slot, members, servers, extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), member_extra: Default::default() };
-        for id in 1..=total {
+        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut e = Ensemble { _slot: slot, members, servers, initial, initial_voters: voters, extra, member_extra: Default::default() };
+        for id in 1..=initial {
             e.start_member(id);
         }
         e
+    }
+
+    /// A member's `server.N=host:quorum:election:role;host:client` line,
+    /// as a reconfig's joining list takes it.
+    pub fn join_spec(&self, id: u64, role: &str) -> String {
+        let line = &self.servers[id as usize - 1];
+        let peer = line.split(':').take(3).collect::<Vec<_>>().join(":");
+        format!("{peer}:{role};127.0.0.1:{}", self.member(id).client_port)
     }
 
     pub fn member(&self, id: u64) -> &Member {
@@ -87,13 +107,14 @@ impl Ensemble {
     /// Starts a member; Err (with its log) if it exits before answering ruok.
     pub fn try_start_member(&mut self, id: u64) -> Result<(), String> {
         let m = &self.members[id as usize - 1];
-        let mut extra: Vec<(String, String)> = self.servers.iter().map(|s| {
+        let lines = self.servers.iter().take(self.initial as usize).chain((id > self.initial).then(|| &self.servers[id as usize - 1]));
+        let mut extra: Vec<(String, String)> = lines.map(|s| {
             let (k, v) = s.split_once('=').unwrap();
             (k.to_string(), v.to_string())
         }).collect();
         extra.push(("warden.myid".into(), id.to_string()));
         extra.push(("admin.serverPort".into(), m.admin_port.to_string()));
-        if id > self.voters() {
+        if id > self.initial_voters && id <= self.initial {
             extra.push(("peerType".into(), "observer".into()));
         }
         extra.extend(self.extra.iter().cloned());
@@ -102,10 +123,6 @@ impl Ensemble {
         let server = Server::start_in(&m.dir, m.client_port, &refs)?;
         self.members[id as usize - 1].server = Some(server);
         Ok(())
-    }
-
-    fn voters(&self) -> u64 {
-        self.servers.iter().filter(|s| !s.ends_with(":observer")).count() as u64
     }
 
     /// Settings for member `id` alone at its next start.
