@@ -723,3 +723,34 @@ async fn reconfig_under_write_load_adds_a_member_promotes_an_observer_and_remove
     assert_eq!(voters.len(), 4, "1..=5 without the old leader: {config}");
     eprintln!("{} acknowledged writes survived 4 reconfigs; leader {leader} -> {new_leader}", acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfigured_ensemble_restarts_with_its_new_config() {
+    let mut e = Ensemble::start_with_spares(3, 0, &["participant", "participant"], &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")]);
+    e.wait_serving(SERVE);
+    e.start_member(4);
+    e.start_member(5);
+    e.wait_serving(SERVE);
+    let admin = within(30, "connect", connect(&e, &[3])).await;
+    admin.auth("digest", b"super:test").await.unwrap();
+    let (j4, j5) = (e.join_spec(4, "participant"), e.join_spec(5, "participant"));
+    within(30, "swap", reconfig(&admin, &[&j4, &j5], &["1", "2"])).await.ok();
+    let leader = e.wait_leader(SERVE);
+    let config = within(30, "config", config_on(&e, leader)).await;
+    assert!(config.contains(&j4) && config.contains(&j5) && !config.contains("server.1=") && !config.contains("server.2="), "{config}");
+    within(30, "write", async { connect(&e, &[leader]).await.create("/after-swap", b"x", &persistent()).await.unwrap() }).await;
+    // Everyone down; only the new voters come back. By their static config
+    // 3 would still need 1 or 2 for a quorum; by the logged one 3, 4, 5 are it.
+    for id in e.all_ids() {
+        e.kill(id, "KILL");
+    }
+    for id in [3, 4, 5] {
+        e.start_member(id);
+    }
+    let leader = e.wait_serving(SERVE);
+    assert!([3, 4, 5].contains(&leader));
+    let zk = within(30, "connect", connect(&e, &[3, 4, 5])).await;
+    assert_eq!(within(30, "read", zk.get_data("/after-swap")).await.unwrap().0, b"x");
+    assert_eq!(within(30, "config", config_on(&e, 3)).await, config, "the restarted members kept the config");
+    within(30, "write after restart", zk.create("/after-restart", b"y", &persistent())).await.unwrap();
+}

@@ -410,3 +410,42 @@ def test_need_client_auth_refuses_clients_without_certificate_and_tls_only_mode(
         assert srv.alive()
     finally:
         srv.stop()
+
+
+# ---- zkCli.sh (Debian's zookeeper package) where kazoo has no API ----------
+
+def zkcli(hostport, commands, *jvm_flags):
+    """Runs ZooKeeper's own shell (zkCli.sh's main class and classpath) with
+    `commands` on stdin; its output."""
+    from conftest import ZK_JARS
+
+    if shutil.which("java") is None or not os.path.exists(ZK_JARS[0]):
+        pytest.skip("needs Java and Debian's zookeeper package")
+    cmd = ["java", *jvm_flags, "-cp", ":".join(ZK_JARS), "org.apache.zookeeper.ZooKeeperMain", "-server", hostport]
+    done = subprocess.run(cmd, input="\n".join(commands + ["quit"]) + "\n", capture_output=True, text=True, timeout=60)
+    return done.stdout + done.stderr
+
+
+def test_zkcli_over_tls_with_a_client_certificate(secure, pki):
+    flags = [
+        "-Dzookeeper.client.secure=true",
+        "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
+        "-Dzookeeper.ssl.keyStore.location=" + pki.client[2],
+        "-Dzookeeper.ssl.keyStore.type=PEM",
+        "-Dzookeeper.ssl.trustStore.location=" + pki.ca,
+        "-Dzookeeper.ssl.trustStore.type=PEM",
+    ]
+    out = zkcli(secure.secure, ["create /zkcli-tls over-tls", "get /zkcli-tls", "whoami"], *flags)
+    assert "Created /zkcli-tls" in out, out
+    assert "over-tls" in out.split("get /zkcli-tls", 1)[-1], out
+    assert "x509: " + CLIENT_DN in out, out
+
+
+def test_zkcli_whoami_lists_sasl_digest_and_ip_identities(secure, pki):
+    jaas = pki.path("client-jaas.conf")
+    with open(jaas, "w") as f:
+        f.write('Client {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n    username="bob"\n    password="bobsecret";\n};\n')
+    out = zkcli(secure.hostport, ["addauth digest carol:pw", "whoami"], "-Djava.security.auth.login.config=" + jaas)
+    whoami = out.split("whoami", 1)[-1]
+    for identity in ("sasl: bob", "digest: carol", "ip: 127.0.0.1"):
+        assert identity in whoami, out
