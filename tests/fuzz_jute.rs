@@ -134,7 +134,7 @@ fn valid_bodies() -> Vec<(i32, Vec<u8>)> {
         w.put_buffer(Some(b"server.1=127.0.0.1:2888:3888"));
         w.put_buffer(None);
         w.put_buffer(Some(b""));
-        w.put_bytes(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        w.put_i64(-1); // curConfigId
     });
     for opcode in [op::CHECK_WATCHES, op::REMOVE_WATCHES] {
         b(opcode, &|w| {
