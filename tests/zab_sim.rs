@@ -24,7 +24,7 @@
 //! (`ZAB_SIM_SEED=<seed>`, plus `ZAB_SIM_TRACE=1` to print every event);
 //! `ZAB_SIM_SEEDS=<n>` and `ZAB_SIM_STEPS=<n>` make longer soaks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::zab::{zxid, Command, Config, Durable, EpochKind, Epoch, Message, Peer, PeerState, ServerId, Zxid};
@@ -54,11 +54,32 @@ impl Rng {
 /// One committed transaction as the simulator sees it: zxid + client write id.
 type Item = (Zxid, u64);
 
+/// Marks an item as a reconfig; the low bits are its voters (bit i = server i).
+const RECONFIG: u64 = 1 << 63;
+
 fn item(e: &LogEntry) -> Item {
     match &e.txn {
         Txn::SetData { data: Some(d), .. } => (e.hdr.zxid, u64::from_le_bytes(d[..8].try_into().unwrap())),
+        t @ Txn::Reconfig { .. } => {
+            let (voters, _) = warden_core::zab::reconfig_members(t).expect("a reconfig parses");
+            (e.hdr.zxid, RECONFIG | voters.iter().fold(0, |m, id| m | 1 << id))
+        }
         other => panic!("unexpected txn {other:?}"),
     }
+}
+
+fn voters_of(i: &Item) -> Option<BTreeSet<ServerId>> {
+    (i.1 & RECONFIG != 0).then(|| (1..63).filter(|b| i.1 & (1 << b) != 0).collect())
+}
+
+fn config_text(voters: &BTreeSet<ServerId>, version: Zxid) -> Vec<u8> {
+    let lines: String = voters.iter().map(|id| format!("server.{id}=127.0.0.1:{}:{}:participant\n", 10_000 + id, 20_000 + id)).collect();
+    format!("{lines}version={version:x}").into_bytes()
+}
+
+/// As the preparer makes it: the text carries the zxid it will get.
+fn reconfig_txn(voters: &BTreeSet<ServerId>, zxid: Zxid) -> Txn {
+    Txn::Reconfig { data: config_text(voters, zxid) }
 }
 
 #[derive(Default, Clone)]
@@ -89,6 +110,9 @@ struct Node {
     leading_established: bool,
     /// The epoch this server last established as leader.
     leading_epoch: Epoch,
+    /// The committed config file the runtime writes when it applies a
+    /// reconfig (zoo.cfg.dynamic): (version, voters). Survives crashes.
+    config: Option<(Zxid, BTreeSet<ServerId>)>,
 }
 
 #[derive(Clone, Copy)]
@@ -121,6 +145,7 @@ struct Stats {
     truncs: u64,
     snaps: u64,
     bumps: u64,
+    reconfigs: u64,
     sim_ms: u64,
 }
 
@@ -133,6 +158,9 @@ struct Sim {
     seq: u64,
     events: BTreeMap<(u64, u64), Ev>,
     voters: u64,
+    observers: u64,
+    /// Servers outside the starting config that reconfigs add and remove.
+    spares: u64,
     n: u64,
     nodes: Vec<Node>,
     /// Canonical (low, high) pair → link state.
@@ -173,15 +201,15 @@ impl Weather {
 }
 
 impl Sim {
-    fn new(seed: u64, voters: u64, observers: u64) -> Sim {
-        let n = voters + observers;
+    fn new(seed: u64, voters: u64, observers: u64, spares: u64) -> Sim {
+        let n = voters + observers + spares;
         let mut links = BTreeMap::new();
         for a in 1..=n {
             for b in a + 1..=n {
                 links.insert((a, b), Link { up: true, gen: 0 });
             }
         }
-        let nodes = (0..n).map(|_| Node { peer: None, incarnation: 0, disk: Disk::default(), pending: VecDeque::new(), disk_free_at: 0, db: Vec::new(), leading_established: false, leading_epoch: 0 }).collect();
+        let nodes = (0..n).map(|_| Node { peer: None, incarnation: 0, disk: Disk::default(), pending: VecDeque::new(), disk_free_at: 0, db: Vec::new(), leading_established: false, leading_epoch: 0, config: None }).collect();
         let mut rng = Rng::new(seed);
         let weather = Weather::pick(&mut rng);
         let mut sim = Sim {
@@ -193,6 +221,8 @@ impl Sim {
             seq: 0,
             events: BTreeMap::new(),
             voters,
+            observers,
+            spares,
             n,
             nodes,
             links,
@@ -213,8 +243,23 @@ impl Sim {
         sim
     }
 
+    /// The committed config a server starts with, as the runtime finds it:
+    /// the newer of its config file and its snapshot's last reconfig.
+    fn starting_config(&self, id: ServerId) -> (Zxid, BTreeSet<ServerId>) {
+        let node = &self.nodes[id as usize - 1];
+        let in_snap = node.disk.snap.iter().rev().find_map(|i| voters_of(i).map(|v| (i.0, v)));
+        node.config.clone().into_iter().chain(in_snap).max_by_key(|(z, _)| *z).unwrap_or_else(|| (0, (1..=self.voters).collect()))
+    }
+
     fn cfg(&self, id: ServerId) -> Config {
-        let mut c = Config::new(id, 1..=self.voters, self.voters + 1..=self.n);
+        let (version, voters) = self.starting_config(id);
+        let observers: Vec<ServerId> = if version == 0 { (self.voters + 1..=self.voters + self.observers).collect() } else { Vec::new() };
+        let mut c = Config::new(id, voters.clone(), observers);
+        c.config_version = version;
+        if version > 0 {
+            c.config_data = config_text(&voters, version);
+        }
+        c.allow_joiners = self.spares > 0;
         c.tick_ms = TICK_MS;
         c.init_limit_ticks = 10;
         c.sync_limit_ticks = 5;
@@ -283,7 +328,13 @@ impl Sim {
                         self.fail(format!("server {id} installs a snapshot that is not committed history"));
                     }
                     self.node(id).db = image.clone();
+                    let config = image.iter().rev().find_map(|i| voters_of(i).map(|v| (i.0, v)));
                     self.disk_op(id, DiskOp::Install(image));
+                    if let Some((version, voters)) = config {
+                        // The runtime: the leader's tree may hold a config not seen committed here.
+                        self.node(id).config = Some((version, voters.clone()));
+                        self.with_peer(id, |p| p.set_membership(&config_text(&voters, version)));
+                    }
                 }
                 Command::SendSnapshot { to, zxid } => {
                     let db = &self.node(id).db;
@@ -308,8 +359,15 @@ impl Sim {
                     }
                 }
                 Command::BecomeLeader => self.node(id).leading_established = false,
-                Command::LookForLeader { reason } => *self.stats.step_downs.entry(reason).or_insert(0) += 1,
+                Command::LookForLeader { reason } => {
+                    self.node(id).leading_established = false;
+                    *self.stats.step_downs.entry(reason).or_insert(0) += 1
+                }
                 Command::Fatal { reason } => self.fail(format!("server {id} fatal: {reason}")),
+                Command::ConfigAdopted { data } => {
+                    let (voters, _, version) = warden_core::zab::config_members(&data).expect("a config parses");
+                    self.node(id).config = Some((version, voters));
+                }
                 _ => {}
             }
         }
@@ -394,7 +452,9 @@ impl Sim {
     }
 
     fn apply(&mut self, id: ServerId, entries: Vec<LogEntry>) {
-        let leading = self.nodes[id as usize - 1].peer.as_ref().is_some_and(|p| p.state() == PeerState::Leading);
+        // Where this batch of commands stands (a reconfig that removes the
+        // leader makes it step down later in the same batch).
+        let leading = self.nodes[id as usize - 1].leading_established;
         let epoch = self.nodes[id as usize - 1].leading_epoch;
         for e in &entries {
             let it = item(e);
@@ -414,6 +474,10 @@ impl Sim {
                 None => self.fail(format!("server {id} applied {:#x}, which no leader committed (integrity)", it.0)),
             }
             self.node(id).db.push(it);
+            if let Some(v) = voters_of(&it) {
+                // The runtime writes the committed config when it applies a reconfig.
+                self.node(id).config = Some((it.0, v));
+            }
         }
         self.check_durability();
     }
@@ -440,11 +504,14 @@ impl Sim {
     }
 
     /// Every committed entry is on a quorum of voters' disks.
+    /// (A reconfig is committed only with a quorum of its new voters, whose
+    /// ACKs are cumulative: the latest committed config's voters are the ones.)
     fn check_durability(&self) {
         let needed = self.history.len();
-        let holding = (1..=self.voters).filter(|id| self.durable_prefix(*id) >= needed).count() as u64;
-        if holding * 2 <= self.voters {
-            self.fail(format!("committed history of {needed} entries is durable on only {holding} of {} voters", self.voters));
+        let voters: BTreeSet<ServerId> = self.history.iter().rev().find_map(voters_of).unwrap_or_else(|| (1..=self.voters).collect());
+        let holding = voters.iter().filter(|id| self.durable_prefix(**id) >= needed).count();
+        if holding * 2 <= voters.len() {
+            self.fail(format!("committed history of {needed} entries is durable on only {holding} of voters {voters:?}"));
         }
     }
 
@@ -559,6 +626,9 @@ impl Sim {
             return;
         }
         let id = leaders[self.rng.range(0, leaders.len() as u64 - 1) as usize];
+        if self.spares > 0 && self.rng.percent(4) {
+            return self.client_reconfig(id);
+        }
         let w = self.next_write;
         let hdr = TxnHeader { session_id: 1, cxid: w as i32, zxid: 0, time_ms: self.now as i64 };
         let txn = Txn::SetData { path: "/k".into(), data: Some(w.to_le_bytes().to_vec()), version: -1 };
@@ -567,6 +637,32 @@ impl Sim {
             self.log(|| format!("WRITE {w} at {id} as {z:#x}"));
             self.next_write += 1;
             self.exec(id, out);
+        }
+    }
+
+    /// A reconfig to a random voter set, when the preparer would let it
+    /// through: none in progress, a quorum of the new voters synced.
+    fn client_reconfig(&mut self, leader: ServerId) {
+        let size = self.rng.range(3, self.n.min(5));
+        let mut voters = BTreeSet::new();
+        while (voters.len() as u64) < size {
+            voters.insert(self.rng.range(1, self.n));
+        }
+        let peer = self.node(leader).peer.as_ref().unwrap();
+        let store = peer.store();
+        if store.entries_after(store.committed()).any(|e| matches!(e.txn, Txn::Reconfig { .. })) {
+            return;
+        }
+        let synced: BTreeSet<ServerId> = peer.learners().into_iter().filter(|l| l.2).map(|l| l.0).chain([leader]).collect();
+        if voters.intersection(&synced).count() * 2 <= voters.len() {
+            return;
+        }
+        let Ok(next) = peer.next_zxid() else { return };
+        let hdr = TxnHeader { session_id: 1, cxid: 0, zxid: 0, time_ms: self.now as i64 };
+        if let Ok((z, out)) = self.node(leader).peer.as_mut().unwrap().propose(hdr, reconfig_txn(&voters, next)) {
+            self.log(|| format!("RECONFIG to {voters:?} at {leader} as {z:#x}"));
+            self.stats.reconfigs += 1;
+            self.exec(leader, out);
         }
     }
 
@@ -687,8 +783,8 @@ fn brief(c: &Command) -> String {
     }
 }
 
-fn run_seed(seed: u64, voters: u64, observers: u64, steps: u64) -> Stats {
-    let mut sim = Sim::new(seed, voters, observers);
+fn run_seed(seed: u64, voters: u64, observers: u64, spares: u64, steps: u64) -> Stats {
+    let mut sim = Sim::new(seed, voters, observers, spares);
     while sim.stats.steps < steps {
         sim.step();
     }
@@ -703,6 +799,10 @@ fn run_seed(seed: u64, voters: u64, observers: u64, steps: u64) -> Stats {
 /// with the test name filter); ZAB_SIM_SEEDS=<n> runs n fresh seeds (a soak,
 /// starting far from the default range); ZAB_SIM_STEPS=<n> lengthens runs.
 fn run_many(test: &str, first_seed: u64, seeds: u64, voters: u64, observers: u64, steps: u64) {
+    run_many_with_spares(test, first_seed, seeds, voters, observers, 0, steps)
+}
+
+fn run_many_with_spares(test: &str, first_seed: u64, seeds: u64, voters: u64, observers: u64, spares: u64, steps: u64) {
     let env = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name} is a number")));
     let steps = env("ZAB_SIM_STEPS").unwrap_or(steps);
     let list: Vec<u64> = match (env("ZAB_SIM_SEED"), env("ZAB_SIM_SEEDS")) {
@@ -713,7 +813,7 @@ fn run_many(test: &str, first_seed: u64, seeds: u64, voters: u64, observers: u64
     let started = std::time::Instant::now();
     let mut total = Stats::default();
     for seed in list.iter().copied() {
-        let stats = match catch_unwind(AssertUnwindSafe(|| run_seed(seed, voters, observers, steps))) {
+        let stats = match catch_unwind(AssertUnwindSafe(|| run_seed(seed, voters, observers, spares, steps))) {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
@@ -728,6 +828,7 @@ fn run_many(test: &str, first_seed: u64, seeds: u64, voters: u64, observers: u64
         total.truncs += stats.truncs;
         total.snaps += stats.snaps;
         total.bumps += stats.bumps;
+        total.reconfigs += stats.reconfigs;
         total.sim_ms += stats.sim_ms;
         total.repeat_epoch_acks += stats.repeat_epoch_acks;
         for (k, v) in stats.step_downs {
@@ -750,4 +851,12 @@ fn zab_sim_five_voters() {
 #[test]
 fn zab_sim_three_voters_one_observer() {
     run_many("zab_sim_three_voters_one_observer", 3, 500, 3, 1, 4000);
+}
+
+/// Reconfigs among 5 servers, 3 of them voters at first: random voter sets
+/// of 3 to 5 (a removed leader steps down, joiners sync as non-voting
+/// learners first), proposed as the preparer allows, under the same faults.
+#[test]
+fn zab_sim_reconfig() {
+    run_many_with_spares("zab_sim_reconfig", 4, 500, 3, 0, 2, 4000);
 }

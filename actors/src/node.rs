@@ -181,18 +181,22 @@ fn ensemble_secret() -> Vec<u8> {
     Sha1::digest(b"warden-ensemble-session-key").to_vec()
 }
 
-/// The membership a member starts with: the newest reconfig it has logged
-/// (ZooKeeper's last seen config), else the one in its snapshot, else the
-/// static `server.N` lines (version 0).
-fn starting_membership(config: &Config, db: &warden_core::database::Database, log: &[warden_core::txn::LogEntry]) -> Membership {
+/// The committed membership a member starts with: the newest of the config
+/// file written when a reconfig committed here (`zoo.cfg.dynamic.<version>`)
+/// and the config in its snapshot; else the static `server.N` lines
+/// (version 0). A reconfig logged after it is only proposed: Zab finds it in
+/// the log and holds elections to both configs until it commits.
+fn starting_membership(config: &Config, db: &warden_core::database::Database) -> Result<Membership, String> {
+    let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref()).and_then(|d| Membership::parse(&String::from_utf8_lossy(d)).ok());
+    let committed = crate::ensemble::read_dynamic_config(&config.data_dir)?.into_iter().chain(stored).filter(|m| m.version > 0 && !m.voters().is_empty()).max_by_key(|m| m.version);
+    Ok(committed.unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), 0)))
+}
+
+/// Servers of the newest reconfig in the log, for peer links before it commits.
+fn logged_servers(log: &[warden_core::txn::LogEntry]) -> Vec<warden_core::config::ServerSpec> {
     use warden_core::txn::Txn;
-    let logged = log.iter().rev().find_map(|e| if let Txn::Reconfig { data } = &e.txn { Some(data.as_slice()) } else { None });
-    let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref());
-    logged
-        .or(stored)
-        .and_then(|data| Membership::parse(&String::from_utf8_lossy(data)).ok())
-        .filter(|m| m.version > 0 && !m.voters().is_empty())
-        .unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), 0))
+    let logged = log.iter().rev().find_map(|e| if let Txn::Reconfig { data } = &e.txn { Membership::parse(&String::from_utf8_lossy(data)).ok() } else { None });
+    logged.map(|m| m.servers.into_values().collect()).unwrap_or_default()
 }
 
 /// Runs a node (standalone or an ensemble member) until SIGINT or SIGTERM.
@@ -221,13 +225,14 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             log: r.entries,
         };
         let mut db = r.db;
-        let membership = starting_membership(&config, &db, &durable.log);
+        let membership = starting_membership(&config, &db)?;
         if membership.version > 0 {
             info!(log, "membership from the last reconfig"; "version" => format!("{:x}", membership.version), "voters" => format!("{:?}", membership.voters()), "observers" => format!("{:?}", membership.observers()));
         }
         // As ZooKeeper's initConfigInZKDatabase: /zookeeper/config shows the config in use.
         db.tree.init_config(membership.to_text().into_bytes(), membership.version, wall_clock_ms());
-        let quorum = crate::ensemble::QuorumSetup::bind(&config, &membership, durable)?;
+        let proposed = logged_servers(&durable.log);
+        let quorum = crate::ensemble::QuorumSetup::bind(&config, &membership, &proposed, durable)?;
         (db, Some(quorum))
     } else {
         let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;

@@ -15,6 +15,12 @@ use std::collections::BTreeMap;
 pub struct Election {
     me: ServerId,
     quorum: Quorum,
+    /// The committed config alone: enough to join a leader already
+    /// established (discovery is what keeps that safe), so a server holding
+    /// a reconfig the new leader never had can still follow it and be
+    /// truncated.
+    committed: Quorum,
+    config_version: Zxid,
     /// This server's own candidacy (never adopted by others if an observer).
     self_vote: Vote,
     /// The election round (ZooKeeper's logicalclock).
@@ -39,7 +45,9 @@ impl Election {
         let self_vote = Vote { leader: cfg.my_id, zxid: my_last_zxid, epoch: my_current_epoch, election_epoch: clock };
         Election {
             me: cfg.my_id,
-            quorum: Quorum::new(cfg.voters.iter().copied()),
+            config_version: cfg.config_version,
+            quorum: Quorum::joint(cfg.voters.iter().copied(), cfg.proposed_voters.iter().cloned()),
+            committed: Quorum::new(cfg.voters.iter().copied()),
             self_vote,
             clock,
             proposal: self_vote,
@@ -80,7 +88,7 @@ impl Election {
 
     /// This server's current notification, as sent to others.
     pub fn notification(&self) -> Notification {
-        Notification { version: PROTOCOL_VERSION, vote: Vote { election_epoch: self.clock, ..self.proposal }, state: PeerState::Looking }
+        Notification { version: PROTOCOL_VERSION, vote: Vote { election_epoch: self.clock, ..self.proposal }, state: PeerState::Looking, config_version: self.config_version }
     }
 
     pub fn on_notification(&mut self, from: ServerId, n: Notification) -> Vec<Command> {
@@ -88,11 +96,14 @@ impl Election {
         if self.outcome.is_some() {
             return out;
         }
-        if !self.quorum.is_voter(from) {
+        let decided = matches!(n.state, PeerState::Following | PeerState::Leading);
+        if !self.quorum.is_voter(from) && !decided {
             // Observers do not vote; tell them where we are so they can learn the leader.
             self.send_to(from, &mut out);
             return out;
         }
+        // A non-voter's LEADING still counts as the leader's own word (a
+        // leader from a reconfig we have not seen); quorums count voters only.
         match n.state {
             PeerState::Looking => self.on_looking(from, n, &mut out),
             PeerState::Following | PeerState::Leading => self.on_decided(from, n, &mut out),
@@ -173,7 +184,7 @@ impl Election {
         // found that livelock). Safety rests on discovery, not on this.
         self.out_of_election.insert(from, n);
         let agreeing: Vec<ServerId> = self.out_of_election.iter().filter(|(_, m)| m.vote.leader == v.leader).map(|(id, _)| *id).collect();
-        if self.quorum.is_quorum(agreeing) && self.check_leader(&self.out_of_election, v.leader, v.election_epoch) {
+        if self.committed.is_quorum(agreeing) && self.check_leader(&self.out_of_election, v.leader, v.election_epoch) {
             self.clock = v.election_epoch;
             self.decide(v, out);
         }
@@ -331,7 +342,7 @@ mod tests {
         let mut e = Election::new(&cfg(3, 3), make(1, 1), 1, 1);
         e.on_start(0);
         let leader_vote = Vote { leader: 2, zxid: make(1, 5), epoch: 1, election_epoch: 4 };
-        let following = Notification { version: 1, vote: leader_vote, state: PeerState::Following };
+        let following = Notification { version: 1, vote: leader_vote, state: PeerState::Following, config_version: 0 };
         let out = e.on_notification(1, following);
         assert!(out.is_empty() && e.outcome().is_none(), "one follower is not a quorum");
         // A quorum (1 and 3 itself is not counted) still needs the leader's own word.

@@ -77,7 +77,9 @@ pub struct Leader {
     /// A proposed, uncommitted reconfig: its zxid and the new voters. Every
     /// zxid from it on needs a quorum of both configs (ZooKeeper's
     /// qvAcksetPairs) until it commits and the new config is activated.
-    pending: Option<(Zxid, Quorum)>,
+    pending: Vec<(Zxid, Quorum)>,
+    /// The committed config's version: reconfigs up to it are not pending.
+    config_version: Zxid,
     tick_ms: u64,
     init_limit_ticks: u64,
     sync_limit_ticks: u64,
@@ -103,7 +105,8 @@ impl Leader {
             quorum: Quorum::new(cfg.voters.iter().copied()),
             members: cfg.members().collect(),
             allow_joiners: cfg.allow_joiners,
-            pending: None,
+            pending: Vec::new(),
+            config_version: cfg.config_version,
             tick_ms: cfg.tick_ms,
             init_limit_ticks: cfg.init_limit_ticks,
             sync_limit_ticks: cfg.sync_limit_ticks,
@@ -135,7 +138,8 @@ impl Leader {
         self.now_ms = now_ms;
         self.info.insert(self.me, store.accepted_epoch);
         // A reconfig the last leader proposed but did not commit binds us too.
-        self.pending = store.entries_after(store.committed()).filter_map(|e| reconfig_quorum(e).map(|q| (e.hdr.zxid, q))).last();
+        let version = self.config_version;
+        self.pending = store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| reconfig_quorum(e).map(|q| (e.hdr.zxid, q))).collect();
         self.try_choose_epoch(store, out);
     }
 
@@ -258,9 +262,6 @@ impl Leader {
         let last = store.last_zxid();
         let counter = if zxid::epoch_of(last) == epoch { zxid::counter_of(last) } else { 0 };
         let z = zxid::make(epoch, counter + 1);
-        if let Some(q) = reconfig_quorum_of(&txn) {
-            self.pending = Some((z, q));
-        }
         self.broadcast_proposal(store, LogEntry { hdr: TxnHeader { zxid: z, ..hdr }, txn }, out);
         Ok(z)
     }
@@ -269,20 +270,17 @@ impl Leader {
     /// reconfig on (or any zxid when `z` is None), of the proposed one.
     fn is_quorum(&self, z: Option<Zxid>, ids: impl IntoIterator<Item = ServerId>) -> bool {
         let ids: BTreeSet<ServerId> = ids.into_iter().collect();
-        let joint = match (&self.pending, z) {
-            (Some((from, q)), Some(z)) if z >= *from => Some(q),
-            (Some((_, q)), None) => Some(q),
-            _ => None,
-        };
-        self.quorum.is_quorum(ids.iter().copied()) && joint.is_none_or(|q| q.is_quorum(ids.iter().copied()))
+        let binding = self.pending.iter().filter(|(from, _)| z.is_none_or(|z| z >= *from));
+        self.quorum.is_quorum(ids.iter().copied()) && binding.into_iter().all(|(_, q)| q.is_quorum(ids.iter().copied()))
     }
 
     /// The committed reconfig's config is now the ensemble's: learners it
     /// left out are dropped; a leader it leaves without a vote steps down.
-    pub(crate) fn activate(&mut self, voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>, out: &mut Vec<Command>) -> Flow {
+    pub(crate) fn activate(&mut self, voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>, version: Zxid, out: &mut Vec<Command>) -> Flow {
         self.quorum = Quorum::new(voters.iter().copied());
+        self.config_version = version;
         self.members = voters.union(observers).copied().collect();
-        self.pending = None;
+        self.pending.retain(|(z, _)| *z > version);
         let ids: Vec<ServerId> = self.learners.keys().copied().collect();
         for id in ids {
             if self.members.contains(&id) || self.allow_joiners {
@@ -300,6 +298,12 @@ impl Leader {
     }
 
     fn broadcast_proposal(&mut self, store: &mut Store, entry: LogEntry, out: &mut Vec<Command>) {
+        // Here, not at `propose`: a reconfig queued during an epoch bump
+        // binds from when it is proposed (the simulator found it committing
+        // with the old quorum alone).
+        if let Some(q) = reconfig_quorum(&entry) {
+            self.pending.push((entry.hdr.zxid, q));
+        }
         store.append(vec![entry.clone()], out);
         let to = self.forwarding();
         if !to.is_empty() {
@@ -663,7 +667,7 @@ mod tests {
         assert!(applied(&out).is_empty(), "1 and 2 are a quorum of the old config, not of {{1,2,4,5}}");
         l.on_message(&mut store, 4, Message::Ack { zxid: z }, 2, &mut out);
         assert_eq!(applied(&out), vec![z], "quorums of both configs logged it");
-        assert_eq!(l.activate(&BTreeSet::from([1, 2, 4, 5]), &BTreeSet::new(), &mut out), Flow::Continue);
+        assert_eq!(l.activate(&BTreeSet::from([1, 2, 4, 5]), &BTreeSet::new(), z, &mut out), Flow::Continue);
         // 3 stays a non-voting learner; its ACK no longer counts.
         out.clear();
         let z2 = l.propose(&mut store, hdr(), Txn::Error { code: 0 }, &mut out).unwrap();
@@ -681,7 +685,7 @@ mod tests {
         let (mut l, mut store) = setup(3);
         establish(&mut l, &mut store, 3);
         let mut out = Vec::new();
-        assert!(matches!(l.activate(&BTreeSet::from([2, 3]), &BTreeSet::new(), &mut out), Flow::StepDown(_)));
+        assert!(matches!(l.activate(&BTreeSet::from([2, 3]), &BTreeSet::new(), 1, &mut out), Flow::StepDown(_)));
     }
 
     #[test]

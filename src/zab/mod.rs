@@ -139,6 +139,10 @@ pub struct Notification {
     pub version: u32,
     pub vote: Vote,
     pub state: PeerState,
+    /// The version of the sender's committed config: a server with a newer
+    /// one answers with `Message::Config` (ZooKeeper sends the config itself).
+    #[serde(default)]
+    pub config_version: Zxid,
 }
 
 /// Everything peers say to each other (ZAB 1.0 packet vocabulary). Serde so
@@ -187,6 +191,13 @@ pub enum Message {
     /// Leader → learners: the tree digest after applying `zxid`; a learner
     /// whose tree differs at the same zxid has diverged and stops.
     Digest { zxid: Zxid, digest: u64 },
+    /// The sender's committed config (`/zookeeper/config` text), to a
+    /// server whose notification showed an older one: a member that missed
+    /// reconfigs learns whom to vote with and follow.
+    Config {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// A request a learner forwards to the leader. `cxid` is the client's xid,
@@ -248,6 +259,9 @@ pub enum Command {
     LookForLeader { reason: &'static str },
     /// A safety check failed; the node must stop rather than serve wrong data.
     Fatal { reason: String },
+    /// A newer committed config learned from a peer (`Message::Config`) is
+    /// now this server's: the runtime keeps it and links to its members.
+    ConfigAdopted { data: Vec<u8> },
 }
 
 /// Timers and limits, in ZooKeeper's units where it has them.
@@ -275,6 +289,13 @@ pub struct Config {
     /// reconfigEnabled: the leader syncs servers outside the config as
     /// non-voting learners, so a reconfig can add them.
     pub allow_joiners: bool,
+    /// The zxid of the committed reconfig `voters` come from (0: static).
+    pub config_version: Zxid,
+    /// The voters of reconfigs in the log after `config_version` that are
+    /// not known committed: elections need a quorum of each until they are.
+    pub proposed_voters: Vec<BTreeSet<ServerId>>,
+    /// The committed config's text (empty for a static config).
+    pub config_data: Vec<u8>,
 }
 
 impl Config {
@@ -295,6 +316,9 @@ impl Config {
             // in the old epoch once a bump starts.
             counter_limit: u32::MAX - 1,
             allow_joiners: false,
+            config_version: 0,
+            proposed_voters: Vec::new(),
+            config_data: Vec::new(),
         }
     }
 
@@ -310,8 +334,13 @@ impl Config {
 /// The (voters, observers) a reconfig transaction makes the ensemble.
 pub fn reconfig_members(txn: &crate::txn::Txn) -> Option<(BTreeSet<ServerId>, BTreeSet<ServerId>)> {
     let crate::txn::Txn::Reconfig { data } = txn else { return None };
+    config_members(data).map(|(voters, observers, _)| (voters, observers))
+}
+
+/// (voters, observers, version) of `/zookeeper/config` text.
+pub fn config_members(data: &[u8]) -> Option<(BTreeSet<ServerId>, BTreeSet<ServerId>, Zxid)> {
     let m = crate::membership::Membership::parse(&String::from_utf8_lossy(data)).ok()?;
-    Some((m.voters(), m.observers()))
+    Some((m.voters(), m.observers(), m.version))
 }
 
 /// What a server has on disk, handed to `Peer::new` at start.

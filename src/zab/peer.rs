@@ -37,7 +37,10 @@ impl Peer {
     pub fn new(cfg: Config, durable: Durable) -> Peer {
         let store = Store::new(durable, cfg.diff_window);
         let election = Election::new(&cfg, store.last_zxid(), store.current_epoch, 0);
-        Peer { cfg, store, role: Role::Looking(election), clock: 0, vote: None, now_ms: 0, early_infos: BTreeMap::new() }
+        let mut peer = Peer { cfg, store, role: Role::Looking(election), clock: 0, vote: None, now_ms: 0, early_infos: BTreeMap::new() };
+        peer.cfg.proposed_voters = peer.proposed_voters();
+        peer.role = Role::Looking(Election::new(&peer.cfg, peer.store.last_zxid(), peer.store.current_epoch, 0));
+        peer
     }
 
     pub fn start(&mut self, now_ms: u64) -> Vec<Command> {
@@ -88,20 +91,36 @@ impl Peer {
 
     /// The ensemble's voters and observers changed (a reconfig committed
     /// here, or arrived inside a SNAP, or was found at start).
-    pub fn set_membership(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>) -> Vec<Command> {
+    /// `version`: the zxid of the reconfig that made it.
+    pub fn set_membership(&mut self, data: &[u8]) -> Vec<Command> {
         let mut out = Vec::new();
-        self.activate(voters, observers, &mut out);
+        if let Some((voters, observers, version)) = super::config_members(data) {
+            if version > self.cfg.config_version {
+                self.cfg.config_data = data.to_vec();
+            }
+            self.activate(voters, observers, version, &mut out);
+        }
         out
     }
 
-    fn activate(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, out: &mut Vec<Command>) {
-        if voters.is_empty() || (voters == self.cfg.voters && observers == self.cfg.observers) {
+    /// The voters of reconfigs this server logged after its committed
+    /// config and does not know committed.
+    fn proposed_voters(&self) -> Vec<BTreeSet<ServerId>> {
+        let version = self.cfg.config_version;
+        let store = &self.store;
+        store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| super::reconfig_members(&e.txn)).map(|m| m.0).collect()
+    }
+
+    fn activate(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, version: Zxid, out: &mut Vec<Command>) {
+        if voters.is_empty() || version <= self.cfg.config_version {
             return;
         }
         self.cfg.voters = voters;
         self.cfg.observers = observers;
+        self.cfg.config_version = version;
+        self.cfg.proposed_voters.retain(|_| false);
         let flow = match &mut self.role {
-            Role::Leading(l) => l.activate(&self.cfg.voters, &self.cfg.observers, out),
+            Role::Leading(l) => l.activate(&self.cfg.voters, &self.cfg.observers, version, out),
             Role::Following(f) => {
                 f.set_observer(self.cfg.is_observer());
                 Flow::Continue
@@ -117,10 +136,13 @@ impl Peer {
             .iter()
             .filter_map(|c| if let Command::Apply { entries } = c { Some(entries) } else { None })
             .flatten()
-            .filter_map(|e| super::reconfig_members(&e.txn))
+            .filter_map(|e| super::reconfig_members(&e.txn).map(|m| (m, e.hdr.zxid, e.txn.clone())))
             .last();
-        if let Some((voters, observers)) = latest {
-            self.activate(voters, observers, out);
+        if let Some(((voters, observers), version, crate::txn::Txn::Reconfig { data })) = latest {
+            if version > self.cfg.config_version {
+                self.cfg.config_data = data;
+            }
+            self.activate(voters, observers, version, out);
         }
     }
 
@@ -148,6 +170,12 @@ impl Peer {
         if let Message::Notification(n) = msg {
             if !self.is_halted() {
                 self.on_notification(from, n, &mut out);
+            }
+            return out;
+        }
+        if let Message::Config { data } = msg {
+            if !self.is_halted() {
+                self.on_config(data, &mut out);
             }
             return out;
         }
@@ -259,9 +287,27 @@ impl Peer {
         } else if n.state == PeerState::Looking {
             // Past the election: tell the looker whom we follow (or that we lead).
             if let Some(vote) = self.vote {
-                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state() });
+                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state(), config_version: self.cfg.config_version });
                 out.push(Command::Send { to: from, msg });
             }
+        }
+        if n.config_version < self.cfg.config_version && !self.cfg.config_data.is_empty() {
+            out.push(Command::Send { to: from, msg: Message::Config { data: self.cfg.config_data.clone() } });
+        }
+    }
+
+    /// A peer's committed config, newer than ours: adopt it (a committed
+    /// config is safe to vote under) and, if looking, start over with it.
+    fn on_config(&mut self, data: Vec<u8>, out: &mut Vec<Command>) {
+        let Some((voters, observers, version)) = super::config_members(&data) else { return };
+        if version <= self.cfg.config_version || voters.is_empty() {
+            return;
+        }
+        self.cfg.config_data = data.clone();
+        out.push(Command::ConfigAdopted { data });
+        self.activate(voters, observers, version, out);
+        if matches!(self.role, Role::Looking(_)) {
+            self.look("adopted a newer config from a peer", out);
         }
     }
 
@@ -284,6 +330,7 @@ impl Peer {
     fn look(&mut self, reason: &'static str, out: &mut Vec<Command>) {
         self.clock += 1;
         out.push(Command::LookForLeader { reason });
+        self.cfg.proposed_voters = self.proposed_voters();
         let mut e = Election::new(&self.cfg, self.store.last_zxid(), self.store.current_epoch, self.clock);
         out.extend(e.on_start(self.now_ms));
         self.role = Role::Looking(e);

@@ -25,7 +25,7 @@ use warden_core::zab::{Command, Message, Peer, PeerState, ServerId, Zxid};
 mod digest;
 mod sessions;
 mod setup;
-pub use setup::{read_epoch, LinkFactory, QuorumSetup};
+pub use setup::{read_dynamic_config, read_epoch, LinkFactory, QuorumSetup};
 use setup::{epoch_file, write_epoch};
 
 /// How often the Zab state machine sees the clock.
@@ -51,6 +51,7 @@ pub struct Zab {
     disk_ops: VecDeque<Zxid>,
     ops_done: u64,
     epoch_dir: PathBuf,
+    data_dir: PathBuf,
     snap_dir: PathBuf,
     started: Instant,
     pub(crate) forwarded: HashMap<(i64, i32), Forwarded>,
@@ -87,6 +88,7 @@ impl Zab {
             disk_ops: VecDeque::new(),
             ops_done,
             epoch_dir: dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             snap_dir: dir,
             started: Instant::now(),
             forwarded: HashMap::new(),
@@ -458,6 +460,10 @@ impl Processor {
                 self.membership_from_tree(ctx);
             }
             Command::Apply { entries } => self.apply_committed(entries, ctx),
+            Command::ConfigAdopted { data } => {
+                info!(self.log, "adopted a newer committed config from a peer");
+                self.config_activated(&data);
+            }
             Command::Elected { leader, vote } => {
                 info!(self.log, "election finished"; "leader" => leader, "zxid" => format!("{:#x}", vote.zxid), "epoch" => vote.epoch);
             }
@@ -550,6 +556,10 @@ impl Processor {
             Ok(m) => m,
             Err(e) => return error!(self.log, "a committed reconfig does not parse"; "error" => e),
         };
+        if let Err(e) = setup::write_dynamic_config(&z.data_dir, &m) {
+            // A restart then treats the reconfig as proposed (joint quorums): safe, only slower.
+            error!(self.log, "cannot write the committed config"; "error" => %e);
+        }
         let my_id = z.peer.id();
         for spec in m.servers.values().filter(|s| s.id != my_id) {
             if !z.links.contains_key(&spec.id) {
@@ -570,7 +580,7 @@ impl Processor {
         }
         self.config_activated(&data);
         let Some(z) = self.zab.as_mut() else { return };
-        let cmds = z.peer.set_membership(m.voters(), m.observers());
+        let cmds = z.peer.set_membership(&data);
         self.run_commands(cmds, ctx);
     }
 

@@ -48,14 +48,15 @@ const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
 pub struct QuorumSetup {
     listener: std::net::TcpListener,
     peer: Peer,
-    members: Vec<(ServerId, String)>,
+    members: BTreeMap<ServerId, String>,
     data_dir: PathBuf,
     tls: Option<crate::tls::QuorumTls>,
 }
 
 impl QuorumSetup {
-    /// `membership`: the static server lines, or the last reconfig's.
-    pub fn bind(config: &warden_core::config::Config, membership: &Membership, durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
+    /// `membership`: the static server lines, or the last committed
+    /// reconfig's; `proposed`: servers of a reconfig logged after it.
+    pub fn bind(config: &warden_core::config::Config, membership: &Membership, proposed: &[ServerSpec], durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
         let my_id = config.my_id.ok_or("myid is required in a quorum")?;
         // A member a reconfig removed still listens where its own config says.
         let me = membership.servers.get(&my_id).or_else(|| config.servers.iter().find(|s| s.id == my_id)).ok_or_else(|| format!("no server.{my_id} line"))?;
@@ -63,6 +64,10 @@ impl QuorumSetup {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let mut cfg = warden_core::zab::Config::new(my_id, membership.voters(), membership.observers());
         cfg.allow_joiners = config.reconfig_enabled;
+        cfg.config_version = membership.version;
+        if membership.version > 0 {
+            cfg.config_data = membership.to_text().into_bytes();
+        }
         cfg.tick_ms = config.tick_time_ms as u64;
         cfg.init_limit_ticks = config.init_limit as u64;
         cfg.sync_limit_ticks = config.sync_limit as u64;
@@ -76,7 +81,9 @@ impl QuorumSetup {
         cfg.max_outstanding = 1_000_000;
         cfg.diff_window = config.commit_log_count as usize;
         cfg.counter_limit = config.zxid_counter_limit;
-        let members = membership.servers.values().filter(|s| s.id != my_id).map(|s| (s.id, quorum_addr(s))).collect();
+        let mut members: BTreeMap<ServerId, String> = proposed.iter().map(|s| (s.id, quorum_addr(s))).collect();
+        members.extend(membership.servers.values().map(|s| (s.id, quorum_addr(s))));
+        members.remove(&my_id);
         let tls = match config.quorum_tls().map_err(|e| e.to_string())? {
             Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
             None => None,
@@ -114,6 +121,45 @@ impl LinkFactory {
         let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
         PeerLink::new(self.my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me, llog).start()
     }
+}
+
+/// The committed config is kept as ZooKeeper keeps it, a properties file
+/// `zoo.cfg.dynamic.<hex version>` (here in dataDir), rewritten at each
+/// reconfig this member applies; the newest one is read at start.
+const DYNAMIC_PREFIX: &str = "zoo.cfg.dynamic.";
+
+pub fn read_dynamic_config(data_dir: &Path) -> Result<Option<Membership>, String> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return Ok(None) };
+    let newest = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = i64::from_str_radix(name.strip_prefix(DYNAMIC_PREFIX)?, 16).ok()?;
+            Some((version, e.path()))
+        })
+        .max();
+    let Some((_, path)) = newest else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Membership::parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes the config durably (temp file, fsync, rename), then removes older ones.
+pub fn write_dynamic_config(data_dir: &Path, m: &Membership) -> std::io::Result<()> {
+    let name = format!("{DYNAMIC_PREFIX}{:x}", m.version);
+    let tmp = data_dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(m.to_text().as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, data_dir.join(&name))?;
+    crate::storage::fsync_dir(data_dir)?;
+    for e in std::fs::read_dir(data_dir)?.flatten() {
+        let other = e.file_name().to_string_lossy().into_owned();
+        if other.starts_with(DYNAMIC_PREFIX) && other != name {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// Where a member's quorum port is.

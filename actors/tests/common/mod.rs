@@ -36,6 +36,7 @@ pub fn unique_dir() -> PathBuf {
 
 #[path = "../../../tests/support/ports.rs"]
 mod ports;
+#[allow(unused_imports)] // not every test binary numbers ports from a base
 pub use ports::{free_port, free_ports};
 
 impl Server {
