@@ -238,6 +238,10 @@ impl Connection {
             Step::Continue(t) => self.write(reply_frame(xid, 0, 0, |w| w.put_buffer(Some(&t))), ctx),
             Step::Done { token, user } => {
                 info!(self.log, "SASL authenticated"; "mechanism" => "DIGEST-MD5", "sasl" => &user);
+                if self.deps.config.sasl_super_user.as_deref() == Some(user.as_str()) {
+                    // zookeeper.superUser
+                    self.add_identity(Id::new("super", ""));
+                }
                 self.add_identity(Id::new("sasl", &user));
                 self.write(reply_frame(xid, 0, 0, |w| w.put_buffer(Some(&token))), ctx);
             }

@@ -163,6 +163,10 @@ impl StreamHandler<Accepted> for Listener {
                 match warden_core::x509::subject_dn(cert) {
                     Ok(dn) => {
                         info!(deps.log, "authenticated client certificate"; "peer" => peer.to_string(), "x509" => &dn);
+                        if deps.config.x509_super_user.as_deref() == Some(dn.as_str()) {
+                            // zookeeper.X509AuthenticationProvider.superUser, as ZooKeeper adds it.
+                            ids.push(Id::new("super", &dn));
+                        }
                         ids.push(Id::new("x509", &dn));
                     }
                     // The certificate verified, so this is our parser's limit: no identity, no access.

@@ -63,6 +63,8 @@ plain_keys! {
     "java.security.auth.login.config" => jaas_config: some_path / show_some_path,
     "jute.maxbuffer" => jute_max_buffer_bytes: byte_count / show,
     "DigestAuthenticationProvider.superDigest" => super_digest: some_digest / secret,
+    "superUser" => sasl_super_user: some_text / show_some,
+    "X509AuthenticationProvider.superUser" => x509_super_user: some_text / show_some,
     "extendedTypesEnabled" => extended_types_enabled: boolean / show,
     "readonlymode.enabled" => read_only_mode_enabled: boolean / show,
     "znode.container.checkIntervalMs" => container_check_interval_ms: positive / show,

@@ -160,6 +160,11 @@ pub struct Config {
     pub jute_max_buffer_bytes: usize,
     /// `user:base64(sha1(user:password))`.
     pub super_digest: Option<String>,
+    /// zookeeper.superUser: the SASL user that is also the super user.
+    pub sasl_super_user: Option<String>,
+    /// zookeeper.X509AuthenticationProvider.superUser: the certificate
+    /// subject (as the x509 identity reads it) that is also the super user.
+    pub x509_super_user: Option<String>,
     pub extended_types_enabled: bool,
     pub read_only_mode_enabled: bool,
     pub container_check_interval_ms: u64,
@@ -214,6 +219,8 @@ impl Default for Config {
             jaas_config: None,
             jute_max_buffer_bytes: 0xfffff,
             super_digest: None,
+            sasl_super_user: None,
+            x509_super_user: None,
             extended_types_enabled: true,
             read_only_mode_enabled: false,
             container_check_interval_ms: 60_000,

@@ -106,6 +106,9 @@ def secure(pki):
         "authProvider.1": "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
         # ZooKeeper registers the x509 scheme only when asked; Warden always has it with TLS.
         "authProvider.2": "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+        # Super users by SASL name and by certificate subject.
+        "zookeeper.superUser": "super",
+        "zookeeper.X509AuthenticationProvider.superUser": CLIENT_DN,
     })
     srv = start_server(settings)
     srv.secure = "127.0.0.1:%d" % port
@@ -264,6 +267,24 @@ def test_sasl_digest_md5_identity_and_acl(secure, make_client):
             anon.get("/sasl-bob")
     finally:
         stopped(bob)
+
+
+def test_super_users_by_sasl_name_and_by_certificate_subject(secure, pki):
+    bob = sasl_client(secure.hostport, "bob", "bobsecret")
+    bob.start(timeout=15)
+    admin = sasl_client(secure.hostport, "super", "adminsecret")
+    admin.start(timeout=15)
+    cert_super = tls_client(secure.secure, pki, pki.client)
+    cert_other = tls_client(secure.secure, pki, pki.other)
+    try:
+        bob.create("/only-bob", b"b", acl=[make_acl("sasl", "bob", all=True)])
+        assert admin.get("/only-bob")[0] == b"b"  # zookeeper.superUser
+        assert cert_super.get("/only-bob")[0] == b"b"  # zookeeper.X509AuthenticationProvider.superUser
+        with pytest.raises(NoAuthError):
+            cert_other.get("/only-bob")
+    finally:
+        for zk in (bob, admin, cert_super, cert_other):
+            stopped(zk)
 
 
 def test_sasl_bad_password_is_auth_failed(secure):
