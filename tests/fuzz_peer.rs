@@ -64,8 +64,8 @@ fn forward(op: ForwardOp) -> Message {
 fn corpus() -> Vec<Message> {
     let vote = Vote { leader: 3, zxid: 0x2_0000_0011, epoch: 2, election_epoch: 9 };
     let mut out = vec![
-        Message::Notification(Notification { version: 1, vote, state: PeerState::Looking, config_version: 0 }),
-        Message::Notification(Notification { version: 1, vote, state: PeerState::Leading, config_version: 0x1_0000_0001 }),
+        Message::Notification(Notification { version: 1, vote, state: PeerState::Looking, config_version: 0, eligible: true }),
+        Message::Notification(Notification { version: 1, vote, state: PeerState::Leading, config_version: 0x1_0000_0001, eligible: false }),
         Message::Config { data: b"server.1=127.0.0.1:2888:3888:participant\nversion=100000001".to_vec() },
         Message::FollowerInfo { version: 1, accepted_epoch: 2, last_zxid: 0x2_0000_0011, observer: false },
         Message::FollowerInfo { version: 1, accepted_epoch: 0, last_zxid: 0, observer: true },

@@ -9,12 +9,16 @@
 //! leader that its followers have not yet given up on is not followed.
 
 use super::{Command, Config, Epoch, Message, Notification, PeerState, Quorum, ServerId, Vote, Zxid, PROTOCOL_VERSION};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug)]
 pub struct Election {
     me: ServerId,
     quorum: Quorum,
+    /// Servers that said they are voters by their own configs, and ones
+    /// that said they are not (their word wins over our configs).
+    eligible: BTreeSet<ServerId>,
+    ineligible: BTreeSet<ServerId>,
     /// The committed config alone: enough to join a leader already
     /// established (discovery is what keeps that safe), so a server holding
     /// a reconfig the new leader never had can still follow it and be
@@ -48,6 +52,8 @@ impl Election {
             config_version: cfg.config_version,
             quorum: Quorum::joint(cfg.voters.iter().copied(), cfg.proposed_voters.iter().cloned()),
             committed: Quorum::new(cfg.voters.iter().copied()),
+            eligible: BTreeSet::new(),
+            ineligible: BTreeSet::new(),
             self_vote,
             clock,
             proposal: self_vote,
@@ -88,13 +94,29 @@ impl Election {
 
     /// This server's current notification, as sent to others.
     pub fn notification(&self) -> Notification {
-        Notification { version: PROTOCOL_VERSION, vote: Vote { election_epoch: self.clock, ..self.proposal }, state: PeerState::Looking, config_version: self.config_version }
+        Notification {
+            version: PROTOCOL_VERSION,
+            vote: Vote { election_epoch: self.clock, ..self.proposal },
+            state: PeerState::Looking,
+            config_version: self.config_version,
+            eligible: self.quorum.is_voter(self.me),
+        }
     }
 
     pub fn on_notification(&mut self, from: ServerId, n: Notification) -> Vec<Command> {
         let mut out = Vec::new();
         if self.outcome.is_some() {
             return out;
+        }
+        let (add, remove) = if n.eligible { (&mut self.eligible, &mut self.ineligible) } else { (&mut self.ineligible, &mut self.eligible) };
+        add.insert(from);
+        remove.remove(&from);
+        if !self.is_candidate(self.proposal.leader) && self.proposal.leader != self.me {
+            // We backed a server that says it cannot lead (it lost the
+            // reconfig that made it a voter, in a crash): start from our own vote again.
+            self.proposal = self.self_vote;
+            self.record_own_vote();
+            self.broadcast(&mut out);
         }
         let decided = matches!(n.state, PeerState::Following | PeerState::Leading);
         if !self.quorum.is_voter(from) && !decided {
@@ -183,6 +205,11 @@ impl Election {
         // an older vote, and a quorum would then never agree (the simulator
         // found that livelock). Safety rests on discovery, not on this.
         self.out_of_election.insert(from, n);
+        if !self.quorum.is_voter(v.leader) && v.leader != self.me && !self.out_of_election.contains_key(&v.leader) {
+            // Followed, but outside our config (a reconfig we have not seen):
+            // ask it directly for its own word.
+            self.send_to(v.leader, out);
+        }
         let agreeing: Vec<ServerId> = self.out_of_election.iter().filter(|(_, m)| m.vote.leader == v.leader).map(|(id, _)| *id).collect();
         if self.committed.is_quorum(agreeing) && self.check_leader(&self.out_of_election, v.leader, v.election_epoch) {
             self.clock = v.election_epoch;
@@ -199,12 +226,20 @@ impl Election {
         }
     }
 
+    /// A voter by our configs or by its own word: during a reconfig servers
+    /// may disagree on the proposed config, and a candidate some of them
+    /// refused could never gather both quorums (the simulator found that
+    /// livelock), nor may one with the longest history be passed over.
+    fn is_candidate(&self, id: ServerId) -> bool {
+        !self.ineligible.contains(&id) && (self.quorum.is_voter(id) || self.eligible.contains(&id))
+    }
+
     /// totalOrderPredicate; a non-voter is never a candidate.
     fn beats(&self, new: &Vote, current: &Vote) -> bool {
-        if !self.quorum.is_voter(new.leader) {
+        if !self.is_candidate(new.leader) {
             return false;
         }
-        !self.quorum.is_voter(current.leader) || new.order_key() > current.order_key()
+        !self.is_candidate(current.leader) || new.order_key() > current.order_key()
     }
 
     fn record_own_vote(&mut self) {
@@ -218,7 +253,7 @@ impl Election {
     /// (of this round) shares our proposal.
     fn update_decision(&mut self, out: &mut Vec<Command>) {
         let agreeing: Vec<ServerId> = self.recv.iter().filter(|(_, n)| n.vote.same_candidate(&self.proposal)).map(|(id, _)| *id).collect();
-        if !self.quorum.is_quorum(agreeing) || !self.quorum.is_voter(self.proposal.leader) {
+        if !self.quorum.is_quorum(agreeing) || !self.is_candidate(self.proposal.leader) {
             self.decide_at_ms = None;
             return;
         }
@@ -342,7 +377,7 @@ mod tests {
         let mut e = Election::new(&cfg(3, 3), make(1, 1), 1, 1);
         e.on_start(0);
         let leader_vote = Vote { leader: 2, zxid: make(1, 5), epoch: 1, election_epoch: 4 };
-        let following = Notification { version: 1, vote: leader_vote, state: PeerState::Following, config_version: 0 };
+        let following = Notification { version: 1, vote: leader_vote, state: PeerState::Following, config_version: 0, eligible: true };
         let out = e.on_notification(1, following);
         assert!(out.is_empty() && e.outcome().is_none(), "one follower is not a quorum");
         // A quorum (1 and 3 itself is not counted) still needs the leader's own word.

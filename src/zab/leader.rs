@@ -274,6 +274,11 @@ impl Leader {
         self.quorum.is_quorum(ids.iter().copied()) && binding.into_iter().all(|(_, q)| q.is_quorum(ids.iter().copied()))
     }
 
+    /// A voter of the current config or of a pending one.
+    fn is_quorum_member(&self, id: ServerId) -> bool {
+        self.quorum.is_voter(id) || self.pending.iter().any(|(_, q)| q.is_voter(id))
+    }
+
     /// The committed reconfig's config is now the ensemble's: learners it
     /// left out are dropped; a leader it leaves without a vote steps down.
     pub(crate) fn activate(&mut self, voters: &BTreeSet<ServerId>, observers: &BTreeSet<ServerId>, version: Zxid, out: &mut Vec<Command>) -> Flow {
@@ -400,7 +405,11 @@ impl Leader {
         learner.stage = Stage::EpochAcked { last_zxid };
         match &mut self.round {
             Some(r) if !r.newleader_sent => {
-                if let (false, Some(ce)) = (r.bump, current_epoch) {
+                // Only a voter's history can hold committed entries we lack;
+                // a non-voter ahead is simply truncated.
+                let voter = self.is_quorum_member(from);
+                let Some(r) = &mut self.round else { unreachable!() };
+                if let (false, Some(ce), true) = (r.bump, current_epoch, voter) {
                     if (ce, last_zxid) > (store.current_epoch, store.last_zxid()) {
                         return Flow::StepDown("a follower is ahead of the leader");
                     }

@@ -143,6 +143,11 @@ pub struct Notification {
     /// one answers with `Message::Config` (ZooKeeper sends the config itself).
     #[serde(default)]
     pub config_version: Zxid,
+    /// The sender is a voter by its own configs (committed or proposed):
+    /// others accept it as a candidate even before they see a reconfig
+    /// that made it one.
+    #[serde(default)]
+    pub eligible: bool,
 }
 
 /// Everything peers say to each other (ZAB 1.0 packet vocabulary). Serde so

@@ -287,7 +287,9 @@ impl Peer {
         } else if n.state == PeerState::Looking {
             // Past the election: tell the looker whom we follow (or that we lead).
             if let Some(vote) = self.vote {
-                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state(), config_version: self.cfg.config_version });
+                let me = self.cfg.my_id;
+                let eligible = self.cfg.voters.contains(&me) || self.cfg.proposed_voters.iter().any(|p| p.contains(&me));
+                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state(), config_version: self.cfg.config_version, eligible });
                 out.push(Command::Send { to: from, msg });
             }
         }
