@@ -57,6 +57,11 @@ pub struct ServerSnapshot {
     pub clients: Vec<ClientLine>,
     /// `conf` lines, ZooKeeper key order.
     pub conf: Vec<(String, String)>,
+    /// Ensemble members: the quorum lines `conf` adds (initLimit ...
+    /// peerType) and the membership (`/zookeeper/config`), as
+    /// QuorumZooKeeperServer.dumpConf.
+    pub conf_quorum: Vec<(String, String)>,
+    pub membership: Option<String>,
     /// `envi` lines after zookeeper.version.
     pub env: Vec<(String, String)>,
     pub read_only: bool,
@@ -170,8 +175,12 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
             }
         }
         "conf" => {
-            for (k, v) in &s.conf {
+            for (k, v) in s.conf.iter().chain(&s.conf_quorum) {
                 let _ = writeln!(out, "{k}={v}");
+            }
+            if let Some(m) = &s.membership {
+                let _ = writeln!(out, "membership: ");
+                out.push_str(m);
             }
         }
         "mntr" => {

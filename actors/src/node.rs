@@ -109,6 +109,23 @@ pub fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir).map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
 }
 
+/// The lines an ensemble member's `conf` adds (QuorumZooKeeperServer.dumpConf).
+pub fn zookeeper_conf_quorum(c: &Config) -> Vec<(String, String)> {
+    let Some(me) = c.my_id.and_then(|id| c.servers.iter().find(|s| s.id == id)) else { return Vec::new() };
+    let peer_type = if me.role == warden_core::config::PeerRole::Observer { "1" } else { "0" };
+    [
+        ("initLimit", c.init_limit.to_string()),
+        ("syncLimit", c.sync_limit.to_string()),
+        ("electionAlg", "3".into()),
+        ("electionPort", me.election_port.to_string()),
+        ("quorumPort", me.quorum_port.to_string()),
+        ("peerType", peer_type.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// `conf` in ZooKeeper's key order (`ZooKeeperServer.dumpConf`).
 pub fn zookeeper_conf(c: &Config) -> Vec<(String, String)> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();

@@ -17,7 +17,7 @@ from kazoo.exceptions import (
 )
 
 from conftest import Ensemble, Server, single_node_only
-from rawzk import wait_until
+from rawzk import four_letter, wait_until
 
 pytestmark = single_node_only  # starts its own ensemble; once per run is enough
 
@@ -84,6 +84,17 @@ def test_config_znode_holds_the_members_and_a_version(ensemble, zk):
         assert "server.%d=%s:participant" % (i, ensemble.settings["server.%d" % i]) in lines
     assert (stat.version, stat.aversion, stat.mzxid) == (-1, -1, version_of(data))
     assert len(set(configs(ensemble))) == 1, "every member shows the same config"
+
+
+def test_conf_shows_the_quorum_settings_and_the_membership(ensemble, zk):
+    member = ensemble.members[0]
+    text = four_letter(member.hostport, b"conf").decode()
+    quorum_port, election_port = ensemble.settings["server.1"].split(":")[1:3]
+    for line in ("initLimit=10", "syncLimit=5", "electionAlg=3", "peerType=0",
+                 "quorumPort=" + quorum_port, "electionPort=" + election_port):
+        assert line in text.split("\n"), text
+    zk.sync("/")
+    assert text.split("membership: \n", 1)[1] == zk.get("/zookeeper/config")[0].decode(), text
 
 
 def test_reconfig_needs_write_permission_on_the_config_znode(zk):
