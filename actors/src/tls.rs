@@ -31,8 +31,32 @@ pub struct TlsSource {
     log: Logger,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// A cipher suite by its IANA name, as Java (and ssl.ciphersuites) spell it.
+fn suite_name(cs: &rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", cs.suite()).replace("TLS13_", "TLS_")
+}
+
+/// The crypto provider with only the configured cipher suites, the protocol
+/// versions, and warnings for suite names this build does not have.
+fn crypto(s: &TlsSettings, prefix: &str) -> Result<(Arc<rustls::crypto::CryptoProvider>, Vec<&'static rustls::SupportedProtocolVersion>, Vec<String>), String> {
+    let mut p = rustls::crypto::ring::default_provider();
+    let mut warnings = Vec::new();
+    if !s.cipher_suites.is_empty() {
+        let known: Vec<String> = p.cipher_suites.iter().map(suite_name).collect();
+        for name in s.cipher_suites.iter().filter(|n| !known.contains(n)) {
+            warnings.push(format!("{prefix}ciphersuites: {name} is not supported here and is left out"));
+        }
+        p.cipher_suites.retain(|cs| s.cipher_suites.contains(&suite_name(cs)));
+        if p.cipher_suites.is_empty() {
+            return Err(format!("{prefix}ciphersuites: none of {} is supported; supported: {}", s.cipher_suites.join(","), known.join(",")));
+        }
+    }
+    let versions = if s.protocols.is_empty() {
+        rustls::ALL_VERSIONS.to_vec()
+    } else {
+        s.protocols.iter().map(|v| if v == "TLSv1.3" { &rustls::version::TLS13 } else { &rustls::version::TLS12 }).collect()
+    };
+    Ok((Arc::new(p), versions, warnings))
 }
 
 fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -47,12 +71,19 @@ fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String
 
 /// A ServerConfig from the current files; errors name the key and file.
 pub fn server_config(s: &TlsSettings) -> Result<ServerConfig, String> {
+    server_config_with(s, "ssl.").map(|(c, _)| c)
+}
+
+fn server_config_with(s: &TlsSettings, prefix: &str) -> Result<(ServerConfig, Vec<String>), String> {
+    let (provider, versions, warnings) = crypto(s, prefix)?;
     let ks = &s.key_store;
     let chain = certs(ks, "ssl.keyStore.location")?;
     let key = PrivateKeyDer::from_pem_file(ks).map_err(|e| {
         format!("ssl.keyStore.location {}: no usable private key ({e}); an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key is needed", ks.display())
     })?;
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("{prefix}enabledProtocols / {prefix}ciphersuites: {e}"))?;
     let builder = match (&s.trust_store, s.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(ts), auth) => {
@@ -60,12 +91,13 @@ pub fn server_config(s: &TlsSettings) -> Result<ServerConfig, String> {
             for c in certs(ts, "ssl.trustStore.location")? {
                 roots.add(c).map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?;
             }
-            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let v = if auth == ClientAuth::Want { v.allow_unauthenticated() } else { v };
             builder.with_client_cert_verifier(v.build().map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?)
         }
     };
-    builder.with_single_cert(chain, key).map_err(|e| format!("ssl.keyStore.location {}: key and certificate do not fit: {e}", ks.display()))
+    let config = builder.with_single_cert(chain, key).map_err(|e| format!("ssl.keyStore.location {}: key and certificate do not fit: {e}", ks.display()))?;
+    Ok((config, warnings))
 }
 
 fn stamp(s: &TlsSettings) -> Stamp {
@@ -79,7 +111,10 @@ impl TlsSource {
     /// Loads the stores now; a failure here stops the start.
     pub fn load(settings: TlsSettings, log: Logger) -> Result<Arc<TlsSource>, String> {
         let stamp = stamp(&settings);
-        let config = server_config(&settings)?;
+        let (config, warnings) = server_config_with(&settings, "ssl.")?;
+        for w in warnings {
+            warn!(log, "{}", w);
+        }
         let loaded = Loaded { acceptor: TlsAcceptor::from(Arc::new(config)), stamp, checked: Instant::now() };
         Ok(Arc::new(TlsSource { settings, loaded: Mutex::new(loaded), log }))
     }
@@ -113,11 +148,14 @@ impl TlsSource {
 pub struct QuorumTls {
     pub acceptor: TlsAcceptor,
     pub connector: tokio_rustls::TlsConnector,
+    /// Cipher suite names left out (logged at start).
+    pub warnings: Vec<String>,
 }
 
 pub fn quorum_tls(s: &TlsSettings) -> Result<QuorumTls, String> {
     let label = |e: String| e.replace("ssl.keyStore", "ssl.quorum.keyStore").replace("ssl.trustStore", "ssl.quorum.trustStore");
-    let server = server_config(s).map_err(label)?;
+    let (server, warnings) = server_config_with(s, "ssl.quorum.").map_err(label)?;
+    let (provider, versions, _) = crypto(s, "ssl.quorum.")?;
     let ts = s.trust_store.as_ref().ok_or("ssl.quorum.trustStore.location is required")?;
     let mut roots = RootCertStore::empty();
     for c in certs(ts, "ssl.quorum.trustStore.location")? {
@@ -125,11 +163,11 @@ pub fn quorum_tls(s: &TlsSettings) -> Result<QuorumTls, String> {
     }
     let chain = certs(&s.key_store, "ssl.quorum.keyStore.location")?;
     let key = PrivateKeyDer::from_pem_file(&s.key_store).map_err(|e| format!("ssl.quorum.keyStore.location {}: no usable private key ({e})", s.key_store.display()))?;
-    let client = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("ssl.quorum.enabledProtocols / ssl.quorum.ciphersuites: {e}"))?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| format!("ssl.quorum.keyStore.location {}: {e}", s.key_store.display()))?;
-    Ok(QuorumTls { acceptor: TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)) })
+    Ok(QuorumTls { acceptor: TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)), warnings })
 }

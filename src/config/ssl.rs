@@ -20,6 +20,36 @@ pub struct TlsSettings {
     /// PEM CA certificates that client certificates must chain to.
     pub trust_store: Option<PathBuf>,
     pub client_auth: ClientAuth,
+    /// "TLSv1.2" / "TLSv1.3" from `ssl.enabledProtocols`, else `ssl.protocol`;
+    /// empty: both (ZooKeeper 3.8 enables only its `ssl.protocol`, TLSv1.2).
+    pub protocols: Vec<String>,
+    /// `ssl.ciphersuites` (IANA names, as Java's); empty: rustls' defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+/// The protocols and cipher suites under `prefix` ("ssl." or "ssl.quorum.").
+fn protocols_and_suites(c: &Config, prefix: &str) -> R<(Vec<String>, Vec<String>)> {
+    let list = |key: &str| c.ssl.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect::<Vec<_>>());
+    let (enabled_key, protocol_key) = (format!("{prefix}enabledProtocols"), format!("{prefix}protocol"));
+    let (key, requested) = match (list(&enabled_key), list(&protocol_key)) {
+        (Some(l), _) => (enabled_key, l),
+        (None, Some(l)) => (protocol_key, l),
+        (None, None) => (enabled_key, Vec::new()),
+    };
+    let mut protocols = Vec::new();
+    for p in &requested {
+        let v = match p.to_ascii_uppercase().as_str() {
+            "TLSV1.2" => "TLSv1.2",
+            "TLSV1.3" => "TLSv1.3",
+            // Java's generic "TLS": whatever both sides support.
+            "TLS" => continue,
+            _ => return Err(invalid(&key, p, "is not supported: Warden speaks TLSv1.2 and TLSv1.3")),
+        };
+        if !protocols.contains(&v.to_string()) {
+            protocols.push(v.to_string());
+        }
+    }
+    Ok((protocols, list(&format!("{prefix}ciphersuites")).unwrap_or_default()))
 }
 
 const CONVERT: &str = "Warden reads PEM stores only; convert with keytool/openssl to PEM and set";
@@ -70,7 +100,8 @@ impl Config {
             let reason = "needs ssl.trustStore.location (PEM CA certificates) to verify client certificates; set ssl.clientAuth=none to accept clients without them";
             return Err(invalid("ssl.clientAuth", get("ssl.clientAuth").unwrap_or("need (default)"), reason));
         }
-        Ok(Some(TlsSettings { key_store, trust_store, client_auth }))
+        let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.")?;
+        Ok(Some(TlsSettings { key_store, trust_store, client_auth, protocols, cipher_suites }))
     }
 }
 
@@ -91,7 +122,8 @@ impl Config {
             .map(PathBuf::from)
             .ok_or_else(|| invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)"))?;
         check_pem(self, "quorum.trustStore", &trust_store)?;
-        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need }))
+        let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.quorum.")?;
+        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need, protocols, cipher_suites }))
     }
 }
 
@@ -112,5 +144,22 @@ mod quorum_tests {
         c.ssl.insert("ssl.quorum.trustStore.location".into(), "/ca.pem".into());
         let t = c.quorum_tls().unwrap().unwrap();
         assert_eq!((t.key_store, t.client_auth), (PathBuf::from("/k.pem"), ClientAuth::Need));
+    }
+
+    #[test]
+    fn protocols_come_from_enabled_protocols_else_protocol() {
+        let mut c = Config { secure_client_port: Some(2281), ..Config::default() };
+        c.ssl.insert("ssl.keyStore.location".into(), "/k.pem".into());
+        c.ssl.insert("ssl.clientAuth".into(), "none".into());
+        assert!(c.tls().unwrap().unwrap().protocols.is_empty(), "both by default");
+        c.ssl.insert("ssl.protocol".into(), "TLSv1.3".into());
+        assert_eq!(c.tls().unwrap().unwrap().protocols, vec!["TLSv1.3"]);
+        c.ssl.insert("ssl.enabledProtocols".into(), "TLSv1.2, tlsv1.3".into());
+        assert_eq!(c.tls().unwrap().unwrap().protocols, vec!["TLSv1.2", "TLSv1.3"]);
+        c.ssl.insert("ssl.enabledProtocols".into(), "TLSv1.1".into());
+        assert!(c.tls().unwrap_err().to_string().contains("TLSv1.2 and TLSv1.3"));
+        c.ssl.remove("ssl.enabledProtocols");
+        c.ssl.insert("ssl.ciphersuites".into(), "TLS_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into());
+        assert_eq!(c.tls().unwrap().unwrap().cipher_suites.len(), 2);
     }
 }

@@ -470,3 +470,45 @@ def test_zkcli_whoami_lists_sasl_digest_and_ip_identities(secure, pki):
     whoami = out.split("whoami", 1)[-1]
     for identity in ("sasl: bob", "digest: carol", "ip: 127.0.0.1"):
         assert identity in whoami, out
+
+
+def handshake(hostport, pki, version, cipher=None):
+    """(protocol, cipher) of a TLS handshake pinned to `version` (and
+    `cipher`), or None when the server refuses it."""
+    ctx = tls_context(pki)
+    ctx.minimum_version = ctx.maximum_version = version
+    if cipher:
+        ctx.set_ciphers(cipher)
+    try:
+        with socket.create_connection(rawzk.parse_hostport(hostport), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as s:
+                s.sendall(b"ruok")
+                assert s.recv(4) == b"imok"
+                return s.version(), s.cipher()[0]
+    except (ssl.SSLError, ConnectionResetError):
+        return None
+
+
+@pytest.mark.parametrize("settings, allowed, refused", [
+    ({"ssl.enabledProtocols": "TLSv1.2", "ssl.ciphersuites": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+     (ssl.TLSVersion.TLSv1_2, "ECDHE-RSA-AES256-GCM-SHA384"),
+     [(ssl.TLSVersion.TLSv1_3, None), (ssl.TLSVersion.TLSv1_2, "ECDHE-RSA-AES128-GCM-SHA256")]),
+    # ZooKeeper 3.8's default suites have no TLSv1.3 ones: it needs them named.
+    ({"ssl.protocol": "TLSv1.3", "ssl.ciphersuites": "TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256"},
+     (ssl.TLSVersion.TLSv1_3, None), [(ssl.TLSVersion.TLSv1_2, None)]),
+])
+def test_protocols_and_cipher_suites_are_honoured(pki, settings, allowed, refused):
+    _, _, store = pki.leaf("proto", "/O=Warden/CN=localhost")
+    port = free_port()
+    srv = start_server(tls_settings(pki, store, port, **dict(settings, **{"ssl.clientAuth": "none"})))
+    try:
+        secure = "127.0.0.1:%d" % port
+        wait_tls(secure, pki)
+        got = handshake(secure, pki, *allowed)
+        assert got is not None and got[0] == allowed[0].name.replace("_", "."), got
+        if allowed[1]:
+            assert got[1] == allowed[1]
+        for version, cipher in refused:
+            assert handshake(secure, pki, version, cipher) is None, (version, cipher)
+    finally:
+        srv.stop()

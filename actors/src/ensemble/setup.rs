@@ -95,8 +95,11 @@ impl QuorumSetup {
         let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), events, registry, log: log.clone() };
         let links: BTreeMap<ServerId, Addr<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
         let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
-        if self.tls.is_some() {
+        if let Some(tls) = &self.tls {
             slog::info!(log, "quorum links use TLS (sslQuorum)");
+            for w in &tls.warnings {
+                slog::warn!(log, "{}", w);
+            }
         }
         peer_link::accept_loop(listener, incoming, self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
         Zab::new(self.peer, links, factory, 0, &self.data_dir)
