@@ -31,6 +31,28 @@ pub struct TlsSource {
     log: Logger,
 }
 
+/// The key store's private key: a plain PEM key (PKCS#8, PKCS#1, SEC1), or
+/// an encrypted PKCS#8 one (`ENCRYPTED PRIVATE KEY`, PBES2) opened with the
+/// key store password, as ZooKeeper's PEM loader does.
+fn private_key(s: &TlsSettings, key: &str) -> Result<PrivateKeyDer<'static>, String> {
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let path = &s.key_store;
+    let at = |what: String| format!("{key}.location {}: {what}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| at(format!("cannot read it: {e}")))?;
+    if let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) {
+        let password = s.key_password.as_deref().ok_or_else(|| at(format!("the private key is encrypted; set {key}.password or {key}.passwordPath")))?;
+        let block = text.get(b..e + END.len()).ok_or_else(|| at("a malformed ENCRYPTED PRIVATE KEY block".into()))?;
+        let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes()).map_err(|e| at(format!("a malformed ENCRYPTED PRIVATE KEY block ({e})")))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice()).map_err(|e| at(format!("not an encrypted PKCS#8 key ({e})")))?;
+        let plain = info.decrypt(password).map_err(|e| at(format!("cannot decrypt the private key with {key}.password ({e})")))?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
+        at(format!("no usable private key ({e}); an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key, or an encrypted PKCS#8 one with {key}.password, is needed"))
+    })
+}
+
 /// A cipher suite by its IANA name, as Java (and ssl.ciphersuites) spell it.
 fn suite_name(cs: &rustls::SupportedCipherSuite) -> String {
     format!("{:?}", cs.suite()).replace("TLS13_", "TLS_")
@@ -78,9 +100,7 @@ fn server_config_with(s: &TlsSettings, prefix: &str) -> Result<(ServerConfig, Ve
     let (provider, versions, warnings) = crypto(s, prefix)?;
     let ks = &s.key_store;
     let chain = certs(ks, "ssl.keyStore.location")?;
-    let key = PrivateKeyDer::from_pem_file(ks).map_err(|e| {
-        format!("ssl.keyStore.location {}: no usable private key ({e}); an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key is needed", ks.display())
-    })?;
+    let key = private_key(s, "ssl.keyStore")?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("{prefix}enabledProtocols / {prefix}ciphersuites: {e}"))?;
@@ -162,7 +182,7 @@ pub fn quorum_tls(s: &TlsSettings) -> Result<QuorumTls, String> {
         roots.add(c).map_err(|e| format!("ssl.quorum.trustStore.location {}: {e}", ts.display()))?;
     }
     let chain = certs(&s.key_store, "ssl.quorum.keyStore.location")?;
-    let key = PrivateKeyDer::from_pem_file(&s.key_store).map_err(|e| format!("ssl.quorum.keyStore.location {}: no usable private key ({e})", s.key_store.display()))?;
+    let key = private_key(s, "ssl.quorum.keyStore")?;
     let client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("ssl.quorum.enabledProtocols / ssl.quorum.ciphersuites: {e}"))?

@@ -25,6 +25,20 @@ pub struct TlsSettings {
     pub protocols: Vec<String>,
     /// `ssl.ciphersuites` (IANA names, as Java's); empty: rustls' defaults.
     pub cipher_suites: Vec<String>,
+    /// `ssl.keyStore.password`, or the first line of `ssl.keyStore.passwordPath`:
+    /// opens an encrypted PKCS#8 key.
+    pub key_password: Option<String>,
+}
+
+/// The key store password under `prefix`: the value, or the file a path names.
+fn key_password(c: &Config, prefix: &str) -> R<Option<String>> {
+    if let Some(p) = c.ssl.get(&format!("{prefix}keyStore.password")).filter(|p| !p.is_empty()) {
+        return Ok(Some(p.clone()));
+    }
+    let key = format!("{prefix}keyStore.passwordPath");
+    let Some(path) = c.ssl.get(&key).map(|p| p.trim()).filter(|p| !p.is_empty()) else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(&key, path, format!("cannot be read: {e}")))?;
+    Ok(Some(text.lines().next().unwrap_or("").to_string()))
 }
 
 /// The protocols and cipher suites under `prefix` ("ssl." or "ssl.quorum.").
@@ -101,7 +115,8 @@ impl Config {
             return Err(invalid("ssl.clientAuth", get("ssl.clientAuth").unwrap_or("need (default)"), reason));
         }
         let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.")?;
-        Ok(Some(TlsSettings { key_store, trust_store, client_auth, protocols, cipher_suites }))
+        let key_password = key_password(self, "ssl.")?;
+        Ok(Some(TlsSettings { key_store, trust_store, client_auth, protocols, cipher_suites, key_password }))
     }
 }
 
@@ -123,7 +138,8 @@ impl Config {
             .ok_or_else(|| invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)"))?;
         check_pem(self, "quorum.trustStore", &trust_store)?;
         let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.quorum.")?;
-        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need, protocols, cipher_suites }))
+        let key_password = key_password(self, "ssl.quorum.")?;
+        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need, protocols, cipher_suites, key_password }))
     }
 }
 

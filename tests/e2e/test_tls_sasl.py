@@ -512,3 +512,42 @@ def test_protocols_and_cipher_suites_are_honoured(pki, settings, allowed, refuse
             assert handshake(secure, pki, version, cipher) is None, (version, cipher)
     finally:
         srv.stop()
+
+
+def encrypted_store(pki, password):
+    """A key store whose private key is encrypted PKCS#8 (PBES2, AES-256-CBC)."""
+    cert, key, _ = pki.leaf("enc", "/O=Warden/CN=localhost")
+    enc_key, store = pki.path("enc-encrypted.key"), pki.path("enc-store.pem")
+    openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", key, "-out", enc_key, "-passout", "pass:" + password)
+    with open(store, "w") as out:
+        out.write(open(enc_key).read() + open(cert).read())
+    assert "ENCRYPTED PRIVATE KEY" in open(store).read()
+    return store
+
+
+# ZooKeeper 3.8 on Java 17 cannot open PBES2 keys, what openssl writes by default
+# ("PBES2 SecretKeyFactory not available"); it reads only legacy PKCS#12 PBE ones.
+@WARDEN_ONLY
+def test_encrypted_private_key_opens_with_the_key_store_password(pki):
+    store = encrypted_store(pki, "storepass")
+    port = free_port()
+    srv = start_server(tls_settings(pki, store, port, **{"ssl.keyStore.password": "storepass", "ssl.clientAuth": "none"}))
+    try:
+        secure = "127.0.0.1:%d" % port
+        wait_tls(secure, pki)
+        assert tls_four_letter(secure, pki) == b"imok"
+    finally:
+        srv.stop()
+
+
+@WARDEN_ONLY
+@pytest.mark.parametrize("password, message", [(None, "is encrypted; set ssl.keyStore.password"), ("wrong", "cannot decrypt")])
+def test_encrypted_private_key_without_its_password_stops_the_start(pki, tmp_path, password, message):
+    store = encrypted_store(pki, "storepass")
+    cmd = [WARDEN_BIN, "server", "--set", "clientPort=0", "--set", "dataDir=%s" % (tmp_path / "data"),
+           "--set", "secureClientPort=0", "--set", "ssl.keyStore.location=%s" % store, "--set", "ssl.clientAuth=none"]
+    if password:
+        cmd += ["--set", "ssl.keyStore.password=" + password]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and message in r.stderr and "ssl.keyStore.location" in r.stderr, r.stderr
+    assert "storepass" not in r.stderr
