@@ -139,6 +139,71 @@ impl DigestMd5Server {
     }
 }
 
+/// ZooKeeper's quorum DIGEST-MD5 realm and digest-uri (`SaslQuorumAuthServer`).
+pub const ZK_QUORUM_REALM: &str = "zk-quorum-sasl-md5";
+pub const ZK_QUORUM_DIGEST_URI: &str = "zookeeper-quorum/zk-quorum-sasl-md5";
+
+/// The client side of DIGEST-MD5 (qop auth), as a quorum learner uses it.
+pub struct DigestMd5Client {
+    user: String,
+    password: String,
+    digest_uri: String,
+    cnonce: String,
+    /// (HA1, nonce) once the challenge is answered, to check rspauth.
+    sent: Option<(String, String)>,
+}
+
+impl DigestMd5Client {
+    pub fn new(user: &str, password: &str, digest_uri: &str, cnonce: &str) -> Self {
+        DigestMd5Client { user: user.into(), password: password.into(), digest_uri: digest_uri.into(), cnonce: cnonce.into(), sent: None }
+    }
+
+    /// The digest-response to a server's challenge.
+    pub fn respond(&mut self, challenge: &[u8]) -> Result<Vec<u8>, String> {
+        let d = parse_directives(std::str::from_utf8(challenge).map_err(|_| "challenge is not UTF-8".to_string())?)?;
+        let nonce = d.get("nonce").ok_or("challenge lacks a nonce")?.clone();
+        let realm = d.get("realm").cloned().unwrap_or_default();
+        let secret = md5(&[self.user.as_bytes(), b":", realm.as_bytes(), b":", self.password.as_bytes()]);
+        let ha1 = hex(&md5(&[&secret, b":", nonce.as_bytes(), b":", self.cnonce.as_bytes()]));
+        let response = self.kd(&ha1, &nonce, &format!("AUTHENTICATE:{}", self.digest_uri));
+        let text = format!(
+            "charset=utf-8,username=\"{}\",realm=\"{realm}\",nonce=\"{nonce}\",nc=00000001,cnonce=\"{}\",digest-uri=\"{}\",maxbuf=65536,response={response},qop=auth",
+            self.user, self.cnonce, self.digest_uri
+        );
+        self.sent = Some((ha1, nonce));
+        Ok(text.into_bytes())
+    }
+
+    /// Checks the server's final `rspauth=...`: it knew the password too.
+    pub fn verify(&self, token: &[u8]) -> Result<(), String> {
+        let (ha1, nonce) = self.sent.as_ref().ok_or("no challenge was answered")?;
+        let d = parse_directives(std::str::from_utf8(token).map_err(|_| "rspauth is not UTF-8".to_string())?)?;
+        let got = d.get("rspauth").ok_or("the server's answer lacks rspauth")?;
+        if got.eq_ignore_ascii_case(&self.kd(ha1, nonce, &format!(":{}", self.digest_uri))) {
+            Ok(())
+        } else {
+            Err("the server's rspauth does not match: it does not know the password".into())
+        }
+    }
+
+    fn kd(&self, ha1: &str, nonce: &str, a2: &str) -> String {
+        let ha2 = hex(&md5(&[a2.as_bytes()]));
+        hex(&md5(&[ha1.as_bytes(), b":", nonce.as_bytes(), b":00000001:", self.cnonce.as_bytes(), b":auth:", ha2.as_bytes()]))
+    }
+}
+
+/// The `username` / `password` options of a JAAS section (ZooKeeper's
+/// `QuorumLearner` section with DigestLoginModule).
+pub fn digest_credentials(text: &str, section: &str) -> Result<(String, String), String> {
+    let sections = parse_jaas(text)?;
+    let entries = sections.get(section).ok_or_else(|| format!("no '{section}' section"))?;
+    let option = |k: &str| entries.iter().flat_map(|e| &e.options).find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    match (option("username"), option("password")) {
+        (Some(u), Some(p)) => Ok((u, p)),
+        _ => Err(format!("section '{section}' needs username=\"...\" and password=\"...\"")),
+    }
+}
+
 /// RFC 2831 `key=value` / `key="quoted"` list; keys lower-cased, a key seen
 /// twice is an error (RFC 2831 requires most to appear at most once).
 pub fn parse_directives(text: &str) -> Result<BTreeMap<String, String>, String> {
@@ -341,6 +406,30 @@ mod tests {
 
     fn chris(u: &str) -> Option<String> {
         (u == "chris").then(|| "secret".to_string())
+    }
+
+    #[test]
+    fn client_matches_the_rfc_example_and_checks_rspauth() {
+        let mut c = DigestMd5Client::new("chris", "secret", "imap/elwood.innosoft.com", "OA6MHXh6VqTrRk");
+        let mut s = rfc_server();
+        let Step::Continue(challenge) = s.step(b"", chris) else { panic!() };
+        let response = c.respond(&challenge).unwrap();
+        assert!(String::from_utf8_lossy(&response).contains("response=d388dad90d4bbd760a152321f2143af7"));
+        let Step::Done { token, user } = s.step(&response, chris) else { panic!("the server accepts the client") };
+        assert_eq!(user, "chris");
+        c.verify(&token).unwrap();
+        assert!(c.verify(b"rspauth=00000000000000000000000000000000").is_err(), "a server without the password is caught");
+        let mut wrong = DigestMd5Client::new("chris", "guess", "imap/elwood.innosoft.com", "x");
+        let mut s = rfc_server();
+        let Step::Continue(challenge) = s.step(b"", chris) else { panic!() };
+        assert!(matches!(s.step(&wrong.respond(&challenge).unwrap(), chris), Step::Failed(_)));
+    }
+
+    #[test]
+    fn learner_credentials_from_jaas() {
+        let jaas = "QuorumLearner { org.apache.zookeeper.server.auth.DigestLoginModule required username=\"test\" password=\"pw\"; };";
+        assert_eq!(digest_credentials(jaas, "QuorumLearner").unwrap(), ("test".into(), "pw".into()));
+        assert!(digest_credentials(jaas, "QuorumServer").is_err());
     }
 
     #[test]

@@ -117,6 +117,11 @@ fn decode_checked(frame: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(!e.is_empty());
     }
     prop_assert!(allocated <= alloc_bound(frame.len()), "decode_hello: {allocated} bytes for a {}-byte frame", frame.len());
+    let (res, allocated) = measured(|| wire::decode_sasl(frame));
+    if let Err(e) = &res {
+        prop_assert!(!e.is_empty());
+    }
+    prop_assert!(allocated <= alloc_bound(frame.len()), "decode_sasl: {allocated} bytes for a {}-byte frame", frame.len());
     prop_assert!(start.elapsed() < Duration::from_secs(1), "decoding took {:?}", start.elapsed());
     Ok(())
 }
@@ -143,7 +148,7 @@ fn every_message_round_trips() {
         let bytes = encode(&msg);
         assert_eq!(decode(&bytes).unwrap_or_else(|e| panic!("{msg:?}: {e}")), msg);
     }
-    assert_eq!(decode_hello(&encode_hello(5)).unwrap().server_id, 5);
+    assert_eq!(decode_hello(&encode_hello(5, false)).unwrap().server_id, 5);
 }
 
 /// Containers nested as deep as MessagePack allows, each claiming 2^32-1
@@ -236,8 +241,15 @@ proptest! {
     }
 
     #[test]
+    fn mutated_sasl_frames_never_panic(token in proptest::collection::vec(any::<u8>(), 0..64), muts in proptest::collection::vec(mutation(), 1..4)) {
+        for f in [wire::SaslFrame::Challenge(token.clone()), wire::SaslFrame::Response(token.clone()), wire::SaslFrame::Success(token), wire::SaslFrame::Failure] {
+            decode_checked(&mutate(wire::encode_sasl(&f), &muts))?;
+        }
+    }
+
+    #[test]
     fn mutated_hellos_never_panic(id in any::<u64>(), muts in proptest::collection::vec(mutation(), 1..4)) {
-        decode_checked(&mutate(encode_hello(id), &muts))?;
+        decode_checked(&mutate(encode_hello(id, id % 2 == 0), &muts))?;
     }
 }
 
@@ -272,5 +284,5 @@ fn write_seed_corpus() {
     for (i, msg) in corpus().iter().enumerate() {
         std::fs::write(dir.join(format!("msg-{i:02}")), encode(msg)).unwrap();
     }
-    std::fs::write(dir.join("hello"), encode_hello(3)).unwrap();
+    std::fs::write(dir.join("hello"), encode_hello(3, false)).unwrap();
 }

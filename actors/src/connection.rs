@@ -36,13 +36,19 @@ impl Security {
         let Some(path) = &config.jaas_config else { return Ok(Security { sasl_users: None }) };
         let fail = |e: String| format!("java.security.auth.login.config {}: {e}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        // A file with only the quorum sections (quorum.auth.*) leaves client
+        // SASL off, as in ZooKeeper; a file that does not parse stops the start.
+        let sections = warden_core::sasl::parse_jaas(&text).map_err(fail)?;
+        if !sections.contains_key("Server") {
+            return Ok(Security { sasl_users: None });
+        }
         let users = warden_core::sasl::digest_users(&text, "Server").map_err(fail)?;
         Ok(Security { sasl_users: Some(users) })
     }
 }
 
 /// A fresh DIGEST-MD5 nonce: 16 random bytes, hex.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     use std::io::Read;
     let mut b = [0u8; 16];
     if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {

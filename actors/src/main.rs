@@ -9,6 +9,7 @@ mod dispatcher;
 mod ensemble;
 mod ensemble_up;
 mod peer_link;
+mod quorum_sasl;
 mod listener;
 mod messages;
 mod node;

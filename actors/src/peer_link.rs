@@ -84,9 +84,10 @@ pub struct Adopt(pub PeerStream, pub BytesMut);
 #[rtype(result = "()")]
 struct Dial;
 
+/// A dialed connection past Hello (and quorum SASL), with bytes read beyond them.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Dialed(Result<PeerStream, String>);
+struct Dialed(Result<(PeerStream, BytesMut), String>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -115,15 +116,18 @@ pub struct PeerLink {
     dialing: bool,
     /// While a deferred frame is being made: the frames sent after it.
     held: Option<Vec<Bytes>>,
+    /// quorum.auth.enableSasl: authenticate after the Hello when dialing.
+    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
     me: Arc<ActorStats>,
     log: Logger,
 }
 
 impl PeerLink {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
         let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
-        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, me, log }
+        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, sasl, me, log }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
@@ -216,9 +220,10 @@ impl Handler<Dial> for PeerLink {
             return;
         }
         let Some(addr) = self.dial_addr.clone() else { return };
-        let hello = warden_core::zab::wire::encode_hello(self.my_id);
+        let hello = warden_core::zab::wire::encode_hello(self.my_id, self.sasl.is_some());
         let max = self.max_frame_bytes;
         let tls = self.tls.clone();
+        let sasl = self.sasl.clone();
         let fut = async move {
             let tcp = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
@@ -233,7 +238,10 @@ impl Handler<Dial> for PeerLink {
             };
             let mut w = FramedWrite::new(stream, codec(max));
             w.send(Bytes::from(hello)).await.map_err(|e| e.to_string())?;
-            Ok(w.into_inner())
+            match sasl {
+                Some(s) => crate::quorum_sasl::dial(w.into_inner(), &s).await,
+                None => Ok((w.into_inner(), BytesMut::new())),
+            }
         };
         ctx.spawn(actix::fut::wrap_future(fut).map(|res, _: &mut Self, ctx: &mut Context<Self>| ctx.notify(Dialed(res))));
     }
@@ -247,7 +255,7 @@ impl Handler<Dialed> for PeerLink {
         let _t = me.track();
         self.dialing = false;
         match res {
-            Ok(stream) => self.adopt(stream, BytesMut::new(), ctx),
+            Ok((stream, early)) => self.adopt(stream, early, ctx),
             Err(e) => {
                 if self.backoff >= BACKOFF_MAX {
                     warn!(self.log, "cannot reach peer; retrying"; "peer" => self.peer, "error" => e);
@@ -361,7 +369,7 @@ pub struct Incoming {
 
 /// Accepts peer connections on the quorum port: reads the Hello (with a
 /// timeout), checks its version, and hands the stream to the processor.
-pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incoming>, tls: Option<crate::tls::QuorumTls>, max_frame_bytes: usize, log: Logger) {
+pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incoming>, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, log: Logger) {
     actix_rt::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -372,7 +380,7 @@ pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incomi
                     continue;
                 }
             };
-            let (incoming, log, tls) = (incoming.clone(), log.clone(), tls.clone());
+            let (incoming, log, tls, sasl) = (incoming.clone(), log.clone(), tls.clone(), sasl.clone());
             let _ = stream.set_nodelay(true);
             actix_rt::spawn(async move {
                 let stream: PeerStream = match tls {
@@ -384,7 +392,15 @@ pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incomi
                     },
                 };
                 match read_hello(stream, max_frame_bytes).await {
-                    Ok((hello, stream, early)) => incoming.do_send(Incoming { from: hello.server_id, addr: addr.to_string(), stream, early }),
+                    Ok((hello, stream, early)) => match crate::quorum_sasl::accept(stream, early, hello.sasl, sasl.as_deref()).await {
+                        Ok((stream, early, user)) => {
+                            if let Some(user) = user {
+                                info!(log, "peer authenticated (quorum SASL)"; "from" => addr.to_string(), "server_id" => hello.server_id, "user" => user);
+                            }
+                            incoming.do_send(Incoming { from: hello.server_id, addr: addr.to_string(), stream, early })
+                        }
+                        Err(e) => warn!(log, "refused peer connection: quorum SASL"; "from" => addr.to_string(), "server_id" => hello.server_id, "reason" => e),
+                    },
                     Err(e) => warn!(log, "refused peer connection"; "from" => addr.to_string(), "reason" => e),
                 }
             });
@@ -426,7 +442,7 @@ mod tests {
         let mut dialer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         let mut out = BytesMut::new();
-        codec(1 << 20).encode(Bytes::from(warden_core::zab::wire::encode_hello(3)), &mut out).unwrap();
+        codec(1 << 20).encode(Bytes::from(warden_core::zab::wire::encode_hello(3, false)), &mut out).unwrap();
         codec(1 << 20).encode(Bytes::from(warden_core::zab::wire::encode(&Message::Ping)), &mut out).unwrap();
         dialer.write_all(&out).await.unwrap();
         let (hello, _, mut early) = read_hello(Box::new(accepted), 1 << 20).await.unwrap();

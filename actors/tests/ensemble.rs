@@ -754,3 +754,46 @@ async fn a_reconfigured_ensemble_restarts_with_its_new_config() {
     assert_eq!(within(30, "config", config_on(&e, 3)).await, config, "the restarted members kept the config");
     within(30, "write after restart", zk.create("/after-restart", b"y", &persistent())).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_sasl_lets_members_with_the_right_credentials_in_only() {
+    let dir = unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let jaas = |name: &str, learner_password: &str| {
+        let path = dir.join(name);
+        let text = format!(
+            "QuorumServer {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_quorum=\"s3cret\";\n}};\n\
+             QuorumLearner {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  username=\"quorum\"\n  password=\"{learner_password}\";\n}};\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (good, bad) = (jaas("good.jaas", "s3cret"), jaas("bad.jaas", "guess"));
+    let sasl = [("quorum.auth.enableSasl", "true"), ("quorum.auth.learnerRequireSasl", "true"), ("quorum.auth.serverRequireSasl", "true")];
+    let mut extra: Vec<(&str, &str)> = sasl.to_vec();
+    extra.push(("java.security.auth.login.config", &good));
+    let mut e = Ensemble::start(3, 0, &extra);
+    let leader = e.wait_serving(SERVE);
+    let zk = within(30, "connect", connect(&e, &[1])).await;
+    zk.create("/over-sasl", b"s", &persistent()).await.unwrap();
+    for id in e.all_ids() {
+        assert!(within(30, "read back", children_on(&e, id, "/")).await.contains("over-sasl"), "member {id}");
+    }
+    assert!(e.server(leader).log().contains("quorum links authenticate with SASL"));
+    drop(zk);
+    // Member 3 dials 1 and 2 with a wrong password: both refuse it.
+    e.kill(3, "KILL");
+    e.set_member_extra(3, &[("java.security.auth.login.config", &bad)]);
+    e.start_member(3);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(e.mode(3), None, "a member with wrong quorum credentials must not join");
+    let logs: String = [1, 2].iter().map(|id| e.server(*id).log()).collect();
+    assert!(logs.contains("refused peer connection: quorum SASL") && logs.contains("wrong password"), "the refusal is logged");
+    // With the right password it joins and catches up.
+    e.kill(3, "KILL");
+    e.set_member_extra(3, &[("java.security.auth.login.config", &good)]);
+    e.start_member(3);
+    e.wait_serving(SERVE);
+    assert!(within(30, "read back", children_on(&e, 3, "/")).await.contains("over-sasl"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -60,6 +60,11 @@ plain_keys! {
     "localSessionsEnabled" => local_sessions_enabled: boolean / show,
     "localSessionsUpgradingEnabled" => local_sessions_upgrading_enabled: boolean / show,
     "sslQuorum" => ssl_quorum: boolean / show,
+    "quorum.auth.enableSasl" => quorum_sasl_enabled: boolean / show,
+    "quorum.auth.learnerRequireSasl" => quorum_learner_require_sasl: boolean / show,
+    "quorum.auth.serverRequireSasl" => quorum_server_require_sasl: boolean / show,
+    "quorum.auth.learner.saslLoginContext" => quorum_learner_login_context: text / show,
+    "quorum.auth.server.saslLoginContext" => quorum_server_login_context: text / show,
     "java.security.auth.login.config" => jaas_config: some_path / show_some_path,
     "jute.maxbuffer" => jute_max_buffer_bytes: byte_count / show,
     "DigestAuthenticationProvider.superDigest" => super_digest: some_digest / secret,
@@ -84,7 +89,7 @@ const JVM_ONLY: &str =
 
 /// Prefixes of real ZooKeeper settings Warden does not implement.
 const UNSUPPORTED: &str = "dynamicConfigFile clientPortListenBacklog maxCnxns \
-    quorumListenOnAllIPs syncEnabled connectToLearnerMasterLimit quorum.auth. audit. \
+    quorumListenOnAllIPs syncEnabled connectToLearnerMasterLimit quorum.auth.kerberos. audit. \
     multiAddress. group. weight. admin.commandURL admin.idleTimeout \
     snapshot. leaderServes";
 

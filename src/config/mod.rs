@@ -156,6 +156,13 @@ pub struct Config {
     /// Every `ssl.*` key verbatim (minus any `zookeeper.` prefix), for the TLS code.
     pub ssl: BTreeMap<String, String>,
     pub ssl_quorum: bool,
+    /// quorum.auth.*: DIGEST-MD5 between members, credentials from the JAAS
+    /// sections named by the login contexts.
+    pub quorum_sasl_enabled: bool,
+    pub quorum_learner_require_sasl: bool,
+    pub quorum_server_require_sasl: bool,
+    pub quorum_learner_login_context: String,
+    pub quorum_server_login_context: String,
     pub jaas_config: Option<PathBuf>,
     pub jute_max_buffer_bytes: usize,
     /// `user:base64(sha1(user:password))`.
@@ -218,6 +225,11 @@ impl Default for Config {
             ssl_quorum: false,
             jaas_config: None,
             jute_max_buffer_bytes: 0xfffff,
+            quorum_sasl_enabled: false,
+            quorum_learner_require_sasl: false,
+            quorum_server_require_sasl: false,
+            quorum_learner_login_context: "QuorumLearner".into(),
+            quorum_server_login_context: "QuorumServer".into(),
             super_digest: None,
             sasl_super_user: None,
             x509_super_user: None,

@@ -11,6 +11,31 @@ use serde::{Deserialize, Serialize};
 pub struct Hello {
     pub version: u32,
     pub server_id: ServerId,
+    /// The dialer authenticates with SASL next (quorum.auth.enableSasl).
+    #[serde(default)]
+    pub sasl: bool,
+}
+
+/// Quorum SASL (DIGEST-MD5) right after a Hello that asked for it: the
+/// listener challenges, the dialer responds, the listener answers.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SaslFrame {
+    Challenge(#[serde(with = "serde_bytes")] Vec<u8>),
+    Response(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Authenticated; carries rspauth, which proves the listener knew the password too.
+    Success(#[serde(with = "serde_bytes")] Vec<u8>),
+    Failure,
+    /// The listener does not do quorum SASL.
+    Skipped,
+}
+
+pub fn encode_sasl(frame: &SaslFrame) -> Vec<u8> {
+    rmp_serde::to_vec(frame).expect("sasl frames encode")
+}
+
+pub fn decode_sasl(frame: &[u8]) -> Result<SaslFrame, String> {
+    check_msgpack(frame).map_err(|e| format!("malformed SASL frame: {e}"))?;
+    rmp_serde::from_slice(frame).map_err(|e| format!("undecodable SASL frame: {e}"))
 }
 
 pub fn encode(msg: &Message) -> Vec<u8> {
@@ -115,8 +140,8 @@ pub fn check_msgpack(frame: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn encode_hello(server_id: ServerId) -> Vec<u8> {
-    rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION, server_id }).expect("hello encodes")
+pub fn encode_hello(server_id: ServerId, sasl: bool) -> Vec<u8> {
+    rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION, server_id, sasl }).expect("hello encodes")
 }
 
 /// The Hello of a dialing peer, refused if undecodable or of another version.
@@ -139,8 +164,13 @@ mod tests {
         assert_eq!(decode(&encode(&msg)).unwrap(), msg);
         assert!(decode(&[0xc1, 0x00]).is_err(), "reserved MessagePack byte");
         assert!(decode(&[]).is_err());
-        assert_eq!(decode_hello(&encode_hello(7)).unwrap().server_id, 7);
-        let other = rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION + 1, server_id: 7 }).unwrap();
+        assert_eq!(decode_hello(&encode_hello(7, false)).unwrap().server_id, 7);
+        assert!(decode_hello(&encode_hello(7, true)).unwrap().sasl);
+        for f in [SaslFrame::Challenge(b"c".to_vec()), SaslFrame::Skipped] {
+            assert_eq!(decode_sasl(&encode_sasl(&f)).unwrap(), f);
+        }
+        assert!(decode_sasl(b"\xff\xff").is_err());
+        let other = rmp_serde::to_vec(&Hello { version: PROTOCOL_VERSION + 1, server_id: 7, sasl: false }).unwrap();
         assert!(decode_hello(&other).unwrap_err().contains("version"));
     }
 }

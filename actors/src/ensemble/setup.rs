@@ -51,6 +51,7 @@ pub struct QuorumSetup {
     members: BTreeMap<ServerId, String>,
     data_dir: PathBuf,
     tls: Option<crate::tls::QuorumTls>,
+    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
 }
 
 impl QuorumSetup {
@@ -88,11 +89,12 @@ impl QuorumSetup {
             Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
             None => None,
         };
-        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls })
+        let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
+        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl })
     }
 
     pub fn start(self, events: Recipient<PeerEvent>, incoming: Recipient<Incoming>, registry: Arc<Registry>, log: &slog::Logger) -> Zab {
-        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), events, registry, log: log.clone() };
+        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events, registry, log: log.clone() };
         let links: BTreeMap<ServerId, Addr<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
         let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
         if let Some(tls) = &self.tls {
@@ -101,7 +103,10 @@ impl QuorumSetup {
                 slog::warn!(log, "{}", w);
             }
         }
-        peer_link::accept_loop(listener, incoming, self.tls.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        if self.sasl.is_some() {
+            slog::info!(log, "quorum links authenticate with SASL DIGEST-MD5 (quorum.auth.enableSasl)");
+        }
+        peer_link::accept_loop(listener, incoming, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
         Zab::new(self.peer, links, factory, 0, &self.data_dir)
     }
 }
@@ -111,6 +116,7 @@ impl QuorumSetup {
 pub struct LinkFactory {
     my_id: ServerId,
     tls: Option<crate::tls::QuorumTls>,
+    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
     events: Recipient<PeerEvent>,
     registry: Arc<Registry>,
     log: slog::Logger,
@@ -122,7 +128,7 @@ impl LinkFactory {
     pub fn link(&self, id: ServerId, addr: String) -> Addr<PeerLink> {
         let me = self.registry.register("peer-link", id.to_string());
         let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
-        PeerLink::new(self.my_id, id, addr, self.tls.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me, llog).start()
+        PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me, llog).start()
     }
 }
 
