@@ -426,6 +426,27 @@ async fn running_out_of_zxid_counters_bumps_the_epoch_without_dropping_clients()
 
 /// A CA and a member certificate for 127.0.0.1 signed by it (openssl), as
 /// (key store PEM with key + certificate, CA PEM).
+/// Creates `/name` through member 1 and checks that every member has it.
+async fn write_and_read_everywhere(e: &Ensemble, name: &str) {
+    let zk = within(30, "connect", connect(e, &[1])).await;
+    zk.create(&format!("/{name}"), b"x", &persistent()).await.unwrap();
+    for id in e.all_ids() {
+        assert!(within(30, "read back", children_on(e, id, "/")).await.contains(name), "member {id}");
+    }
+}
+
+/// Restarts member `id` with `extra`, checks that it stays out of the
+/// ensemble, and returns the other members' logs.
+fn restart_refused(e: &mut Ensemble, id: u64, extra: &[(&str, &str)], what: &str) -> String {
+    e.kill(id, "KILL");
+    e.set_member_extra(id, extra);
+    e.start_member(id);
+    // A refusal shows as nothing happening: give it the time a join takes.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(e.mode(id), None, "{what} must not join");
+    e.all_ids().into_iter().filter(|o| *o != id).map(|o| e.server(o).log()).collect()
+}
+
 fn quorum_certs(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let run = |args: &[&str]| {
@@ -452,19 +473,9 @@ async fn quorum_links_run_over_tls_and_refuse_an_untrusted_member() {
     // Member 1 holds a certificate from another CA: the others refuse it.
     let mut e = Ensemble::start(3, 0, &[("sslQuorum", "true"), ("ssl.quorum.keyStore.location", &store), ("ssl.quorum.trustStore.location", &ca)]);
     let leader = e.wait_serving(SERVE);
-    let zk = within(30, "connect", connect(&e, &[1])).await;
-    zk.create("/over-tls", b"t", &persistent()).await.unwrap();
-    for id in e.all_ids() {
-        assert!(within(30, "read back", children_on(&e, id, "/")).await.contains("over-tls"), "member {id}");
-    }
+    write_and_read_everywhere(&e, "over-tls").await;
     assert!(e.server(leader).log().contains("quorum links use TLS"));
-    drop(zk);
-    e.kill(1, "KILL");
-    e.set_member_extra(1, &[("ssl.quorum.keyStore.location", &rogue_store)]);
-    e.start_member(1);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(e.mode(1), None, "a member with an untrusted certificate must not join");
-    let logs: String = [2, 3].iter().map(|id| e.server(*id).log()).collect();
+    let logs = restart_refused(&mut e, 1, &[("ssl.quorum.keyStore.location", &rogue_store)], "a member with an untrusted certificate");
     assert!(logs.contains("TLS handshake"), "the refusal is logged");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -774,20 +785,10 @@ async fn quorum_sasl_lets_members_with_the_right_credentials_in_only() {
     extra.push(("java.security.auth.login.config", &good));
     let mut e = Ensemble::start(3, 0, &extra);
     let leader = e.wait_serving(SERVE);
-    let zk = within(30, "connect", connect(&e, &[1])).await;
-    zk.create("/over-sasl", b"s", &persistent()).await.unwrap();
-    for id in e.all_ids() {
-        assert!(within(30, "read back", children_on(&e, id, "/")).await.contains("over-sasl"), "member {id}");
-    }
+    write_and_read_everywhere(&e, "over-sasl").await;
     assert!(e.server(leader).log().contains("quorum links authenticate with SASL"));
-    drop(zk);
     // Member 3 dials 1 and 2 with a wrong password: both refuse it.
-    e.kill(3, "KILL");
-    e.set_member_extra(3, &[("java.security.auth.login.config", &bad)]);
-    e.start_member(3);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(e.mode(3), None, "a member with wrong quorum credentials must not join");
-    let logs: String = [1, 2].iter().map(|id| e.server(*id).log()).collect();
+    let logs = restart_refused(&mut e, 3, &[("java.security.auth.login.config", &bad)], "a member with wrong quorum credentials");
     assert!(logs.contains("refused peer connection: quorum SASL") && logs.contains("wrong password"), "the refusal is logged");
     // With the right password it joins and catches up.
     e.kill(3, "KILL");
