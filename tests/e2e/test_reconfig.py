@@ -163,3 +163,16 @@ def test_standalone_answers_reconfig_disabled_or_unimplemented():
         zk.stop()
     finally:
         enabled.stop()
+
+
+def test_zkcli_reconfig_and_config_commands(ensemble):
+    """ZooKeeper's own shell (zkCli.sh's main class) drives reconfig too."""
+    from test_tls_sasl import zkcli
+
+    spec = "server.102=127.0.0.1:1236:2347:observer;127.0.0.1:3458"
+    out = zkcli(ensemble.members[1].hostport, ["addauth digest super:test", "reconfig -add " + spec, "config"])
+    assert out.count(spec) >= 2, out  # in reconfig's answer and in config's
+    out = zkcli(ensemble.members[0].hostport, ["addauth digest super:test", "reconfig -remove 102", "config"])
+    assert "server.102" not in out.split("reconfig -remove 102", 1)[-1], out
+    assert "version=" in out
+
