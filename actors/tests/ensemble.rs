@@ -608,7 +608,7 @@ fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
     let dir = unique_dir();
     // Each is the first of three (members count up from it).
     let (cp, qp, ep, ap) = (common::free_ports(3), common::free_ports(3), common::free_ports(3), common::free_ports(3));
-    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["ensemble", "up", "3", "--dir"])
         .arg(&dir)
         .args(["--client-port", &cp.to_string(), "--quorum-port", &qp.to_string(), "--election-port", &ep.to_string(), "--admin-port", &ap.to_string(), "--tick-ms", "200"])
@@ -616,6 +616,10 @@ fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn warden ensemble up");
+    // A failed assertion still stops `up` (and so its members) by pid: a CI
+    // run once left them running.
+    let mut guard = TermOnDrop(Some(child));
+    let up = guard.0.as_mut().unwrap();
     let srvr = |port: u16| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -645,6 +649,25 @@ fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
     assert_eq!(out.matches("stopped").count(), 3, "every member stopped: {out}");
     assert!((0..3).all(|i| std::net::TcpStream::connect(("127.0.0.1", cp + i)).is_err()), "no member is left listening");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SIGTERM to a child still running when dropped, then SIGKILL after 10 s.
+struct TermOnDrop(Option<std::process::Child>);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else { return };
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// `super:test`, as kazoo's and ZooKeeper's own test harnesses configure it.
