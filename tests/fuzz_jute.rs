@@ -17,7 +17,7 @@ use warden_core::txnlog;
 
 #[path = "support/mutation.rs"]
 mod mutation;
-use mutation::{mutate, Mutation};
+use mutation::{cfg, mutate, Mutation};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -255,10 +255,6 @@ fn hostile_lengths_fail_fast_without_allocating() {
     frame.extend_from_slice(&i32::MAX.to_be_bytes());
     let (res, allocated) = measured(|| ConnectRequest::decode(&frame));
     assert!(res.is_err() && allocated < 1024);
-}
-
-fn cfg(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, max_shrink_iters: 2000, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {

@@ -15,7 +15,7 @@ use warden_core::zab::{Forward, ForwardOp, Message, Notification, PeerState, Vot
 
 #[path = "support/mutation.rs"]
 mod mutation;
-use mutation::{mutate, Mutation};
+use mutation::{cfg, mutate, Mutation};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -219,10 +219,6 @@ fn trailing_bytes_are_refused() {
     let mut b = encode(&Message::Ping);
     b.push(0);
     assert!(decode(&b).unwrap_err().contains("trailing"));
-}
-
-fn cfg(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, max_shrink_iters: 2000, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {

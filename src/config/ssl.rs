@@ -30,6 +30,13 @@ pub struct TlsSettings {
     pub key_password: Option<String>,
 }
 
+/// The stores and auth mode with what both listeners read alike under `prefix`.
+fn settings(c: &Config, prefix: &str, key_store: PathBuf, trust_store: Option<PathBuf>, client_auth: ClientAuth) -> R<TlsSettings> {
+    let (protocols, cipher_suites) = protocols_and_suites(c, prefix)?;
+    let key_password = key_password(c, prefix)?;
+    Ok(TlsSettings { key_store, trust_store, client_auth, protocols, cipher_suites, key_password })
+}
+
 /// The key store password under `prefix`: the value, or the file a path names.
 fn key_password(c: &Config, prefix: &str) -> R<Option<String>> {
     if let Some(p) = c.ssl.get(&format!("{prefix}keyStore.password")).filter(|p| !p.is_empty()) {
@@ -114,9 +121,7 @@ impl Config {
             let reason = "needs ssl.trustStore.location (PEM CA certificates) to verify client certificates; set ssl.clientAuth=none to accept clients without them";
             return Err(invalid("ssl.clientAuth", get("ssl.clientAuth").unwrap_or("need (default)"), reason));
         }
-        let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.")?;
-        let key_password = key_password(self, "ssl.")?;
-        Ok(Some(TlsSettings { key_store, trust_store, client_auth, protocols, cipher_suites, key_password }))
+        settings(self, "ssl.", key_store, trust_store, client_auth).map(Some)
     }
 }
 
@@ -137,9 +142,7 @@ impl Config {
             .map(PathBuf::from)
             .ok_or_else(|| invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)"))?;
         check_pem(self, "quorum.trustStore", &trust_store)?;
-        let (protocols, cipher_suites) = protocols_and_suites(self, "ssl.quorum.")?;
-        let key_password = key_password(self, "ssl.quorum.")?;
-        Ok(Some(TlsSettings { key_store, trust_store: Some(trust_store), client_auth: ClientAuth::Need, protocols, cipher_suites, key_password }))
+        settings(self, "ssl.quorum.", key_store, Some(trust_store), ClientAuth::Need).map(Some)
     }
 }
 

@@ -3,6 +3,12 @@
 
 #![allow(dead_code)] // each test binary uses the mutations its format needs
 
+/// The proptest settings every fuzz test uses: `cases` runs, bounded
+/// shrinking, no regression files written into the tree.
+pub fn cfg(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config { cases, max_shrink_iters: 2000, failure_persistence: None, ..Default::default() }
+}
+
 #[derive(Debug, Clone)]
 pub enum Mutation {
     Flip(usize, u8),
