@@ -445,6 +445,11 @@ impl Core {
         self.local_sessions.len()
     }
 
+    /// Local sessions and their timeouts.
+    pub fn local_sessions(&self) -> Vec<(i64, i32)> {
+        self.local_sessions.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     /// localSessionsUpgradingEnabled: the local session becomes global; its
     /// CreateSession goes to the leader (the caller sends or prepares it).
     /// Returns its timeout.

@@ -5,7 +5,7 @@
 
 use crate::messages::{SnapshotNow, TakeSnapshot, WatchData};
 use crate::node::Deps;
-use crate::registry::{InjectFault, PolicyChange};
+use crate::registry::{Fault, PolicyChange};
 use crate::stats::Histogram;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
@@ -333,20 +333,39 @@ async fn supervise(req: HttpRequest, kind: web::Path<String>, change: web::Json<
     }
 }
 
-async fn fault(req: HttpRequest, kind: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+#[derive(serde::Deserialize)]
+struct FaultQuery {
+    /// panic | stop | stall (default stop).
+    mode: Option<String>,
+    /// The stall's length.
+    ms: Option<u64>,
+    /// Which instance of the kind (default: the first).
+    instance: Option<String>,
+}
+
+/// `POST /actors/<kind>/fault?mode=panic|stop|stall&ms=N[&instance=I]`.
+async fn fault(req: HttpRequest, kind: web::Path<String>, query: web::Query<FaultQuery>, state: web::Data<AdminState>) -> HttpResponse {
     guard!(req, state);
     if !state.deps.config.admin_fault_injection {
         return HttpResponse::Forbidden().json(json!({ "error": "fault injection is off (warden.adminFaultInjection=true to allow)" }));
     }
-    let deps = &state.deps;
-    match kind.as_str() {
-        "processor" => deps.processor.do_send(InjectFault),
-        "dispatcher" => deps.dispatcher.do_send(InjectFault),
-        "tracker" => deps.tracker.do_send(InjectFault),
-        other => return HttpResponse::NotFound().json(json!({ "error": format!("no supervised actor kind {other:?}") })),
+    let fault = match (query.mode.as_deref().unwrap_or("stop"), query.ms) {
+        ("panic", _) => Fault::Panic,
+        ("stop", _) => Fault::Stop,
+        ("stall", Some(ms)) => Fault::Stall(std::time::Duration::from_millis(ms)),
+        ("stall", None) => return HttpResponse::BadRequest().json(json!({ "error": "mode=stall needs ms=N" })),
+        (other, _) => return HttpResponse::BadRequest().json(json!({ "error": format!("unknown mode {other:?}; use panic, stop or stall") })),
+    };
+    if state.deps.registry.find_kind(&kind).is_none() {
+        return HttpResponse::NotFound().json(json!({ "error": format!("no actor kind {:?}", kind.as_str()) }));
     }
-    warn!(state.log, "operator injected a fault"; "kind" => kind.as_str());
-    HttpResponse::Accepted().json(json!({ "kind": kind.as_str(), "fault": "injected" }))
+    match state.deps.registry.inject(&kind, query.instance.as_deref(), fault) {
+        Ok(instance) => {
+            warn!(state.log, "operator injected a fault"; "kind" => kind.as_str(), "instance" => &instance, "fault" => format!("{fault:?}"));
+            HttpResponse::Accepted().json(json!({ "kind": kind.as_str(), "instance": instance, "fault": format!("{fault:?}").to_lowercase() }))
+        }
+        Err(e) => HttpResponse::NotFound().json(json!({ "error": e })),
+    }
 }
 
 const LEVELS: [&str; 7] = ["off", "critical", "error", "warning", "info", "debug", "trace"];

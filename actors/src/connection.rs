@@ -6,7 +6,8 @@ use crate::codec::{FrameError, Inbound};
 use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
-use crate::registry::{ActorStats, Mailbox};
+use crate::mailbox::{guarded, Mailbox, Serve, Supervision};
+use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -104,7 +105,7 @@ impl Connection {
     }
 
     fn mailbox(&self, ctx: &Context<Self>) -> Mailbox<Connection> {
-        Mailbox { addr: ctx.address(), stats: self.me.clone() }
+        Mailbox::new(ctx.address(), self.me.clone())
     }
 
     fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
@@ -143,9 +144,9 @@ impl Connection {
     fn on_packet(&mut self, session_id: i64, frame: &[u8], ctx: &mut Context<Self>) {
         self.info.received.fetch_add(1, Relaxed);
         self.deps.stats.packets_received.fetch_add(1, Relaxed);
-        if self.last_touch.elapsed() >= TOUCH_INTERVAL {
+        // A full tracker skips this touch; the next packet tries again.
+        if self.last_touch.elapsed() >= TOUCH_INTERVAL && self.deps.tracker.try_send(Tracking::Touch { session_id }).is_ok() {
             self.last_touch = Instant::now();
-            self.deps.tracker.do_send(Tracking::Touch { session_id });
         }
         let mut r = Reader::new(frame);
         let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else {
@@ -173,16 +174,9 @@ impl Connection {
         }
         self.deps.stats.outstanding.fetch_add(1, Relaxed);
         let auth = self.auth.clone();
+        // Bounded by the read gate (`gated`): no new request is read while
+        // the processor's mailbox is full.
         self.deps.processor.do_send(Submit { conn: self.mailbox(ctx), session_id, xid, request, auth, received: Instant::now() });
-        if self.deps.processor.full() {
-            // Backpressure: stop reading this client until the processor catches up.
-            let processor = self.deps.processor.clone();
-            ctx.wait(actix::fut::wrap_future(async move {
-                while processor.full() {
-                    actix::clock::sleep(Duration::from_millis(1)).await;
-                }
-            }));
-        }
     }
 
     /// addAuth: answered here, since identities belong to the connection. The
@@ -310,8 +304,60 @@ impl Actor for Connection {
     }
 }
 
+crate::mailbox::mailbox!(Connection: ToConn, Fault);
+
+/// A session handler is not restarted: it closes its connection, and the
+/// client reconnects and resumes its session (on any member).
+impl Supervision for Connection {
+    fn stats(&self) -> &Arc<ActorStats> {
+        &self.me
+    }
+    fn log(&self) -> &Logger {
+        &self.log
+    }
+    fn panicked(&mut self, ctx: &mut Context<Self>) {
+        self.me.policy.restarts.fetch_add(1, Relaxed);
+        self.out.abort();
+        self.close("the session handler failed", ctx);
+    }
+}
+
+impl Serve<Fault> for Connection {
+    fn serve(&mut self, f: Fault, ctx: &mut Context<Self>) {
+        match f {
+            Fault::Stop => self.panicked(ctx),
+            f => crate::supervise::inject(self, f, ctx),
+        }
+    }
+}
+
+/// The socket's frames, read only while this handler's mailbox is below
+/// half its capacity and the processor's is not full: a session handler
+/// whose replies pile up, or a busy processor, stops reading (backpressure).
+pub fn gated<S: futures_util::Stream + Unpin + 'static>(frames: S, me: Arc<ActorStats>, processor: Arc<ActorStats>) -> impl futures_util::Stream<Item = S::Item> {
+    futures_util::stream::unfold(frames, move |mut frames| {
+        let (me, processor) = (me.clone(), processor.clone());
+        async move {
+            while processor.full() || me.depth() * 2 >= me.policy.mailbox_capacity.load(Relaxed) as u64 {
+                actix::clock::sleep(Duration::from_millis(1)).await;
+            }
+            futures_util::StreamExt::next(&mut frames).await.map(|item| (item, frames))
+        }
+    })
+}
+
 impl StreamHandler<Result<Inbound, FrameError>> for Connection {
     fn handle(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
+        guarded(self, ctx, |act, ctx| act.on_inbound(item, ctx));
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Connection {
+    fn on_inbound(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
         match item {
             Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
             Ok(Inbound::FourLetter(cmd)) => self.on_four_letter(cmd, ctx),
@@ -321,18 +367,10 @@ impl StreamHandler<Result<Inbound, FrameError>> for Connection {
             }
         }
     }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
 }
 
-impl Handler<ToConn> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, msg: ToConn, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<ToConn> for Connection {
+    fn serve(&mut self, msg: ToConn, ctx: &mut Context<Self>) {
         match msg {
             ToConn::Frame(frame) => {
                 if !matches!(self.state, State::Closing) {

@@ -4,7 +4,8 @@
 //! observes a change before the watch event for it.
 
 use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchData, WatchReport};
-use crate::registry::ActorStats;
+use crate::mailbox::Serve;
+use crate::registry::{ActorStats, Fault};
 use crate::stats::ServerStats;
 use slog::Logger;
 use actix::prelude::*;
@@ -84,12 +85,10 @@ impl Dispatcher {
 /// Delivers to a session handler, unless its mailbox is full: a client that
 /// far behind is closed instead of buffered without limit.
 fn to_conn(conn: &ConnAddr, msg: ToConn, log: &Logger) {
-    if conn.full() {
+    if conn.try_send(msg).is_err() {
         slog::warn!(log, "session handler mailbox full; closing the connection"; "instance" => &conn.stats.instance, "depth" => conn.stats.depth());
         conn.do_send(ToConn::Close { frame: None, reason: "mailbox full" });
-        return;
     }
-    conn.do_send(msg);
 }
 
 impl Actor for Dispatcher {
@@ -97,13 +96,24 @@ impl Actor for Dispatcher {
 }
 
 crate::supervise::supervised!(Dispatcher);
+crate::mailbox::mailbox!(Dispatcher: Dispatch, Detach, WatchReport, WatchData, crate::messages::CloseAll, Fault);
 
-impl Handler<Dispatch> for Dispatcher {
-    type Result = ();
+/// Watches live only in memory (clients hold the truth and re-send them with
+/// setWatches on reconnect), so a restarted dispatcher starts empty and
+/// closes every connection: clients reconnect, keep their sessions and
+/// re-register their watches, as after a server restart.
+impl crate::supervise::Rebuild for Dispatcher {
+    fn rebuild(&mut self, _: &mut Context<Self>) {
+        for (_, (_, conn)) in self.conns.drain() {
+            conn.do_send(ToConn::Close { frame: None, reason: "the watch dispatcher restarted" });
+        }
+        self.watches = WatchManager::default();
+        self.stats.watch_count.store(0, Relaxed);
+    }
+}
 
-    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Dispatch> for Dispatcher {
+    fn serve(&mut self, msg: Dispatch, _: &mut Context<Self>) {
         match msg {
             Dispatch::Output { conn, session_id, output, received } => {
                 if let Some((t, op)) = received {
@@ -127,11 +137,8 @@ impl Handler<Dispatch> for Dispatcher {
     }
 }
 
-impl Handler<Detach> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
-        let _t = self.me.track();
+impl Serve<Detach> for Dispatcher {
+    fn serve(&mut self, msg: Detach, _: &mut Context<Self>) {
         if self.conns.get(&msg.session_id).is_some_and(|(id, _)| *id == msg.conn_id) {
             self.conns.remove(&msg.session_id);
             self.watches.remove_session(msg.session_id);
@@ -140,29 +147,20 @@ impl Handler<Detach> for Dispatcher {
     }
 }
 
-impl Handler<WatchReport> for Dispatcher {
-    type Result = String;
-
-    fn handle(&mut self, msg: WatchReport, _: &mut Context<Self>) -> String {
-        let _t = self.me.track();
+impl Serve<WatchReport> for Dispatcher {
+    fn serve(&mut self, msg: WatchReport, _: &mut Context<Self>) -> String {
         self.watches.report(msg.0)
     }
 }
 
-impl Handler<WatchData> for Dispatcher {
-    type Result = MessageResult<WatchData>;
-
-    fn handle(&mut self, _: WatchData, _: &mut Context<Self>) -> Self::Result {
-        let _t = self.me.track();
-        MessageResult(self.watches.by_session())
+impl Serve<WatchData> for Dispatcher {
+    fn serve(&mut self, _: WatchData, _: &mut Context<Self>) -> std::collections::HashMap<i64, Vec<String>> {
+        self.watches.by_session()
     }
 }
 
-impl Handler<crate::messages::CloseAll> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, _: crate::messages::CloseAll, _: &mut Context<Self>) {
-        let _t = self.me.track();
+impl Serve<crate::messages::CloseAll> for Dispatcher {
+    fn serve(&mut self, _: crate::messages::CloseAll, _: &mut Context<Self>) {
         for (_, (_, conn)) in self.conns.drain() {
             to_conn(&conn, ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" }, &self.log);
         }

@@ -69,12 +69,14 @@ impl Ports {
     }
 
     /// Starts one listener actor per port; call inside the actix system.
-    pub fn start(self, deps: Arc<Deps>) {
+    /// Connections are handed round-robin to the `io` threads.
+    pub fn start(self, deps: Arc<Deps>, io: Vec<ArbiterHandle>) {
+        let io = Arc::new(io);
         if let Some(l) = self.plain {
-            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), None, self.security.clone(), deps.clone());
+            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), None, self.security.clone(), deps.clone(), io.clone());
         }
         if let Some((l, source)) = self.tls {
-            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), Some(source), self.security, deps);
+            Listener::start(TcpListener::from_std(l).expect("listener joins the runtime"), Some(source), self.security, deps, io);
         }
     }
 }
@@ -83,6 +85,8 @@ pub struct Listener {
     deps: Arc<Deps>,
     tls: Option<Arc<TlsSource>>,
     security: Arc<Security>,
+    io: Arc<Vec<ArbiterHandle>>,
+    next_io: usize,
 }
 
 #[derive(Message)]
@@ -90,14 +94,14 @@ pub struct Listener {
 struct Accepted(std::io::Result<(TcpStream, SocketAddr)>);
 
 impl Listener {
-    fn start(listener: TcpListener, tls: Option<Arc<TlsSource>>, security: Arc<Security>, deps: Arc<Deps>) -> Addr<Listener> {
+    fn start(listener: TcpListener, tls: Option<Arc<TlsSource>>, security: Arc<Security>, deps: Arc<Deps>, io: Arc<Vec<ArbiterHandle>>) -> Addr<Listener> {
         Listener::create(|ctx| {
             let incoming = futures_util::stream::unfold(listener, |l| async move {
                 let r = l.accept().await;
                 Some((Accepted(r), l))
             });
             ctx.add_stream(incoming);
-            Listener { deps, tls, security }
+            Listener { deps, tls, security, io, next_io: 0 }
         })
     }
 
@@ -128,10 +132,12 @@ where
     deps.stats.connections.lock().unwrap().insert(id, info.clone());
     let max_frame = deps.config.jute_max_buffer_bytes;
     let me = deps.registry.register("session", id.to_string());
-    Connection::create(move |ctx| {
-        ctx.add_stream(FramedRead::new(read, ClientCodec::new(max_frame)));
-        Connection::new(id, peer, deps, Outbox::start(write, fd), info, me, ids, security)
+    let addr = Connection::create(|ctx| {
+        let frames = FramedRead::new(read, ClientCodec::new(max_frame));
+        ctx.add_stream(crate::connection::gated(frames, me.clone(), deps.processor.stats.clone()));
+        Connection::new(id, peer, deps, Outbox::start(write, fd), info, me.clone(), ids, security)
     });
+    crate::supervise::injectable(&crate::mailbox::Mailbox::new(addr, me));
 }
 
 impl StreamHandler<Accepted> for Listener {
@@ -145,14 +151,25 @@ impl StreamHandler<Accepted> for Listener {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let fd = stream.as_raw_fd();
-        let (deps, security) = (self.deps.clone(), self.security.clone());
-        let Some(source) = &self.tls else {
-            let (read, write) = stream.into_split();
-            return spawn_connection(read, write, fd, peer, Vec::new(), security, deps);
+        // The socket moves to the I/O thread that will serve it, and joins
+        // that thread's event loop there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => return warn!(self.deps.log, "cannot hand the connection to an I/O thread"; "peer" => peer.to_string(), "error" => %e),
         };
-        let acceptor = source.acceptor();
-        actix_rt::spawn(async move {
+        let thread = &self.io[self.next_io % self.io.len()];
+        self.next_io = self.next_io.wrapping_add(1);
+        let (deps, security, tls) = (self.deps.clone(), self.security.clone(), self.tls.as_ref().map(|s| s.acceptor()));
+        thread.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => return warn!(deps.log, "cannot serve the connection"; "peer" => peer.to_string(), "error" => %e),
+            };
+            let fd = stream.as_raw_fd();
+            let Some(acceptor) = tls else {
+                let (read, write) = stream.into_split();
+                return spawn_connection(read, write, fd, peer, Vec::new(), security, deps);
+            };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return info!(deps.log, "TLS handshake failed; connection closed"; "peer" => peer.to_string(), "error" => %e),

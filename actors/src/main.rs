@@ -11,6 +11,7 @@ mod ensemble_up;
 mod peer_link;
 mod quorum_sasl;
 mod listener;
+mod mailbox;
 mod messages;
 mod node;
 mod outbox;

@@ -9,7 +9,7 @@ use warden_core::proto::{ConnectRequest, Id, Request};
 use warden_core::server::Output;
 
 /// A session handler's mailbox (counted, for the operator's view).
-pub type ConnAddr = crate::registry::Mailbox<Connection>;
+pub type ConnAddr = crate::mailbox::Mailbox<Connection>;
 
 /// Connection -> processor: a handshake to create or reattach a session.
 #[derive(Message)]
@@ -75,7 +75,7 @@ pub enum Tracking {
     TrackLocal { session_id: i64, timeout_ms: i32 },
     /// Ensemble role change: only the leader (or a standalone server)
     /// expires sessions; a learner forwards its touches to the leader.
-    Mode { expire: bool, forward_to: Option<Recipient<crate::ensemble::Touches>> },
+    Mode { expire: bool, forward_to: Option<crate::mailbox::Inbox<crate::ensemble::Touches>> },
 }
 
 /// Processor -> dispatcher: the server stops serving (no leader); close
@@ -91,10 +91,20 @@ pub struct Expire {
     pub session_id: i64,
 }
 
-/// Who the tracker reports expiries to (set once both actors exist).
+/// Who the tracker reports expiries to, and asks to re-send every session
+/// after a restart (set once both actors exist).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ExpireTo(pub Recipient<Expire>);
+pub struct ExpireTo {
+    pub expire: crate::mailbox::Inbox<Expire>,
+    pub retrack: crate::mailbox::Inbox<Retrack>,
+}
+
+/// Tracker -> processor: the tracker restarted empty; send it every
+/// session and the expiry mode again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retrack;
 
 /// Anyone -> processor: the numbers four-letter words report, for the named
 /// word (`srst`/`crst` also reset counters).

@@ -10,7 +10,8 @@ use crate::snapshotter::{Purge, Snapshotter};
 use crate::stats::ServerStats;
 use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
-use crate::registry::{Mailbox, Registry};
+use crate::mailbox::Mailbox;
+use crate::registry::Registry;
 use actix::prelude::*;
 use slog::{info, o, warn, Drain, Logger};
 use std::io::{Read, Write};
@@ -262,16 +263,33 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     let run_log = log.clone();
     sys.block_on(async move {
         let stats = Arc::new(ServerStats::default());
-        let registry = Arc::new(Registry::default());
+        let mut kinds = vec!["processor", "dispatcher", "session", "snapshotter", "tracker", "txn-log"];
+        if ensemble {
+            kinds.push("peer-link");
+        }
+        let registry = Arc::new(Registry::with_kinds(&kinds));
+        // Threads: this one runs the listeners and the tracker; the
+        // processor, the dispatcher and the peer links each get an event
+        // loop of their own, client connections are spread over
+        // warden.ioThreads more, and the snapshotter and the txn log have
+        // plain threads (they block on the disk).
+        let processor_thread = Arbiter::new();
+        let dispatcher_thread = Arbiter::new();
+        let quorum_thread = Arbiter::new();
+        let io_threads = match config.io_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
+        let io: Vec<ArbiterHandle> = (0..io_threads).map(|_| Arbiter::new().handle()).collect();
         let tracker = {
             let (me, tick, tlog) = (registry.register("tracker", "0"), config.tick_time_ms, log.new(o!("actor" => "tracker")));
             let stats = me.clone();
-            Mailbox { addr: Supervisor::start(move |_| Tracker::new(tick, me, tlog)), stats }
+            Mailbox::new(Supervisor::start(move |_| Tracker::new(tick, me, tlog)), stats)
         };
         let dispatcher = {
             let (me, s, dlog) = (registry.register("dispatcher", "0"), stats.clone(), log.new(o!("actor" => "dispatcher")));
             let stats = me.clone();
-            Mailbox { addr: Supervisor::start(move |_| Dispatcher::new(s, me, dlog)), stats }
+            Mailbox::new(Supervisor::start_in_arbiter(&dispatcher_thread.handle(), move |_| Dispatcher::new(s, me, dlog)), stats)
         };
         let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), db);
         // Restored sessions get a fresh expiry clock, as in ZooKeeper. In an
@@ -288,7 +306,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let snap_stats = registry.register("snapshotter", "0");
         let snapshotter = {
             let me = snap_stats.clone();
-            Mailbox { addr: SyncArbiter::start(1, move || Snapshotter::new(snap_dir.clone(), log_dir.clone(), retain, me.clone(), snap_log.clone())), stats: snap_stats }
+            Mailbox::new(SyncArbiter::start(1, move || Snapshotter::new(snap_dir.clone(), log_dir.clone(), retain, me.clone(), snap_log.clone())), snap_stats)
         };
         if config.autopurge_purge_interval_hours > 0 {
             let every = std::time::Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600);
@@ -306,23 +324,30 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let prealloc = config.pre_alloc_size_kb * 1024;
             let log_dir = storage::version_dir(&config.data_log_dir);
             let me = registry.register("processor", "0");
+            let log_me = registry.register("txn-log", "0");
             let me2 = me.clone();
             let registry2 = registry.clone();
-            let addr = Supervisor::start(move |ctx: &mut Context<Processor>| {
-                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64), ctx.address().recipient(), stats.clone(), plog.new(o!("actor" => "txn-log")));
+            let quorum = quorum_thread.handle();
+            let addr = Supervisor::start_in_arbiter(&processor_thread.handle(), move |ctx: &mut Context<Processor>| {
+                let mine = Mailbox::new(ctx.address(), me2.clone());
+                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64), mine.inbox(), log_me, stats.clone(), plog.new(o!("actor" => "txn-log")));
                 let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog.clone());
                 match zab_start {
-                    Some(q) => processor.with_zab(q.start(ctx.address().recipient(), ctx.address().recipient(), registry2.clone(), &plog)),
+                    Some(q) => processor.with_zab(q.start(mine.inbox(), mine.inbox(), registry2.clone(), quorum, &plog)),
                     None => processor,
                 }
             });
-            Mailbox { addr, stats: me }
+            Mailbox::new(addr, me)
         };
-        tracker.do_send(ExpireTo(processor.addr.clone().recipient()));
+        crate::supervise::injectable(&processor);
+        crate::supervise::injectable(&dispatcher);
+        crate::supervise::injectable(&tracker);
+        crate::supervise::injectable(&snapshotter);
+        tracker.do_send(ExpireTo { expire: processor.inbox(), retrack: processor.inbox() });
         let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
-        ports.start(deps);
-        info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"));
+        ports.start(deps, io);
+        info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"), "io_threads" => io_threads);
         actix_rt::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {

@@ -10,7 +10,8 @@
 //! connection can be told apart. A malformed, oversized or wrong-version
 //! frame drops that one connection (logged), never the node.
 
-use crate::registry::ActorStats;
+use crate::mailbox::{guarded, Inbox, Serve};
+use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -57,13 +58,6 @@ pub struct SendFrame(pub Bytes);
 #[rtype(result = "()")]
 pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct DeferredReady {
-    gen: u64,
-    frame: Option<Bytes>,
-}
-
 /// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -80,22 +74,6 @@ pub type PeerStream = Box<dyn PeerIo>;
 #[rtype(result = "()")]
 pub struct Adopt(pub PeerStream, pub BytesMut);
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Dial;
-
-/// A dialed connection past Hello (and quorum SASL), with bytes read beyond them.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Dialed(Result<(PeerStream, BytesMut), String>);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ReaderEnded {
-    gen: u64,
-    why: String,
-}
-
 struct Conn {
     gen: u64,
     tx: mpsc::UnboundedSender<Bytes>,
@@ -109,7 +87,7 @@ pub struct PeerLink {
     dial_addr: Option<String>,
     tls: Option<crate::tls::QuorumTls>,
     max_frame_bytes: usize,
-    events: Recipient<PeerEvent>,
+    events: Inbox<PeerEvent>,
     conn: Option<Conn>,
     gen: u64,
     backoff: Duration,
@@ -124,8 +102,7 @@ pub struct PeerLink {
 
 impl PeerLink {
     #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, events: Recipient<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, events: Inbox<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
         let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
         PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, sasl, me, log }
     }
@@ -147,73 +124,12 @@ impl PeerLink {
         self.dialing = true;
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        ctx.run_later(delay, |_, ctx| ctx.notify(Dial));
-    }
-
-    /// Starts serving a connection whose Hello exchange is done.
-    fn adopt(&mut self, stream: PeerStream, early: BytesMut, ctx: &mut Context<Self>) {
-        self.drop_conn(ctx, "replaced by a new connection");
-        self.gen += 1;
-        let gen = self.gen;
-        let (read, write) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        let mut sink = FramedWrite::new(write, codec(self.max_frame_bytes));
-        actix_rt::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if sink.feed(frame).await.is_err() {
-                    return;
-                }
-                // Write out whatever else is queued with the same flush.
-                while let Ok(more) = rx.try_recv() {
-                    if sink.feed(more).await.is_err() {
-                        return;
-                    }
-                }
-                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                    return;
-                }
-            }
+        ctx.run_later(delay, |act, ctx| {
+            guarded(act, ctx, |act, ctx| act.dial(ctx));
         });
-        let (peer, events, me) = (self.peer, self.events.clone(), ctx.address());
-        // Bytes that arrived with the hello are read first, then the socket.
-        let read = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(early), read);
-        let mut frames = FramedRead::new(read, codec(self.max_frame_bytes));
-        let reader = ctx.spawn(actix::fut::wrap_future(async move {
-            let why = loop {
-                match frames.next().await {
-                    None => break "closed by the peer".to_string(),
-                    Some(Err(e)) => break format!("bad frame or I/O error: {e}"),
-                    Some(Ok(frame)) => match decode(&frame) {
-                        Ok(msg) => events.do_send(PeerEvent::Msg { peer, gen, msg }),
-                        Err(e) => break e,
-                    },
-                }
-            };
-            me.do_send(ReaderEnded { gen, why });
-        }));
-        self.events.do_send(PeerEvent::Up { peer: self.peer, gen });
-        self.conn = Some(Conn { gen, tx, reader });
-        self.backoff = BACKOFF_MIN;
-        info!(self.log, "peer link up"; "peer" => self.peer, "gen" => gen);
     }
-}
 
-impl Actor for PeerLink {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.dial_addr.is_some() {
-            ctx.notify(Dial);
-        }
-    }
-}
-
-impl Handler<Dial> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, _: Dial, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+    fn dial(&mut self, ctx: &mut Context<Self>) {
         self.dialing = true;
         if self.conn.is_some() {
             self.dialing = false;
@@ -243,16 +159,13 @@ impl Handler<Dial> for PeerLink {
                 None => Ok((w.into_inner(), BytesMut::new())),
             }
         };
-        ctx.spawn(actix::fut::wrap_future(fut).map(|res, _: &mut Self, ctx: &mut Context<Self>| ctx.notify(Dialed(res))));
+        ctx.spawn(actix::fut::wrap_future(fut).map(|res, act: &mut Self, ctx: &mut Context<Self>| {
+            guarded(act, ctx, |act, ctx| act.dialed(res, ctx));
+        }));
     }
-}
 
-impl Handler<Dialed> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, Dialed(res): Dialed, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+    /// A dialed connection past Hello (and quorum SASL), with bytes read beyond them.
+    fn dialed(&mut self, res: Result<(PeerStream, BytesMut), String>, ctx: &mut Context<Self>) {
         self.dialing = false;
         match res {
             Ok((stream, early)) => self.adopt(stream, early, ctx),
@@ -264,60 +177,72 @@ impl Handler<Dialed> for PeerLink {
             }
         }
     }
-}
 
-impl Handler<Adopt> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, Adopt(stream, early): Adopt, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
-        self.adopt(stream, early, ctx);
+    /// Starts serving a connection whose Hello exchange is done.
+    fn adopt(&mut self, stream: PeerStream, early: BytesMut, ctx: &mut Context<Self>) {
+        self.drop_conn(ctx, "replaced by a new connection");
+        self.gen += 1;
+        let gen = self.gen;
+        let (read, write) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let mut sink = FramedWrite::new(write, codec(self.max_frame_bytes));
+        actix_rt::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                // Write out whatever else is queued with the same flush.
+                while let Ok(more) = rx.try_recv() {
+                    if sink.feed(more).await.is_err() {
+                        return;
+                    }
+                }
+                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (peer, events) = (self.peer, self.events.clone());
+        // Bytes that arrived with the hello are read first, then the socket.
+        let read = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(early), read);
+        let mut frames = FramedRead::new(read, codec(self.max_frame_bytes));
+        let reader = ctx.spawn(
+            actix::fut::wrap_future(async move {
+                loop {
+                    match frames.next().await {
+                        None => break "closed by the peer".to_string(),
+                        Some(Err(e)) => break format!("bad frame or I/O error: {e}"),
+                        Some(Ok(frame)) => match decode(&frame) {
+                            Ok(msg) => events.do_send(PeerEvent::Msg { peer, gen, msg }),
+                            Err(e) => break e,
+                        },
+                    }
+                }
+            })
+            .map(move |why, act: &mut Self, ctx: &mut Context<Self>| {
+                guarded(act, ctx, |act, ctx| act.reader_ended(gen, why, ctx));
+            }),
+        );
+        self.events.do_send(PeerEvent::Up { peer: self.peer, gen });
+        self.conn = Some(Conn { gen, tx, reader });
+        self.backoff = BACKOFF_MIN;
+        info!(self.log, "peer link up"; "peer" => self.peer, "gen" => gen);
     }
-}
 
-impl Handler<ReaderEnded> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReaderEnded, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
-        if self.conn.as_ref().is_some_and(|c| c.gen == msg.gen) {
+    fn reader_ended(&mut self, gen: u64, why: String, ctx: &mut Context<Self>) {
+        if self.conn.as_ref().is_some_and(|c| c.gen == gen) {
             if let Some(c) = self.conn.take() {
                 self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
             }
-            info!(self.log, "peer link down"; "peer" => self.peer, "reason" => msg.why);
+            info!(self.log, "peer link down"; "peer" => self.peer, "reason" => why);
             self.schedule_dial(ctx);
         }
     }
-}
 
-impl Handler<SendDeferred> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, SendDeferred(rx): SendDeferred, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
-        let Some(gen) = self.conn.as_ref().map(|c| c.gen) else { return };
-        if self.held.is_some() {
-            // One at a time: a second deferred frame waits like any other.
-            warn!(self.log, "a second deferred frame while one is pending; dropping the link to resync"; "peer" => self.peer);
-            self.drop_conn(ctx, "overlapping deferred frames");
-            return self.schedule_dial(ctx);
-        }
-        self.held = Some(Vec::new());
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |res, _: &mut Self, ctx: &mut Context<Self>| ctx.notify(DeferredReady { gen, frame: res.ok() })));
-    }
-}
-
-impl Handler<DeferredReady> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeferredReady, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
-        let Some(c) = self.conn.as_ref().filter(|c| c.gen == msg.gen) else { return };
-        let Some(frame) = msg.frame else {
+    /// The deferred frame is ready (None: it was never made).
+    fn deferred_ready(&mut self, gen: u64, frame: Option<Bytes>, ctx: &mut Context<Self>) {
+        let Some(c) = self.conn.as_ref().filter(|c| c.gen == gen) else { return };
+        let Some(frame) = frame else {
             warn!(self.log, "a deferred frame was never made; dropping the link"; "peer" => self.peer);
             self.drop_conn(ctx, "deferred frame lost");
             return self.schedule_dial(ctx);
@@ -329,12 +254,55 @@ impl Handler<DeferredReady> for PeerLink {
     }
 }
 
-impl Handler<SendFrame> for PeerLink {
-    type Result = ();
+impl Actor for PeerLink {
+    type Context = Context<Self>;
 
-    fn handle(&mut self, SendFrame(frame): SendFrame, _: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.dial_addr.is_some() {
+            self.dial(ctx);
+        }
+    }
+}
+
+crate::supervise::supervised!(PeerLink);
+crate::mailbox::mailbox!(PeerLink: SendFrame, SendDeferred, Reset, Adopt, Fault);
+
+/// A restarted link trusts nothing of its connection: it drops it (Zab sees
+/// the peer go down and resyncs it) and redials if it is the dialer.
+impl crate::supervise::Rebuild for PeerLink {
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        // The restart cancelled the reader and any dial in progress.
+        self.dialing = false;
+        self.drop_conn(ctx, "the link actor restarted");
+        self.backoff = BACKOFF_MIN;
+        self.schedule_dial(ctx);
+    }
+}
+
+impl Serve<Adopt> for PeerLink {
+    fn serve(&mut self, Adopt(stream, early): Adopt, ctx: &mut Context<Self>) {
+        self.adopt(stream, early, ctx);
+    }
+}
+
+impl Serve<SendDeferred> for PeerLink {
+    fn serve(&mut self, SendDeferred(rx): SendDeferred, ctx: &mut Context<Self>) {
+        let Some(gen) = self.conn.as_ref().map(|c| c.gen) else { return };
+        if self.held.is_some() {
+            // One at a time: a second deferred frame waits like any other.
+            warn!(self.log, "a second deferred frame while one is pending; dropping the link to resync"; "peer" => self.peer);
+            self.drop_conn(ctx, "overlapping deferred frames");
+            return self.schedule_dial(ctx);
+        }
+        self.held = Some(Vec::new());
+        ctx.spawn(actix::fut::wrap_future(rx).map(move |res, act: &mut Self, ctx: &mut Context<Self>| {
+            guarded(act, ctx, |act, ctx| act.deferred_ready(gen, res.ok(), ctx));
+        }));
+    }
+}
+
+impl Serve<SendFrame> for PeerLink {
+    fn serve(&mut self, SendFrame(frame): SendFrame, _: &mut Context<Self>) {
         if let Some(held) = &mut self.held {
             return held.push(frame);
         }
@@ -345,12 +313,8 @@ impl Handler<SendFrame> for PeerLink {
     }
 }
 
-impl Handler<Reset> for PeerLink {
-    type Result = ();
-
-    fn handle(&mut self, _: Reset, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Reset> for PeerLink {
+    fn serve(&mut self, _: Reset, ctx: &mut Context<Self>) {
         self.drop_conn(ctx, "reset by the protocol");
         self.schedule_dial(ctx);
     }
@@ -369,7 +333,7 @@ pub struct Incoming {
 
 /// Accepts peer connections on the quorum port: reads the Hello (with a
 /// timeout), checks its version, and hands the stream to the processor.
-pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Recipient<Incoming>, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, log: Logger) {
+pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Inbox<Incoming>, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, log: Logger) {
     actix_rt::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {

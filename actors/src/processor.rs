@@ -5,12 +5,13 @@
 //! the container/TTL reaper.
 
 use crate::dispatcher::Dispatcher;
-use crate::messages::{ConnAddr, Connect, Dispatch, SnapshotNow, Expire, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
+use crate::messages::{ConnAddr, Connect, Dispatch, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
 use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
-use crate::registry::{ActorStats, Mailbox};
+use crate::mailbox::{Mailbox, Serve};
+use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use slog::{error, info, Logger};
 use std::collections::{HashMap, VecDeque};
@@ -122,6 +123,11 @@ impl Processor {
         }
     }
 
+    /// This actor's own counted address.
+    pub(crate) fn mailbox(&self, ctx: &Context<Self>) -> Mailbox<Processor> {
+        Mailbox::new(ctx.address(), self.me.clone())
+    }
+
     pub fn with_zab(mut self, zab: crate::ensemble::Zab) -> Processor {
         self.zab = Some(zab);
         self
@@ -145,6 +151,21 @@ impl Processor {
         if self.snapshot.is_none() && self.txns_since_snapshot >= self.next_snapshot_after {
             self.start_snapshot(ctx);
         }
+    }
+
+    /// A full txn-log queue or dispatcher mailbox: take no further message
+    /// until it drains. This processor's mailbox then fills and session
+    /// handlers stop reading their sockets (the processor's full answer).
+    fn hold_while_downstream_full(&mut self, ctx: &mut Context<Self>) {
+        if !self.txn_log.full() && !self.dispatcher.full() {
+            return;
+        }
+        let (log, dispatcher) = (self.txn_log.me.clone(), self.dispatcher.stats.clone());
+        ctx.wait(actix::fut::wrap_future(async move {
+            while log.full() || dispatcher.full() {
+                actix::clock::sleep(Duration::from_millis(1)).await;
+            }
+        }));
     }
 
     pub(crate) fn answer(&self, caller: Caller, output: Output) {
@@ -300,13 +321,32 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor);
+crate::mailbox::mailbox!(Processor: Connect, Submit, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::peer_link::Incoming, crate::peer_link::PeerEvent, crate::ensemble::Touches);
 
-impl Handler<Connect> for Processor {
-    type Result = ();
+/// The processor's state is the tree; a failure may have left it half
+/// changed and only the disk is a source of truth for it, which a process
+/// restart reads: its strategy is escalate (`can_restart`).
+impl crate::supervise::Rebuild for Processor {
+    fn rebuild(&mut self, _: &mut Context<Self>) {}
+}
 
-    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Retrack> for Processor {
+    /// The tracker restarted empty: tell it every session and who expires.
+    fn serve(&mut self, _: Retrack, ctx: &mut Context<Self>) {
+        let expire = self.zab.is_none() || self.is_leader();
+        let forward_to = (self.zab.is_some() && !expire && self.is_serving()).then(|| self.mailbox(ctx).inbox());
+        self.tracker.do_send(Tracking::Mode { expire, forward_to });
+        for (session_id, timeout_ms) in self.core.db.sessions() {
+            self.tracker.do_send(Tracking::Track { session_id: *session_id, timeout_ms: *timeout_ms });
+        }
+        for (session_id, timeout_ms) in self.core.local_sessions() {
+            self.tracker.do_send(Tracking::TrackLocal { session_id, timeout_ms });
+        }
+    }
+}
+
+impl Serve<Connect> for Processor {
+    fn serve(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         if self.in_read_only() {
             if msg.request.read_only != Some(true) {
                 info!(self.log, "Refusing session request for not-read-only client"; "conn" => msg.conn_id);
@@ -371,12 +411,8 @@ impl Handler<Connect> for Processor {
     }
 }
 
-impl Handler<Submit> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Submit> for Processor {
+    fn serve(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         if self.in_read_only() {
             return self.serve_read_only(msg);
         }
@@ -397,15 +433,12 @@ impl Handler<Submit> for Processor {
         }
         self.serve(msg);
         self.flush_log(ctx);
+        self.hold_while_downstream_full(ctx);
     }
 }
 
-impl Handler<Expire> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Expire> for Processor {
+    fn serve(&mut self, msg: Expire, ctx: &mut Context<Self>) {
         if self.core.close_local_session(msg.session_id) {
             info!(self.log, "read-only session expired"; "session" => format!("0x{:x}", msg.session_id));
             let output = warden_core::server::Output { session_closed: Some(msg.session_id), ..Default::default() };
@@ -417,7 +450,7 @@ impl Handler<Expire> for Processor {
         if !self.prime_zxid() {
             // Too many proposals in flight: expire it a little later.
             let session_id = msg.session_id;
-            ctx.run_later(Duration::from_millis(100), move |_, ctx| ctx.notify(Expire { session_id }));
+            ctx.run_later(Duration::from_millis(100), move |act, ctx| act.mailbox(ctx).do_send(Expire { session_id }));
             return;
         }
         if self.core.expire(msg.session_id, wall_clock_ms()).is_some() {
@@ -427,12 +460,8 @@ impl Handler<Expire> for Processor {
     }
 }
 
-impl Handler<Synced> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Synced, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Synced> for Processor {
+    fn serve(&mut self, msg: Synced, ctx: &mut Context<Self>) {
         self.stats.fsyncs.store(msg.fsyncs, Relaxed);
         if self.zab.is_some() {
             return self.on_disk_ops_done(msg.ops, ctx);
@@ -442,12 +471,8 @@ impl Handler<Synced> for Processor {
     }
 }
 
-impl Handler<TakeSnapshot> for Processor {
-    type Result = MessageResult<TakeSnapshot>;
-
-    fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<TakeSnapshot> for Processor {
+    fn serve(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> ServerSnapshot {
         match msg.0 {
             "srst" => self.stats.reset_server(),
             "crst" => self.stats.reset_connections(),
@@ -477,16 +502,12 @@ impl Handler<TakeSnapshot> for Processor {
         s.quorum = self.quorum_status();
         s.read_only = self.in_read_only();
         self.stats.fill(&mut s);
-        MessageResult(s)
+        s
     }
 }
 
-impl Handler<SnapshotNow> for Processor {
-    type Result = Option<i64>;
-
-    fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Option<i64> {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<SnapshotNow> for Processor {
+    fn serve(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Option<i64> {
         if self.snapshot.is_some() {
             return None;
         }

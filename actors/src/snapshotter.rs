@@ -3,7 +3,9 @@
 //! visible atomically (temp file, fsync, rename, fsync dir), and purges old
 //! snapshots and logs (autopurge).
 
+use crate::mailbox::{Serve, Supervision};
 use crate::messages::SnapshotPart;
+use crate::registry::Fault;
 use crate::storage::{fsync_dir, list};
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -71,12 +73,47 @@ impl Actor for Snapshotter {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<SnapshotPart> for Snapshotter {
-    type Result = Result<(), String>;
+crate::mailbox::mailbox!(Snapshotter: SnapshotPart, Purge, crate::messages::EncodeSnap, Fault);
 
-    fn handle(&mut self, part: SnapshotPart, _: &mut SyncContext<Self>) -> Result<(), String> {
-        let me = self.me.clone();
-        let _t = me.track();
+/// A failed snapshotter is replaced by a fresh one (SyncArbiter calls the
+/// factory again): the snapshot it was writing is abandoned (its temp file
+/// removed), the processor hears the failure and snapshots again at the
+/// next snapCount.
+impl Supervision for Snapshotter {
+    fn stats(&self) -> &std::sync::Arc<crate::registry::ActorStats> {
+        &self.me
+    }
+    fn log(&self) -> &Logger {
+        &self.log
+    }
+    fn panicked(&mut self, ctx: &mut SyncContext<Self>) {
+        self.fail(ctx);
+    }
+}
+
+impl Snapshotter {
+    fn fail(&mut self, ctx: &mut SyncContext<Self>) {
+        if let Some(cur) = self.current.take() {
+            let _ = std::fs::remove_file(&cur.tmp);
+        }
+        let backoff = crate::supervise::decide(&self.me, &self.log);
+        // This is the snapshotter's own thread.
+        std::thread::sleep(backoff);
+        ctx.stop();
+    }
+}
+
+impl Serve<Fault> for Snapshotter {
+    fn serve(&mut self, f: Fault, ctx: &mut SyncContext<Self>) {
+        match f {
+            Fault::Stop => self.fail(ctx),
+            f => crate::supervise::inject(self, f, ctx),
+        }
+    }
+}
+
+impl Serve<SnapshotPart> for Snapshotter {
+    fn serve(&mut self, part: SnapshotPart, _: &mut SyncContext<Self>) -> Result<(), String> {
         let result = match part {
             SnapshotPart::Begin { zxid, bytes } => {
                 let name = txnlog::snapshot_name(zxid);
@@ -103,25 +140,19 @@ impl Handler<SnapshotPart> for Snapshotter {
 #[rtype(result = "()")]
 pub struct Purge;
 
-impl Handler<Purge> for Snapshotter {
-    type Result = ();
-
-    fn handle(&mut self, _: Purge, _: &mut SyncContext<Self>) {
-        let _t = self.me.track();
+impl Serve<Purge> for Snapshotter {
+    fn serve(&mut self, _: Purge, _: &mut SyncContext<Self>) {
         self.purge();
     }
 }
 
-impl Handler<crate::messages::EncodeSnap> for Snapshotter {
-    type Result = MessageResult<crate::messages::EncodeSnap>;
-
-    fn handle(&mut self, msg: crate::messages::EncodeSnap, _: &mut SyncContext<Self>) -> Self::Result {
-        let _t = self.me.track();
+impl Serve<crate::messages::EncodeSnap> for Snapshotter {
+    fn serve(&mut self, msg: crate::messages::EncodeSnap, _: &mut SyncContext<Self>) -> bytes::Bytes {
         let started = Instant::now();
         let mut data = msg.header;
         data.extend(encode_items(&msg.items));
         let frame = crate::peer_link::encode(&warden_core::zab::Message::Snap { zxid: msg.zxid, data });
         info!(self.log, "encoded a SNAP for a learner"; "zxid" => format!("{:#x}", msg.zxid), "bytes" => frame.len(), "ms" => started.elapsed().as_millis() as u64);
-        MessageResult(frame)
+        frame
     }
 }

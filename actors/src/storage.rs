@@ -4,7 +4,8 @@
 
 use crate::messages::Synced;
 use crate::stats::ServerStats;
-use actix::prelude::*;
+use crate::mailbox::Inbox;
+use crate::registry::ActorStats;
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, info, warn, Logger};
 use std::fs::{File, OpenOptions};
@@ -203,48 +204,80 @@ pub enum LogCommand {
     /// Ensemble (Zab SNAP): `bytes` become the snapshot at `zxid` and the
     /// log starts over empty.
     InstallSnapshot { zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf },
+    /// An operator-injected fault (`POST /actors/txn-log/fault`).
+    Fault(crate::registry::Fault),
 }
 
 /// The transaction log: a thread that appends what the processor sends and
 /// makes it durable with one fsync per batch (group commit).
+/// Its queue is counted like an actor's mailbox (kind "txn-log"); its
+/// strategy is escalate: a log thread that failed cannot vouch for what it
+/// made durable, so the node fail-stops (status 70) and recovers from disk.
 #[derive(Clone)]
 pub struct TxnLog {
     tx: Sender<LogCommand>,
+    pub me: Arc<ActorStats>,
 }
 
 impl TxnLog {
-    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, fsync_delay: Duration, synced: Recipient<Synced>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, fsync_delay: Duration, synced: Inbox<Synced>, me: Arc<ActorStats>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let stats_of_me = me.clone();
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
                 let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), segment_max_bytes: SEGMENT_MAX_BYTES, force_sync, fsync_delay, current: None, buf: Vec::new(), stats };
-                if let Err(e) = w.run(rx, &synced, &log) {
-                    // Fail-stop: a log we cannot write must not acknowledge anything.
-                    error!(log, "transaction log failed; stopping the node"; "error" => %e);
-                    eprintln!("warden: transaction log failed: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                    std::process::exit(2);
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx, &|s| synced.do_send(s), &stats_of_me, &log)));
+                match run {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => crate::supervise::escalate(&stats_of_me, &log, &e.to_string()),
+                    Ok(Err(e)) => {
+                        // Fail-stop: a log we cannot write must not acknowledge anything.
+                        error!(log, "transaction log failed; stopping the node"; "error" => %e);
+                        eprintln!("warden: transaction log failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        std::process::exit(2);
+                    }
+                    Err(_) => {
+                        stats_of_me.policy.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        crate::supervise::escalate(&stats_of_me, &log, "the log thread panicked")
+                    }
                 }
             })
             .expect("spawn the log thread");
-        TxnLog { tx }
+        let handle = TxnLog { tx, me };
+        let injector = handle.clone();
+        handle.me.set_injector(move |f| injector.send(LogCommand::Fault(f)));
+        handle
+    }
+
+    fn send(&self, cmd: LogCommand) {
+        self.me.queued();
+        if self.tx.send(cmd).is_err() {
+            self.me.dequeued();
+        }
+    }
+
+    /// Commands queued at least up to the kind's mailbox capacity.
+    pub fn full(&self) -> bool {
+        self.me.full()
     }
 
     pub fn append(&self, entries: Vec<Arc<LogEntry>>) {
-        let _ = self.tx.send(LogCommand::Append(entries));
+        self.send(LogCommand::Append(entries));
     }
 
     pub fn roll(&self, next_zxid: i64) {
-        let _ = self.tx.send(LogCommand::Roll { next_zxid });
+        self.send(LogCommand::Roll { next_zxid });
     }
 
     pub fn truncate(&self, to_zxid: i64) {
-        let _ = self.tx.send(LogCommand::Truncate { to_zxid });
+        self.send(LogCommand::Truncate { to_zxid });
     }
 
     pub fn install_snapshot(&self, zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf) {
-        let _ = self.tx.send(LogCommand::InstallSnapshot { zxid, bytes, snap_dir });
+        self.send(LogCommand::InstallSnapshot { zxid, bytes, snap_dir });
     }
 }
 
@@ -272,7 +305,7 @@ struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    fn run(&mut self, rx: Receiver<LogCommand>, synced: &Recipient<Synced>, log: &Logger) -> std::io::Result<()> {
+    fn run(&mut self, rx: Receiver<LogCommand>, synced: &dyn Fn(Synced), me: &ActorStats, log: &Logger) -> std::io::Result<()> {
         let mut fsyncs: u64 = 0;
         let mut ops: u64 = 0;
         let mut durable_zxid = 0;
@@ -281,6 +314,8 @@ impl SegmentWriter {
             let ops_before = ops;
             // Everything queued while the last fsync ran shares the next one.
             for cmd in std::iter::once(first).chain(rx.try_iter()) {
+                me.dequeued();
+                let started = std::time::Instant::now();
                 match cmd {
                     LogCommand::Append(entries) => {
                         for e in entries {
@@ -317,7 +352,16 @@ impl SegmentWriter {
                         last_zxid = None;
                         ops += 1;
                     }
+                    LogCommand::Fault(f) => {
+                        slog::warn!(log, "fault injected by the operator"; "fault" => format!("{f:?}"));
+                        match f {
+                            crate::registry::Fault::Panic => panic!("fault injected by the operator"),
+                            crate::registry::Fault::Stop => return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the operator")),
+                            crate::registry::Fault::Stall(d) => std::thread::sleep(d),
+                        }
+                    }
                 }
+                me.handled_in(started.elapsed());
             }
             self.flush()?;
             if let Some(zxid) = last_zxid {
@@ -325,7 +369,7 @@ impl SegmentWriter {
                 durable_zxid = zxid;
             }
             if ops > ops_before {
-                synced.do_send(Synced { zxid: durable_zxid, fsyncs, ops });
+                synced(Synced { zxid: durable_zxid, fsyncs, ops });
             }
         }
         info!(log, "transaction log closed");
@@ -420,34 +464,25 @@ mod tests {
     use super::*;
     use warden_core::txn::{Txn, TxnHeader};
 
-    struct Sink;
-    impl Actor for Sink {
-        type Context = Context<Self>;
-    }
-    impl Handler<Synced> for Sink {
-        type Result = ();
-        fn handle(&mut self, _: Synced, _: &mut Context<Self>) {}
-    }
-
     fn entry(zxid: i64) -> Arc<LogEntry> {
         let txn = Txn::Create { path: format!("/n{zxid}"), data: Some(vec![7; 200]), acl: vec![], ephemeral_owner: 0, parent_cversion: zxid as i32 };
         Arc::new(LogEntry { hdr: TxnHeader { session_id: 1, cxid: 0, zxid, time_ms: 0 }, txn })
     }
 
-    #[actix_rt::test]
-    async fn segments_roll_by_size_and_recovery_reads_them_all() {
+    #[test]
+    fn segments_roll_by_size_and_recovery_reads_them_all() {
         let dir = std::env::temp_dir().join(format!("warden-seg-{}-{}", std::process::id(), line!()));
         let logs = version_dir(&dir);
         std::fs::create_dir_all(&logs).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let synced = Sink.start().recipient();
+        let me = crate::registry::Registry::default().register("txn-log", "0");
         let log = Logger::root(slog::Discard, slog::o!());
         let mut w = SegmentWriter { dir: logs.clone(), prealloc_bytes: 4096, segment_max_bytes: 8 << 10, force_sync: false, fsync_delay: Duration::ZERO, current: None, buf: Vec::new(), stats: Arc::new(ServerStats::default()) };
         for z in 1..=200 {
             tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
         }
         drop(tx);
-        w.run(rx, &synced, &log).unwrap();
+        w.run(rx, &|_| {}, &me, &log).unwrap();
         let segments = list(&logs, LOG_PREFIX);
         assert!(segments.len() > 3, "{} segments", segments.len());
         let recovered = recover(&dir, &dir, &log).unwrap();

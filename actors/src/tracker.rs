@@ -6,7 +6,9 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use warden_core::session::ExpiryQueue;
-use crate::registry::ActorStats;
+use crate::mailbox::{Inbox, Serve};
+use crate::messages::Retrack;
+use crate::registry::{ActorStats, Fault};
 use slog::Logger;
 use std::sync::Arc;
 
@@ -15,11 +17,12 @@ pub struct Tracker {
     timeouts: HashMap<i64, i32>,
     epoch: Instant,
     tick: Duration,
-    expire_to: Option<Recipient<Expire>>,
+    expire_to: Option<Inbox<Expire>>,
+    retrack: Option<Inbox<Retrack>>,
     /// False on an ensemble learner (or while looking): only the leader expires.
     expiring: bool,
     /// Learner: where touched sessions are sent, batched each half tick.
-    forward_to: Option<Recipient<crate::ensemble::Touches>>,
+    forward_to: Option<Inbox<crate::ensemble::Touches>>,
     touched: std::collections::HashSet<i64>,
     /// Local sessions, expired here even when not `expiring`.
     local: std::collections::HashSet<i64>,
@@ -29,7 +32,7 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(tick_ms: u32, me: Arc<ActorStats>, log: Logger) -> Tracker {
-        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, expiring: true, forward_to: None, touched: Default::default(), local: Default::default(), me, log }
+        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, retrack: None, expiring: true, forward_to: None, touched: Default::default(), local: Default::default(), me, log }
     }
 
     fn now_ms(&self) -> i64 {
@@ -41,14 +44,27 @@ impl Actor for Tracker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.tick / 2, |act, _| {
-            if let Some(to) = &act.forward_to {
-                if !act.touched.is_empty() {
-                    to.do_send(crate::ensemble::Touches(act.touched.drain().collect()));
-                }
-            }
+        ctx.run_interval(self.tick / 2, |act, ctx| {
+            crate::mailbox::guarded(act, ctx, |act, _| act.forward_touches());
         });
-        ctx.run_interval(self.tick, |act, _| {
+        ctx.run_interval(self.tick, |act, ctx| {
+            crate::mailbox::guarded(act, ctx, |act, _| act.expire_due());
+        });
+    }
+}
+
+impl Tracker {
+    fn forward_touches(&mut self) {
+        if let Some(to) = &self.forward_to {
+            if !self.touched.is_empty() {
+                to.do_send(crate::ensemble::Touches(self.touched.drain().collect()));
+            }
+        }
+    }
+
+    fn expire_due(&mut self) {
+        let act = self;
+        {
             let now = act.now_ms();
             for session_id in act.queue.expire(now) {
                 if !act.expiring && !act.local.contains(&session_id) {
@@ -64,18 +80,30 @@ impl Actor for Tracker {
                     to.do_send(Expire { session_id });
                 }
             }
-        });
+        }
     }
 }
 
 crate::supervise::supervised!(Tracker);
+crate::mailbox::mailbox!(Tracker: Tracking, ExpireTo, Fault);
 
-impl Handler<Tracking> for Tracker {
-    type Result = ();
+/// The processor's session table is the truth: a restarted tracker starts
+/// empty and asks for every session again (each gets a fresh clock, as
+/// under a new leader).
+impl crate::supervise::Rebuild for Tracker {
+    fn rebuild(&mut self, _: &mut Context<Self>) {
+        self.queue = ExpiryQueue::new(self.tick.as_millis() as u32);
+        self.timeouts.clear();
+        self.touched.clear();
+        self.local.clear();
+        if let Some(r) = &self.retrack {
+            r.do_send(Retrack);
+        }
+    }
+}
 
-    fn handle(&mut self, msg: Tracking, _: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Tracking> for Tracker {
+    fn serve(&mut self, msg: Tracking, _: &mut Context<Self>) {
         let now = self.now_ms();
         match msg {
             Tracking::Track { session_id, timeout_ms } => {
@@ -116,11 +144,9 @@ impl Handler<Tracking> for Tracker {
     }
 }
 
-impl Handler<ExpireTo> for Tracker {
-    type Result = ();
-
-    fn handle(&mut self, msg: ExpireTo, _: &mut Context<Self>) {
-        let _t = self.me.track();
-        self.expire_to = Some(msg.0);
+impl Serve<ExpireTo> for Tracker {
+    fn serve(&mut self, msg: ExpireTo, _: &mut Context<Self>) {
+        self.expire_to = Some(msg.expire);
+        self.retrack = Some(msg.retrack);
     }
 }

@@ -54,6 +54,7 @@ plain_keys! {
     "warden.linearizableReads" => linearizable_reads: boolean / show,
     "warden.zxidCounterLimit" => zxid_counter_limit: positive / show,
     "warden.fsyncDelayMs" => fsync_delay_ms: number / show,
+    "warden.ioThreads" => io_threads: number / show,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,

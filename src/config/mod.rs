@@ -144,6 +144,9 @@ pub struct Config {
     pub zxid_counter_limit: u32,
     /// Fault injection: sleep this long before every log fsync (a slow disk).
     pub fsync_delay_ms: u32,
+    /// `warden.ioThreads`: event-loop threads for client connections; 0
+    /// means one per core.
+    pub io_threads: u32,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -214,6 +217,7 @@ impl Default for Config {
             linearizable_reads: false,
             zxid_counter_limit: u32::MAX - 1,
             fsync_delay_ms: 0,
+            io_threads: 0,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,

@@ -6,6 +6,7 @@
 //! and `sync` are forwarded to the leader and answered when their committed
 //! transaction is applied here.
 
+use crate::mailbox::{Mailbox, Serve};
 use crate::messages::{Dispatch, Submit, ToConn, Tracking};
 use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset, SendFrame};
 use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteKey};
@@ -43,7 +44,7 @@ pub(crate) enum Forwarded {
 
 pub struct Zab {
     pub peer: Peer,
-    links: BTreeMap<ServerId, Addr<PeerLink>>,
+    links: BTreeMap<ServerId, Mailbox<PeerLink>>,
     link_factory: LinkFactory,
     /// The live connection generation per peer (events of older ones are stale).
     link_gen: HashMap<ServerId, u64>,
@@ -78,7 +79,7 @@ pub struct Zab {
 pub(super) const DIGEST_MEMORY: usize = 4096;
 
 impl Zab {
-    pub fn new(peer: Peer, links: BTreeMap<ServerId, Addr<PeerLink>>, link_factory: LinkFactory, ops_done: u64, data_dir: &Path) -> Zab {
+    pub fn new(peer: Peer, links: BTreeMap<ServerId, Mailbox<PeerLink>>, link_factory: LinkFactory, ops_done: u64, data_dir: &Path) -> Zab {
         let dir = crate::storage::version_dir(data_dir);
         Zab {
             peer,
@@ -111,8 +112,17 @@ impl Zab {
 
     fn send(&self, to: ServerId, msg: &Message) {
         if let Some(link) = self.links.get(&to) {
-            link.do_send(SendFrame(peer_link::encode(msg)));
+            send_frame(link, peer_link::encode(msg));
         }
+    }
+}
+
+/// A link whose mailbox is full is too far behind to catch up frame by
+/// frame: it drops its connection and Zab resyncs the peer (frames after
+/// the reset go to the new connection, which Zab treats as a fresh peer).
+fn send_frame(link: &Mailbox<PeerLink>, frame: bytes::Bytes) {
+    if link.try_send(SendFrame(frame)).is_err() {
+        link.do_send(Reset);
     }
 }
 
@@ -395,7 +405,7 @@ impl Processor {
                 let frame = peer_link::encode(&msg);
                 for id in to {
                     if let Some(link) = z.links.get(&id) {
-                        link.do_send(SendFrame(frame.clone()));
+                        send_frame(link, frame.clone());
                     }
                 }
             }
@@ -498,7 +508,7 @@ impl Processor {
                         self.tracker.do_send(Tracking::Track { session_id: *session_id, timeout_ms: *timeout_ms });
                     }
                 } else {
-                    self.tracker.do_send(Tracking::Mode { expire: false, forward_to: Some(ctx.address().recipient()) });
+                    self.tracker.do_send(Tracking::Mode { expire: false, forward_to: Some(self.mailbox(ctx).inbox()) });
                 }
             }
             Command::LookForLeader { reason } => {
@@ -627,13 +637,11 @@ impl Processor {
     }
 }
 
-impl Handler<Incoming> for Processor {
-    type Result = ();
-
+impl Serve<Incoming> for Processor {
     /// A peer connection that said Hello: members' go to their link (when
     /// they are the dialer); with reconfigEnabled a server outside the
     /// config gets a link too, so it can sync as a learner and be added.
-    fn handle(&mut self, m: Incoming, _: &mut Context<Self>) {
+    fn serve(&mut self, m: Incoming, _: &mut Context<Self>) {
         let Some(z) = self.zab.as_mut() else { return };
         let my_id = z.peer.id();
         match z.links.get(&m.from) {
@@ -650,12 +658,8 @@ impl Handler<Incoming> for Processor {
     }
 }
 
-impl Handler<PeerEvent> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, ev: PeerEvent, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<PeerEvent> for Processor {
+    fn serve(&mut self, ev: PeerEvent, ctx: &mut Context<Self>) {
         let Some(z) = self.zab.as_mut() else { return };
         let cmds = match ev {
             PeerEvent::Up { peer, gen } => {
@@ -701,12 +705,8 @@ impl Handler<PeerEvent> for Processor {
 #[rtype(result = "()")]
 pub struct Touches(pub Vec<i64>);
 
-impl Handler<Touches> for Processor {
-    type Result = ();
-
-    fn handle(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {
-        let me = self.me.clone();
-        let _t = me.track();
+impl Serve<Touches> for Processor {
+    fn serve(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {
         let Some(z) = self.zab.as_ref() else { return };
         if let (true, Some(leader)) = (z.serving, z.peer.leader()) {
             if leader != z.peer.id() && !sessions.is_empty() {

@@ -3,6 +3,7 @@
 
 use super::Zab;
 use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
+use crate::mailbox::{Inbox, Mailbox};
 use crate::registry::Registry;
 use std::sync::Arc;
 use actix::prelude::*;
@@ -93,10 +94,11 @@ impl QuorumSetup {
         Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl })
     }
 
-    pub fn start(self, events: Recipient<PeerEvent>, incoming: Recipient<Incoming>, registry: Arc<Registry>, log: &slog::Logger) -> Zab {
-        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events, registry, log: log.clone() };
-        let links: BTreeMap<ServerId, Addr<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
-        let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
+    /// Peer links and the quorum listener run on `thread`, so votes and
+    /// heartbeats are read and written away from client work.
+    pub fn start(self, events: Inbox<PeerEvent>, incoming: Inbox<Incoming>, registry: Arc<Registry>, thread: ArbiterHandle, log: &slog::Logger) -> Zab {
+        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events, registry, thread: thread.clone(), log: log.clone() };
+        let links: BTreeMap<ServerId, Mailbox<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
         if let Some(tls) = &self.tls {
             slog::info!(log, "quorum links use TLS (sslQuorum)");
             for w in &tls.warnings {
@@ -106,7 +108,11 @@ impl QuorumSetup {
         if self.sasl.is_some() {
             slog::info!(log, "quorum links authenticate with SASL DIGEST-MD5 (quorum.auth.enableSasl)");
         }
-        peer_link::accept_loop(listener, incoming, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, log.new(slog::o!("actor" => "peer-listener")));
+        let (listener, tls, sasl, alog) = (self.listener, self.tls.clone(), self.sasl.clone(), log.new(slog::o!("actor" => "peer-listener")));
+        thread.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("quorum listener joins the runtime");
+            peer_link::accept_loop(listener, incoming, tls, sasl, MAX_PEER_FRAME_BYTES, alog);
+        });
         Zab::new(self.peer, links, factory, 0, &self.data_dir)
     }
 }
@@ -117,18 +123,22 @@ pub struct LinkFactory {
     my_id: ServerId,
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
-    events: Recipient<PeerEvent>,
+    events: Inbox<PeerEvent>,
     registry: Arc<Registry>,
+    thread: ArbiterHandle,
     log: slog::Logger,
 }
 
 impl LinkFactory {
     /// A link to `id` at `addr` (dialed when our id is the larger; empty
     /// for a joiner that dialed us).
-    pub fn link(&self, id: ServerId, addr: String) -> Addr<PeerLink> {
+    pub fn link(&self, id: ServerId, addr: String) -> Mailbox<PeerLink> {
         let me = self.registry.register("peer-link", id.to_string());
         let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
-        PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me, llog).start()
+        let link = PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me.clone(), llog);
+        let mb = Mailbox::new(Supervisor::start_in_arbiter(&self.thread, move |_| link), me);
+        crate::supervise::injectable(&mb);
+        mb
     }
 }
 

@@ -186,13 +186,12 @@ impl Ensemble {
 
     /// GET `path` from a member's admin endpoint; the body.
     pub fn admin_get(&self, id: u64, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.member(id).admin_port)).expect("admin endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+        super::admin(self.member(id).admin_port, "GET", path).1
+    }
+
+    /// POST `path` to a member's admin endpoint; (status, body).
+    pub fn admin_post(&self, id: u64, path: &str) -> (u16, String) {
+        super::admin(self.member(id).admin_port, "POST", path)
     }
 
     pub fn all_ids(&self) -> Vec<u64> {
