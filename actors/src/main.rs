@@ -3,6 +3,7 @@
 mod cli;
 mod admin;
 mod admin_cli;
+mod broadcast;
 mod codec;
 mod connection;
 mod dispatcher;

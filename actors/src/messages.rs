@@ -161,3 +161,51 @@ pub struct EncodeSnap {
     pub header: Vec<u8>,
     pub items: Vec<warden_core::snapshot::SnapItem>,
 }
+
+/// What `srvr`/`mntr` report of the quorum, as the broadcast actor last
+/// published it (it writes, the processor only reads).
+pub type QuorumView = Arc<std::sync::Mutex<Option<warden_core::fourlw::QuorumStatus>>>;
+
+/// Processor (and start-up) -> broadcast actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ToZab {
+    /// Start Zab: links, the quorum listener, the election.
+    Start { processor: crate::mailbox::Mailbox<crate::processor::Processor> },
+    /// Leader: writes the processor numbered (`zab::leader::zxid_after`) and
+    /// prepared, in `term` (from `FromZab::Serving`).
+    Propose { term: u64, entries: Vec<Arc<warden_core::txn::LogEntry>> },
+    /// Learner: a forwarded request or touches, for the leader.
+    ToLeader(warden_core::zab::Message),
+    /// Leader: the tree digest, for every learner.
+    ToLearners(warden_core::zab::Message),
+    /// After a SNAP: the config found in the leader's tree.
+    ConfigFromTree(Vec<u8>),
+    /// A snapshot began: new transactions go to a new log segment.
+    RollLog,
+}
+
+/// Broadcast actor -> processor: what Zab decided, in order. Committed
+/// transactions come before a snapshot request, so the tree the processor
+/// copies for it is exactly at its zxid.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromZab {
+    /// Synced with a quorum: serve clients. A leader numbers its writes
+    /// after `last_zxid` and tags them with `term`.
+    Serving { leader: u64, me: u64, state: warden_core::zab::PeerState, epoch: u32, last_zxid: i64, term: u64 },
+    /// While serving, the role changed (a reconfig promoted an observer).
+    Role(warden_core::zab::PeerState),
+    /// Stop serving; an election runs.
+    LookForLeader { reason: &'static str },
+    /// Committed transactions, in zxid order.
+    Apply(Vec<warden_core::txn::LogEntry>),
+    /// Leader: a learner needs the tree at `zxid`, encoded as a SNAP frame.
+    SnapFor { to: u64, zxid: i64, reply: tokio::sync::oneshot::Sender<bytes::Bytes> },
+    /// Learner: the leader's snapshot replaces the tree.
+    Install { zxid: i64, data: Vec<u8> },
+    /// Leader: itself and the learners synced with it.
+    SyncedLearners(std::collections::BTreeSet<u64>),
+    /// Runtime traffic from a peer: a forwarded request, touches, a digest.
+    FromPeer(warden_core::zab::Message),
+}

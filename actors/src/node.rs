@@ -265,7 +265,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let stats = Arc::new(ServerStats::default());
         let mut kinds = vec!["processor", "dispatcher", "session", "snapshotter", "tracker", "txn-log"];
         if ensemble {
-            kinds.push("peer-link");
+            kinds.extend(["broadcast", "peer-link"]);
         }
         let registry = Arc::new(Registry::with_kinds(&kinds));
         // Threads: this one runs the listeners and the tracker; the
@@ -318,27 +318,41 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 }
             });
         }
+        let processor_stats = registry.register("processor", "0");
+        // The txn log reports to the processor standalone, to the broadcast
+        // actor (which owns the log) in an ensemble.
+        let make_log = {
+            let (dir, prealloc, force, delay) = (storage::version_dir(&config.data_log_dir), config.pre_alloc_size_kb * 1024, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64));
+            let (me, stats, llog) = (registry.register("txn-log", "0"), stats.clone(), log.new(o!("actor" => "txn-log")));
+            move |synced| TxnLog::start(dir, prealloc, force, delay, synced, me, stats, llog)
+        };
+        let (broadcast, make_log) = match zab_start {
+            Some(q) => {
+                let view = crate::messages::QuorumView::default();
+                let b = q.start(&quorum_thread.handle(), make_log, registry.clone(), view.clone(), stats.clone(), &log);
+                (Some((b, view)), None)
+            }
+            None => (None, Some(make_log)),
+        };
         let processor = {
             let (config, stats, dispatcher, tracker, snapshotter) = (config.clone(), stats.clone(), dispatcher.clone(), tracker.clone(), snapshotter.clone());
             let plog = log.new(o!("actor" => "processor"));
-            let prealloc = config.pre_alloc_size_kb * 1024;
-            let log_dir = storage::version_dir(&config.data_log_dir);
-            let me = registry.register("processor", "0");
-            let log_me = registry.register("txn-log", "0");
-            let me2 = me.clone();
-            let registry2 = registry.clone();
-            let quorum = quorum_thread.handle();
+            let (me, broadcast) = (processor_stats.clone(), broadcast.clone());
             let addr = Supervisor::start_in_arbiter(&processor_thread.handle(), move |ctx: &mut Context<Processor>| {
-                let mine = Mailbox::new(ctx.address(), me2.clone());
-                let txn_log = TxnLog::start(log_dir, prealloc, config.force_sync, std::time::Duration::from_millis(config.fsync_delay_ms as u64), mine.inbox(), log_me, stats.clone(), plog.new(o!("actor" => "txn-log")));
-                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me2, config, stats, plog.clone());
-                match zab_start {
-                    Some(q) => processor.with_zab(q.start(mine.inbox(), mine.inbox(), registry2.clone(), quorum, &plog)),
+                let mine = Mailbox::new(ctx.address(), me.clone());
+                let txn_log = make_log.map(|start| start(mine.inbox()));
+                let counter_limit = config.zxid_counter_limit;
+                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog);
+                match broadcast {
+                    Some((b, view)) => processor.with_zab(crate::ensemble::Ensemble::new(b, view, counter_limit)),
                     None => processor,
                 }
             });
-            Mailbox::new(addr, me)
+            Mailbox::new(addr, processor_stats)
         };
+        if let Some((b, _)) = &broadcast {
+            b.do_send(crate::messages::ToZab::Start { processor: processor.clone() });
+        }
         crate::supervise::injectable(&processor);
         crate::supervise::injectable(&dispatcher);
         crate::supervise::injectable(&tracker);

@@ -78,7 +78,8 @@ pub struct Processor {
     pub(crate) core: Core,
     pub(crate) dispatcher: Mailbox<Dispatcher>,
     pub(crate) tracker: Mailbox<Tracker>,
-    pub(crate) txn_log: TxnLog,
+    /// Standalone: the log. In an ensemble the broadcast actor owns it.
+    pub(crate) txn_log: Option<TxnLog>,
     pub(crate) snapshotter: Mailbox<Snapshotter>,
     pub(crate) me: Arc<ActorStats>,
     pub(crate) config: Arc<Config>,
@@ -94,13 +95,13 @@ pub struct Processor {
     pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
     snapshot: Option<SnapshotWriter>,
-    /// Ensemble mode: the Zab state and peer links (None when standalone).
-    pub(crate) zab: Option<crate::ensemble::Zab>,
+    /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
+    pub(crate) zab: Option<crate::ensemble::Ensemble>,
 }
 
 impl Processor {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(core: Core, dispatcher: Mailbox<Dispatcher>, tracker: Mailbox<Tracker>, txn_log: TxnLog, snapshotter: Mailbox<Snapshotter>, me: Arc<ActorStats>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
+    pub fn new(core: Core, dispatcher: Mailbox<Dispatcher>, tracker: Mailbox<Tracker>, txn_log: Option<TxnLog>, snapshotter: Mailbox<Snapshotter>, me: Arc<ActorStats>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
         Processor {
@@ -128,7 +129,7 @@ impl Processor {
         Mailbox::new(ctx.address(), self.me.clone())
     }
 
-    pub fn with_zab(mut self, zab: crate::ensemble::Zab) -> Processor {
+    pub fn with_zab(mut self, zab: crate::ensemble::Ensemble) -> Processor {
         self.zab = Some(zab);
         self
     }
@@ -140,10 +141,12 @@ impl Processor {
             return;
         }
         if self.zab.is_some() {
-            return self.propose(entries, ctx);
+            return self.propose(entries);
         }
         self.txns_since_snapshot += entries.len() as u64;
-        self.txn_log.append(entries);
+        if let Some(log) = &self.txn_log {
+            log.append(entries);
+        }
         self.maybe_snapshot(ctx);
     }
 
@@ -157,12 +160,13 @@ impl Processor {
     /// until it drains. This processor's mailbox then fills and session
     /// handlers stop reading their sockets (the processor's full answer).
     fn hold_while_downstream_full(&mut self, ctx: &mut Context<Self>) {
-        if !self.txn_log.full() && !self.dispatcher.full() {
+        let downstream = [self.txn_log.as_ref().map(|l| &l.me), Some(&self.dispatcher.stats), self.zab.as_ref().map(|z| &z.broadcast().stats)];
+        let downstream: Vec<_> = downstream.into_iter().flatten().cloned().collect();
+        if !downstream.iter().any(|s| s.full()) {
             return;
         }
-        let (log, dispatcher) = (self.txn_log.me.clone(), self.dispatcher.stats.clone());
         ctx.wait(actix::fut::wrap_future(async move {
-            while log.full() || dispatcher.full() {
+            while downstream.iter().any(|s| s.full()) {
                 actix::clock::sleep(Duration::from_millis(1)).await;
             }
         }));
@@ -251,12 +255,14 @@ impl Processor {
     fn start_snapshot(&mut self, ctx: &mut Context<Self>) {
         self.txns_since_snapshot = 0;
         self.next_snapshot_after = snapshot_threshold(self.config.snap_count);
-        // New transactions go to a new segment, so old ones can be purged later.
-        let next = match &self.zab {
-            Some(z) => z.peer.store().last_zxid() + 1,
-            None => self.core.next_zxid(),
-        };
-        self.txn_log.roll(next);
+        // New transactions go to a new segment, so old ones can be purged
+        // later (in an ensemble after the last logged one, which the
+        // broadcast actor knows).
+        match (&self.zab, &self.txn_log) {
+            (Some(z), _) => z.broadcast().do_send(crate::messages::ToZab::RollLog),
+            (None, Some(log)) => log.roll(self.core.next_zxid()),
+            (None, None) => {}
+        }
         let (writer, bytes) = SnapshotWriter::begin(&self.core.db);
         info!(self.log, "starting fuzzy snapshot"; "zxid" => format!("{:#x}", writer.zxid));
         self.snapshotter.do_send(SnapshotPart::Begin { zxid: writer.zxid, bytes });
@@ -321,7 +327,7 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor);
-crate::mailbox::mailbox!(Processor: Connect, Submit, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::peer_link::Incoming, crate::peer_link::PeerEvent, crate::ensemble::Touches);
+crate::mailbox::mailbox!(Processor: Connect, Submit, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process
@@ -463,9 +469,7 @@ impl Serve<Expire> for Processor {
 impl Serve<Synced> for Processor {
     fn serve(&mut self, msg: Synced, ctx: &mut Context<Self>) {
         self.stats.fsyncs.store(msg.fsyncs, Relaxed);
-        if self.zab.is_some() {
-            return self.on_disk_ops_done(msg.ops, ctx);
-        }
+        let _ = ctx;
         self.synced_zxid = self.synced_zxid.max(msg.zxid);
         self.apply_durable();
     }

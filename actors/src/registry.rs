@@ -247,7 +247,7 @@ pub struct Registry {
 
 /// Kinds whose state can be rebuilt in place; the others escalate.
 pub fn can_restart(kind: &str) -> bool {
-    !matches!(kind, "processor" | "txn-log")
+    !matches!(kind, "processor" | "txn-log" | "broadcast")
 }
 
 /// Default policies: kinds that can rebuild restart a few times a minute

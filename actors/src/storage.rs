@@ -259,11 +259,6 @@ impl TxnLog {
         }
     }
 
-    /// Commands queued at least up to the kind's mailbox capacity.
-    pub fn full(&self) -> bool {
-        self.me.full()
-    }
-
     pub fn append(&self, entries: Vec<Arc<LogEntry>>) {
         self.send(LogCommand::Append(entries));
     }

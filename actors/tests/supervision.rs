@@ -101,9 +101,11 @@ async fn panics_in_every_kind_on_leader_and_follower_are_handled_by_policy() {
                 assert!(serves(&addr, &format!("/after-{role}-{kind}")).await, "the {role} serves after its {kind} panicked");
             }
         }
-        // The processor and the txn log escalate: the member fail-stops
-        // with 70, the others serve on, and it rejoins after a restart.
-        for (member, kind) in [(follower, "processor"), (leader, "txn-log")] {
+        // The processor, the txn log and the broadcast actor escalate: the
+        // member fail-stops with 70, the others serve on, and it rejoins
+        // after a restart.
+        for (member, kind) in [(follower, "processor"), (leader, "txn-log"), (0, "broadcast")] {
+            let member = if member == 0 { e.wait_leader(SERVE) } else { member };
             let (status, body) = e.admin_post(member, &format!("/actors/{kind}/fault?mode=panic"));
             assert_eq!(status, 202, "{body}");
             let code = wait_exit(e.server(member)).unwrap_or_else(|| panic!("{kind} panic stops member {member}")).code();

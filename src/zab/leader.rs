@@ -98,6 +98,23 @@ pub struct Leader {
     now_ms: u64,
 }
 
+/// The zxid a serving leader of `epoch` gives the write after `prev` (the
+/// last it gave, or its last logged zxid when it began serving): the next
+/// counter, or — once the counter reached `counter_limit` — the first of the
+/// next epoch, which the leader then bumps to without an election. The
+/// processor numbers writes with this while the broadcast actor proposes
+/// them; `Leader::next_zxid` follows the same rule.
+pub fn zxid_after(prev: Zxid, epoch: Epoch, counter_limit: u32) -> Zxid {
+    let epoch = epoch.max(zxid::epoch_of(prev));
+    if zxid::epoch_of(prev) != epoch {
+        zxid::make(epoch, 1)
+    } else if zxid::counter_of(prev) >= counter_limit {
+        zxid::make(epoch + 1, 1)
+    } else {
+        prev + 1
+    }
+}
+
 impl Leader {
     pub fn new(cfg: &Config) -> Leader {
         Leader {
@@ -812,5 +829,22 @@ mod tests {
         // proposals before its NEWLEADER; the queued write goes to 2 only.
         assert!(out.contains(&Command::CloseLink { peer: 3 }));
         assert!(out.contains(&Command::Broadcast { to: vec![2], msg: Message::Proposal(LogEntry { hdr: TxnHeader { zxid: z, ..hdr() }, txn: Txn::Error { code: 0 } }) }));
+    }
+
+    #[test]
+    fn zab_zxid_after_numbers_writes_as_the_leader_does_across_a_bump() {
+        let (mut l, mut store) = setup(3);
+        l.counter_limit = 2;
+        establish(&mut l, &mut store, 3);
+        let mut prev = store.last_zxid();
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let predicted = zxid_after(prev, 4, 2);
+            assert_eq!(l.next_zxid(&store), Ok(predicted));
+            prev = l.propose(&mut store, hdr(), Txn::Error { code: 0 }, &mut out).unwrap();
+            assert_eq!(prev, predicted);
+        }
+        assert_eq!(prev, zxid::make(5, 2), "two in epoch 4, then the bump's first two in 5");
+        assert_eq!(zxid_after(zxid::make(3, 9), 4, 2), zxid::make(4, 1), "a new leader starts its epoch at 1");
     }
 }

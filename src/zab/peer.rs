@@ -248,6 +248,16 @@ impl Peer {
         out
     }
 
+    /// Leaves the current role and looks for a leader (the runtime found
+    /// its view of the role out of step with this one).
+    pub fn step_down(&mut self, reason: &'static str) -> Vec<Command> {
+        let mut out = Vec::new();
+        if matches!(self.role, Role::Following(_) | Role::Leading(_)) {
+            self.handle(Flow::StepDown(reason), &mut out);
+        }
+        out
+    }
+
     /// The zxid the next `propose` will assign (see `Leader::next_zxid`).
     pub fn next_zxid(&self) -> Result<Zxid, ProposeError> {
         let Role::Leading(l) = &self.role else { return Err(ProposeError::NotLeader) };

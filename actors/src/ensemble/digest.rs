@@ -3,9 +3,9 @@
 //! differs (it diverged and must not serve).
 
 use super::DIGEST_MEMORY;
-use crate::peer_link::{self, SendFrame};
+use crate::messages::ToZab;
 use crate::processor::Processor;
-use warden_core::zab::{Message, PeerState, Zxid};
+use warden_core::zab::{Message, Zxid};
 
 impl Processor {
     /// Leader: the digest after the last applied zxid, to every learner.
@@ -19,10 +19,7 @@ impl Processor {
             return;
         }
         z.digest_sent_for = zxid;
-        let frame = peer_link::encode(&Message::Digest { zxid, digest });
-        for link in z.links.values() {
-            link.do_send(SendFrame(frame.clone()));
-        }
+        z.broadcast().do_send(ToZab::ToLearners(Message::Digest { zxid, digest }));
     }
 
     /// Learner: compares the leader's digest with ours at the same zxid.
@@ -43,11 +40,11 @@ impl Processor {
     /// After each applied transaction on a learner: remember its digest, and
     /// check the leader's if it was waiting for this zxid.
     pub(super) fn note_applied_digest(&mut self, zxid: Zxid) {
-        let digest = self.core.db.tree.digest();
-        let Some(z) = self.zab.as_mut() else { return };
-        if z.peer.state() == PeerState::Leading {
+        if self.is_leader() {
             return;
         }
+        let digest = self.core.db.tree.digest();
+        let Some(z) = self.zab.as_mut() else { return };
         if z.applied_digests.len() >= DIGEST_MEMORY {
             z.applied_digests.pop_front();
         }

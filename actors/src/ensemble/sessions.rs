@@ -67,10 +67,8 @@ impl Processor {
                 self.flush_log(ctx);
             }
         } else if let Some(z) = self.zab.as_ref() {
-            if let Some(leader) = z.peer.leader() {
-                let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms }, local: false };
-                z.send(leader, &Message::Request(fwd));
-            }
+            let fwd = Forward { session_id, cxid: 0, auth: Vec::new(), op: ForwardOp::CreateSession { timeout_ms }, local: false };
+            z.send_to_leader(Message::Request(fwd));
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Ensemble startup: the quorum port is bound and the Zab peer built before
 //! anything runs; the epoch files ZooKeeper keeps in `dataDir/version-2`.
 
-use super::Zab;
-use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
+use crate::broadcast::Broadcast;
 use crate::mailbox::{Inbox, Mailbox};
+use crate::messages::{QuorumView, Synced};
+use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
 use crate::registry::Registry;
+use crate::stats::ServerStats;
+use crate::storage::TxnLog;
 use std::sync::Arc;
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -24,14 +27,14 @@ pub fn read_epoch(data_dir: &Path, kind: EpochKind) -> Result<u32, String> {
     }
 }
 
-pub(super) fn epoch_file(kind: EpochKind) -> &'static str {
+pub(crate) fn epoch_file(kind: EpochKind) -> &'static str {
     match kind {
         EpochKind::Accepted => "acceptedEpoch",
         EpochKind::Current => "currentEpoch",
     }
 }
 
-pub(super) fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
+pub(crate) fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
     let path = dir.join(epoch_file(kind));
     let tmp = dir.join(format!("{}.tmp", epoch_file(kind)));
     let mut f = std::fs::File::create(&tmp)?;
@@ -53,6 +56,7 @@ pub struct QuorumSetup {
     data_dir: PathBuf,
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    allow_joiners: bool,
 }
 
 impl QuorumSetup {
@@ -91,14 +95,17 @@ impl QuorumSetup {
             None => None,
         };
         let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
-        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl })
+        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl, allow_joiners: config.reconfig_enabled })
     }
 
     /// Peer links and the quorum listener run on `thread`, so votes and
     /// heartbeats are read and written away from client work.
-    pub fn start(self, events: Inbox<PeerEvent>, incoming: Inbox<Incoming>, registry: Arc<Registry>, thread: ArbiterHandle, log: &slog::Logger) -> Zab {
-        let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events, registry, thread: thread.clone(), log: log.clone() };
-        let links: BTreeMap<ServerId, Mailbox<PeerLink>> = self.members.into_iter().map(|(id, addr)| (id, factory.link(id, addr))).collect();
+    /// Starts the broadcast actor on `thread` (the quorum thread, shared
+    /// with the peer links and the quorum listener). `txn_log` starts the
+    /// log thread reporting to it. Nothing runs before `ToZab::Start`.
+    pub fn start(self, thread: &ArbiterHandle, txn_log: impl FnOnce(Inbox<Synced>) -> TxnLog + Send + 'static, registry: Arc<Registry>, view: QuorumView, stats: Arc<ServerStats>, log: &slog::Logger) -> Mailbox<Broadcast> {
+        let me = registry.register("broadcast", "0");
+        let blog = log.new(slog::o!("actor" => "broadcast"));
         if let Some(tls) = &self.tls {
             slog::info!(log, "quorum links use TLS (sslQuorum)");
             for w in &tls.warnings {
@@ -108,12 +115,32 @@ impl QuorumSetup {
         if self.sasl.is_some() {
             slog::info!(log, "quorum links authenticate with SASL DIGEST-MD5 (quorum.auth.enableSasl)");
         }
-        let (listener, tls, sasl, alog) = (self.listener, self.tls.clone(), self.sasl.clone(), log.new(slog::o!("actor" => "peer-listener")));
-        thread.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("quorum listener joins the runtime");
-            peer_link::accept_loop(listener, incoming, tls, sasl, MAX_PEER_FRAME_BYTES, alog);
+        let (link_log, me2) = (log.clone(), me.clone());
+        let thread2 = thread.clone();
+        let addr = Supervisor::start_in_arbiter(thread, move |ctx: &mut Context<Broadcast>| {
+            let mine = Mailbox::new(ctx.address(), me2.clone());
+            let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events: mine.inbox(), registry, thread: thread2, allow_joiners: self.allow_joiners, log: link_log.clone() };
+            let listener = QuorumListener { listener: self.listener, tls: self.tls, sasl: self.sasl, log: link_log.new(slog::o!("actor" => "peer-listener")) };
+            Broadcast::new(self.peer, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
         });
-        Zab::new(self.peer, links, factory, 0, &self.data_dir)
+        let mb = Mailbox::new(addr, me);
+        crate::supervise::injectable(&mb);
+        mb
+    }
+}
+
+/// The bound quorum port; accepts on the thread that runs it.
+pub struct QuorumListener {
+    listener: std::net::TcpListener,
+    tls: Option<crate::tls::QuorumTls>,
+    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    log: slog::Logger,
+}
+
+impl QuorumListener {
+    pub fn run(self, incoming: Inbox<Incoming>) {
+        let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
+        peer_link::accept_loop(listener, incoming, self.tls, self.sasl, MAX_PEER_FRAME_BYTES, self.log);
     }
 }
 
@@ -126,6 +153,8 @@ pub struct LinkFactory {
     events: Inbox<PeerEvent>,
     registry: Arc<Registry>,
     thread: ArbiterHandle,
+    /// reconfigEnabled: servers outside the config may connect to join.
+    pub allow_joiners: bool,
     log: slog::Logger,
 }
 

@@ -1,0 +1,454 @@
+//! The broadcast actor (kind "broadcast"): owns the pure Zab `Peer` —
+//! election, discovery, sync and atomic broadcast — the peer links, the
+//! epoch files and, on an ensemble member, the txn log. It runs on the
+//! quorum thread with the links, so votes, heartbeats, ACKs and commits
+//! never queue behind client requests. It talks to the processor only by
+//! typed messages: the processor numbers and prepares writes and sends
+//! `ToZab::Propose`; the broadcast actor sends back what Zab decided
+//! (`FromZab`: serving, looking, committed transactions, snapshots).
+
+use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, LinkFactory};
+use crate::mailbox::{Mailbox, Serve};
+use crate::messages::{FromZab, QuorumView, Synced, ToZab};
+use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset, SendFrame};
+use crate::processor::Processor;
+use crate::registry::{ActorStats, Fault};
+use crate::storage::TxnLog;
+use actix::prelude::*;
+use slog::{error, info, warn, Logger};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden_core::zab::{Command, Message, Peer, PeerState, ProposeError, ServerId, Zxid};
+
+/// How often the Zab state machine sees the clock.
+const ZAB_TICK: Duration = Duration::from_millis(20);
+
+pub struct Broadcast {
+    peer: Peer,
+    /// Set by `ToZab::Start`; nothing runs before.
+    processor: Option<Mailbox<Processor>>,
+    txn_log: TxnLog,
+    links: BTreeMap<ServerId, Mailbox<PeerLink>>,
+    link_factory: LinkFactory,
+    /// The live connection generation per peer (events of older ones are stale).
+    link_gen: HashMap<ServerId, u64>,
+    /// Disk operations issued, oldest first: the zxid the log ends at after each.
+    disk_ops: VecDeque<Zxid>,
+    ops_done: u64,
+    epoch_dir: PathBuf,
+    data_dir: PathBuf,
+    started: Instant,
+    serving: bool,
+    /// The role the processor was last told of.
+    reported_state: PeerState,
+    /// Bumped each time this member starts serving as leader; the
+    /// processor tags its proposals with it, so stale ones are told apart.
+    term: u64,
+    looking_since: Option<Instant>,
+    last_election_ms: u64,
+    synced_learners: BTreeSet<ServerId>,
+    /// What `srvr`/`mntr` report, refreshed every tick.
+    view: QuorumView,
+    /// The quorum listener and the members to link to, until `Start` runs
+    /// them on this thread.
+    listener: Option<crate::ensemble::setup::QuorumListener>,
+    members: BTreeMap<ServerId, String>,
+    stats: Arc<crate::stats::ServerStats>,
+    me: Arc<ActorStats>,
+    log: Logger,
+}
+
+/// A safety check failed: stop rather than serve wrong data (exit 3).
+pub fn fatal(log: &Logger, reason: &str) -> ! {
+    error!(log, "Zab safety check failed; stopping rather than serve wrong data"; "reason" => reason);
+    eprintln!("warden: fatal: {reason}");
+    std::thread::sleep(Duration::from_millis(100));
+    std::process::exit(3);
+}
+
+impl Broadcast {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(peer: Peer, txn_log: TxnLog, link_factory: LinkFactory, listener: crate::ensemble::setup::QuorumListener, members: BTreeMap<ServerId, String>, data_dir: PathBuf, view: QuorumView, stats: Arc<crate::stats::ServerStats>, me: Arc<ActorStats>, log: Logger) -> Broadcast {
+        Broadcast {
+            peer,
+            processor: None,
+            txn_log,
+            links: BTreeMap::new(),
+            link_factory,
+            link_gen: HashMap::new(),
+            disk_ops: VecDeque::new(),
+            ops_done: 0,
+            epoch_dir: crate::storage::version_dir(&data_dir),
+            data_dir,
+            started: Instant::now(),
+            serving: false,
+            reported_state: PeerState::Looking,
+            term: 0,
+            looking_since: Some(Instant::now()),
+            last_election_ms: 0,
+            synced_learners: BTreeSet::new(),
+            view,
+            listener: Some(listener),
+            members,
+            stats,
+            me,
+            log,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn to_processor(&self, msg: FromZab) {
+        if let Some(p) = &self.processor {
+            p.do_send(msg);
+        }
+    }
+
+    fn send(&self, to: ServerId, msg: &Message) {
+        if let Some(link) = self.links.get(&to) {
+            send_frame(link, peer_link::encode(msg));
+        }
+    }
+
+    fn start(&mut self, processor: Mailbox<Processor>, ctx: &mut Context<Self>) {
+        self.processor = Some(processor);
+        for (id, addr) in std::mem::take(&mut self.members) {
+            self.links.insert(id, self.link_factory.link(id, addr));
+        }
+        if let Some(l) = self.listener.take() {
+            l.run(crate::mailbox::Mailbox::new(ctx.address(), self.me.clone()).inbox());
+        }
+        let now = self.now_ms();
+        let cmds = self.peer.start(now);
+        self.run_commands(cmds, ctx);
+        ctx.run_interval(ZAB_TICK, |act, ctx| {
+            crate::mailbox::guarded(act, ctx, |act, ctx| act.tick(ctx));
+        });
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now_ms();
+        let cmds = self.peer.on_tick(now);
+        self.run_commands(cmds, ctx);
+        self.note_synced_learners();
+        self.publish_view();
+    }
+
+    /// What a reconfig's NewConfigNoQuorum check counts: this leader and
+    /// the learners synced with it (nobody when not leading).
+    fn note_synced_learners(&mut self) {
+        let synced: BTreeSet<ServerId> = match self.peer.state() {
+            PeerState::Leading => self.peer.learners().into_iter().filter(|l| l.2).map(|l| l.0).chain([self.peer.id()]).collect(),
+            _ => Default::default(),
+        };
+        if synced != self.synced_learners {
+            self.synced_learners = synced.clone();
+            self.to_processor(FromZab::SyncedLearners(synced));
+        }
+    }
+
+    fn publish_view(&self) {
+        let store = self.peer.store();
+        let peer_state = match (self.peer.state(), self.serving) {
+            (PeerState::Looking, _) => "looking",
+            (PeerState::Leading, true) => "leading - broadcast",
+            (PeerState::Leading, false) => "leading - synchronization",
+            (PeerState::Following, true) => "following - broadcast",
+            (PeerState::Following, false) => "following - synchronization",
+            (PeerState::Observing, true) => "observing - broadcast",
+            (PeerState::Observing, false) => "observing - synchronization",
+        };
+        let learners = self
+            .peer
+            .learners()
+            .into_iter()
+            .map(|(id, observer, synced, acked)| warden_core::fourlw::LearnerStatus { id, observer, synced, acked_zxid: acked, lag: store.entries_after(acked.max(store.base())).count() as u64 })
+            .collect();
+        let status = warden_core::fourlw::QuorumStatus {
+            peer_state: peer_state.into(),
+            server_id: self.peer.id(),
+            leader_id: self.peer.leader(),
+            epoch: store.current_epoch,
+            last_logged_zxid: store.last_zxid(),
+            committed_zxid: store.committed(),
+            last_election_ms: self.last_election_ms,
+            learners,
+        };
+        *self.view.lock().unwrap() = Some(status);
+    }
+
+    /// The log thread finished operations up to `ops` (cumulative).
+    fn on_disk_ops_done(&mut self, ops: u64, ctx: &mut Context<Self>) {
+        while self.ops_done < ops {
+            self.ops_done += 1;
+            let Some(zxid) = self.disk_ops.pop_front() else {
+                fatal(&self.log, &format!("the log reported operation {} that was never issued", self.ops_done));
+            };
+            let cmds = self.peer.on_persisted(zxid);
+            self.run_commands(cmds, ctx);
+        }
+    }
+
+    /// A write the processor numbered and prepared. Proposals of an older
+    /// term are stale (this member stopped leading since); a zxid Zab would
+    /// not give (an epoch bump the processor could not foresee) makes the
+    /// leader step down, and clients retry with the next one.
+    fn propose(&mut self, term: u64, entries: Vec<Arc<warden_core::txn::LogEntry>>, ctx: &mut Context<Self>) {
+        if term != self.term || !self.serving {
+            return;
+        }
+        for e in entries {
+            match self.peer.next_zxid() {
+                Ok(z) if z == e.hdr.zxid => {}
+                Ok(z) => {
+                    warn!(self.log, "the processor numbered a write differently from Zab; stepping down"; "prepared" => format!("{:#x}", e.hdr.zxid), "zab" => format!("{z:#x}"));
+                    let cmds = self.peer.step_down("proposal numbering out of step");
+                    return self.run_commands(cmds, ctx);
+                }
+                Err(ProposeError::NotLeader) => return,
+                Err(err) => fatal(&self.log, &format!("cannot propose {:#x}: {err:?}", e.hdr.zxid)),
+            }
+            match self.peer.propose(e.hdr, e.txn.clone()) {
+                Ok((_, cmds)) => self.run_commands(cmds, ctx),
+                Err(err) => fatal(&self.log, &format!("propose failed after next_zxid succeeded: {err:?}")),
+            }
+        }
+    }
+
+    fn run_commands(&mut self, cmds: Vec<Command>, ctx: &mut Context<Self>) {
+        for cmd in cmds {
+            self.run_command(cmd, ctx);
+        }
+        // A reconfig can turn an observer into a follower (or back) while it serves.
+        let state = self.peer.state();
+        if self.serving && state != self.reported_state {
+            self.reported_state = state;
+            self.to_processor(FromZab::Role(state));
+        }
+    }
+
+    fn run_command(&mut self, cmd: Command, ctx: &mut Context<Self>) {
+        match cmd {
+            Command::Send { to, msg } => self.send(to, &msg),
+            Command::Broadcast { to, msg } => {
+                let frame = peer_link::encode(&msg);
+                for id in to {
+                    if let Some(link) = self.links.get(&id) {
+                        send_frame(link, frame.clone());
+                    }
+                }
+            }
+            Command::CloseLink { peer } => {
+                if let Some(link) = self.links.get(&peer) {
+                    link.do_send(Reset);
+                }
+            }
+            Command::PersistEpoch { kind, epoch } => {
+                if let Err(e) = write_epoch(&self.epoch_dir, kind, epoch) {
+                    fatal(&self.log, &format!("cannot persist {}: {e}", epoch_file(kind)));
+                }
+            }
+            Command::AppendLog { entries } => {
+                let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| self.peer.store().last_zxid());
+                self.disk_ops.push_back(last);
+                self.txn_log.append(entries.into_iter().map(Arc::new).collect());
+            }
+            Command::TruncateLog { to_zxid } => {
+                info!(self.log, "TRUNC: dropping log entries the leader does not have"; "to_zxid" => format!("{to_zxid:#x}"));
+                self.disk_ops.push_back(to_zxid);
+                self.txn_log.truncate(to_zxid);
+            }
+            Command::SendSnapshot { to, zxid } => {
+                let Some(link) = self.links.get(&to) else { return };
+                // The processor copies the tree (which, after the Apply
+                // messages before this one, is exactly at zxid) and the
+                // snapshotter encodes it; the link holds later frames until then.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                link.do_send(crate::peer_link::SendDeferred(rx));
+                self.to_processor(FromZab::SnapFor { to, zxid, reply: tx });
+            }
+            Command::InstallSnapshot { zxid, data } => {
+                info!(self.log, "installing the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => data.len());
+                self.disk_ops.push_back(zxid);
+                self.txn_log.install_snapshot(zxid, data.clone(), crate::storage::version_dir(&self.data_dir));
+                self.to_processor(FromZab::Install { zxid, data });
+            }
+            Command::Apply { entries } => {
+                for e in &entries {
+                    if let warden_core::txn::Txn::Reconfig { data } = &e.txn {
+                        self.config_activated(data);
+                    }
+                }
+                self.to_processor(FromZab::Apply(entries));
+            }
+            Command::ConfigAdopted { data } => {
+                info!(self.log, "adopted a newer committed config from a peer");
+                self.config_activated(&data);
+            }
+            Command::Elected { leader, vote } => {
+                info!(self.log, "election finished"; "leader" => leader, "zxid" => format!("{:#x}", vote.zxid), "epoch" => vote.epoch);
+            }
+            Command::BecomeLeader => info!(self.log, "leading"),
+            Command::BecomeFollower { leader, observer } => info!(self.log, "following"; "leader" => leader, "observer" => observer),
+            Command::Serving { leader, epoch } => {
+                self.serving = true;
+                if let Some(since) = self.looking_since.take() {
+                    self.last_election_ms = since.elapsed().as_millis() as u64;
+                }
+                let me = self.peer.id();
+                if leader == me {
+                    self.term += 1;
+                }
+                info!(self.log, "serving clients"; "leader" => leader, "epoch" => epoch, "role" => if leader == me { "leader" } else { "learner" }, "election_ms" => self.last_election_ms);
+                self.reported_state = self.peer.state();
+                let serving = FromZab::Serving { leader, me, state: self.peer.state(), epoch, last_zxid: self.peer.store().last_zxid(), term: self.term };
+                self.to_processor(serving);
+                self.publish_view();
+            }
+            Command::LookForLeader { reason } => {
+                self.serving = false;
+                self.looking_since.get_or_insert_with(Instant::now);
+                info!(self.log, "looking for a leader"; "reason" => reason);
+                self.to_processor(FromZab::LookForLeader { reason });
+                self.publish_view();
+            }
+            Command::Fatal { reason } => fatal(&self.log, &reason),
+        }
+        let _ = ctx;
+    }
+
+    /// A reconfig committed (Zab activated its quorum already): keep the
+    /// config, and link to the members it added. Links to removed servers
+    /// stay; they may still follow as non-voting learners.
+    fn config_activated(&mut self, data: &[u8]) {
+        let m = match warden_core::membership::Membership::parse(&String::from_utf8_lossy(data)) {
+            Ok(m) => m,
+            Err(e) => return error!(self.log, "a committed reconfig does not parse"; "error" => e),
+        };
+        if let Err(e) = write_dynamic_config(&self.data_dir, &m) {
+            // A restart then treats the reconfig as proposed (joint quorums): safe, only slower.
+            error!(self.log, "cannot write the committed config"; "error" => %e);
+        }
+        let my_id = self.peer.id();
+        for spec in m.servers.values().filter(|s| s.id != my_id) {
+            if !self.links.contains_key(&spec.id) {
+                self.links.insert(spec.id, self.link_factory.link(spec.id, quorum_addr(spec)));
+            }
+        }
+        info!(self.log, "reconfig activated"; "version" => format!("{:x}", m.version), "voters" => format!("{:?}", m.voters()), "observers" => format!("{:?}", m.observers()),
+            "role" => format!("{:?}", self.peer.state()));
+    }
+}
+
+/// A link whose mailbox is full is too far behind to catch up frame by
+/// frame: it drops its connection and Zab resyncs the peer (frames after
+/// the reset go to the new connection, which Zab treats as a fresh peer).
+fn send_frame(link: &Mailbox<PeerLink>, frame: bytes::Bytes) {
+    if link.try_send(SendFrame(frame)).is_err() {
+        link.do_send(Reset);
+    }
+}
+
+impl Actor for Broadcast {
+    type Context = Context<Self>;
+}
+
+crate::supervise::supervised!(Broadcast);
+crate::mailbox::mailbox!(Broadcast: ToZab, PeerEvent, Incoming, Synced, Fault);
+
+/// Zab's state after a failure cannot be trusted and its source of truth
+/// is the log on disk: the kind escalates (`can_restart`), and the restarted
+/// process re-elects and re-syncs.
+impl crate::supervise::Rebuild for Broadcast {
+    fn rebuild(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Serve<ToZab> for Broadcast {
+    fn serve(&mut self, msg: ToZab, ctx: &mut Context<Self>) {
+        match msg {
+            ToZab::Start { processor } => self.start(processor, ctx),
+            ToZab::Propose { term, entries } => self.propose(term, entries, ctx),
+            ToZab::ToLeader(msg) => {
+                if let Some(leader) = self.peer.leader().filter(|l| self.serving && *l != self.peer.id()) {
+                    self.send(leader, &msg);
+                }
+            }
+            ToZab::ToLearners(msg) => {
+                let frame = peer_link::encode(&msg);
+                for link in self.links.values() {
+                    send_frame(link, frame.clone());
+                }
+            }
+            ToZab::ConfigFromTree(data) => {
+                self.config_activated(&data);
+                let cmds = self.peer.set_membership(&data);
+                self.run_commands(cmds, ctx);
+            }
+            ToZab::RollLog => self.txn_log.roll(self.peer.store().last_zxid() + 1),
+        }
+    }
+}
+
+impl Serve<Synced> for Broadcast {
+    fn serve(&mut self, msg: Synced, ctx: &mut Context<Self>) {
+        self.stats.fsyncs.store(msg.fsyncs, std::sync::atomic::Ordering::Relaxed);
+        self.on_disk_ops_done(msg.ops, ctx);
+    }
+}
+
+impl Serve<Incoming> for Broadcast {
+    /// A peer connection that said Hello: members' go to their link (when
+    /// they are the dialer); with reconfigEnabled a server outside the
+    /// config gets a link too, so it can sync as a learner and be added.
+    fn serve(&mut self, m: Incoming, _: &mut Context<Self>) {
+        let my_id = self.peer.id();
+        match self.links.get(&m.from) {
+            Some(link) if m.from > my_id => link.do_send(Adopt(m.stream, m.early)),
+            Some(_) => warn!(self.log, "refused peer connection: the member with the larger id dials"; "from" => m.addr, "server_id" => m.from),
+            None if self.link_factory.allow_joiners && m.from != my_id => {
+                info!(self.log, "a server outside the config connected; it may sync as a non-voting learner"; "from" => m.addr, "server_id" => m.from);
+                let link = self.link_factory.link(m.from, String::new());
+                link.do_send(Adopt(m.stream, m.early));
+                self.links.insert(m.from, link);
+            }
+            None => warn!(self.log, "refused peer connection from an unknown server id"; "from" => m.addr, "server_id" => m.from),
+        }
+    }
+}
+
+impl Serve<PeerEvent> for Broadcast {
+    fn serve(&mut self, ev: PeerEvent, ctx: &mut Context<Self>) {
+        let cmds = match ev {
+            PeerEvent::Up { peer, gen } => {
+                let mut cmds = Vec::new();
+                if self.link_gen.insert(peer, gen).is_some() {
+                    cmds.extend(self.peer.on_disconnected(peer));
+                }
+                cmds.extend(self.peer.on_connected(peer));
+                cmds
+            }
+            PeerEvent::Down { peer, gen } => {
+                if self.link_gen.get(&peer) != Some(&gen) {
+                    return;
+                }
+                self.link_gen.remove(&peer);
+                self.peer.on_disconnected(peer)
+            }
+            PeerEvent::Msg { peer, gen, msg } => {
+                if self.link_gen.get(&peer) != Some(&gen) {
+                    return;
+                }
+                match msg {
+                    // Runtime traffic on the same link: the processor's.
+                    msg @ (Message::Request(_) | Message::Digest { .. } | Message::Touch { .. }) => return self.to_processor(FromZab::FromPeer(msg)),
+                    msg => self.peer.on_message(peer, msg),
+                }
+            }
+        };
+        self.run_commands(cmds, ctx);
+    }
+}
