@@ -113,6 +113,8 @@ struct Node {
     /// The committed config file the runtime writes when it applies a
     /// reconfig (zoo.cfg.dynamic): (version, voters). Survives crashes.
     config: Option<(Zxid, BTreeSet<ServerId>)>,
+    /// Split mode: when the last hand-off between its halves arrives.
+    hand_off_at: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -129,6 +131,8 @@ enum Ev {
     Fault,
     Restart { node: ServerId },
     Heal { a: ServerId, b: ServerId },
+    /// Split mode: a command from one half of a member to the other.
+    HandOff { node: ServerId, incarnation: u64, cmd: Command },
 }
 
 #[derive(Default, Debug, Clone)]
@@ -176,6 +180,9 @@ struct Sim {
     next_write: u64,
     faults: bool,
     clients: bool,
+    /// Odd seeds run each member as two halves (elector and replica) whose
+    /// hand-offs arrive later, FIFO, as between the runtime's two actors.
+    split: bool,
     stats: Stats,
 }
 
@@ -209,7 +216,7 @@ impl Sim {
                 links.insert((a, b), Link { up: true, gen: 0 });
             }
         }
-        let nodes = (0..n).map(|_| Node { peer: None, incarnation: 0, disk: Disk::default(), pending: VecDeque::new(), disk_free_at: 0, db: Vec::new(), leading_established: false, leading_epoch: 0, config: None }).collect();
+        let nodes = (0..n).map(|_| Node { peer: None, incarnation: 0, disk: Disk::default(), pending: VecDeque::new(), disk_free_at: 0, db: Vec::new(), leading_established: false, leading_epoch: 0, config: None, hand_off_at: 0 }).collect();
         let mut rng = Rng::new(seed);
         let weather = Weather::pick(&mut rng);
         let mut sim = Sim {
@@ -233,6 +240,7 @@ impl Sim {
             next_write: 1,
             faults: true,
             clients: true,
+            split: seed % 2 == 1,
             stats: Stats::default(),
         };
         for id in 1..=n {
@@ -310,6 +318,15 @@ impl Sim {
     fn exec(&mut self, id: ServerId, cmds: Vec<Command>) {
         for c in cmds {
             self.log(|| format!("  {id} -> {}", brief(&c)));
+            if self.split && Peer::is_hand_off(&c) {
+                // Between the election and broadcast actors: FIFO, a little later.
+                let (now, delay) = (self.now, self.rng.range(0, 3));
+                let node = self.node(id);
+                node.hand_off_at = node.hand_off_at.max(now) + delay;
+                let (at, incarnation) = (node.hand_off_at, node.incarnation);
+                self.seq += 1;
+                self.events.insert((at, self.seq), Ev::HandOff { node: id, incarnation, cmd: c.clone() });
+            }
             match c {
                 Command::Send { to, msg } => self.send(id, to, msg),
                 Command::Broadcast { to, msg } => to.into_iter().for_each(|t| self.send(id, t, msg.clone())),
@@ -548,6 +565,9 @@ impl Sim {
         node.db = d.snap.clone();
         let snapshot_zxid = d.snap.last().map_or(0, |i| i.0);
         let mut peer = Peer::new(cfg, Durable { accepted_epoch: d.accepted, current_epoch: d.current, snapshot_zxid, log: d.log });
+        if self.split {
+            peer = peer.with_deferred_hand_off();
+        }
         let now = self.now;
         let out = peer.start(now);
         self.node(id).peer = Some(peer);
@@ -715,6 +735,11 @@ impl Sim {
                 }
             }
             Ev::Heal { a, b } => self.heal(a, b),
+            Ev::HandOff { node, incarnation, cmd } => {
+                if self.node(node).incarnation == incarnation {
+                    self.with_peer(node, |p| p.hand_off(cmd));
+                }
+            }
         }
         true
     }

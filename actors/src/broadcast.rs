@@ -1,8 +1,10 @@
-//! The broadcast actor (kind "broadcast"): owns the pure Zab `Peer` —
-//! election, discovery, sync and atomic broadcast — the peer links, the
-//! epoch files and, on an ensemble member, the txn log. It runs on the
-//! quorum thread with the links, so votes, heartbeats, ACKs and commits
-//! never queue behind client requests. It talks to the processor only by
+//! The broadcast actor (kind "broadcast"): owns the pure Zab `Replica` —
+//! discovery, sync and atomic broadcast, as leader or learner — the peer
+//! links, the epoch files and, on an ensemble member, the txn log. It runs
+//! on the quorum thread with the election actor and the links, so votes,
+//! heartbeats, ACKs and commits never queue behind client requests. It
+//! asks the election actor for a round (`ToElection::Elect`) whenever the
+//! replica leaves its role, and leads or follows by its outcome. It talks to the processor only by
 //! typed messages: the processor numbers and prepares writes and sends
 //! `ToZab::Propose`; the broadcast actor sends back what Zab decided
 //! (`FromZab`: serving, looking, committed transactions, snapshots).
@@ -20,13 +22,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warden_core::zab::{Command, Message, Peer, PeerState, ProposeError, ServerId, Zxid};
+use warden_core::zab::{Command, Message, PeerState, ProposeError, Replica, ServerId, Zxid};
+use crate::election::ElectionActor;
+use crate::messages::ToElection;
 
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
 
 pub struct Broadcast {
-    peer: Peer,
+    replica: Replica,
+    election: Mailbox<ElectionActor>,
     /// Set by `ToZab::Start`; nothing runs before.
     processor: Option<Mailbox<Processor>>,
     txn_log: TxnLog,
@@ -70,9 +75,10 @@ pub fn fatal(log: &Logger, reason: &str) -> ! {
 
 impl Broadcast {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(peer: Peer, txn_log: TxnLog, link_factory: LinkFactory, listener: crate::ensemble::setup::QuorumListener, members: BTreeMap<ServerId, String>, data_dir: PathBuf, view: QuorumView, stats: Arc<crate::stats::ServerStats>, me: Arc<ActorStats>, log: Logger) -> Broadcast {
+    pub fn new(replica: Replica, election: Mailbox<ElectionActor>, txn_log: TxnLog, link_factory: LinkFactory, listener: crate::ensemble::setup::QuorumListener, members: BTreeMap<ServerId, String>, data_dir: PathBuf, view: QuorumView, stats: Arc<crate::stats::ServerStats>, me: Arc<ActorStats>, log: Logger) -> Broadcast {
         Broadcast {
-            peer,
+            replica,
+            election,
             processor: None,
             txn_log,
             links: BTreeMap::new(),
@@ -119,11 +125,12 @@ impl Broadcast {
         for (id, addr) in std::mem::take(&mut self.members) {
             self.links.insert(id, self.link_factory.link(id, addr));
         }
+        self.election.do_send(ToElection::Links(self.links.clone()));
         if let Some(l) = self.listener.take() {
             l.run(crate::mailbox::Mailbox::new(ctx.address(), self.me.clone()).inbox());
         }
         let now = self.now_ms();
-        let cmds = self.peer.start(now);
+        let cmds = self.replica.start(now);
         self.run_commands(cmds, ctx);
         ctx.run_interval(ZAB_TICK, |act, ctx| {
             crate::mailbox::guarded(act, ctx, |act, ctx| act.tick(ctx));
@@ -132,7 +139,7 @@ impl Broadcast {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = self.now_ms();
-        let cmds = self.peer.on_tick(now);
+        let cmds = self.replica.on_tick(now);
         self.run_commands(cmds, ctx);
         self.note_synced_learners();
         self.publish_view();
@@ -141,8 +148,8 @@ impl Broadcast {
     /// What a reconfig's NewConfigNoQuorum check counts: this leader and
     /// the learners synced with it (nobody when not leading).
     fn note_synced_learners(&mut self) {
-        let synced: BTreeSet<ServerId> = match self.peer.state() {
-            PeerState::Leading => self.peer.learners().into_iter().filter(|l| l.2).map(|l| l.0).chain([self.peer.id()]).collect(),
+        let synced: BTreeSet<ServerId> = match self.replica.state() {
+            PeerState::Leading => self.replica.learners().into_iter().filter(|l| l.2).map(|l| l.0).chain([self.replica.id()]).collect(),
             _ => Default::default(),
         };
         if synced != self.synced_learners {
@@ -152,8 +159,8 @@ impl Broadcast {
     }
 
     fn publish_view(&self) {
-        let store = self.peer.store();
-        let peer_state = match (self.peer.state(), self.serving) {
+        let store = self.replica.store();
+        let peer_state = match (self.replica.state(), self.serving) {
             (PeerState::Looking, _) => "looking",
             (PeerState::Leading, true) => "leading - broadcast",
             (PeerState::Leading, false) => "leading - synchronization",
@@ -163,15 +170,15 @@ impl Broadcast {
             (PeerState::Observing, false) => "observing - synchronization",
         };
         let learners = self
-            .peer
+            .replica
             .learners()
             .into_iter()
             .map(|(id, observer, synced, acked)| warden_core::fourlw::LearnerStatus { id, observer, synced, acked_zxid: acked, lag: store.entries_after(acked.max(store.base())).count() as u64 })
             .collect();
         let status = warden_core::fourlw::QuorumStatus {
             peer_state: peer_state.into(),
-            server_id: self.peer.id(),
-            leader_id: self.peer.leader(),
+            server_id: self.replica.id(),
+            leader_id: self.replica.leader(),
             epoch: store.current_epoch,
             last_logged_zxid: store.last_zxid(),
             committed_zxid: store.committed(),
@@ -188,7 +195,7 @@ impl Broadcast {
             let Some(zxid) = self.disk_ops.pop_front() else {
                 fatal(&self.log, &format!("the log reported operation {} that was never issued", self.ops_done));
             };
-            let cmds = self.peer.on_persisted(zxid);
+            let cmds = self.replica.on_persisted(zxid);
             self.run_commands(cmds, ctx);
         }
     }
@@ -202,17 +209,17 @@ impl Broadcast {
             return;
         }
         for e in entries {
-            match self.peer.next_zxid() {
+            match self.replica.next_zxid() {
                 Ok(z) if z == e.hdr.zxid => {}
                 Ok(z) => {
                     warn!(self.log, "the processor numbered a write differently from Zab; stepping down"; "prepared" => format!("{:#x}", e.hdr.zxid), "zab" => format!("{z:#x}"));
-                    let cmds = self.peer.step_down("proposal numbering out of step");
+                    let cmds = self.replica.step_down("proposal numbering out of step");
                     return self.run_commands(cmds, ctx);
                 }
                 Err(ProposeError::NotLeader) => return,
                 Err(err) => fatal(&self.log, &format!("cannot propose {:#x}: {err:?}", e.hdr.zxid)),
             }
-            match self.peer.propose(e.hdr, e.txn.clone()) {
+            match self.replica.propose(e.hdr, e.txn.clone()) {
                 Ok((_, cmds)) => self.run_commands(cmds, ctx),
                 Err(err) => fatal(&self.log, &format!("propose failed after next_zxid succeeded: {err:?}")),
             }
@@ -224,7 +231,7 @@ impl Broadcast {
             self.run_command(cmd, ctx);
         }
         // A reconfig can turn an observer into a follower (or back) while it serves.
-        let state = self.peer.state();
+        let state = self.replica.state();
         if self.serving && state != self.reported_state {
             self.reported_state = state;
             self.to_processor(FromZab::Role(state));
@@ -253,7 +260,7 @@ impl Broadcast {
                 }
             }
             Command::AppendLog { entries } => {
-                let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| self.peer.store().last_zxid());
+                let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| self.replica.store().last_zxid());
                 self.disk_ops.push_back(last);
                 self.txn_log.append(entries.into_iter().map(Arc::new).collect());
             }
@@ -289,9 +296,10 @@ impl Broadcast {
                 info!(self.log, "adopted a newer committed config from a peer");
                 self.config_activated(&data);
             }
-            Command::Elected { leader, vote } => {
-                info!(self.log, "election finished"; "leader" => leader, "zxid" => format!("{:#x}", vote.zxid), "epoch" => vote.epoch);
-            }
+            Command::Elect(look) => self.election.do_send(ToElection::Elect(look)),
+            Command::ConfigActive { voters, observers, version, data } => self.election.do_send(ToElection::ConfigActive { voters, observers, version, data }),
+            // The election actor's; the replica gives neither.
+            Command::Elected { .. } => {}
             Command::BecomeLeader => info!(self.log, "leading"),
             Command::BecomeFollower { leader, observer } => info!(self.log, "following"; "leader" => leader, "observer" => observer),
             Command::Serving { leader, epoch } => {
@@ -299,13 +307,13 @@ impl Broadcast {
                 if let Some(since) = self.looking_since.take() {
                     self.last_election_ms = since.elapsed().as_millis() as u64;
                 }
-                let me = self.peer.id();
+                let me = self.replica.id();
                 if leader == me {
                     self.term += 1;
                 }
                 info!(self.log, "serving clients"; "leader" => leader, "epoch" => epoch, "role" => if leader == me { "leader" } else { "learner" }, "election_ms" => self.last_election_ms);
-                self.reported_state = self.peer.state();
-                let serving = FromZab::Serving { leader, me, state: self.peer.state(), epoch, last_zxid: self.peer.store().last_zxid(), term: self.term };
+                self.reported_state = self.replica.state();
+                let serving = FromZab::Serving { leader, me, state: self.replica.state(), epoch, last_zxid: self.replica.store().last_zxid(), term: self.term };
                 self.to_processor(serving);
                 self.publish_view();
             }
@@ -333,14 +341,18 @@ impl Broadcast {
             // A restart then treats the reconfig as proposed (joint quorums): safe, only slower.
             error!(self.log, "cannot write the committed config"; "error" => %e);
         }
-        let my_id = self.peer.id();
+        let my_id = self.replica.id();
+        let before = self.links.len();
         for spec in m.servers.values().filter(|s| s.id != my_id) {
             if !self.links.contains_key(&spec.id) {
                 self.links.insert(spec.id, self.link_factory.link(spec.id, quorum_addr(spec)));
             }
         }
+        if self.links.len() != before {
+            self.election.do_send(ToElection::Links(self.links.clone()));
+        }
         info!(self.log, "reconfig activated"; "version" => format!("{:x}", m.version), "voters" => format!("{:?}", m.voters()), "observers" => format!("{:?}", m.observers()),
-            "role" => format!("{:?}", self.peer.state()));
+            "role" => format!("{:?}", self.replica.state()));
     }
 }
 
@@ -373,7 +385,7 @@ impl Serve<ToZab> for Broadcast {
             ToZab::Start { processor } => self.start(processor, ctx),
             ToZab::Propose { term, entries } => self.propose(term, entries, ctx),
             ToZab::ToLeader(msg) => {
-                if let Some(leader) = self.peer.leader().filter(|l| self.serving && *l != self.peer.id()) {
+                if let Some(leader) = self.replica.leader().filter(|l| self.serving && *l != self.replica.id()) {
                     self.send(leader, &msg);
                 }
             }
@@ -385,10 +397,29 @@ impl Serve<ToZab> for Broadcast {
             }
             ToZab::ConfigFromTree(data) => {
                 self.config_activated(&data);
-                let cmds = self.peer.set_membership(&data);
+                let cmds = self.replica.set_membership(&data);
                 self.run_commands(cmds, ctx);
             }
-            ToZab::RollLog => self.txn_log.roll(self.peer.store().last_zxid() + 1),
+            ToZab::RollLog => self.txn_log.roll(self.replica.store().last_zxid() + 1),
+            ToZab::Elected(vote) => {
+                let cmds = self.replica.on_elected(vote);
+                self.run_commands(cmds, ctx);
+            }
+            ToZab::ConfigAdopted(data) => {
+                self.config_activated(&data);
+                let cmds = self.replica.set_membership(&data);
+                self.run_commands(cmds, ctx);
+            }
+            ToZab::ElectionRestarted => {
+                self.election.do_send(ToElection::Reset(Box::new(self.replica.config().clone())));
+                if self.replica.state() == PeerState::Looking {
+                    let look = self.replica.look_inputs();
+                    self.election.do_send(ToElection::Elect(look));
+                } else {
+                    let cmds = self.replica.step_down("the election actor restarted");
+                    self.run_commands(cmds, ctx);
+                }
+            }
         }
     }
 }
@@ -405,7 +436,7 @@ impl Serve<Incoming> for Broadcast {
     /// they are the dialer); with reconfigEnabled a server outside the
     /// config gets a link too, so it can sync as a learner and be added.
     fn serve(&mut self, m: Incoming, _: &mut Context<Self>) {
-        let my_id = self.peer.id();
+        let my_id = self.replica.id();
         match self.links.get(&m.from) {
             Some(link) if m.from > my_id => link.do_send(Adopt(m.stream, m.early)),
             Some(_) => warn!(self.log, "refused peer connection: the member with the larger id dials"; "from" => m.addr, "server_id" => m.from),
@@ -414,6 +445,7 @@ impl Serve<Incoming> for Broadcast {
                 let link = self.link_factory.link(m.from, String::new());
                 link.do_send(Adopt(m.stream, m.early));
                 self.links.insert(m.from, link);
+                self.election.do_send(ToElection::Links(self.links.clone()));
             }
             None => warn!(self.log, "refused peer connection from an unknown server id"; "from" => m.addr, "server_id" => m.from),
         }
@@ -424,19 +456,17 @@ impl Serve<PeerEvent> for Broadcast {
     fn serve(&mut self, ev: PeerEvent, ctx: &mut Context<Self>) {
         let cmds = match ev {
             PeerEvent::Up { peer, gen } => {
-                let mut cmds = Vec::new();
-                if self.link_gen.insert(peer, gen).is_some() {
-                    cmds.extend(self.peer.on_disconnected(peer));
+                if self.link_gen.insert(peer, gen).is_none() {
+                    return;
                 }
-                cmds.extend(self.peer.on_connected(peer));
-                cmds
+                self.replica.on_disconnected(peer)
             }
             PeerEvent::Down { peer, gen } => {
                 if self.link_gen.get(&peer) != Some(&gen) {
                     return;
                 }
                 self.link_gen.remove(&peer);
-                self.peer.on_disconnected(peer)
+                self.replica.on_disconnected(peer)
             }
             PeerEvent::Msg { peer, gen, msg } => {
                 if self.link_gen.get(&peer) != Some(&gen) {
@@ -445,7 +475,12 @@ impl Serve<PeerEvent> for Broadcast {
                 match msg {
                     // Runtime traffic on the same link: the processor's.
                     msg @ (Message::Request(_) | Message::Digest { .. } | Message::Touch { .. }) => return self.to_processor(FromZab::FromPeer(msg)),
-                    msg => self.peer.on_message(peer, msg),
+                    // The links give votes and configs to the election actor.
+                    msg @ (Message::Notification(_) | Message::Config { .. }) => {
+                        warn!(self.log, "an election message reached the broadcast actor"; "peer" => peer, "message" => format!("{msg:?}"));
+                        return;
+                    }
+                    msg => self.replica.on_message(peer, msg),
                 }
             }
         };

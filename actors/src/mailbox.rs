@@ -217,6 +217,11 @@ where
     pub fn do_send(&self, msg: M) {
         self.to.do_send(Counted { msg, _ticket: Ticket::new(&self.stats) });
     }
+
+    /// Whether the actor still runs (a stopped one drops what is sent).
+    pub fn connected(&self) -> bool {
+        self.to.connected()
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod broadcast;
 mod codec;
 mod connection;
 mod dispatcher;
+mod election;
 mod ensemble;
 mod ensemble_up;
 mod peer_link;

@@ -183,6 +183,27 @@ pub enum ToZab {
     ConfigFromTree(Vec<u8>),
     /// A snapshot began: new transactions go to a new log segment.
     RollLog,
+    /// Election actor: the round decided; lead or follow.
+    Elected(warden_core::zab::Vote),
+    /// Election actor: a newer committed config from a peer.
+    ConfigAdopted(Vec<u8>),
+    /// Election actor: it restarted empty and needs a round.
+    ElectionRestarted,
+}
+
+/// Broadcast actor (and start-up) -> election actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ToElection {
+    Start { broadcast: crate::mailbox::Mailbox<crate::broadcast::Broadcast> },
+    /// The peer links, whenever they change.
+    Links(std::collections::BTreeMap<u64, crate::mailbox::Mailbox<crate::peer_link::PeerLink>>),
+    /// The replica looks for a leader: run a round from this history.
+    Elect(warden_core::zab::Look),
+    /// The replica activated a config.
+    ConfigActive { voters: std::collections::BTreeSet<u64>, observers: std::collections::BTreeSet<u64>, version: i64, data: Vec<u8> },
+    /// After a restart: start over with the config in force.
+    Reset(Box<warden_core::zab::Config>),
 }
 
 /// Broadcast actor -> processor: what Zab decided, in order. Committed

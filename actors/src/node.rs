@@ -265,7 +265,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let stats = Arc::new(ServerStats::default());
         let mut kinds = vec!["processor", "dispatcher", "session", "snapshotter", "tracker", "txn-log"];
         if ensemble {
-            kinds.extend(["broadcast", "peer-link"]);
+            kinds.extend(["broadcast", "election", "peer-link"]);
         }
         let registry = Arc::new(Registry::with_kinds(&kinds));
         // Threads: this one runs the listeners and the tracker; the

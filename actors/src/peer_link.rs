@@ -87,7 +87,10 @@ pub struct PeerLink {
     dial_addr: Option<String>,
     tls: Option<crate::tls::QuorumTls>,
     max_frame_bytes: usize,
-    events: Inbox<PeerEvent>,
+    /// Where events go: election messages to the election actor, the
+    /// rest to the broadcast actor; both hear of the link going up and down.
+    zab: Inbox<PeerEvent>,
+    election: Inbox<PeerEvent>,
     conn: Option<Conn>,
     gen: u64,
     backoff: Duration,
@@ -102,9 +105,9 @@ pub struct PeerLink {
 
 impl PeerLink {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, events: Inbox<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, zab: Inbox<PeerEvent>, election: Inbox<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
         let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
-        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, events, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, sasl, me, log }
+        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, zab, election, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, sasl, me, log }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
@@ -112,9 +115,19 @@ impl PeerLink {
         self.held = None;
         if let Some(c) = self.conn.take() {
             ctx.cancel_future(c.reader);
-            self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
+            self.tell_both(PeerEvent::Down { peer: self.peer, gen: c.gen });
             info!(self.log, "peer link down"; "peer" => self.peer, "reason" => why);
         }
+    }
+
+    fn tell_both(&self, ev: PeerEvent) {
+        let copy = match &ev {
+            PeerEvent::Up { peer, gen } => PeerEvent::Up { peer: *peer, gen: *gen },
+            PeerEvent::Down { peer, gen } => PeerEvent::Down { peer: *peer, gen: *gen },
+            PeerEvent::Msg { .. } => unreachable!("messages go to one actor"),
+        };
+        self.election.do_send(copy);
+        self.zab.do_send(ev);
     }
 
     fn schedule_dial(&mut self, ctx: &mut Context<Self>) {
@@ -202,7 +215,7 @@ impl PeerLink {
                 }
             }
         });
-        let (peer, events) = (self.peer, self.events.clone());
+        let (peer, zab, election) = (self.peer, self.zab.clone(), self.election.clone());
         // Bytes that arrived with the hello are read first, then the socket.
         let read = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(early), read);
         let mut frames = FramedRead::new(read, codec(self.max_frame_bytes));
@@ -213,7 +226,8 @@ impl PeerLink {
                         None => break "closed by the peer".to_string(),
                         Some(Err(e)) => break format!("bad frame or I/O error: {e}"),
                         Some(Ok(frame)) => match decode(&frame) {
-                            Ok(msg) => events.do_send(PeerEvent::Msg { peer, gen, msg }),
+                            Ok(msg @ (Message::Notification(_) | Message::Config { .. })) => election.do_send(PeerEvent::Msg { peer, gen, msg }),
+                            Ok(msg) => zab.do_send(PeerEvent::Msg { peer, gen, msg }),
                             Err(e) => break e,
                         },
                     }
@@ -223,7 +237,7 @@ impl PeerLink {
                 guarded(act, ctx, |act, ctx| act.reader_ended(gen, why, ctx));
             }),
         );
-        self.events.do_send(PeerEvent::Up { peer: self.peer, gen });
+        self.tell_both(PeerEvent::Up { peer: self.peer, gen });
         self.conn = Some(Conn { gen, tx, reader });
         self.backoff = BACKOFF_MIN;
         info!(self.log, "peer link up"; "peer" => self.peer, "gen" => gen);
@@ -232,7 +246,7 @@ impl PeerLink {
     fn reader_ended(&mut self, gen: u64, why: String, ctx: &mut Context<Self>) {
         if self.conn.as_ref().is_some_and(|c| c.gen == gen) {
             if let Some(c) = self.conn.take() {
-                self.events.do_send(PeerEvent::Down { peer: self.peer, gen: c.gen });
+                self.tell_both(PeerEvent::Down { peer: self.peer, gen: c.gen });
             }
             info!(self.log, "peer link down"; "peer" => self.peer, "reason" => why);
             self.schedule_dial(ctx);

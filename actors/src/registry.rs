@@ -24,7 +24,8 @@ pub enum Fault {
     Stall(Duration),
 }
 
-type Injector = Box<dyn Fn(Fault) + Send + Sync>;
+/// Delivers a fault; false if the instance no longer runs.
+type Injector = Box<dyn Fn(Fault) -> bool + Send + Sync>;
 
 pub struct ActorStats {
     pub kind: &'static str,
@@ -64,12 +65,12 @@ impl ActorStats {
         self.policy.record(elapsed);
     }
 
-    pub fn set_injector(&self, f: impl Fn(Fault) + Send + Sync + 'static) {
+    pub fn set_injector(&self, f: impl Fn(Fault) -> bool + Send + Sync + 'static) {
         let _ = self.injector.set(Box::new(f));
     }
 
     pub fn inject(&self, fault: Fault) -> bool {
-        self.injector.get().map(|f| f(fault)).is_some()
+        self.injector.get().is_some_and(|f| f(fault))
     }
 }
 
@@ -300,10 +301,10 @@ impl Registry {
     /// Injects `fault` into the named instance, or the first of the kind.
     pub fn inject(&self, kind: &str, instance: Option<&str>, fault: Fault) -> Result<String, String> {
         let actors = self.actors.lock().unwrap();
-        let target = actors.values().find(|s| s.kind == kind && instance.is_none_or(|i| s.instance == i) && s.injector.get().is_some());
-        match target {
-            Some(s) if s.inject(fault) => Ok(s.instance.clone()),
-            _ => Err(format!("no running {kind} actor{}", instance.map(|i| format!(" with instance {i}")).unwrap_or_default())),
+        let mut candidates = actors.values().filter(|s| s.kind == kind && instance.is_none_or(|i| s.instance == i));
+        match candidates.find(|s| s.inject(fault)) {
+            Some(s) => Ok(s.instance.clone()),
+            None => Err(format!("no running {kind} actor{}", instance.map(|i| format!(" with instance {i}")).unwrap_or_default())),
         }
     }
 
@@ -408,7 +409,10 @@ mod tests {
         assert!(r.inject("tracker", None, Fault::Stop).is_err(), "no injector yet");
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
-        s.set_injector(move |f| g.lock().unwrap().push(f));
+        s.set_injector(move |f| {
+            g.lock().unwrap().push(f);
+            true
+        });
         assert_eq!(r.inject("tracker", None, Fault::Panic).unwrap(), "0");
         assert!(r.inject("tracker", Some("9"), Fault::Panic).is_err());
         assert_eq!(*got.lock().unwrap(), vec![Fault::Panic]);

@@ -248,7 +248,10 @@ impl TxnLog {
             .expect("spawn the log thread");
         let handle = TxnLog { tx, me };
         let injector = handle.clone();
-        handle.me.set_injector(move |f| injector.send(LogCommand::Fault(f)));
+        handle.me.set_injector(move |f| {
+            injector.send(LogCommand::Fault(f));
+            true
+        });
         handle
     }
 

@@ -75,7 +75,13 @@ where
     A::Context: ToEnvelope<A, Counted<Fault>>,
 {
     let inbox = mb.inbox::<Fault>();
-    mb.stats.set_injector(move |f| inbox.do_send(f));
+    mb.stats.set_injector(move |f| {
+        let live = inbox.connected();
+        if live {
+            inbox.do_send(f);
+        }
+        live
+    });
 }
 
 /// For an actor run under actix's `Supervisor`: a panic stops it, and the

@@ -90,14 +90,20 @@ async fn panics_in_every_kind_on_leader_and_follower_are_handled_by_policy() {
             let addr = e.connect_string(&[member]);
             // A client of this member, so the session kind has an instance.
             let _client = connect(&addr).await;
-            for kind in ["dispatcher", "tracker", "snapshotter", "session", "peer-link"] {
+            for kind in ["dispatcher", "tracker", "snapshotter", "session", "peer-link", "election"] {
                 let before = restarts(&e.admin_get(member, "/actors"), kind);
-                let (status, body) = e.admin_post(member, &format!("/actors/{kind}/fault?mode=panic"));
-                assert_eq!(status, 202, "{kind} on the {role}: {body}");
-                assert!(
-                    eventually(Duration::from_secs(10), || async { restarts(&e.admin_get(member, "/actors"), kind) > before }).await,
-                    "the {role}'s {kind} panic is counted"
-                );
+                // A session handler may be closing as the fault reaches it
+                // (clients reconnect after the dispatcher's restart): retry.
+                let mut counted = false;
+                for _ in 0..5 {
+                    let (status, body) = e.admin_post(member, &format!("/actors/{kind}/fault?mode=panic"));
+                    assert!(status == 202 || (kind == "session" && status == 404), "{kind} on the {role}: {status} {body}");
+                    counted = eventually(Duration::from_secs(3), || async { restarts(&e.admin_get(member, "/actors"), kind) > before }).await;
+                    if counted {
+                        break;
+                    }
+                }
+                assert!(counted, "the {role}'s {kind} panic is counted");
                 assert!(serves(&addr, &format!("/after-{role}-{kind}")).await, "the {role} serves after its {kind} panicked");
             }
         }

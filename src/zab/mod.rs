@@ -61,6 +61,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 pub mod election;
+pub mod elector;
 pub mod follower;
 pub mod leader;
 pub mod log;
@@ -74,7 +75,8 @@ pub use election::Election;
 pub use follower::Follower;
 pub use leader::{Leader, ProposeError};
 pub use log::{Store, SyncPlan};
-pub use peer::Peer;
+pub use elector::{Elector, Look};
+pub use peer::{Peer, Replica};
 pub use quorum::Quorum;
 
 pub type ServerId = u64;
@@ -254,7 +256,7 @@ pub enum Command {
     InstallSnapshot { zxid: Zxid, data: Vec<u8> },
     /// Committed transactions, in zxid order, for the database.
     Apply { entries: Vec<LogEntry> },
-    /// The election finished (informational).
+    /// The election finished: the replica leads or follows. (Elector -> replica.)
     Elected { leader: ServerId, vote: Vote },
     BecomeLeader,
     BecomeFollower { leader: ServerId, observer: bool },
@@ -265,8 +267,15 @@ pub enum Command {
     /// A safety check failed; the node must stop rather than serve wrong data.
     Fatal { reason: String },
     /// A newer committed config learned from a peer (`Message::Config`) is
-    /// now this server's: the runtime keeps it and links to its members.
+    /// now this server's: the replica activates it, the runtime keeps it and
+    /// links to its members. (Elector -> replica and runtime.)
     ConfigAdopted { data: Vec<u8> },
+    /// The replica left its role (or started): the elector runs a round
+    /// from this history. (Replica -> elector.)
+    Elect(Look),
+    /// The replica activated a config: the elector votes under it.
+    /// (Replica -> elector.)
+    ConfigActive { voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, version: Zxid, data: Vec<u8> },
 }
 
 /// Timers and limits, in ZooKeeper's units where it has them.

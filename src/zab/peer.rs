@@ -1,46 +1,53 @@
-//! One ensemble member (QuorumPeer): looks for a leader, then leads or
-//! follows until that fails, then looks again. Owns the `Store`, which
-//! outlives roles, and routes every event to the current role.
+//! One ensemble member (QuorumPeer), in two halves that talk only by
+//! commands: the `Elector` (elector.rs) runs elections, and the `Replica`
+//! here leads or follows until that fails, then asks for an election. The
+//! replica owns the `Store`, which outlives roles, and routes every event to
+//! its current role.
+//!
+//! The runtime runs the halves in two actors and carries the hand-off
+//! commands between them: `Elect` (replica -> elector), `Elected` and
+//! `ConfigAdopted` (elector -> replica), `ConfigActive` (replica ->
+//! elector). `Peer` is the same two halves joined directly, for the
+//! simulator and the tests.
 
-use super::{
-    Command, Config, Durable, Election, Flow, Follower, Leader, Message, Notification, PeerState, ProposeError, ServerId, Store, Vote, Zxid,
-    PROTOCOL_VERSION,
-};
+use super::elector::{Elector, Look};
+use super::{Command, Config, Durable, Flow, Follower, Leader, Message, PeerState, ProposeError, ServerId, Store, Vote, Zxid};
 use crate::txn::{Txn, TxnHeader};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Debug)]
 enum Role {
-    Looking(Election),
+    /// Waiting for the elector's outcome.
+    Looking,
     Following(Follower),
     Leading(Leader),
     /// A safety check failed (`Command::Fatal`); the node ignores everything.
     Halted,
 }
 
+/// The broadcast half: discovery, synchronization and atomic broadcast.
 #[derive(Debug)]
-pub struct Peer {
+pub struct Replica {
     cfg: Config,
     store: Store,
     role: Role,
-    /// Election round counter, kept across rounds (ZooKeeper's logicalclock).
-    clock: u64,
-    /// The vote that ended the last election, told to servers still looking.
-    vote: Option<Vote>,
     now_ms: u64,
     /// FOLLOWERINFO that arrived while we were still deciding: a follower
     /// that finished the election first must not have to time out.
     early_infos: BTreeMap<ServerId, Message>,
 }
 
-impl Peer {
-    pub fn new(cfg: Config, durable: Durable) -> Peer {
+impl Replica {
+    pub fn new(cfg: Config, durable: Durable) -> Replica {
         let store = Store::new(durable, cfg.diff_window);
-        let election = Election::new(&cfg, store.last_zxid(), store.current_epoch, 0);
-        let mut peer = Peer { cfg, store, role: Role::Looking(election), clock: 0, vote: None, now_ms: 0, early_infos: BTreeMap::new() };
-        peer.cfg.proposed_voters = peer.proposed_voters();
-        peer.role = Role::Looking(Election::new(&peer.cfg, peer.store.last_zxid(), peer.store.current_epoch, 0));
-        peer
+        let mut r = Replica { cfg, store, role: Role::Looking, now_ms: 0, early_infos: BTreeMap::new() };
+        r.cfg.proposed_voters = r.proposed().into_iter().map(|(_, v)| v).collect();
+        r
+    }
+
+    /// The config the elector starts with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     pub fn start(&mut self, now_ms: u64) -> Vec<Command> {
@@ -56,7 +63,7 @@ impl Peer {
 
     pub fn state(&self) -> PeerState {
         match &self.role {
-            Role::Looking(_) | Role::Halted => PeerState::Looking,
+            Role::Looking | Role::Halted => PeerState::Looking,
             Role::Following(_) if self.cfg.is_observer() => PeerState::Observing,
             Role::Following(_) => PeerState::Following,
             Role::Leading(_) => PeerState::Leading,
@@ -90,8 +97,9 @@ impl Peer {
     }
 
     /// The ensemble's voters and observers changed (a reconfig committed
-    /// here, or arrived inside a SNAP, or was found at start).
-    /// `version`: the zxid of the reconfig that made it.
+    /// here, or arrived inside a SNAP, or was found at start, or the
+    /// elector adopted it from a peer). `version`: the zxid of the reconfig
+    /// that made it.
     pub fn set_membership(&mut self, data: &[u8]) -> Vec<Command> {
         let mut out = Vec::new();
         if let Some((voters, observers, version)) = super::config_members(data) {
@@ -103,22 +111,23 @@ impl Peer {
         out
     }
 
-    /// The voters of reconfigs this server logged after its committed
-    /// config and does not know committed.
-    fn proposed_voters(&self) -> Vec<BTreeSet<ServerId>> {
+    /// Reconfigs this server logged after its committed config and does
+    /// not know committed: (zxid, voters).
+    fn proposed(&self) -> Vec<(Zxid, BTreeSet<ServerId>)> {
         let version = self.cfg.config_version;
         let store = &self.store;
-        store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| super::reconfig_members(&e.txn)).map(|m| m.0).collect()
+        store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| super::reconfig_members(&e.txn).map(|m| (e.hdr.zxid, m.0))).collect()
     }
 
     fn activate(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, version: Zxid, out: &mut Vec<Command>) {
         if voters.is_empty() || version <= self.cfg.config_version {
             return;
         }
-        self.cfg.voters = voters;
-        self.cfg.observers = observers;
+        self.cfg.voters = voters.clone();
+        self.cfg.observers = observers.clone();
         self.cfg.config_version = version;
         self.cfg.proposed_voters.retain(|_| false);
+        out.push(Command::ConfigActive { voters, observers, version, data: self.cfg.config_data.clone() });
         let flow = match &mut self.role {
             Role::Leading(l) => l.activate(&self.cfg.voters, &self.cfg.observers, version, out),
             Role::Following(f) => {
@@ -150,37 +159,21 @@ impl Peer {
         self.now_ms = now_ms;
         let mut out = Vec::new();
         let flow = match &mut self.role {
-            Role::Looking(e) => {
-                out = e.on_tick(now_ms);
-                self.after_election(&mut out);
-                Flow::Continue
-            }
             Role::Following(f) => f.on_tick(now_ms),
             Role::Leading(l) => l.on_tick(now_ms, &mut out),
-            Role::Halted => Flow::Continue,
+            Role::Looking | Role::Halted => Flow::Continue,
         };
         self.handle(flow, &mut out);
         self.activate_committed(&mut out);
         out
     }
 
+    /// Discovery, sync and broadcast messages (election messages are the elector's).
     pub fn on_message(&mut self, from: ServerId, msg: Message) -> Vec<Command> {
         let mut out = Vec::new();
         let now = self.now_ms;
-        if let Message::Notification(n) = msg {
-            if !self.is_halted() {
-                self.on_notification(from, n, &mut out);
-            }
-            return out;
-        }
-        if let Message::Config { data } = msg {
-            if !self.is_halted() {
-                self.on_config(data, &mut out);
-            }
-            return out;
-        }
         let flow = match &mut self.role {
-            Role::Looking(_) => {
+            Role::Looking => {
                 if let Message::FollowerInfo { .. } = msg {
                     self.early_infos.insert(from, msg);
                 }
@@ -222,13 +215,6 @@ impl Peer {
         out
     }
 
-    pub fn on_connected(&mut self, peer: ServerId) -> Vec<Command> {
-        match &mut self.role {
-            Role::Looking(e) => e.on_connected(peer),
-            _ => Vec::new(),
-        }
-    }
-
     pub fn on_disconnected(&mut self, peer: ServerId) -> Vec<Command> {
         let mut out = Vec::new();
         self.early_infos.remove(&peer);
@@ -236,10 +222,6 @@ impl Peer {
             Role::Following(f) if f.leader() == peer => Flow::StepDown("lost the connection to the leader"),
             Role::Leading(l) => {
                 l.on_disconnected(peer);
-                Flow::Continue
-            }
-            Role::Looking(e) => {
-                e.on_disconnected(peer);
                 Flow::Continue
             }
             _ => Flow::Continue,
@@ -290,39 +272,6 @@ impl Peer {
         Ok((zxid, out))
     }
 
-    fn on_notification(&mut self, from: ServerId, n: Notification, out: &mut Vec<Command>) {
-        if let Role::Looking(e) = &mut self.role {
-            out.extend(e.on_notification(from, n));
-            self.after_election(out);
-        } else if n.state == PeerState::Looking {
-            // Past the election: tell the looker whom we follow (or that we lead).
-            if let Some(vote) = self.vote {
-                let me = self.cfg.my_id;
-                let eligible = self.cfg.voters.contains(&me) || self.cfg.proposed_voters.iter().any(|p| p.contains(&me));
-                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state(), config_version: self.cfg.config_version, eligible });
-                out.push(Command::Send { to: from, msg });
-            }
-        }
-        if n.config_version < self.cfg.config_version && !self.cfg.config_data.is_empty() {
-            out.push(Command::Send { to: from, msg: Message::Config { data: self.cfg.config_data.clone() } });
-        }
-    }
-
-    /// A peer's committed config, newer than ours: adopt it (a committed
-    /// config is safe to vote under) and, if looking, start over with it.
-    fn on_config(&mut self, data: Vec<u8>, out: &mut Vec<Command>) {
-        let Some((voters, observers, version)) = super::config_members(&data) else { return };
-        if version <= self.cfg.config_version || voters.is_empty() {
-            return;
-        }
-        self.cfg.config_data = data.clone();
-        out.push(Command::ConfigAdopted { data });
-        self.activate(voters, observers, version, out);
-        if matches!(self.role, Role::Looking(_)) {
-            self.look("adopted a newer config from a peer", out);
-        }
-    }
-
     fn handle(&mut self, flow: Flow, out: &mut Vec<Command>) {
         if out.iter().any(|c| matches!(c, Command::Fatal { .. })) {
             self.role = Role::Halted;
@@ -340,24 +289,30 @@ impl Peer {
     }
 
     fn look(&mut self, reason: &'static str, out: &mut Vec<Command>) {
-        self.clock += 1;
         out.push(Command::LookForLeader { reason });
-        self.cfg.proposed_voters = self.proposed_voters();
-        let mut e = Election::new(&self.cfg, self.store.last_zxid(), self.store.current_epoch, self.clock);
-        out.extend(e.on_start(self.now_ms));
-        self.role = Role::Looking(e);
-        self.after_election(out);
+        self.role = Role::Looking;
+        out.push(Command::Elect(self.look_inputs()));
     }
 
-    fn after_election(&mut self, out: &mut Vec<Command>) {
-        let Role::Looking(e) = &self.role else { return };
-        self.clock = self.clock.max(e.clock());
-        let Some(vote) = e.outcome() else { return };
-        self.vote = Some(vote);
+    /// What an election round starts from: this history and the reconfigs
+    /// logged but not known committed.
+    pub fn look_inputs(&mut self) -> Look {
+        let proposed = self.proposed();
+        self.cfg.proposed_voters = proposed.iter().map(|(_, v)| v.clone()).collect();
+        Look { last_zxid: self.store.last_zxid(), current_epoch: self.store.current_epoch, proposed }
+    }
+
+    /// The elector decided: lead or follow. An outcome that arrives when
+    /// not looking (a stale one) is ignored.
+    pub fn on_elected(&mut self, vote: Vote) -> Vec<Command> {
+        let mut out = Vec::new();
+        if !matches!(self.role, Role::Looking) {
+            return out;
+        }
         if vote.leader == self.cfg.my_id {
             let mut leader = Leader::new(&self.cfg);
             out.push(Command::BecomeLeader);
-            leader.start(&mut self.store, self.now_ms, out);
+            leader.start(&mut self.store, self.now_ms, &mut out);
             self.role = Role::Leading(leader);
             let mut flow = Flow::Continue;
             for (from, msg) in std::mem::take(&mut self.early_infos) {
@@ -365,17 +320,177 @@ impl Peer {
                     break;
                 }
                 let Role::Leading(l) = &mut self.role else { unreachable!() };
-                flow = l.on_message(&mut self.store, from, msg, self.now_ms, out);
+                flow = l.on_message(&mut self.store, from, msg, self.now_ms, &mut out);
             }
-            self.handle(flow, out);
+            self.handle(flow, &mut out);
         } else {
             let c = &self.cfg;
             let mut f = Follower::new(vote.leader, c.is_observer(), c.tick_ms, c.init_limit_ticks, c.sync_limit_ticks);
             out.push(Command::BecomeFollower { leader: vote.leader, observer: c.is_observer() });
-            f.start(&self.store, self.now_ms, out);
+            f.start(&self.store, self.now_ms, &mut out);
             self.role = Role::Following(f);
             self.early_infos.clear();
         }
+        out
+    }
+}
+
+/// Both halves joined directly: each hand-off command is carried to the
+/// other half at once, in place, so the output reads as one member's.
+#[derive(Debug)]
+pub struct Peer {
+    elector: Elector,
+    replica: Replica,
+    /// Hand-offs are returned for the caller to deliver later with
+    /// `hand_off`, as between two actors (the simulator's split mode).
+    deferred: bool,
+}
+
+impl Peer {
+    pub fn new(cfg: Config, durable: Durable) -> Peer {
+        let replica = Replica::new(cfg, durable);
+        Peer { elector: Elector::new(replica.config().clone()), replica, deferred: false }
+    }
+
+    /// Returns hand-off commands instead of carrying them at once.
+    pub fn with_deferred_hand_off(mut self) -> Peer {
+        self.deferred = true;
+        self
+    }
+
+    /// Whether `c` goes from one half to the other.
+    pub fn is_hand_off(c: &Command) -> bool {
+        matches!(c, Command::Elect(_) | Command::ConfigActive { .. } | Command::Elected { .. } | Command::ConfigAdopted { .. })
+    }
+
+    /// Delivers a hand-off command to the half it is for.
+    pub fn hand_off(&mut self, c: Command) -> Vec<Command> {
+        let out = self.deliver(&c);
+        self.route(out)
+    }
+
+    fn deliver(&mut self, c: &Command) -> Vec<Command> {
+        match c {
+            Command::Elect(look) => self.elector.look(look.clone(), self.replica.now_ms),
+            Command::ConfigActive { voters, observers, version, data } => {
+                self.elector.set_membership(voters.clone(), observers.clone(), *version, data.clone());
+                Vec::new()
+            }
+            Command::Elected { vote, .. } => self.replica.on_elected(*vote),
+            Command::ConfigAdopted { data } => self.replica.set_membership(data),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Carries hand-off commands between the halves, depth first; the
+    /// internal ones (`Elect`, `ConfigActive`) are not returned.
+    fn route(&mut self, out: Vec<Command>) -> Vec<Command> {
+        let mut todo: VecDeque<Command> = out.into();
+        let mut done = Vec::new();
+        while let Some(c) = todo.pop_front() {
+            if matches!(c, Command::Fatal { .. }) {
+                self.elector.halt();
+            }
+            if self.deferred {
+                done.push(c);
+                continue;
+            }
+            let more = self.deliver(&c);
+            if !matches!(c, Command::Elect(_) | Command::ConfigActive { .. }) {
+                done.push(c);
+            }
+            for m in more.into_iter().rev() {
+                todo.push_front(m);
+            }
+        }
+        done
+    }
+
+    pub fn start(&mut self, now_ms: u64) -> Vec<Command> {
+        let out = self.replica.start(now_ms);
+        self.route(out)
+    }
+
+    pub fn id(&self) -> ServerId {
+        self.replica.id()
+    }
+
+    pub fn state(&self) -> PeerState {
+        self.replica.state()
+    }
+
+    pub fn leader(&self) -> Option<ServerId> {
+        self.replica.leader()
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.replica.is_serving()
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.replica.is_halted()
+    }
+
+    pub fn store(&self) -> &Store {
+        self.replica.store()
+    }
+
+    pub fn set_membership(&mut self, data: &[u8]) -> Vec<Command> {
+        let out = self.replica.set_membership(data);
+        self.route(out)
+    }
+
+    pub fn on_tick(&mut self, now_ms: u64) -> Vec<Command> {
+        let mut out = self.elector.on_tick(now_ms);
+        out.extend(self.replica.on_tick(now_ms));
+        self.route(out)
+    }
+
+    pub fn on_message(&mut self, from: ServerId, msg: Message) -> Vec<Command> {
+        let out = match msg {
+            Message::Notification(n) => self.elector.on_notification(from, n),
+            Message::Config { data } => self.elector.on_config(data),
+            msg => self.replica.on_message(from, msg),
+        };
+        self.route(out)
+    }
+
+    pub fn on_persisted(&mut self, zxid: Zxid) -> Vec<Command> {
+        let out = self.replica.on_persisted(zxid);
+        self.route(out)
+    }
+
+    pub fn on_connected(&mut self, peer: ServerId) -> Vec<Command> {
+        let out = self.elector.on_connected(peer);
+        self.route(out)
+    }
+
+    pub fn on_disconnected(&mut self, peer: ServerId) -> Vec<Command> {
+        self.elector.on_disconnected(peer);
+        let out = self.replica.on_disconnected(peer);
+        self.route(out)
+    }
+
+    pub fn step_down(&mut self, reason: &'static str) -> Vec<Command> {
+        let out = self.replica.step_down(reason);
+        self.route(out)
+    }
+
+    pub fn next_zxid(&self) -> Result<Zxid, ProposeError> {
+        self.replica.next_zxid()
+    }
+
+    pub fn learners(&self) -> Vec<(ServerId, bool, bool, Zxid)> {
+        self.replica.learners()
+    }
+
+    pub fn epoch(&self) -> Option<super::Epoch> {
+        self.replica.epoch()
+    }
+
+    pub fn propose(&mut self, hdr: TxnHeader, txn: Txn) -> Result<(Zxid, Vec<Command>), ProposeError> {
+        let (zxid, out) = self.replica.propose(hdr, txn)?;
+        Ok((zxid, self.route(out)))
     }
 }
 

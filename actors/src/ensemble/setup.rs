@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use warden_core::config::ServerSpec;
 use warden_core::membership::Membership;
-use warden_core::zab::{EpochKind, Peer, ServerId};
+use warden_core::zab::{EpochKind, Replica, ServerId};
 
 /// Reads `acceptedEpoch` / `currentEpoch` (decimal text, as ZooKeeper); 0 if absent.
 pub fn read_epoch(data_dir: &Path, kind: EpochKind) -> Result<u32, String> {
@@ -51,7 +51,7 @@ const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
 /// runs (a port in use stops the start), links start with the processor.
 pub struct QuorumSetup {
     listener: std::net::TcpListener,
-    peer: Peer,
+    replica: Replica,
     members: BTreeMap<ServerId, String>,
     data_dir: PathBuf,
     tls: Option<crate::tls::QuorumTls>,
@@ -95,7 +95,7 @@ impl QuorumSetup {
             None => None,
         };
         let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
-        Ok(QuorumSetup { listener, peer: Peer::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl, allow_joiners: config.reconfig_enabled })
+        Ok(QuorumSetup { listener, replica: Replica::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl, allow_joiners: config.reconfig_enabled })
     }
 
     /// Peer links and the quorum listener run on `thread`, so votes and
@@ -115,16 +115,24 @@ impl QuorumSetup {
         if self.sasl.is_some() {
             slog::info!(log, "quorum links authenticate with SASL DIGEST-MD5 (quorum.auth.enableSasl)");
         }
-        let (link_log, me2) = (log.clone(), me.clone());
+        let election = {
+            let ems = registry.register("election", "0");
+            let (cfg, elog, ems2) = (self.replica.config().clone(), log.new(slog::o!("actor" => "election")), ems.clone());
+            let mb = Mailbox::new(Supervisor::start_in_arbiter(thread, move |_| crate::election::ElectionActor::new(cfg, ems2, elog)), ems);
+            crate::supervise::injectable(&mb);
+            mb
+        };
+        let (link_log, me2, election2) = (log.clone(), me.clone(), election.clone());
         let thread2 = thread.clone();
         let addr = Supervisor::start_in_arbiter(thread, move |ctx: &mut Context<Broadcast>| {
             let mine = Mailbox::new(ctx.address(), me2.clone());
-            let factory = LinkFactory { my_id: self.peer.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), events: mine.inbox(), registry, thread: thread2, allow_joiners: self.allow_joiners, log: link_log.clone() };
+            let factory = LinkFactory { my_id: self.replica.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), zab: mine.inbox(), election: election2.inbox(), registry, thread: thread2, allow_joiners: self.allow_joiners, log: link_log.clone() };
             let listener = QuorumListener { listener: self.listener, tls: self.tls, sasl: self.sasl, log: link_log.new(slog::o!("actor" => "peer-listener")) };
-            Broadcast::new(self.peer, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
+            Broadcast::new(self.replica, election2, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
         });
         let mb = Mailbox::new(addr, me);
         crate::supervise::injectable(&mb);
+        election.do_send(crate::messages::ToElection::Start { broadcast: mb.clone() });
         mb
     }
 }
@@ -150,7 +158,8 @@ pub struct LinkFactory {
     my_id: ServerId,
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
-    events: Inbox<PeerEvent>,
+    zab: Inbox<PeerEvent>,
+    election: Inbox<PeerEvent>,
     registry: Arc<Registry>,
     thread: ArbiterHandle,
     /// reconfigEnabled: servers outside the config may connect to join.
@@ -164,7 +173,7 @@ impl LinkFactory {
     pub fn link(&self, id: ServerId, addr: String) -> Mailbox<PeerLink> {
         let me = self.registry.register("peer-link", id.to_string());
         let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
-        let link = PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.events.clone(), me.clone(), llog);
+        let link = PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.zab.clone(), self.election.clone(), me.clone(), llog);
         let mb = Mailbox::new(Supervisor::start_in_arbiter(&self.thread, move |_| link), me);
         crate::supervise::injectable(&mb);
         mb
