@@ -302,6 +302,12 @@ impl Broadcast {
             Command::Elected { .. } => {}
             Command::BecomeLeader => info!(self.log, "leading"),
             Command::BecomeFollower { leader, observer } => info!(self.log, "following"; "leader" => leader, "observer" => observer),
+            Command::Serving { leader, epoch } if self.serving => {
+                // An epoch bump finished (the leader kept serving): the
+                // processor numbers on, its writes queued by the bump.
+                info!(self.log, "epoch bumped without an election"; "leader" => leader, "epoch" => epoch);
+                self.publish_view();
+            }
             Command::Serving { leader, epoch } => {
                 self.serving = true;
                 if let Some(since) = self.looking_since.take() {

@@ -416,11 +416,28 @@ async fn running_out_of_zxid_counters_bumps_the_epoch_without_dropping_clients()
         assert!(epochs >= 5, "only {epochs} epoch bumps for 300 writes");
         assert_eq!(zk.session_id(), session);
         assert_eq!(zk.list_children("/bump").await.unwrap().len(), 300);
+        // Pipelined writes across bumps: the processor numbers them ahead
+        // of the broadcast actor, which must agree on every zxid.
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let zk = zk.clone();
+                tokio::spawn(async move {
+                    for i in 0..40 {
+                        zk.create(&format!("/bump/w{w}-{i}"), b"", &persistent()).await.unwrap_or_else(|err| panic!("writer {w} write {i}: {err}"));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(zk.list_children("/bump").await.unwrap().len(), 620);
+        assert_eq!(zk.session_id(), session, "no step-down dropped the session's connection");
     })
     .await;
     assert_eq!(e.mode(leader).as_deref(), Some("leader"), "the same leader throughout");
     for id in e.all_ids() {
-        assert_eq!(within(30, "read back", children_on(&e, id, "/bump")).await.len(), 300, "member {id}");
+        assert_eq!(within(30, "read back", children_on(&e, id, "/bump")).await.len(), 620, "member {id}");
     }
 }
 
