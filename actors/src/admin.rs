@@ -3,7 +3,7 @@
 //! `/metrics`, every actor's mailbox at `/actors`, live supervision changes at
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
-use crate::messages::{SnapshotNow, TakeSnapshot, WatchData};
+use crate::messages::{SnapshotNow, WatchData};
 use crate::node::Deps;
 use crate::registry::{Fault, PolicyChange};
 use crate::stats::Histogram;
@@ -113,7 +113,7 @@ async fn list_commands(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
 }
 
 async fn snapshot(state: &AdminState, word: &'static str) -> Result<ServerSnapshot, HttpResponse> {
-    state.deps.processor.send(TakeSnapshot(word)).await.map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
+    crate::node::server_snapshot(&state.deps.processor, word, state.deps.config.clone()).await.map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
 }
 
 /// A text value as JSON: numbers stay numbers.

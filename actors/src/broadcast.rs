@@ -46,6 +46,9 @@ pub struct Broadcast {
     data_dir: PathBuf,
     started: Instant,
     serving: bool,
+    /// Commands not yet run, and whether a disk write holds them back.
+    queued: VecDeque<Command>,
+    writing: bool,
     /// The role the processor was last told of.
     reported_state: PeerState,
     /// Bumped each time this member starts serving as leader; the
@@ -90,6 +93,8 @@ impl Broadcast {
             data_dir,
             started: Instant::now(),
             serving: false,
+            queued: VecDeque::new(),
+            writing: false,
             reported_state: PeerState::Looking,
             term: 0,
             looking_since: Some(Instant::now()),
@@ -227,7 +232,14 @@ impl Broadcast {
     }
 
     fn run_commands(&mut self, cmds: Vec<Command>, ctx: &mut Context<Self>) {
-        for cmd in cmds {
+        self.queued.extend(cmds);
+        self.drain(ctx);
+    }
+
+    /// Runs queued commands in order until one must wait for the disk.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while !self.writing {
+            let Some(cmd) = self.queued.pop_front() else { break };
             self.run_command(cmd, ctx);
         }
         // A reconfig can turn an observer into a follower (or back) while it serves.
@@ -255,9 +267,8 @@ impl Broadcast {
                 }
             }
             Command::PersistEpoch { kind, epoch } => {
-                if let Err(e) = write_epoch(&self.epoch_dir, kind, epoch) {
-                    fatal(&self.log, &format!("cannot persist {}: {e}", epoch_file(kind)));
-                }
+                let dir = self.epoch_dir.clone();
+                self.write_then_go_on(ctx, move || write_epoch(&dir, kind, epoch).map_err(|e| format!("cannot persist {}: {e}", epoch_file(kind))), true);
             }
             Command::AppendLog { entries } => {
                 let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| self.replica.store().last_zxid());
@@ -287,14 +298,14 @@ impl Broadcast {
             Command::Apply { entries } => {
                 for e in &entries {
                     if let warden_core::txn::Txn::Reconfig { data } = &e.txn {
-                        self.config_activated(data);
+                        self.config_activated(data, ctx);
                     }
                 }
                 self.to_processor(FromZab::Apply(entries));
             }
             Command::ConfigAdopted { data } => {
                 info!(self.log, "adopted a newer committed config from a peer");
-                self.config_activated(&data);
+                self.config_activated(&data, ctx);
             }
             Command::Elect(look) => self.election.do_send(ToElection::Elect(look)),
             Command::ConfigActive { voters, observers, version, data } => self.election.do_send(ToElection::ConfigActive { voters, observers, version, data }),
@@ -335,18 +346,36 @@ impl Broadcast {
         let _ = ctx;
     }
 
+    /// Runs `write` on a blocking thread while this actor waits (its
+    /// mailbox and its queued commands: a Send after an epoch write must not
+    /// leave before the epoch is durable); the quorum thread runs on. A
+    /// failed write stops the node when `must` (Zab relies on it), else is
+    /// logged.
+    fn write_then_go_on(&mut self, ctx: &mut Context<Self>, write: impl FnOnce() -> Result<(), String> + Send + 'static, must: bool) {
+        self.writing = true;
+        let done = tokio::task::spawn_blocking(write);
+        ctx.wait(actix::fut::wrap_future(done).map(move |res, act: &mut Self, ctx: &mut Context<Self>| {
+            act.writing = false;
+            match res.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(()) => {}
+                Err(e) if must => fatal(&act.log, &e),
+                // A restart then treats a reconfig as proposed (joint quorums): safe, only slower.
+                Err(e) => error!(act.log, "cannot write the committed config"; "error" => e),
+            }
+            crate::mailbox::guarded(act, ctx, |act, ctx| act.drain(ctx));
+        }));
+    }
+
     /// A reconfig committed (Zab activated its quorum already): keep the
     /// config, and link to the members it added. Links to removed servers
     /// stay; they may still follow as non-voting learners.
-    fn config_activated(&mut self, data: &[u8]) {
+    fn config_activated(&mut self, data: &[u8], ctx: &mut Context<Self>) {
         let m = match warden_core::membership::Membership::parse(&String::from_utf8_lossy(data)) {
             Ok(m) => m,
             Err(e) => return error!(self.log, "a committed reconfig does not parse"; "error" => e),
         };
-        if let Err(e) = write_dynamic_config(&self.data_dir, &m) {
-            // A restart then treats the reconfig as proposed (joint quorums): safe, only slower.
-            error!(self.log, "cannot write the committed config"; "error" => %e);
-        }
+        let (dir, written) = (self.data_dir.clone(), m.clone());
+        self.write_then_go_on(ctx, move || write_dynamic_config(&dir, &written).map_err(|e| e.to_string()), false);
         let my_id = self.replica.id();
         let before = self.links.len();
         for spec in m.servers.values().filter(|s| s.id != my_id) {
@@ -402,7 +431,7 @@ impl Serve<ToZab> for Broadcast {
                 }
             }
             ToZab::ConfigFromTree(data) => {
-                self.config_activated(&data);
+                self.config_activated(&data, ctx);
                 let cmds = self.replica.set_membership(&data);
                 self.run_commands(cmds, ctx);
             }
@@ -412,7 +441,7 @@ impl Serve<ToZab> for Broadcast {
                 self.run_commands(cmds, ctx);
             }
             ToZab::ConfigAdopted(data) => {
-                self.config_activated(&data);
+                self.config_activated(&data, ctx);
                 let cmds = self.replica.set_membership(&data);
                 self.run_commands(cmds, ctx);
             }

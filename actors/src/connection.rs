@@ -3,7 +3,7 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
-use crate::messages::{Connect, Detach, Submit, TakeSnapshot, ToConn, Tracking, WatchReport};
+use crate::messages::{Connect, Detach, Submit, ToConn, Tracking, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
 use crate::mailbox::{guarded, Mailbox, Serve, Supervision};
@@ -272,7 +272,8 @@ impl Connection {
             }).wait(ctx);
             return;
         }
-        self.deps.processor.send(TakeSnapshot(cmd)).into_actor(self).then(move |res, act, ctx| {
+        let snapshot = crate::node::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
+        actix::fut::wrap_future::<_, Self>(snapshot).then(move |res, act, ctx| {
             if let Ok(snapshot) = res {
                 act.out.send(fourlw::reply(cmd, &snapshot).into_bytes());
             }

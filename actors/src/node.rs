@@ -34,6 +34,25 @@ pub struct Deps {
     pub log: Logger,
 }
 
+/// The numbers four-letter words and the admin commands report: the
+/// processor's in-memory ones, then what needs the disk (directory sizes,
+/// the conf's paths, the environment), read on a blocking thread rather
+/// than an actor's.
+pub fn server_snapshot(processor: &Mailbox<Processor>, word: &'static str, config: Arc<Config>) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
+    let request = processor.send(crate::messages::TakeSnapshot(word));
+    async move {
+        let mut s = request.await?;
+        let from_disk = tokio::task::spawn_blocking(move || {
+            let (data, logs) = (storage::version_dir(&config.data_dir), storage::version_dir(&config.data_log_dir));
+            (zookeeper_conf(&config), environment(), dir_size(&data), dir_size(&logs))
+        });
+        if let Ok((conf, env, data_bytes, log_bytes)) = from_disk.await {
+            (s.conf, s.env, s.data_dir_bytes, s.log_dir_bytes) = (conf, env, data_bytes, log_bytes);
+        }
+        Ok(s)
+    }
+}
+
 /// Passes records at or above a level that can change while the node runs.
 struct RuntimeLevel<D> {
     drain: D,

@@ -222,6 +222,11 @@ impl PeerLink {
         let reader = ctx.spawn(
             actix::fut::wrap_future(async move {
                 loop {
+                    // Backpressure: no more frames off the socket while the
+                    // actor they go to has a full mailbox (TCP slows the peer).
+                    while zab.stats.full() || election.stats.full() {
+                        actix::clock::sleep(Duration::from_millis(1)).await;
+                    }
                     match frames.next().await {
                         None => break "closed by the peer".to_string(),
                         Some(Err(e)) => break format!("bad frame or I/O error: {e}"),

@@ -493,14 +493,10 @@ impl Serve<TakeSnapshot> for Processor {
             ephemerals_count: db.tree.ephemeral_count() as u64,
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,
-            conf: crate::node::zookeeper_conf(&self.config),
             conf_quorum: crate::node::zookeeper_conf_quorum(&self.config),
             membership: self.zab.as_ref().and_then(|_| db.tree.get(warden_core::tree::CONFIG)).and_then(|n| n.data.as_deref()).map(|d| String::from_utf8_lossy(d).into_owned()),
-            env: crate::node::environment(),
             sessions: db.sessions().iter().map(|(k, v)| (*k, *v)).collect(),
             ephemerals: db.tree.ephemerals().iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect(),
-            data_dir_bytes: crate::node::dir_size(&crate::storage::version_dir(&self.config.data_dir)),
-            log_dir_bytes: crate::node::dir_size(&crate::storage::version_dir(&self.config.data_log_dir)),
             ..Default::default()
         };
         s.quorum = self.quorum_status();

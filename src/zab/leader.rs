@@ -366,8 +366,11 @@ impl Leader {
             // It promised a later epoch to a would-be leader that never
             // established, and would refuse ours forever (ZooKeeper leaves it
             // out until the next election). Bump past it; it gets LEADERINFO
-            // once the bump is done.
-            (None, Some(epoch)) if accepted_epoch >= epoch => {
+            // once the bump is done. (One that accepted our own epoch — it
+            // followed us, or restarted — joins as ZooKeeper lets it: its
+            // ACKEPOCH carries no current epoch, and no bump disturbs the
+            // writes in flight.)
+            (None, Some(epoch)) if accepted_epoch > epoch => {
                 if accepted_epoch < i32::MAX as Epoch {
                     self.begin_round(store, accepted_epoch + 1, true, out);
                 }
@@ -536,8 +539,27 @@ impl Leader {
             store.set_epoch(EpochKind::Current, epoch, out);
         }
         let r = self.round.as_ref().expect("round");
-        if r.self_acked && self.is_quorum(None, r.newleader_ackers.iter().copied()) {
+        if r.self_acked && self.is_quorum(None, r.newleader_ackers.iter().copied()) && !self.bump_waits_for_stragglers() {
             self.finish_round(store, out);
+        }
+    }
+
+    /// An epoch bump with its quorum may still wait half a tick for the
+    /// learners that have not acknowledged it yet: one that has not even
+    /// acknowledged the new epoch when the round finishes is reset (it
+    /// would get new-epoch proposals before its NEWLEADER), and its clients
+    /// lose their connection. Waiting longer is always safe; `on_tick`
+    /// finishes the round once the wait is over.
+    fn bump_waits_for_stragglers(&self) -> bool {
+        let Some(r) = &self.round else { return false };
+        let straggling = self.learners.values().any(|l| matches!(l.stage, Stage::EpochSent | Stage::EpochAcked { .. } | Stage::NewLeaderSent));
+        r.bump && straggling && self.now_ms < r.started_ms + self.tick_ms / 2
+    }
+
+    /// From the replica's tick: a bump that waited for stragglers finishes.
+    pub(crate) fn on_tick_round(&mut self, store: &mut Store, out: &mut Vec<Command>) {
+        if self.round.as_ref().is_some_and(|r| r.bump) {
+            self.check_round(store, out);
         }
     }
 
@@ -822,7 +844,10 @@ mod tests {
         assert!(out.contains(&Command::Send { to: 2, msg: Message::NewLeader { epoch: 5, zxid: zxid::make(4, 2) } }));
         assert!(out.contains(&Command::PersistEpoch { kind: EpochKind::Current, epoch: 5 }));
         l.on_message(&mut store, 2, Message::Ack { zxid: zxid::make(5, 0) }, 1, &mut out);
-        assert_eq!(l.epoch(), Some(5));
+        assert_eq!(l.epoch(), Some(4), "a quorum, but the bump waits a little for 3");
+        l.on_tick(1_001, &mut out);
+        l.on_tick_round(&mut store, &mut out);
+        assert_eq!(l.epoch(), Some(5), "half a tick later it finishes without 3");
         assert_eq!(applied(&out), vec![zxid::make(4, 1), zxid::make(4, 2)], "the old epoch's proposals commit with the bump");
         assert!(out.contains(&Command::Send { to: 2, msg: Message::UpToDate }));
         // 3 never acked the new epoch: it is reset rather than fed new-epoch
@@ -846,5 +871,28 @@ mod tests {
         }
         assert_eq!(prev, zxid::make(5, 2), "two in epoch 4, then the bump's first two in 5");
         assert_eq!(zxid_after(zxid::make(3, 9), 4, 2), zxid::make(4, 1), "a new leader starts its epoch at 1");
+    }
+
+    #[test]
+    fn zab_epoch_bump_waits_for_a_slower_learner_instead_of_resetting_it() {
+        let (mut l, mut store) = setup(3);
+        l.counter_limit = 2;
+        establish(&mut l, &mut store, 3);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            l.propose(&mut store, hdr(), Txn::Error { code: 0 }, &mut out).unwrap();
+        }
+        drain_disk(&mut store, &out);
+        out.clear();
+        l.on_persisted(&mut store, &mut out);
+        l.on_message(&mut store, 2, Message::AckEpoch { current_epoch: Some(4), last_zxid: zxid::make(4, 2) }, 1, &mut out);
+        l.on_message(&mut store, 2, Message::Ack { zxid: zxid::make(5, 0) }, 2, &mut out);
+        assert_eq!(l.epoch(), Some(4), "waiting for 3");
+        // 3 is slower but within half a tick: it joins the bump.
+        l.on_message(&mut store, 3, Message::AckEpoch { current_epoch: Some(4), last_zxid: zxid::make(4, 2) }, 3, &mut out);
+        l.on_message(&mut store, 3, Message::Ack { zxid: zxid::make(5, 0) }, 4, &mut out);
+        assert_eq!(l.epoch(), Some(5));
+        assert!(!out.contains(&Command::CloseLink { peer: 3 }), "3 kept its connection");
+        assert!(out.contains(&Command::Send { to: 3, msg: Message::UpToDate }));
     }
 }

@@ -160,7 +160,13 @@ impl Replica {
         let mut out = Vec::new();
         let flow = match &mut self.role {
             Role::Following(f) => f.on_tick(now_ms),
-            Role::Leading(l) => l.on_tick(now_ms, &mut out),
+            Role::Leading(l) => match l.on_tick(now_ms, &mut out) {
+                Flow::Continue => {
+                    l.on_tick_round(&mut self.store, &mut out);
+                    Flow::Continue
+                }
+                stop => stop,
+            },
             Role::Looking | Role::Halted => Flow::Continue,
         };
         self.handle(flow, &mut out);
