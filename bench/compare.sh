@@ -12,6 +12,8 @@
 # VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=100 STORM_ROUNDS=50 THREADS=1 ZK_HEAP=1000m
 # WORKLOADS="create set get exists mixed multi session-churn watch-storm"
 # SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
+# WARDEN_BINARY=path: measure that warden build instead of target/release/warden;
+# WARDEN_SET="key=value ...": extra --set settings for Warden (e.g. warden.ioThreads=1).
 # ENSEMBLE=1: afterwards also compare 3-member ensembles (bench/ensemble.sh, which
 # writes bench/results/ensemble.md); ENSEMBLE=0 skips that.
 set -euo pipefail
@@ -40,7 +42,8 @@ ensure_zookeeper
 
 echo "== building warden and warden-bench (release) ==" >&2
 cargo build --release --quiet -p warden -p warden-bench
-WARDEN=$repo/target/release/warden
+# WARDEN_BINARY: another warden build to measure (e.g. the previous commit's, for a before/after).
+WARDEN=${WARDEN_BINARY:-$repo/target/release/warden}
 BENCH=$repo/target/release/warden-bench
 
 # Both servers' data dirs live under one temp dir, so on the same filesystem.
@@ -92,8 +95,10 @@ EOF
         >>"$WORK/zookeeper.out" 2>&1 </dev/null &
       ;;
     warden)
+      local extra=()
+      for kv in ${WARDEN_SET:-}; do extra+=(--set "$kv"); done
       "$WARDEN" server --set "clientPort=$port" --set clientPortAddress=127.0.0.1 \
-        --set "dataDir=$dir" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 \
+        --set "dataDir=$dir" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 "${extra[@]}" \
         >>"$WORK/warden.out" 2>&1 </dev/null &
       ;;
     *) echo "unknown server $name" >&2; exit 1 ;;

@@ -13,6 +13,9 @@
 # Writes a markdown report to bench/results/ensemble.md. Every process it starts
 # is stopped by pid, also on failure.
 #
+# FAILOVER_LOAD=1: each kill happens under a mixed warden-bench load on every
+# member (CONNECTIONS x OUTSTANDING, half reads), started 2 s before it.
+#
 #   bash bench/ensemble.sh                                    # full run
 #   ROUNDS=1 DURATION=3 FAILOVERS=5 CATCHUP=20000 bash bench/ensemble.sh
 set -euo pipefail
@@ -147,11 +150,20 @@ for name in $SERVERS; do
     leader=$(find_leader 3)
     [ -n "$leader" ] || { PROBLEMS+=("$name fail-over $k: no leader found"); break; }
     survivors=(); for i in 1 2 3; do [ "$i" != "$leader" ] && survivors+=("127.0.0.1:${PORT[$i]}"); done
+    load_pid=""
+    if [ "${FAILOVER_LOAD:-0}" = 1 ]; then
+      "$BENCH" --servers "127.0.0.1:${PORT[1]},127.0.0.1:${PORT[2]},127.0.0.1:${PORT[3]}" --workload mixed \
+        --read-fraction 0.5 --connections "$CONNECTIONS" --outstanding "$OUTSTANDING" --keys "$KEYS" \
+        --value-size "$VALUE_SIZE" --duration 600 >/dev/null 2>&1 </dev/null &
+      load_pid=$!; PID[load]=$load_pid
+      sleep 2
+    fi
     if ms=$("$BENCH" failover --servers "$(IFS=,; echo "${survivors[*]}")" --kill-pid "${PID[$leader]}" --timeout 60); then
       times+=("$ms"); echo "  kill $k (leader m$leader): $ms ms" >&2
     else
       PROBLEMS+=("$name fail-over $k: no write within 60 s")
     fi
+    if [ -n "$load_pid" ]; then stop_pid "$load_pid"; unset 'PID[load]'; fi
     wait "${PID[$leader]}" 2>/dev/null || true
     start_member "$name" 3 "$leader"
   done
@@ -202,7 +214,8 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "### Leader fail-over and follower catch-up"
   echo
-  echo "| server | fail-over: SIGKILL of leader to first acked write, median of $FAILOVERS (ms) | catch-up of a follower $CATCHUP txns behind, restart to leader's zxid (ms) |"
+  load=""; [ "${FAILOVER_LOAD:-0}" = 1 ] && load=" under a mixed load of $CONNECTIONS x $OUTSTANDING on every member"
+  echo "| server | fail-over: SIGKILL of leader to first acked write$load, median of $FAILOVERS (ms) | catch-up of a follower $CATCHUP txns behind, restart to leader's zxid (ms) |"
   echo "|---|---:|---:|"
   for name in $SERVERS; do echo "| $name | ${FAILOVER_MS[$name]:-–} | ${CATCHUP_MS[$name]:-–} |"; done
   echo

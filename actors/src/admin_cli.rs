@@ -75,7 +75,7 @@ pub fn actors(t: &Target) -> Result<(), String> {
                 s(&a["messages_handled"]),
                 format!("{}/{}/{}", s(&a["handling_p50_us"]), s(&a["handling_p99_us"]), s(&a["handling_max_us"])),
                 s(&a["restarts"]),
-                format!("max {} in {}ms, backoff {}ms", s(&p["max_restarts"]), s(&p["window_ms"]), s(&p["backoff_ms"])),
+                format!("{}: max {} in {}ms, backoff {}ms", s(&p["strategy"]), s(&p["max_restarts"]), s(&p["window_ms"]), s(&p["backoff_ms"])),
             ]
         })
         .collect();
@@ -83,17 +83,21 @@ pub fn actors(t: &Target) -> Result<(), String> {
     Ok(())
 }
 
-/// `warden admin supervise KIND key=value...` (max_restarts, window_ms, backoff_ms, mailbox_capacity).
+/// `warden admin supervise KIND key=value...` (strategy=restart|escalate,
+/// max_restarts, window_ms, backoff_ms, mailbox_capacity).
 pub fn supervise(t: &Target, kind: &str, settings: &[String]) -> Result<(), String> {
     let mut body = serde_json::Map::new();
     for kv in settings {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("{kv:?} is not key=value"))?;
-        let n: u64 = v.parse().map_err(|_| format!("{k}: {v:?} is not a number"))?;
-        body.insert(k.to_string(), n.into());
+        let value: Value = match k {
+            "strategy" => v.into(),
+            _ => v.parse::<u64>().map_err(|_| format!("{k}: {v:?} is not a number"))?.into(),
+        };
+        body.insert(k.to_string(), value);
     }
     let v = json(t, "PUT", &format!("/actors/{kind}/supervision"), Some(&Value::Object(body).to_string()))?;
-    let row = |p: &Value| vec![s(&p["max_restarts"]), s(&p["window_ms"]), s(&p["backoff_ms"]), s(&p["mailbox_capacity"])];
-    print!("{}", table(&["", "MAX_RESTARTS", "WINDOW_MS", "BACKOFF_MS", "MAILBOX_CAPACITY"], vec![
+    let row = |p: &Value| vec![s(&p["max_restarts"]), s(&p["window_ms"]), s(&p["backoff_ms"]), s(&p["mailbox_capacity"]), s(&p["strategy"])];
+    print!("{}", table(&["", "MAX_RESTARTS", "WINDOW_MS", "BACKOFF_MS", "MAILBOX_CAPACITY", "STRATEGY"], vec![
         [vec!["before".to_string()], row(&v["before"])].concat(),
         [vec!["now".to_string()], row(&v["supervision"])].concat(),
     ]));
