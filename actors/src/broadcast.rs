@@ -222,6 +222,12 @@ impl Broadcast {
                     return self.run_commands(cmds, ctx);
                 }
                 Err(ProposeError::NotLeader) => return,
+                // Uncommitted proposals piled up (no quorum acknowledging):
+                // stop leading rather than refuse a write the processor prepared.
+                Err(ProposeError::Busy) => {
+                    let cmds = self.replica.step_down("too many proposals in flight");
+                    return self.run_commands(cmds, ctx);
+                }
                 Err(err) => fatal(&self.log, &format!("cannot propose {:#x}: {err:?}", e.hdr.zxid)),
             }
             match self.replica.propose(e.hdr, e.txn.clone()) {
