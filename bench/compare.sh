@@ -256,5 +256,5 @@ mkdir -p "$(dirname "$OUT")"
 if [ "${ENSEMBLE:-1}" = 1 ]; then
   echo "== 3-member ensembles: bash bench/ensemble.sh ==" >&2
   ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS OUTSTANDING=$OUTSTANDING KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE \
-    SERVERS=$SERVERS bash "$repo/bench/ensemble.sh"
+    env -u OUT SERVERS=$SERVERS bash "$repo/bench/ensemble.sh"
 fi
