@@ -3,10 +3,10 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
-use crate::messages::{Connect, Detach, Submit, ToConn, Tracking, WatchReport};
+use crate::messages::{ConnAddr, Connect, Detach, Submit, Submits, ToConn, Tracking, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
-use crate::mailbox::{guarded, Mailbox, Serve, Supervision};
+use crate::mailbox::{guarded, Serve, Supervision};
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
 use actix::prelude::*;
@@ -75,10 +75,14 @@ pub struct Connection {
     peer: SocketAddr,
     deps: Arc<Deps>,
     out: Outbox,
+    /// How the processor and dispatcher reach this connection.
+    handle: ConnAddr,
     state: State,
     /// The attached session, kept through Closing so its watches are released.
     session: Option<i64>,
     queued: VecDeque<BytesMut>,
+    /// Requests decoded from the current read, for the processor in one message.
+    batch: Vec<Submit>,
     auth: Arc<[Id]>,
     info: Arc<ConnInfo>,
     /// This handler's mailbox counters (kind "session").
@@ -92,7 +96,8 @@ pub struct Connection {
 
 impl Connection {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, out: Outbox, info: Arc<ConnInfo>, me: Arc<ActorStats>, transport_ids: Vec<Id>, security: Arc<Security>) -> Connection {
+    pub fn new(id: u64, peer: SocketAddr, deps: Arc<Deps>, handle: ConnAddr, transport_ids: Vec<Id>, security: Arc<Security>) -> Connection {
+        let (out, info, me) = (handle.out.clone(), handle.info.clone(), handle.mailbox.stats.clone());
         let log = deps.log.new(slog::o!("conn" => id, "peer" => peer.to_string()));
         let mut ids = vec![Id::new("ip", &peer.ip().to_string())];
         ids.extend(transport_ids);
@@ -101,11 +106,7 @@ impl Connection {
             ids.push(Id::new("super", ""));
         }
         let auth: Arc<[Id]> = ids.into();
-        Connection { id, peer, deps, out, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), auth, info, me, last_touch: Instant::now(), log, security, sasl: None }
-    }
-
-    fn mailbox(&self, ctx: &Context<Self>) -> Mailbox<Connection> {
-        Mailbox::new(ctx.address(), self.me.clone())
+        Connection { id, peer, deps, out, handle, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), batch: Vec::new(), auth, info, me, last_touch: Instant::now(), log, security, sasl: None }
     }
 
     fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
@@ -118,8 +119,20 @@ impl Connection {
         self.deps.stats.packets_sent.fetch_add(1, Relaxed);
     }
 
+    /// Hands the requests read so far to the processor, in one message.
+    fn submit_batch(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            let n = batch.len();
+            self.deps.stats.outstanding.fetch_add(n as i64, Relaxed);
+            self.deps.processor.do_send_batch(Submits(batch), n);
+        }
+    }
+
     /// Flushes what is queued, closes the socket and stops this actor.
     fn close(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        // Requests read before the reason to close are still served.
+        self.submit_batch();
         if !matches!(self.state, State::Closing) {
             debug!(self.log, "closing connection"; "reason" => reason);
         }
@@ -132,7 +145,7 @@ impl Connection {
         match ConnectRequest::decode(frame) {
             Ok(request) => {
                 self.state = State::Connecting;
-                self.deps.processor.do_send(Connect { conn: self.mailbox(ctx), conn_id: self.id, request });
+                self.deps.processor.do_send(Connect { conn: self.handle.clone(), conn_id: self.id, request });
             }
             Err(e) => {
                 warn!(self.log, "closing connection: malformed connect request"; "error" => %e, "bytes" => frame.len());
@@ -172,11 +185,10 @@ impl Connection {
         if opcode == op::CLOSE_SESSION {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
-        self.deps.stats.outstanding.fetch_add(1, Relaxed);
         let auth = self.auth.clone();
         // Bounded by the read gate (`gated`): no new request is read while
         // the processor's mailbox is full.
-        self.deps.processor.do_send(Submit { conn: self.mailbox(ctx), session_id, xid, request, auth, received: Instant::now() });
+        self.batch.push(Submit { conn: self.handle.clone(), session_id, xid, request, auth, received: Instant::now() });
     }
 
     /// addAuth: answered here, since identities belong to the connection. The
@@ -296,6 +308,8 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // The dispatcher may still hold this connection's write side: end it here.
+        self.out.close();
         self.deps.stats.connections.lock().unwrap().remove(&self.id);
         self.deps.registry.unregister(&self.me);
         if let Some(session_id) = self.session {
@@ -332,24 +346,41 @@ impl Serve<Fault> for Connection {
     }
 }
 
-/// The socket's frames, read only while this handler's mailbox is below
-/// half its capacity and the processor's is not full: a session handler
-/// whose replies pile up, or a busy processor, stops reading (backpressure).
-pub fn gated<S: futures_util::Stream + Unpin + 'static>(frames: S, me: Arc<ActorStats>, processor: Arc<ActorStats>) -> impl futures_util::Stream<Item = S::Item> {
-    futures_util::stream::unfold(frames, move |mut frames| {
-        let (me, processor) = (me.clone(), processor.clone());
+/// Frames handed to the handler at once: all those already read, up to this.
+const FRAMES_PER_BATCH: usize = 128;
+
+/// Replies queued but unwritten beyond which a connection stops reading
+/// requests (a client that pipelines but does not read is throttled, and
+/// cut off only at `outbox::MAX_PENDING_BYTES`).
+const READ_GATE_PENDING_BYTES: usize = 4 << 20;
+
+/// The socket's frames, in batches of those already read, read only while
+/// this handler's mailbox is below half its capacity, its unwritten replies
+/// below `READ_GATE_PENDING_BYTES`, and the processor's mailbox not full: a
+/// session handler whose replies pile up, or a busy processor, stops
+/// reading (backpressure).
+pub fn gated<S: futures_util::Stream + Unpin + 'static>(frames: S, handle: &ConnAddr, processor: Arc<ActorStats>) -> impl futures_util::Stream<Item = Vec<S::Item>> {
+    let (me, pending) = (handle.mailbox.stats.clone(), handle.out.pending_counter());
+    let frames = futures_util::stream::unfold(frames, move |mut frames| {
+        let (me, pending, processor) = (me.clone(), pending.clone(), processor.clone());
         async move {
-            while processor.full() || me.depth() * 2 >= me.policy.mailbox_capacity.load(Relaxed) as u64 {
+            while processor.full() || me.depth() * 2 >= me.policy.mailbox_capacity.load(Relaxed) as u64 || pending.load(Relaxed) > READ_GATE_PENDING_BYTES {
                 actix::clock::sleep(Duration::from_millis(1)).await;
             }
             futures_util::StreamExt::next(&mut frames).await.map(|item| (item, frames))
         }
-    })
+    });
+    futures_util::StreamExt::ready_chunks(Box::pin(frames), FRAMES_PER_BATCH)
 }
 
-impl StreamHandler<Result<Inbound, FrameError>> for Connection {
-    fn handle(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
-        guarded(self, ctx, |act, ctx| act.on_inbound(item, ctx));
+impl StreamHandler<Vec<Result<Inbound, FrameError>>> for Connection {
+    fn handle(&mut self, items: Vec<Result<Inbound, FrameError>>, ctx: &mut Context<Self>) {
+        guarded(self, ctx, |act, ctx| {
+            for item in items {
+                act.on_inbound(item, ctx);
+            }
+            act.submit_batch();
+        });
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
@@ -373,14 +404,12 @@ impl Connection {
 impl Serve<ToConn> for Connection {
     fn serve(&mut self, msg: ToConn, ctx: &mut Context<Self>) {
         match msg {
-            ToConn::Frame(frame) => {
-                if !matches!(self.state, State::Closing) {
-                    self.write(frame, ctx);
-                }
+            ToConn::TooSlow => {
+                self.out.abort();
+                self.close("client too slow", ctx);
             }
-            ToConn::Connected { session_id, timeout_ms, frame } => {
+            ToConn::Connected { session_id, timeout_ms } => {
                 debug!(self.log, "session attached"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms);
-                self.write(frame, ctx);
                 self.info.session_id.store(session_id, Relaxed);
                 self.info.timeout_ms.store(timeout_ms as i64, Relaxed);
                 self.state = State::Established { session_id };
@@ -388,6 +417,7 @@ impl Serve<ToConn> for Connection {
                 while let Some(f) = self.queued.pop_front() {
                     self.on_frame(f, ctx);
                 }
+                self.submit_batch();
             }
             ToConn::Close { frame, reason } => {
                 if let Some(f) = frame {

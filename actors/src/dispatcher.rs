@@ -3,7 +3,7 @@
 //! notifications first, then the reply — so a client never sees a reply that
 //! observes a change before the watch event for it.
 
-use crate::messages::{ConnAddr, Detach, Dispatch, ToConn, WatchData, WatchReport};
+use crate::messages::{ConnAddr, ConnHandle, Detach, Dispatch, Dispatches, ToConn, WatchData, WatchReport};
 use crate::mailbox::Serve;
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ServerStats;
@@ -19,20 +19,66 @@ use warden_core::watch::WatchManager;
 pub struct Dispatcher {
     watches: WatchManager,
     conns: HashMap<i64, (u64, ConnAddr)>,
+    /// Frames gathered per connection while one batch is delivered, sent as
+    /// one message each at its end (or before anything else to that connection).
+    outgoing: Outgoing,
     stats: Arc<ServerStats>,
     me: Arc<ActorStats>,
     log: Logger,
 }
 
-impl Dispatcher {
-    pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger) -> Dispatcher {
-        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), stats, me, log }
+/// Per connection: its handle and the frames gathered for it so far.
+#[derive(Default)]
+struct Outgoing(HashMap<*const ConnHandle, (ConnAddr, Vec<u8>, u32)>);
+
+impl Outgoing {
+    fn push(&mut self, conn: &ConnAddr, frame: &[u8]) {
+        let (_, bytes, count) = self.0.entry(Arc::as_ptr(conn)).or_insert_with(|| (conn.clone(), Vec::new(), 0));
+        bytes.extend_from_slice(frame);
+        *count += 1;
     }
 
-    fn send(&self, session_id: i64, frame: Vec<u8>) {
-        if let Some((_, conn)) = self.conns.get(&session_id) {
-            to_conn(conn, ToConn::Frame(frame), &self.log);
+    /// Writes what is gathered for `conn` now (so a later message keeps its place).
+    fn flush_one(&mut self, conn: &ConnAddr, stats: &ServerStats, log: &Logger) {
+        if let Some((conn, bytes, count)) = self.0.remove(&Arc::as_ptr(conn)) {
+            write(&conn, bytes, count, stats, log);
         }
+    }
+
+    fn flush(&mut self, stats: &ServerStats, log: &Logger) {
+        for (_, (conn, bytes, count)) in self.0.drain() {
+            write(&conn, bytes, count, stats, log);
+        }
+    }
+}
+
+/// Writes frames straight to a connection's socket queue; a client whose
+/// queue is over its limit (it does not read) is reset by its handler.
+fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
+    if conn.out.send(bytes) {
+        conn.info.sent.fetch_add(count as u64, Relaxed);
+        stats.packets_sent.fetch_add(count as u64, Relaxed);
+    } else if conn.mailbox.connected() {
+        slog::warn!(log, "closing connection: client does not read its replies"; "instance" => &conn.mailbox.stats.instance, "pending_bytes" => conn.out.pending_bytes());
+        conn.do_send(ToConn::TooSlow);
+    }
+}
+
+impl Dispatcher {
+    pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger) -> Dispatcher {
+        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), outgoing: Outgoing::default(), stats, me, log }
+    }
+
+    fn send(&mut self, session_id: i64, frame: &[u8]) {
+        if let Some((_, conn)) = self.conns.get(&session_id) {
+            self.outgoing.push(conn, frame);
+        }
+    }
+
+    /// A message to a connection other than a frame: after its frames.
+    fn tell(&mut self, conn: &ConnAddr, msg: ToConn) {
+        self.outgoing.flush_one(conn, &self.stats, &self.log);
+        conn.do_send(msg);
     }
 
     fn deliver(&mut self, conn: Option<ConnAddr>, session_id: i64, out: Output) {
@@ -43,7 +89,7 @@ impl Dispatcher {
             }
             let frame = notification_frame(out.zxid, *event_type, path);
             for n in fired {
-                self.send(n.session_id, frame.clone());
+                self.send(n.session_id, &frame);
             }
         }
         for op in out.watches {
@@ -52,7 +98,7 @@ impl Dispatcher {
                 WatchOp::AddPersistent { path, recursive } => self.watches.add_persistent(&path, session_id, recursive),
                 WatchOp::FireNow { event_type, path } => {
                     if let Some(c) = &conn {
-                        to_conn(c, ToConn::Frame(notification_frame(out.zxid, event_type, &path)), &self.log);
+                        self.outgoing.push(c, &notification_frame(out.zxid, event_type, &path));
                     }
                 }
             }
@@ -67,27 +113,17 @@ impl Dispatcher {
             Reply::None => None,
         };
         if let (Some(c), Some(f)) = (&conn, frame) {
-            to_conn(c, ToConn::Frame(f), &self.log);
+            self.outgoing.push(c, &f);
         }
         if let (Some(c), true) = (&conn, out.close_connection) {
-            c.do_send(ToConn::Close { frame: None, reason: "unknown opcode" });
+            self.tell(c, ToConn::Close { frame: None, reason: "unknown opcode" });
         }
         if let Some(closed) = out.session_closed {
             self.watches.remove_session(closed);
             if let Some((_, c)) = self.conns.remove(&closed) {
-                c.do_send(ToConn::Close { frame: None, reason: "session closed" });
+                self.tell(&c, ToConn::Close { frame: None, reason: "session closed" });
             }
         }
-        self.stats.watch_count.store(self.watches.count() as u64, Relaxed);
-    }
-}
-
-/// Delivers to a session handler, unless its mailbox is full: a client that
-/// far behind is closed instead of buffered without limit.
-fn to_conn(conn: &ConnAddr, msg: ToConn, log: &Logger) {
-    if conn.try_send(msg).is_err() {
-        slog::warn!(log, "session handler mailbox full; closing the connection"; "instance" => &conn.stats.instance, "depth" => conn.stats.depth());
-        conn.do_send(ToConn::Close { frame: None, reason: "mailbox full" });
     }
 }
 
@@ -96,7 +132,7 @@ impl Actor for Dispatcher {
 }
 
 crate::supervise::supervised!(Dispatcher);
-crate::mailbox::mailbox!(Dispatcher: Dispatch, Detach, WatchReport, WatchData, crate::messages::CloseAll, Fault);
+crate::mailbox::mailbox!(Dispatcher: Dispatches, Detach, WatchReport, WatchData, crate::messages::CloseAll, Fault);
 
 /// Watches live only in memory (clients hold the truth and re-send them with
 /// setWatches on reconnect), so a restarted dispatcher starts empty and
@@ -104,6 +140,7 @@ crate::mailbox::mailbox!(Dispatcher: Dispatch, Detach, WatchReport, WatchData, c
 /// re-register their watches, as after a server restart.
 impl crate::supervise::Rebuild for Dispatcher {
     fn rebuild(&mut self, _: &mut Context<Self>) {
+        self.outgoing = Outgoing::default();
         for (_, (_, conn)) in self.conns.drain() {
             conn.do_send(ToConn::Close { frame: None, reason: "the watch dispatcher restarted" });
         }
@@ -112,8 +149,18 @@ impl crate::supervise::Rebuild for Dispatcher {
     }
 }
 
-impl Serve<Dispatch> for Dispatcher {
-    fn serve(&mut self, msg: Dispatch, _: &mut Context<Self>) {
+impl Serve<Dispatches> for Dispatcher {
+    fn serve(&mut self, Dispatches(batch): Dispatches, _: &mut Context<Self>) {
+        for msg in batch {
+            self.dispatch(msg);
+        }
+        self.outgoing.flush(&self.stats, &self.log);
+        self.stats.watch_count.store(self.watches.count() as u64, Relaxed);
+    }
+}
+
+impl Dispatcher {
+    fn dispatch(&mut self, msg: Dispatch) {
         match msg {
             Dispatch::Output { conn, session_id, output, received } => {
                 if let Some((t, op)) = received {
@@ -128,10 +175,13 @@ impl Serve<Dispatch> for Dispatcher {
                 if let Some((old_id, old)) = self.conns.insert(session_id, (conn_id, conn.clone())) {
                     if old_id != conn_id {
                         self.watches.remove_session(session_id);
-                        old.do_send(ToConn::Close { frame: None, reason: "session moved to another connection" });
+                        self.tell(&old, ToConn::Close { frame: None, reason: "session moved to another connection" });
                     }
                 }
-                conn.do_send(ToConn::Connected { session_id, timeout_ms, frame });
+                // The handshake reply goes first on the socket; the handler
+                // then serves the requests it held back.
+                self.outgoing.push(&conn, &frame);
+                self.tell(&conn, ToConn::Connected { session_id, timeout_ms });
             }
         }
     }
@@ -162,7 +212,7 @@ impl Serve<WatchData> for Dispatcher {
 impl Serve<crate::messages::CloseAll> for Dispatcher {
     fn serve(&mut self, _: crate::messages::CloseAll, _: &mut Context<Self>) {
         for (_, (_, conn)) in self.conns.drain() {
-            to_conn(&conn, ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" }, &self.log);
+            conn.do_send(ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" });
         }
     }
 }

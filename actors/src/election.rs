@@ -98,10 +98,11 @@ crate::mailbox::mailbox!(ElectionActor: ToElection, PeerEvent, Fault);
 
 /// A restarted election actor re-elects: it asks the broadcast actor for
 /// the config in force, which then starts a new round (a member in a role
-/// steps down first, as its old vote is gone).
+/// steps down first, as its old vote is gone). The link generations stay:
+/// they are facts about the links, whose events keep arriving in order in
+/// the same mailbox (clearing them would ignore every link that stays up).
 impl crate::supervise::Rebuild for ElectionActor {
     fn rebuild(&mut self, _: &mut Context<Self>) {
-        self.link_gen.clear();
         self.to_broadcast(ToZab::ElectionRestarted);
     }
 }

@@ -133,9 +133,11 @@ where
     let max_frame = deps.config.jute_max_buffer_bytes;
     let me = deps.registry.register("session", id.to_string());
     let addr = Connection::create(|ctx| {
+        let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone());
+        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info });
         let frames = FramedRead::new(read, ClientCodec::new(max_frame));
-        ctx.add_stream(crate::connection::gated(frames, me.clone(), deps.processor.stats.clone()));
-        Connection::new(id, peer, deps, Outbox::start(write, fd), info, me.clone(), ids, security)
+        ctx.add_stream(crate::connection::gated(frames, &handle, deps.processor.stats.clone()));
+        Connection::new(id, peer, deps, handle, ids, security)
     });
     crate::supervise::injectable(&crate::mailbox::Mailbox::new(addr, me));
 }

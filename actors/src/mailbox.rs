@@ -23,18 +23,23 @@ pub struct Counted<M> {
     _ticket: Ticket,
 }
 
-struct Ticket(Arc<ActorStats>);
+/// A message's place in the depth: one, or the items a batch carries.
+struct Ticket(Arc<ActorStats>, u64);
 
 impl Ticket {
     fn new(stats: &Arc<ActorStats>) -> Ticket {
-        stats.queued();
-        Ticket(stats.clone())
+        Ticket::weighing(stats, 1)
+    }
+
+    fn weighing(stats: &Arc<ActorStats>, items: u64) -> Ticket {
+        stats.queued(items);
+        Ticket(stats.clone(), items)
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.0.dequeued();
+        self.0.dequeued(self.1);
     }
 }
 
@@ -61,6 +66,9 @@ pub trait Supervision: Actor {
     fn stats(&self) -> &Arc<ActorStats>;
     fn log(&self) -> &slog::Logger;
     fn panicked(&mut self, ctx: &mut Self::Context);
+    /// After each handled message, stream item or timer: hand on what the
+    /// handling gathered (the processor sends its outputs in one batch).
+    fn after_each(&mut self, _ctx: &mut Self::Context) {}
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -90,7 +98,10 @@ where
     let result = catch_unwind(AssertUnwindSafe(|| body(&mut *act, &mut *ctx)));
     stats.handled_in(started.elapsed());
     match result {
-        Ok(v) => Some(v),
+        Ok(v) => {
+            act.after_each(ctx);
+            Some(v)
+        }
         Err(p) => {
             slog::error!(act.log(), "actor handler panicked; its supervision policy decides"; "kind" => stats.kind, "instance" => &stats.instance, "panic" => panic_text(&*p));
             act.panicked(ctx);
@@ -142,6 +153,18 @@ impl<A: Actor> Mailbox<A> {
         self.addr.do_send(Counted { msg, _ticket: Ticket::new(&self.stats) });
     }
 
+    /// Enqueues a batch that counts as `items` in the depth (so a depth
+    /// stays a count of requests or outputs, however they were batched).
+    pub fn do_send_batch<M>(&self, msg: M, items: usize)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<Counted<M>>,
+        A::Context: ToEnvelope<A, Counted<M>>,
+    {
+        self.addr.do_send(Counted { msg, _ticket: Ticket::weighing(&self.stats, items as u64) });
+    }
+
     /// Enqueues unless the mailbox is at its capacity.
     pub fn try_send<M>(&self, msg: M) -> Result<(), M>
     where
@@ -173,6 +196,11 @@ impl<A: Actor> Mailbox<A> {
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// Whether the actor still runs (a stopped one drops what is sent).
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
     }
 
     /// Whether the mailbox holds at least its kind's capacity.

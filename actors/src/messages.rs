@@ -8,8 +8,21 @@ use warden_core::fourlw::ServerSnapshot;
 use warden_core::proto::{ConnectRequest, Id, Request};
 use warden_core::server::Output;
 
-/// A session handler's mailbox (counted, for the operator's view).
-pub type ConnAddr = crate::mailbox::Mailbox<Connection>;
+/// How other actors reach one client connection: its session handler's
+/// counted mailbox, and its write side for frames (shared, one per connection).
+pub type ConnAddr = Arc<ConnHandle>;
+
+pub struct ConnHandle {
+    pub mailbox: crate::mailbox::Mailbox<Connection>,
+    pub out: crate::outbox::Outbox,
+    pub info: Arc<crate::stats::ConnInfo>,
+}
+
+impl ConnHandle {
+    pub fn do_send(&self, msg: ToConn) {
+        self.mailbox.do_send(msg);
+    }
+}
 
 /// Connection -> processor: a handshake to create or reattach a session.
 #[derive(Message)]
@@ -20,9 +33,7 @@ pub struct Connect {
     pub request: ConnectRequest,
 }
 
-/// Connection -> processor: one client request, with the connection's identities.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// One client request, with the connection's identities.
 pub struct Submit {
     pub conn: ConnAddr,
     pub session_id: i64,
@@ -32,21 +43,34 @@ pub struct Submit {
     pub received: Instant,
 }
 
+/// Connection -> processor: the requests decoded from one read of the
+/// socket, in order (one message per read, not per request, so a pipelining
+/// client costs one cross-thread hop per read). Counts as its length in the
+/// processor's depth.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submits(pub Vec<Submit>);
+
 /// Anything -> connection.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ToConn {
-    Frame(Vec<u8>),
-    /// The handshake succeeded: write the reply, then serve queued requests.
-    Connected { session_id: i64, timeout_ms: i32, frame: Vec<u8> },
+    /// The handshake succeeded (its reply is already written): serve queued requests.
+    Connected { session_id: i64, timeout_ms: i32 },
+    /// The client does not read what is written to it: reset the connection.
+    TooSlow,
     /// Write `frame` if any, flush, and close.
     Close { frame: Option<Vec<u8>>, reason: &'static str },
 }
 
-/// Processor -> watch dispatcher, in zxid order, so notifications always
-/// precede replies that observe the change behind them.
+/// Processor -> watch dispatcher: what one handled message produced, in zxid
+/// order, so notifications always precede replies that observe the change
+/// behind them. Counts as its length in the dispatcher's depth.
 #[derive(Message)]
 #[rtype(result = "()")]
+pub struct Dispatches(pub Vec<Dispatch>);
+
+/// One result for the dispatcher to deliver.
 pub enum Dispatch {
     /// `received`: when and which operation arrived, for latency metrics.
     Output { conn: Option<ConnAddr>, session_id: i64, output: Output, received: Option<(Instant, &'static str)> },

@@ -12,12 +12,20 @@ use tokio::sync::{mpsc, Notify};
 /// Bytes a connection may have queued but unwritten before it is closed.
 pub const MAX_PENDING_BYTES: usize = 32 << 20;
 
+/// A connection's write side. Clones share it: the session handler writes
+/// its own answers, the dispatcher writes replies and notifications straight
+/// in (no hop through the handler), all in one order on the socket.
+#[derive(Clone)]
 pub struct Outbox {
     tx: Option<mpsc::UnboundedSender<Vec<u8>>>,
     pending: Arc<AtomicUsize>,
     /// Signalled to drop queued data and reset (a dropped Outbox is not an abort).
     abort: Arc<Notify>,
 }
+
+/// Queued after the last frame: the writer flushes up to it and closes.
+/// (Frames are never empty, so the empty buffer is free to mean this.)
+const CLOSE: Vec<u8> = Vec::new();
 
 impl Outbox {
     /// Starts the writer task on the current (actix) arbiter. `socket` is a
@@ -30,15 +38,20 @@ impl Outbox {
         let aborted = abort.clone();
         actix_rt::spawn(async move {
             let mut batch = Vec::with_capacity(64 << 10);
-            loop {
+            let mut closing = false;
+            while !closing {
                 let first = tokio::select! {
-                    f = rx.recv() => match f { Some(f) => f, None => break },
+                    f = rx.recv() => match f { Some(f) if !f.is_empty() => f, _ => break },
                     _ = aborted.notified() => return reset(socket, fd),
                 };
                 batch.clear();
                 batch.extend_from_slice(&first);
                 while batch.len() < (1 << 20) {
                     match rx.try_recv() {
+                        Ok(more) if more.is_empty() => {
+                            closing = true;
+                            break;
+                        }
                         Ok(more) => batch.extend_from_slice(&more),
                         Err(_) => break,
                     }
@@ -54,18 +67,24 @@ impl Outbox {
         Outbox { tx: Some(tx), pending, abort }
     }
 
-    /// Queues a frame; false if the client is too far behind (or gone).
-    pub fn send(&self, frame: Vec<u8>) -> bool {
+    /// Queues frames; false if the client is too far behind (or gone).
+    pub fn send(&self, frames: Vec<u8>) -> bool {
         let Some(tx) = &self.tx else { return false };
-        if self.pending.fetch_add(frame.len(), Relaxed) + frame.len() > MAX_PENDING_BYTES {
+        if frames.is_empty() {
+            return true;
+        }
+        if self.pending.fetch_add(frames.len(), Relaxed) + frames.len() > MAX_PENDING_BYTES {
             return false;
         }
-        tx.send(frame).is_ok()
+        tx.send(frames).is_ok()
     }
 
-    /// Flushes what is queued, then closes the socket.
+    /// Flushes what is queued, then closes the socket (whoever else still
+    /// holds a clone: what they send later is dropped).
     pub fn close(&mut self) {
-        self.tx = None;
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(CLOSE);
+        }
     }
 
     /// Drops what is queued and resets the connection at once.
@@ -76,6 +95,11 @@ impl Outbox {
 
     pub fn pending_bytes(&self) -> usize {
         self.pending.load(Relaxed)
+    }
+
+    /// The queued byte count, for the read gate.
+    pub fn pending_counter(&self) -> Arc<AtomicUsize> {
+        self.pending.clone()
     }
 }
 

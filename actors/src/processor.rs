@@ -5,7 +5,7 @@
 //! the container/TTL reaper.
 
 use crate::dispatcher::Dispatcher;
-use crate::messages::{ConnAddr, Connect, Dispatch, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Synced, TakeSnapshot, ToConn, Tracking};
+use crate::messages::{ConnAddr, Connect, Dispatch, Dispatches, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, TakeSnapshot, ToConn, Tracking};
 use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
@@ -97,6 +97,9 @@ pub struct Processor {
     snapshot: Option<SnapshotWriter>,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
     pub(crate) zab: Option<crate::ensemble::Ensemble>,
+    /// Results of the message being handled, sent to the dispatcher in one
+    /// batch when it is done (`after_each`).
+    outbound: Vec<Dispatch>,
 }
 
 impl Processor {
@@ -121,6 +124,7 @@ impl Processor {
             next_snapshot_after,
             snapshot: None,
             zab: None,
+            outbound: Vec::new(),
         }
     }
 
@@ -172,8 +176,27 @@ impl Processor {
         }));
     }
 
-    pub(crate) fn answer(&self, caller: Caller, output: Output) {
-        self.dispatcher.do_send(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
+    pub(crate) fn answer(&mut self, caller: Caller, output: Output) {
+        self.dispatch(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
+    }
+
+    /// Queues a result for the dispatcher; sent with the others of this
+    /// message by `flush_dispatch`, in order.
+    pub(crate) fn dispatch(&mut self, d: Dispatch) {
+        self.outbound.push(d);
+    }
+
+    /// After each handled message: what it produced, as one batch.
+    fn flush_dispatch(&mut self, _: &mut Context<Self>) {
+        self.send_outbound();
+    }
+
+    pub(crate) fn send_outbound(&mut self) {
+        if !self.outbound.is_empty() {
+            let batch = std::mem::take(&mut self.outbound);
+            let n = batch.len();
+            self.dispatcher.do_send_batch(Dispatches(batch), n);
+        }
     }
 
     /// Serves one request: reads from committed state at once, writes once durable.
@@ -245,9 +268,9 @@ impl Processor {
                     self.answer(caller, output);
                     self.release_reads_after(sid, WriteKey::Zxid(zxid));
                 }
-                Some(Route::Attach(d)) => self.dispatcher.do_send(d),
+                Some(Route::Attach(d)) => self.dispatch(d),
                 Some(Route::Barrier(sid)) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
-                Some(Route::Remote) | None => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+                Some(Route::Remote) | None => self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }
     }
@@ -326,8 +349,8 @@ impl Actor for Processor {
     }
 }
 
-crate::supervise::supervised!(Processor);
-crate::mailbox::mailbox!(Processor: Connect, Submit, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
+crate::supervise::supervised!(Processor, after_each = flush_dispatch);
+crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process
@@ -370,7 +393,7 @@ impl Serve<Connect> for Processor {
                 ConnectOutcome::Accepted { frame, session_id, timeout_ms, .. } => {
                     info!(self.log, "read-only session established"; "session" => format!("0x{session_id:x}"), "conn" => msg.conn_id);
                     self.tracker.do_send(Tracking::Track { session_id, timeout_ms });
-                    self.dispatcher.do_send(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
+                    self.dispatch(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
                 }
                 ConnectOutcome::Expired { frame } => msg.conn.do_send(ToConn::Close { frame: Some(frame), reason: "session expired" }),
                 ConnectOutcome::Refused(_) => msg.conn.do_send(ToConn::Close { frame: None, reason: "client zxid ahead of server" }),
@@ -388,7 +411,7 @@ impl Serve<Connect> for Processor {
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, .. } if self.core.is_local_session(session_id) => {
                 info!(self.log, "local session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "conn" => msg.conn_id);
                 self.tracker.do_send(Tracking::TrackLocal { session_id, timeout_ms });
-                self.dispatcher.do_send(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
+                self.dispatch(Dispatch::Attach { session_id, conn_id: msg.conn_id, conn: msg.conn, timeout_ms, frame });
             }
             ConnectOutcome::Accepted { frame, session_id, timeout_ms, created } => {
                 info!(self.log, "session established"; "session" => format!("0x{session_id:x}"), "timeout_ms" => timeout_ms, "new" => created.is_some(), "conn" => msg.conn_id);
@@ -402,7 +425,7 @@ impl Serve<Connect> for Processor {
                     }
                     // A learner's new session: created by the leader, answered on commit.
                     None if msg.request.session_id == 0 => self.forward_create_session(session_id, timeout_ms, attach),
-                    None => self.dispatcher.do_send(attach),
+                    None => self.dispatch(attach),
                 }
             }
             ConnectOutcome::Expired { frame } => {
@@ -417,8 +440,20 @@ impl Serve<Connect> for Processor {
     }
 }
 
-impl Serve<Submit> for Processor {
-    fn serve(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+impl Serve<Submits> for Processor {
+    /// One read's requests: each served in order, the new transactions then
+    /// handed to the log (or proposed) together.
+    fn serve(&mut self, Submits(batch): Submits, ctx: &mut Context<Self>) {
+        for msg in batch {
+            self.submit(msg, ctx);
+        }
+        self.flush_log(ctx);
+        self.hold_while_downstream_full(ctx);
+    }
+}
+
+impl Processor {
+    fn submit(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         if self.in_read_only() {
             return self.serve_read_only(msg);
         }
@@ -438,8 +473,6 @@ impl Serve<Submit> for Processor {
             }
         }
         self.serve(msg);
-        self.flush_log(ctx);
-        self.hold_while_downstream_full(ctx);
     }
 }
 
@@ -448,7 +481,7 @@ impl Serve<Expire> for Processor {
         if self.core.close_local_session(msg.session_id) {
             info!(self.log, "read-only session expired"; "session" => format!("0x{:x}", msg.session_id));
             let output = warden_core::server::Output { session_closed: Some(msg.session_id), ..Default::default() };
-            return self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: msg.session_id, output, received: None });
+            return self.dispatch(Dispatch::Output { conn: None, session_id: msg.session_id, output, received: None });
         }
         if self.zab.is_some() && !self.is_leader() {
             return;

@@ -30,7 +30,8 @@ type Injector = Box<dyn Fn(Fault) -> bool + Send + Sync>;
 pub struct ActorStats {
     pub kind: &'static str,
     pub instance: String,
-    /// Messages in the mailbox now: raised at send, lowered at receipt.
+    /// Messages in the mailbox now: raised at send, lowered at receipt (a
+    /// batch counts as the requests or outputs it carries).
     depth: AtomicI64,
     handled: AtomicU64,
     pub policy: Arc<KindPolicy>,
@@ -39,12 +40,12 @@ pub struct ActorStats {
 }
 
 impl ActorStats {
-    pub fn queued(&self) {
-        self.depth.fetch_add(1, Relaxed);
+    pub fn queued(&self, n: u64) {
+        self.depth.fetch_add(n as i64, Relaxed);
     }
 
-    pub fn dequeued(&self) {
-        self.depth.fetch_sub(1, Relaxed);
+    pub fn dequeued(&self, n: u64) {
+        self.depth.fetch_sub(n as i64, Relaxed);
     }
 
     /// Messages waiting in the mailbox.
@@ -383,12 +384,12 @@ mod tests {
     fn handling_times_depth_and_kinds_without_instances() {
         let r = Registry::with_kinds(&["processor", "session"]);
         let s = r.register("processor", "0");
-        s.queued();
-        s.queued();
+        s.queued(1);
+        s.queued(1);
         assert_eq!(s.depth(), 2);
-        s.dequeued();
+        s.dequeued(1);
         s.handled_in(Duration::from_micros(3));
-        s.dequeued();
+        s.dequeued(1);
         s.handled_in(Duration::from_micros(1000));
         assert_eq!(s.depth(), 0);
         let (p50, _, max) = s.policy.percentiles_us();

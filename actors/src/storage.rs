@@ -256,9 +256,9 @@ impl TxnLog {
     }
 
     fn send(&self, cmd: LogCommand) {
-        self.me.queued();
+        self.me.queued(1);
         if self.tx.send(cmd).is_err() {
-            self.me.dequeued();
+            self.me.dequeued(1);
         }
     }
 
@@ -312,7 +312,7 @@ impl SegmentWriter {
             let ops_before = ops;
             // Everything queued while the last fsync ran shares the next one.
             for cmd in std::iter::once(first).chain(rx.try_iter()) {
-                me.dequeued();
+                me.dequeued(1);
                 let started = std::time::Instant::now();
                 match cmd {
                     LogCommand::Append(entries) => {

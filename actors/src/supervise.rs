@@ -86,8 +86,13 @@ where
 
 /// For an actor run under actix's `Supervisor`: a panic stops it, and the
 /// supervisor's `restarting` (see `supervised!`) counts and rebuilds.
+/// `supervised!(Actor, after_each = method)` also calls `method` after each
+/// handled message (see `Supervision::after_each`).
 macro_rules! supervised {
     ($actor:ty) => {
+        crate::supervise::supervised!($actor, after_each = _none);
+    };
+    ($actor:ty, after_each = $after:ident) => {
         impl crate::mailbox::Supervision for $actor {
             fn stats(&self) -> &std::sync::Arc<crate::registry::ActorStats> {
                 &self.me
@@ -98,6 +103,7 @@ macro_rules! supervised {
             fn panicked(&mut self, ctx: &mut actix::Context<Self>) {
                 actix::ActorContext::stop(ctx);
             }
+            crate::supervise::supervised!(@after $after);
         }
 
         impl actix::Supervised for $actor {
@@ -111,6 +117,12 @@ macro_rules! supervised {
             fn serve(&mut self, f: crate::registry::Fault, ctx: &mut actix::Context<Self>) {
                 crate::supervise::inject(self, f, ctx);
             }
+        }
+    };
+    (@after _none) => {};
+    (@after $after:ident) => {
+        fn after_each(&mut self, ctx: &mut actix::Context<Self>) {
+            self.$after(ctx);
         }
     };
 }

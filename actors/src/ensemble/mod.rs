@@ -172,12 +172,20 @@ impl Processor {
             warn!(self.log, "cannot propose now: not the serving leader");
             return false;
         }
-        // Transactions prepared but not yet handed to Zab already stand for
-        // the next zxids: the core's counter continues after them.
-        if !self.core.has_unlogged() {
-            let z = self.zab.as_ref().expect("ensemble");
-            self.core.set_next_zxid(zxid_after(z.last_numbered, z.epoch, z.counter_limit));
+        // Transactions prepared but not yet handed to Zab (earlier requests of
+        // the same batch) already stand for the next zxids: the core's counter
+        // continues after them, unless it reached the limit, where they are
+        // proposed first so that the next one starts the next epoch.
+        if self.core.has_unlogged() {
+            let limit = self.zab.as_ref().expect("ensemble").counter_limit;
+            if warden_core::zab::zxid::counter_of(self.core.next_zxid() - 1) < limit {
+                return true;
+            }
+            let entries = self.core.take_unlogged();
+            self.propose(entries);
         }
+        let z = self.zab.as_ref().expect("ensemble");
+        self.core.set_next_zxid(zxid_after(z.last_numbered, z.epoch, z.counter_limit));
         true
     }
 
@@ -298,6 +306,7 @@ impl Processor {
         if std::mem::replace(&mut z.read_only, false) {
             // As ZooKeeper: the read-only server stops; its clients reconnect read-write.
             let n = self.core.drop_local_sessions();
+            self.send_outbound();
             self.dispatcher.do_send(crate::messages::CloseAll);
             info!(self.log, "leaving read-only mode: a quorum is back"; "local_sessions_dropped" => n);
         }
@@ -393,6 +402,7 @@ impl Processor {
             }
         }
         self.in_flight.clear();
+        self.send_outbound();
         self.dispatcher.do_send(crate::messages::CloseAll);
         info!(self.log, "closed client connections until a leader is found"; "abandoned_proposals" => dropped);
     }
@@ -437,10 +447,10 @@ impl Processor {
                     self.answer(caller, output);
                     self.release_reads_after(sid, key);
                 }
-                (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatcher.do_send(d),
+                (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatch(d),
                 (Some(Route::Barrier(sid)), _) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
                 (None, Some(Forwarded::Barrier)) => self.release_reads_after(entry.hdr.session_id, WriteKey::Xid(entry.hdr.cxid)),
-                _ => self.dispatcher.do_send(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+                _ => self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }
         // Reads released above may have prepared barriers (on the leader):
