@@ -113,3 +113,27 @@ fn reset<W>(socket: W, fd: RawFd) {
     }
     drop(socket);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[actix_rt::test]
+    async fn clones_write_in_order_and_close_ends_the_socket_whoever_holds_a_clone() {
+        let (server, mut client) = tokio::io::duplex(1 << 16);
+        let mut out = Outbox::start(server, -1);
+        let dispatcher_side = out.clone();
+        assert!(out.send(b"one,".to_vec()));
+        assert!(dispatcher_side.send(b"two,".to_vec()));
+        assert!(out.send(b"three".to_vec()));
+        out.close();
+        let mut seen = Vec::new();
+        // EOF arrives although `dispatcher_side` still holds a sender.
+        client.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, b"one,two,three");
+        assert!(!out.send(b"late".to_vec()), "the closing side cannot send");
+        assert_eq!(out.pending_bytes(), 0);
+        drop(dispatcher_side);
+    }
+}
