@@ -3,7 +3,7 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
-use crate::messages::{ConnAddr, Connect, Detach, Submit, Submits, ToConn, Tracking, WatchReport};
+use crate::messages::{ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
 use crate::mailbox::{guarded, Serve, Supervision};
@@ -119,13 +119,10 @@ impl Connection {
         self.deps.stats.packets_sent.fetch_add(1, Relaxed);
     }
 
-    /// Hands the requests read so far to the processor, in one message.
+    /// Hands the requests read so far to this I/O thread's batch for the processor.
     fn submit_batch(&mut self) {
         if !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
-            let n = batch.len();
-            self.deps.stats.outstanding.fetch_add(n as i64, Relaxed);
-            self.deps.processor.do_send_batch(Submits(batch), n);
+            crate::io_batch::submit(&self.deps, self.batch.drain(..));
         }
     }
 
@@ -157,8 +154,8 @@ impl Connection {
     fn on_packet(&mut self, session_id: i64, frame: &[u8], ctx: &mut Context<Self>) {
         self.info.received.fetch_add(1, Relaxed);
         self.deps.stats.packets_received.fetch_add(1, Relaxed);
-        // A full tracker skips this touch; the next packet tries again.
-        if self.last_touch.elapsed() >= TOUCH_INTERVAL && self.deps.tracker.try_send(Tracking::Touch { session_id }).is_ok() {
+        if self.last_touch.elapsed() >= TOUCH_INTERVAL {
+            crate::io_batch::touch(&self.deps, session_id);
             self.last_touch = Instant::now();
         }
         let mut r = Reader::new(frame);

@@ -27,33 +27,69 @@ pub struct Dispatcher {
     log: Logger,
 }
 
-/// Per connection: its handle and the frames gathered for it so far.
+/// Connections with frames held at most, while more batches wait.
+const MAX_HELD_CONNECTIONS: usize = 1024;
+
+/// What one delivered batch has for the connections, handed to each I/O
+/// thread as one task: a storm of notifications to many connections wakes
+/// each I/O thread once, not once per connection. Everything for a
+/// connection goes this way, so its frames and its `ToConn` messages keep
+/// their order.
 #[derive(Default)]
-struct Outgoing(HashMap<*const ConnHandle, (ConnAddr, Vec<u8>, u32)>);
+struct Outgoing {
+    /// Frames gathered per connection, not yet placed in a thread's list.
+    frames: HashMap<*const ConnHandle, (ConnAddr, Vec<u8>, u32)>,
+    /// Per I/O thread, in order.
+    per_thread: HashMap<usize, (actix_rt::ArbiterHandle, Vec<ConnOp>)>,
+}
+
+enum ConnOp {
+    Write(ConnAddr, Vec<u8>, u32),
+    Tell(ConnAddr, ToConn),
+}
 
 impl Outgoing {
     fn push(&mut self, conn: &ConnAddr, frame: &[u8]) {
-        let (_, bytes, count) = self.0.entry(Arc::as_ptr(conn)).or_insert_with(|| (conn.clone(), Vec::new(), 0));
+        let (_, bytes, count) = self.frames.entry(Arc::as_ptr(conn)).or_insert_with(|| (conn.clone(), Vec::new(), 0));
         bytes.extend_from_slice(frame);
         *count += 1;
     }
 
-    /// Writes what is gathered for `conn` now (so a later message keeps its place).
-    fn flush_one(&mut self, conn: &ConnAddr, stats: &ServerStats, log: &Logger) {
-        if let Some((conn, bytes, count)) = self.0.remove(&Arc::as_ptr(conn)) {
-            write(&conn, bytes, count, stats, log);
-        }
+    fn place(&mut self, conn: &ConnAddr, op: ConnOp) {
+        self.per_thread.entry(conn.io.index).or_insert_with(|| (conn.io.handle.clone(), Vec::new())).1.push(op);
     }
 
-    fn flush(&mut self, stats: &ServerStats, log: &Logger) {
-        for (_, (conn, bytes, count)) in self.0.drain() {
-            write(&conn, bytes, count, stats, log);
+    /// A message for the handler, after the frames gathered for it so far.
+    fn tell(&mut self, conn: &ConnAddr, msg: ToConn) {
+        if let Some((conn, bytes, count)) = self.frames.remove(&Arc::as_ptr(conn)) {
+            self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+        }
+        self.place(conn, ConnOp::Tell(conn.clone(), msg));
+    }
+
+    fn flush(&mut self, stats: &Arc<ServerStats>, log: &Logger) {
+        let frames: Vec<_> = self.frames.drain().map(|(_, f)| f).collect();
+        for (conn, bytes, count) in frames {
+            self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+        }
+        for (_, (thread, ops)) in self.per_thread.drain() {
+            let (stats, log) = (stats.clone(), log.clone());
+            // A stopped I/O thread (shutdown) drops its connections anyway.
+            thread.spawn_fn(move || {
+                for op in ops {
+                    match op {
+                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
+                        ConnOp::Tell(conn, msg) => conn.do_send(msg),
+                    }
+                }
+            });
         }
     }
 }
 
-/// Writes frames straight to a connection's socket queue; a client whose
-/// queue is over its limit (it does not read) is reset by its handler.
+/// Queues frames on a connection's socket writer (run on its I/O thread);
+/// a client whose queue is over its limit (it does not read) is reset by
+/// its handler.
 fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
     if conn.out.send(bytes) {
         conn.info.sent.fetch_add(count as u64, Relaxed);
@@ -65,6 +101,14 @@ fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log
 }
 
 impl Dispatcher {
+    /// After each handled message. While more messages wait, what is held
+    /// waits for theirs (each I/O thread is then woken once for all).
+    fn flush_held(&mut self, _: &mut Context<Self>) {
+        if self.me.depth() == 0 || self.outgoing.frames.len() >= MAX_HELD_CONNECTIONS {
+            self.outgoing.flush(&self.stats, &self.log);
+        }
+    }
+
     pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger) -> Dispatcher {
         Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), outgoing: Outgoing::default(), stats, me, log }
     }
@@ -77,8 +121,7 @@ impl Dispatcher {
 
     /// A message to a connection other than a frame: after its frames.
     fn tell(&mut self, conn: &ConnAddr, msg: ToConn) {
-        self.outgoing.flush_one(conn, &self.stats, &self.log);
-        conn.do_send(msg);
+        self.outgoing.tell(conn, msg);
     }
 
     fn deliver(&mut self, conn: Option<ConnAddr>, session_id: i64, out: Output) {
@@ -131,7 +174,7 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 }
 
-crate::supervise::supervised!(Dispatcher);
+crate::supervise::supervised!(Dispatcher, after_each = flush_held);
 crate::mailbox::mailbox!(Dispatcher: Dispatches, Detach, WatchReport, WatchData, crate::messages::CloseAll, Fault);
 
 /// Watches live only in memory (clients hold the truth and re-send them with
@@ -154,7 +197,6 @@ impl Serve<Dispatches> for Dispatcher {
         for msg in batch {
             self.dispatch(msg);
         }
-        self.outgoing.flush(&self.stats, &self.log);
         self.stats.watch_count.store(self.watches.count() as u64, Relaxed);
     }
 }
@@ -211,8 +253,8 @@ impl Serve<WatchData> for Dispatcher {
 
 impl Serve<crate::messages::CloseAll> for Dispatcher {
     fn serve(&mut self, _: crate::messages::CloseAll, _: &mut Context<Self>) {
-        for (_, (_, conn)) in self.conns.drain() {
-            conn.do_send(ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" });
+        for (_, (_, conn)) in std::mem::take(&mut self.conns) {
+            self.tell(&conn, ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" });
         }
     }
 }

@@ -122,7 +122,8 @@ impl Actor for Listener {
 
 /// Starts the session handler for an accepted (and, on the TLS port,
 /// handshaken) connection. `ids` are identities the transport proved (x509).
-fn spawn_connection<R, W>(read: R, write: W, fd: i32, peer: SocketAddr, ids: Vec<Id>, security: Arc<Security>, deps: Arc<Deps>)
+#[allow(clippy::too_many_arguments)]
+fn spawn_connection<R, W>(read: R, write: W, fd: i32, peer: SocketAddr, ids: Vec<Id>, security: Arc<Security>, deps: Arc<Deps>, io: crate::messages::IoThread)
 where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
@@ -134,7 +135,7 @@ where
     let me = deps.registry.register("session", id.to_string());
     let addr = Connection::create(|ctx| {
         let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone());
-        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info });
+        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info, io });
         let frames = FramedRead::new(read, ClientCodec::new(max_frame));
         ctx.add_stream(crate::connection::gated(frames, &handle, deps.processor.stats.clone()));
         Connection::new(id, peer, deps, handle, ids, security)
@@ -159,7 +160,9 @@ impl StreamHandler<Accepted> for Listener {
             Ok(s) => s,
             Err(e) => return warn!(self.deps.log, "cannot hand the connection to an I/O thread"; "peer" => peer.to_string(), "error" => %e),
         };
-        let thread = &self.io[self.next_io % self.io.len()];
+        let index = self.next_io % self.io.len();
+        let thread = &self.io[index];
+        let io = crate::messages::IoThread { index, handle: thread.clone() };
         self.next_io = self.next_io.wrapping_add(1);
         let (deps, security, tls) = (self.deps.clone(), self.security.clone(), self.tls.as_ref().map(|s| s.acceptor()));
         thread.spawn(async move {
@@ -170,7 +173,7 @@ impl StreamHandler<Accepted> for Listener {
             let fd = stream.as_raw_fd();
             let Some(acceptor) = tls else {
                 let (read, write) = stream.into_split();
-                return spawn_connection(read, write, fd, peer, Vec::new(), security, deps);
+                return spawn_connection(read, write, fd, peer, Vec::new(), security, deps, io);
             };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -193,7 +196,7 @@ impl StreamHandler<Accepted> for Listener {
                 }
             }
             let (read, write) = tokio::io::split(tls);
-            spawn_connection(read, write, fd, peer, ids, security, deps);
+            spawn_connection(read, write, fd, peer, ids, security, deps, io);
         });
     }
 }

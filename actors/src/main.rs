@@ -1,10 +1,16 @@
 //! `warden`: a ZooKeeper-compatible coordination service built from actix actors.
 
+/// Requests are allocated on I/O threads and freed on the processor's (and
+/// replies the other way): glibc's per-thread arenas lock on every such free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod admin;
 mod admin_cli;
 mod broadcast;
 mod codec;
+mod io_batch;
 mod connection;
 mod dispatcher;
 mod election;

@@ -16,6 +16,15 @@ pub struct ConnHandle {
     pub mailbox: crate::mailbox::Mailbox<Connection>,
     pub out: crate::outbox::Outbox,
     pub info: Arc<crate::stats::ConnInfo>,
+    /// The I/O thread the connection lives on.
+    pub io: IoThread,
+}
+
+/// One of the `warden.ioThreads` arbiters, with its place in their list.
+#[derive(Clone)]
+pub struct IoThread {
+    pub index: usize,
+    pub handle: actix_rt::ArbiterHandle,
 }
 
 impl ConnHandle {
@@ -91,8 +100,8 @@ pub struct Detach {
 pub enum Tracking {
     /// Start or restart a session's expiry clock with this timeout.
     Track { session_id: i64, timeout_ms: i32 },
-    /// The client was heard from.
-    Touch { session_id: i64 },
+    /// These sessions' clients were heard from (one I/O thread's turn).
+    Touches(Vec<i64>),
     Untrack { session_id: i64 },
     /// A local session (localSessionsEnabled, read-only mode): this member
     /// expires it whatever its role.

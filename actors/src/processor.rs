@@ -23,6 +23,9 @@ use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
 
+/// Results held for the dispatcher at most, while more messages wait.
+const MAX_DISPATCH_BATCH: usize = 1024;
+
 /// Nodes serialized per snapshot step; requests are served between steps.
 const SNAPSHOT_CHUNK_NODES: usize = 5000;
 
@@ -169,6 +172,7 @@ impl Processor {
         if !downstream.iter().any(|s| s.full()) {
             return;
         }
+        self.send_outbound();
         ctx.wait(actix::fut::wrap_future(async move {
             while downstream.iter().any(|s| s.full()) {
                 actix::clock::sleep(Duration::from_millis(1)).await;
@@ -186,9 +190,14 @@ impl Processor {
         self.outbound.push(d);
     }
 
-    /// After each handled message: what it produced, as one batch.
+    /// After each handled message: what it produced, as one batch — or, while
+    /// more messages wait in this mailbox, with theirs (natural batching: a
+    /// burst of single-request messages from many connections costs the
+    /// dispatcher one message, and the delay is only the burst's own handling).
     fn flush_dispatch(&mut self, _: &mut Context<Self>) {
-        self.send_outbound();
+        if self.me.depth() == 0 || self.outbound.len() >= MAX_DISPATCH_BATCH {
+            self.send_outbound();
+        }
     }
 
     pub(crate) fn send_outbound(&mut self) {

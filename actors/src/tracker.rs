@@ -111,12 +111,14 @@ impl Serve<Tracking> for Tracker {
                 self.timeouts.insert(session_id, timeout_ms);
                 self.queue.touch(session_id, timeout_ms, now);
             }
-            Tracking::Touch { session_id } => {
-                if self.forward_to.is_some() {
-                    self.touched.insert(session_id);
-                }
-                if let Some(t) = self.timeouts.get(&session_id) {
-                    self.queue.touch(session_id, *t, now);
+            Tracking::Touches(sessions) => {
+                for session_id in sessions {
+                    if self.forward_to.is_some() {
+                        self.touched.insert(session_id);
+                    }
+                    if let Some(t) = self.timeouts.get(&session_id) {
+                        self.queue.touch(session_id, *t, now);
+                    }
                 }
             }
             Tracking::Untrack { session_id } => {

@@ -479,11 +479,7 @@ impl Serve<FromZab> for Processor {
             FromZab::SyncedLearners(synced) => self.core.quorum_synced = Some(synced),
             FromZab::FromPeer(Message::Request(fwd)) => self.on_forwarded(fwd, ctx),
             FromZab::FromPeer(Message::Digest { zxid, digest }) => self.check_digest(zxid, digest),
-            FromZab::FromPeer(Message::Touch { sessions }) if self.is_leader() => {
-                for session_id in sessions {
-                    self.tracker.do_send(Tracking::Touch { session_id });
-                }
-            }
+            FromZab::FromPeer(Message::Touch { sessions }) if self.is_leader() => self.tracker.do_send(Tracking::Touches(sessions)),
             FromZab::FromPeer(_) => {}
         }
     }
