@@ -200,6 +200,82 @@ async fn lagging_follower_catches_up_by_diff_and_by_snap() {
     assert!(within(30, "after restart", children_on(&e, follower, "/c")).await.contains("after"));
 }
 
+/// Creates `n` children of `parent`, 500 requests in flight at a time.
+async fn create_many(zk: &Client, parent: &str, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let creates = chunk.iter().map(|i| {
+            let path = format!("{parent}/n{i:06}");
+            async move { zk.create(&path, b"0123456789", &persistent()).await.map(|_| ()) }
+        });
+        for r in futures_util::future::join_all(creates).await {
+            r.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snap_copied_in_steps_while_writes_commit_is_the_tree_at_its_zxid() {
+    // The leader copies a SNAP 10,000 nodes per step and serves clients
+    // between steps; the commits of writes made meanwhile must wait, or the
+    // learner would get a tree that is at no zxid (its digests then differ
+    // from the leader's and it fail-stops).
+    let mut e = Ensemble::start(3, 0, &[("commitLogCount", "50")]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = e.all_ids().into_iter().filter(|id| *id != follower).collect();
+    let zk = within(30, "connect", connect(&e, &others)).await;
+    within(120, "a tree of 25,000 nodes", async {
+        zk.create("/big", b"", &persistent()).await.unwrap();
+        zk.create("/during", b"", &persistent()).await.unwrap();
+        create_many(&zk, "/big", 25_000).await;
+    })
+    .await;
+    e.kill(follower, "KILL");
+    for i in 0..100 {
+        zk.set_data("/big", format!("v{i}").as_bytes(), None).await.unwrap();
+    }
+    // Writes through the leader's side while the follower syncs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (zk, stop) = (zk.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = BTreeSet::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = format!("/during/w{i:05}");
+                i += 1;
+                if zk.create(&path, b"", &persistent()).await.is_ok() {
+                    acked.insert(format!("w{:05}", i - 1));
+                }
+            }
+            acked
+        })
+    };
+    e.start_member(follower);
+    e.wait_serving(SERVE);
+    within(60, "the follower syncs by SNAP", async {
+        assert!(eventually(Duration::from_secs(50), || async { member_log(&e, follower).contains("installing the leader's snapshot") }).await, "25,000 nodes and 100 writes behind needs a SNAP");
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = within(30, "the writer stops", writer).await.unwrap();
+    assert!(!acked.is_empty(), "writes went on during the sync");
+    within(60, "the follower holds the leader's tree", async {
+        assert_eq!(children_on(&e, follower, "/big").await.len(), 25_000);
+        let during = children_on(&e, follower, "/during").await;
+        assert!(acked.is_subset(&during), "{} acknowledged writes made during the sync missing on the follower", acked.difference(&during).count());
+        let f = connect(&e, &[follower]).await;
+        f.sync("/big").await.unwrap();
+        assert_eq!(f.get_data("/big").await.unwrap().0, b"v99");
+    })
+    .await;
+    let steps = member_log(&e, leader).lines().filter(|l| l.contains("sending a snapshot to a learner")).filter_map(|l| l.split("steps: ").nth(1)).filter_map(|s| s.split(',').next()?.trim().parse::<u32>().ok()).max();
+    assert!(steps.unwrap_or(0) >= 3, "the copy ran in several steps: {steps:?}");
+    assert!(e.mode(follower).is_some(), "the follower still serves (no digest mismatch)");
+    assert!(!member_log(&e, follower).contains("differs from the leader"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_moves_between_members_with_its_ephemerals() {
     let e = Ensemble::start(3, 0, &[]);

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use slog::{info, warn};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use warden_core::proto::Request;
 use warden_core::server::RequestCtx;
 use warden_core::snapshot;
@@ -28,6 +28,7 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
 mod sessions;
+mod snap_copy;
 pub(crate) mod setup;
 pub use setup::{read_dynamic_config, read_epoch, QuorumSetup};
 
@@ -70,6 +71,8 @@ pub struct Ensemble {
     pub read_only: bool,
     /// Bumped at every LookForLeader, so a stale read-only timer does nothing.
     looking_round: u64,
+    /// Leader: a learner's SNAP being copied (Zab's messages wait meanwhile).
+    snap_copy: Option<Box<snap_copy::SnapCopy>>,
 }
 
 /// Digests a learner remembers for comparison with the leader's.
@@ -95,6 +98,7 @@ impl Ensemble {
             barriers: 0,
             read_only: false,
             looking_round: 0,
+            snap_copy: None,
         }
     }
 
@@ -343,27 +347,6 @@ impl Processor {
         }
     }
 
-    /// Leader: the tree at `zxid` for a learner's SNAP. The copy is made
-    /// here, where the tree is; the snapshotter encodes it.
-    fn snapshot_for(&mut self, to: ServerId, zxid: Zxid, reply: tokio::sync::oneshot::Sender<bytes::Bytes>) {
-        if self.core.db.last_zxid() != zxid {
-            self.fatal(format!("SNAP for {to} at {zxid:#x}, but the database is at {:#x}", self.core.db.last_zxid()));
-        }
-        let started = Instant::now();
-        let (mut writer, header) = warden_core::snapshot::SnapshotWriter::begin(&self.core.db);
-        let mut items = Vec::new();
-        while !writer.is_done() {
-            items.extend(writer.next_items(&self.core.db.tree, 10_000));
-        }
-        info!(self.log, "sending a snapshot to a learner"; "to" => to, "zxid" => format!("{zxid:#x}"), "copy_ms" => started.elapsed().as_millis() as u64);
-        let request = self.snapshotter.send(crate::messages::EncodeSnap { zxid, header, items });
-        actix_rt::spawn(async move {
-            if let Ok(frame) = request.await {
-                let _ = reply.send(frame);
-            }
-        });
-    }
-
     /// Learner: the leader's snapshot replaces the tree (the broadcast
     /// actor has the log install it).
     fn install(&mut self, zxid: Zxid, data: Vec<u8>) {
@@ -465,6 +448,14 @@ impl Processor {
 
 impl Serve<FromZab> for Processor {
     fn serve(&mut self, msg: FromZab, ctx: &mut Context<Self>) {
+        if let Some(msg) = self.hold_during_snap_copy(msg) {
+            self.on_zab(msg, ctx);
+        }
+    }
+}
+
+impl Processor {
+    pub(crate) fn on_zab(&mut self, msg: FromZab, ctx: &mut Context<Self>) {
         match msg {
             FromZab::Serving { leader, me, state, epoch, last_zxid, term } => self.on_serving(leader, me, state, epoch, last_zxid, term, ctx),
             FromZab::Role(state) => {
@@ -474,7 +465,7 @@ impl Serve<FromZab> for Processor {
             }
             FromZab::LookForLeader { reason } => self.on_looking(reason, ctx),
             FromZab::Apply(entries) => self.apply_committed(entries, ctx),
-            FromZab::SnapFor { to, zxid, reply } => self.snapshot_for(to, zxid, reply),
+            FromZab::SnapFor { to, zxid, reply } => self.snapshot_for(to, zxid, reply, ctx),
             FromZab::Install { zxid, data } => self.install(zxid, data),
             FromZab::SyncedLearners(synced) => self.core.quorum_synced = Some(synced),
             FromZab::FromPeer(Message::Request(fwd)) => self.on_forwarded(fwd, ctx),
