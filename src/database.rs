@@ -77,9 +77,7 @@ impl Database {
                 .create(path, data.clone(), acl.clone(), *ephemeral_owner, *parent_cversion, hdr.zxid, hdr.time_ms, triggers)
                 .map(|stat| TxnResult::Created { path: path.clone(), stat }),
             Txn::Delete { path } => t.delete(path, hdr.zxid, triggers).map(|_| TxnResult::Done),
-            Txn::SetData { path, data, version } => {
-                t.set_data(path, data.clone(), *version, hdr.zxid, hdr.time_ms, triggers).map(TxnResult::Stat)
-            }
+            Txn::SetData { path, data, version } => t.set_data(path, data.clone(), *version, hdr.zxid, hdr.time_ms, triggers).map(TxnResult::Stat),
             Txn::SetAcl { path, acl, version } => t.set_acl(path, acl.clone(), *version).map(TxnResult::Stat),
             // As ZooKeeper, the config node's version is -1 after a reconfig.
             Txn::Reconfig { data } => t.set_data(crate::tree::CONFIG, Some(data.clone()), -1, hdr.zxid, hdr.time_ms, triggers).map(TxnResult::Stat),

@@ -7,9 +7,8 @@ use std::fmt::Write;
 /// gates read this from `envi` / `srvr`.
 pub const ZOOKEEPER_COMPAT_VERSION: &str = "3.8.4";
 
-pub const KNOWN: &[&str] = &[
-    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash",
-];
+pub const KNOWN: &[&str] =
+    &["conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash"];
 
 /// The 4-byte word, if these are the first bytes of a four-letter command.
 pub fn parse(word: &[u8; 4]) -> Option<&'static str> {
@@ -105,7 +104,16 @@ fn stats_body(s: &ServerSnapshot, out: &mut String) {
     let _ = write!(
         out,
         "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
-        s.latency_min_ms, s.latency_avg_ms, s.latency_max_ms, s.packets_received, s.packets_sent, s.connections, s.outstanding, s.last_zxid, s.mode, s.node_count
+        s.latency_min_ms,
+        s.latency_avg_ms,
+        s.latency_max_ms,
+        s.packets_received,
+        s.packets_sent,
+        s.connections,
+        s.outstanding,
+        s.last_zxid,
+        s.mode,
+        s.node_count
     );
 }
 
@@ -198,26 +206,26 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
 /// `mntr`'s keys and values, in ZooKeeper's order (also the admin monitor command).
 pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
     let mut pairs = vec![
-                ("zk_version", full_version(&s.warden_version)),
-                ("zk_server_state", s.mode.clone()),
-                ("zk_avg_latency", format!("{:.4}", s.latency_avg_ms)),
-                ("zk_max_latency", s.latency_max_ms.to_string()),
-                ("zk_min_latency", s.latency_min_ms.to_string()),
-                ("zk_packets_received", s.packets_received.to_string()),
-                ("zk_packets_sent", s.packets_sent.to_string()),
-                ("zk_num_alive_connections", s.connections.to_string()),
-                ("zk_outstanding_requests", s.outstanding.to_string()),
-                ("zk_znode_count", s.node_count.to_string()),
-                ("zk_watch_count", s.watch_count.to_string()),
-                ("zk_ephemerals_count", s.ephemerals_count.to_string()),
-                ("zk_approximate_data_size", s.approximate_data_size.to_string()),
-                ("zk_global_sessions", s.global_sessions.to_string()),
-                ("zk_local_sessions", s.local_sessions.to_string()),
-                ("zk_auth_failed_count", s.auth_failed_count.to_string()),
-                ("zk_uptime", s.uptime_ms.to_string()),
-                ("zk_last_proposal_size", "-1".to_string()),
-                ("zk_warden_fsync_count", s.fsync_count.to_string()),
-            ];
+        ("zk_version", full_version(&s.warden_version)),
+        ("zk_server_state", s.mode.clone()),
+        ("zk_avg_latency", format!("{:.4}", s.latency_avg_ms)),
+        ("zk_max_latency", s.latency_max_ms.to_string()),
+        ("zk_min_latency", s.latency_min_ms.to_string()),
+        ("zk_packets_received", s.packets_received.to_string()),
+        ("zk_packets_sent", s.packets_sent.to_string()),
+        ("zk_num_alive_connections", s.connections.to_string()),
+        ("zk_outstanding_requests", s.outstanding.to_string()),
+        ("zk_znode_count", s.node_count.to_string()),
+        ("zk_watch_count", s.watch_count.to_string()),
+        ("zk_ephemerals_count", s.ephemerals_count.to_string()),
+        ("zk_approximate_data_size", s.approximate_data_size.to_string()),
+        ("zk_global_sessions", s.global_sessions.to_string()),
+        ("zk_local_sessions", s.local_sessions.to_string()),
+        ("zk_auth_failed_count", s.auth_failed_count.to_string()),
+        ("zk_uptime", s.uptime_ms.to_string()),
+        ("zk_last_proposal_size", "-1".to_string()),
+        ("zk_warden_fsync_count", s.fsync_count.to_string()),
+    ];
     if let Some(q) = &s.quorum {
         pairs.push(("zk_peer_state", q.peer_state.clone()));
         pairs.push(("zk_warden_server_id", q.server_id.to_string()));

@@ -117,11 +117,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A vector; each element is at least `min_item_bytes` long, which bounds the count.
-    pub fn vec<T>(
-        &mut self,
-        min_item_bytes: usize,
-        mut item: impl FnMut(&mut Self) -> DecodeResult<T>,
-    ) -> DecodeResult<Vec<T>> {
+    pub fn vec<T>(&mut self, min_item_bytes: usize, mut item: impl FnMut(&mut Self) -> DecodeResult<T>) -> DecodeResult<Vec<T>> {
         match self.len(min_item_bytes.max(1))? {
             None => Ok(Vec::new()),
             Some(n) => (0..n).map(|_| item(self)).collect(),

@@ -18,10 +18,19 @@ use std::fmt;
 /// One operation on a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
-    Read { key: String },
+    Read {
+        key: String,
+    },
     /// `expected_version` None (or Some(-1), as in ZooKeeper) writes unconditionally.
-    Write { key: String, value: String, expected_version: Option<i32> },
-    Create { key: String, value: String },
+    Write {
+        key: String,
+        value: String,
+        expected_version: Option<i32>,
+    },
+    Create {
+        key: String,
+        value: String,
+    },
 }
 
 impl Op {
@@ -140,12 +149,9 @@ impl Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Violation::NotLinearizable { key, longest_prefix, stuck, .. } => write!(
-                f,
-                "key {key:?} is not linearizable: after {} ops, none of {} candidate ops fits",
-                longest_prefix.len(),
-                stuck.len()
-            ),
+            Violation::NotLinearizable { key, longest_prefix, stuck, .. } => {
+                write!(f, "key {key:?} is not linearizable: after {} ops, none of {} candidate ops fits", longest_prefix.len(), stuck.len())
+            }
             Violation::Unknown { key, states_explored } => {
                 write!(f, "key {key:?}: gave up after {states_explored} states (unknown)")
             }
@@ -219,7 +225,12 @@ fn check_key(history: &[Event], key: &str, ids: &[usize], init: State, max_state
         .map(|&id| {
             let e = &history[id];
             let ind = e.is_indeterminate();
-            Entry { id, invoke: e.invoke, complete: if ind { u64::MAX } else { e.complete.unwrap() }, outcome: if ind { None } else { Some(e.outcome.clone()) } }
+            Entry {
+                id,
+                invoke: e.invoke,
+                complete: if ind { u64::MAX } else { e.complete.unwrap() },
+                outcome: if ind { None } else { Some(e.outcome.clone()) },
+            }
         })
         .collect();
     // By invocation; determinate ops first on ties so they are tried first.
@@ -422,11 +433,7 @@ mod tests {
 
     #[test]
     fn indeterminate_writes_that_did_and_did_not_take_effect() {
-        let took = vec![
-            create(0, 0, Some(1), "a", Outcome::Created),
-            write(1, 2, None, "b", None, Outcome::Unknown),
-            read(0, 100, 101, Some(("b", 1))),
-        ];
+        let took = vec![create(0, 0, Some(1), "a", Outcome::Created), write(1, 2, None, "b", None, Outcome::Unknown), read(0, 100, 101, Some(("b", 1)))];
         check(&took).unwrap();
         let did_not = vec![
             create(0, 0, Some(1), "a", Outcome::Created),
@@ -444,11 +451,7 @@ mod tests {
         ];
         check(&late).unwrap();
         // But an indeterminate op cannot take effect before it was invoked.
-        let early = vec![
-            create(0, 0, Some(1), "a", Outcome::Created),
-            read(0, 2, 3, Some(("b", 1))),
-            write(1, 10, None, "b", None, Outcome::Unknown),
-        ];
+        let early = vec![create(0, 0, Some(1), "a", Outcome::Created), read(0, 2, 3, Some(("b", 1))), write(1, 10, None, "b", None, Outcome::Unknown)];
         assert_violation(&early);
         // An indeterminate create may explain a node appearing.
         let created = vec![create(1, 0, None, "z", Outcome::Unknown), read(0, 5, 6, Some(("z", 0)))];
@@ -472,11 +475,7 @@ mod tests {
 
     #[test]
     fn stale_read_after_completed_write() {
-        let h = vec![
-            create(0, 0, Some(1), "a", Outcome::Created),
-            write(1, 2, Some(3), "b", None, Outcome::Written(1)),
-            read(2, 4, 5, Some(("a", 0))),
-        ];
+        let h = vec![create(0, 0, Some(1), "a", Outcome::Created), write(1, 2, Some(3), "b", None, Outcome::Written(1)), read(2, 4, 5, Some(("a", 0)))];
         let v = assert_violation(&h);
         let Violation::NotLinearizable { key, stuck, .. } = &v else { unreachable!() };
         assert_eq!(key, "k");
@@ -509,11 +508,7 @@ mod tests {
 
     #[test]
     fn read_of_a_value_never_written() {
-        let h = vec![
-            create(0, 0, Some(1), "a", Outcome::Created),
-            write(1, 2, Some(10), "b", None, Outcome::Written(1)),
-            read(2, 3, 4, Some(("zzz", 1))),
-        ];
+        let h = vec![create(0, 0, Some(1), "a", Outcome::Created), write(1, 2, Some(10), "b", None, Outcome::Written(1)), read(2, 3, 4, Some(("zzz", 1)))];
         assert_violation(&h);
         // Two creates both succeeding.
         let h = vec![create(0, 0, Some(5), "a", Outcome::Created), create(1, 1, Some(6), "b", Outcome::Created)];

@@ -108,7 +108,10 @@ mod tests {
     use super::*;
 
     fn three() -> Membership {
-        Membership::parse("server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890:observer;2183\nversion=0").unwrap()
+        Membership::parse(
+            "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890:observer;2183\nversion=0",
+        )
+        .unwrap()
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use crate::acl;
 use crate::error::{Code, ZkResult};
+use crate::membership::Membership;
 use crate::path;
 use crate::proto::{perms, Acl, CreateOp, CreateRequest, Id, Request};
-use crate::membership::Membership;
 use crate::tree::{DataTree, Node, CONFIG};
 use crate::txn::{owner, Txn};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -304,7 +304,14 @@ pub fn prepare_config_stamp(tree: &DataTree, outstanding: &Outstanding, zxid: i6
 
 /// PrepRequestProcessor's reconfig case, in its order of checks (the
 /// session was checked before).
-fn prepare_reconfig(ov: &mut Overlay, ctx: &PrepCtx, joining: Option<&str>, leaving: Option<&str>, new_members: Option<&str>, cur_config_id: i64) -> ZkResult<Txn> {
+fn prepare_reconfig(
+    ov: &mut Overlay,
+    ctx: &PrepCtx,
+    joining: Option<&str>,
+    leaving: Option<&str>,
+    new_members: Option<&str>,
+    cur_config_id: i64,
+) -> ZkResult<Txn> {
     let rc = &ctx.reconfig;
     if !rc.enabled {
         return Err(Code::ReconfigDisabled);

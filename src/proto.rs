@@ -245,28 +245,77 @@ pub struct SetWatchesRequest {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     Create(CreateRequest),
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    GetChildren { path: String, watch: bool, with_stat: bool },
-    Sync { path: String },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+        watch: bool,
+        with_stat: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
     /// ReconfigRequest: incremental (joining/leaving) or, with `new_members`, not.
-    Reconfig { joining: Option<String>, leaving: Option<String>, new_members: Option<String>, cur_config_id: i64 },
-    CheckWatches { path: String, watcher_type: i32 },
-    RemoveWatches { path: String, watcher_type: i32 },
-    Auth { scheme: String, auth: Vec<u8> },
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        new_members: Option<String>,
+        cur_config_id: i64,
+    },
+    CheckWatches {
+        path: String,
+        watcher_type: i32,
+    },
+    RemoveWatches {
+        path: String,
+        watcher_type: i32,
+    },
+    Auth {
+        scheme: String,
+        auth: Vec<u8>,
+    },
     SetWatches(SetWatchesRequest),
     Sasl,
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
-    AddWatch { path: String, mode: i32 },
+    GetEphemerals {
+        prefix: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
     WhoAmI,
     CloseSession,
     /// An opcode ZooKeeper does not define (or one only servers send).
@@ -294,46 +343,29 @@ impl Request {
             op::DELETE => Request::Delete { path: r.string()?, version: r.i32()? },
             op::EXISTS => Request::Exists { path: r.string()?, watch: r.bool()? },
             op::GET_DATA => Request::GetData { path: r.string()?, watch: r.bool()? },
-            op::SET_DATA => {
-                Request::SetData { path: r.string()?, data: r.buffer()?, version: r.i32()? }
-            }
+            op::SET_DATA => Request::SetData { path: r.string()?, data: r.buffer()?, version: r.i32()? },
             op::GET_ACL => Request::GetAcl { path: r.string()? },
-            op::SET_ACL => {
-                Request::SetAcl { path: r.string()?, acl: read_acls(r)?, version: r.i32()? }
-            }
-            op::GET_CHILDREN | op::GET_CHILDREN2 => Request::GetChildren {
-                path: r.string()?,
-                watch: r.bool()?,
-                with_stat: opcode == op::GET_CHILDREN2,
-            },
+            op::SET_ACL => Request::SetAcl { path: r.string()?, acl: read_acls(r)?, version: r.i32()? },
+            op::GET_CHILDREN | op::GET_CHILDREN2 => Request::GetChildren { path: r.string()?, watch: r.bool()?, with_stat: opcode == op::GET_CHILDREN2 },
             op::SYNC => Request::Sync { path: r.string()? },
             op::PING => Request::Ping,
             op::CHECK => Request::Check { path: r.string()?, version: r.i32()? },
             op::MULTI => Request::Multi(decode_multi(r, false)?),
             op::MULTI_READ => Request::MultiRead(decode_multi(r, true)?),
             op::RECONFIG => {
-                let mut ustring = || -> DecodeResult<Option<String>> {
-                    r.buffer()?.map(|b| String::from_utf8(b).map_err(|_| DecodeError::BadUtf8)).transpose()
-                };
+                let mut ustring =
+                    || -> DecodeResult<Option<String>> { r.buffer()?.map(|b| String::from_utf8(b).map_err(|_| DecodeError::BadUtf8)).transpose() };
                 let (joining, leaving, new_members) = (ustring()?, ustring()?, ustring()?);
                 Request::Reconfig { joining, leaving, new_members, cur_config_id: r.i64()? }
             }
             op::CHECK_WATCHES => Request::CheckWatches { path: r.string()?, watcher_type: r.i32()? },
-            op::REMOVE_WATCHES => {
-                Request::RemoveWatches { path: r.string()?, watcher_type: r.i32()? }
-            }
+            op::REMOVE_WATCHES => Request::RemoveWatches { path: r.string()?, watcher_type: r.i32()? },
             op::AUTH => {
                 let _type = r.i32()?;
                 Request::Auth { scheme: r.string()?, auth: r.buffer()?.unwrap_or_default() }
             }
             op::SET_WATCHES | op::SET_WATCHES2 => {
-                let mut sw = SetWatchesRequest {
-                    relative_zxid: r.i64()?,
-                    data: r.strings()?,
-                    exist: r.strings()?,
-                    child: r.strings()?,
-                    ..Default::default()
-                };
+                let mut sw = SetWatchesRequest { relative_zxid: r.i64()?, data: r.strings()?, exist: r.strings()?, child: r.strings()?, ..Default::default() };
                 if opcode == op::SET_WATCHES2 {
                     sw.persistent = r.strings()?;
                     sw.persistent_recursive = r.strings()?;
@@ -494,14 +526,7 @@ mod tests {
 
     #[test]
     fn connect_request_with_and_without_read_only_byte() {
-        let mut req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 5,
-            timeout_ms: 30000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        };
+        let mut req = ConnectRequest { protocol_version: 0, last_zxid_seen: 5, timeout_ms: 30000, session_id: 0, passwd: vec![0; 16], read_only: Some(false) };
         let mut w = Vec::new();
         req.encode(&mut w);
         assert_eq!(w.len(), 45);
@@ -536,7 +561,19 @@ mod tests {
 
     #[test]
     fn stat_and_acl_round_trip() {
-        let stat = Stat { czxid: 1, mzxid: 2, ctime: 3, mtime: 4, version: 5, cversion: 6, aversion: 7, ephemeral_owner: 8, data_length: 9, num_children: 10, pzxid: 11 };
+        let stat = Stat {
+            czxid: 1,
+            mzxid: 2,
+            ctime: 3,
+            mtime: 4,
+            version: 5,
+            cversion: 6,
+            aversion: 7,
+            ephemeral_owner: 8,
+            data_length: 9,
+            num_children: 10,
+            pzxid: 11,
+        };
         let mut w = Vec::new();
         write_stat(&mut w, &stat);
         assert_eq!(w.len(), 68);
@@ -614,10 +651,7 @@ mod tests {
         w.put_i32(0);
         w.put_string("digest");
         w.put_buffer(Some(b"u:p"));
-        assert_eq!(
-            Request::decode(op::AUTH, &mut Reader::new(&w)).unwrap(),
-            Request::Auth { scheme: "digest".into(), auth: b"u:p".to_vec() }
-        );
+        assert_eq!(Request::decode(op::AUTH, &mut Reader::new(&w)).unwrap(), Request::Auth { scheme: "digest".into(), auth: b"u:p".to_vec() });
     }
 
     #[test]

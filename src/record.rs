@@ -59,7 +59,11 @@ impl<'a> Iterator for Records<'a> {
         }
         if left < HEADER_BYTES {
             let end = self.buf.len();
-            return if self.buf[self.pos..].iter().all(|b| *b == 0) { None } else { self.bad(format!("{left} stray bytes, shorter than a record header"), end) };
+            return if self.buf[self.pos..].iter().all(|b| *b == 0) {
+                None
+            } else {
+                self.bad(format!("{left} stray bytes, shorter than a record header"), end)
+            };
         }
         let at = self.pos;
         let len = u32::from_be_bytes(self.buf[at..at + 4].try_into().unwrap()) as usize;

@@ -11,9 +11,9 @@ use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, I
 use crate::session;
 use crate::tree::Trigger;
 use crate::txn::{owner, LogEntry, Txn, TxnHeader};
+use crate::watch::{add_mode, event, state, WatchKind};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use crate::watch::{add_mode, event, state, WatchKind};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -60,9 +60,15 @@ pub struct RequestCtx<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchOp {
     Add(WatchKind, String),
-    AddPersistent { path: String, recursive: bool },
+    AddPersistent {
+        path: String,
+        recursive: bool,
+    },
     /// setWatches found the change already happened: notify at once.
-    FireNow { event_type: i32, path: String },
+    FireNow {
+        event_type: i32,
+        path: String,
+    },
 }
 
 /// The reply to send, or a question only the watch registry can answer.
@@ -70,7 +76,13 @@ pub enum WatchOp {
 pub enum Reply {
     Frame(Vec<u8>),
     /// checkWatches (remove = false) or removeWatches: reply OK or NoWatcher.
-    WatchQuery { xid: i32, zxid: i64, path: String, watcher_type: i32, remove: bool },
+    WatchQuery {
+        xid: i32,
+        zxid: i64,
+        path: String,
+        watcher_type: i32,
+        remove: bool,
+    },
     #[default]
     None,
 }
@@ -388,7 +400,8 @@ impl Core {
             let zxid = self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent);
             (sid, Some(zxid))
         } else {
-            let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id)) && !self.closing.contains(&req.session_id);
+            let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id))
+                && !self.closing.contains(&req.session_id);
             if !known || req.passwd != session::password(&self.secret, req.session_id) {
                 let mut w = Vec::new();
                 w.put_i32(0);
@@ -484,17 +497,17 @@ impl Core {
     /// had children and have none left, and TTL nodes idle past their TTL.
     pub fn reap_candidates(&self, now_ms: i64) -> Vec<String> {
         let tree = &self.db.tree;
-        let mut out: Vec<String> = tree
-            .containers()
-            .filter(|p| tree.get(p).is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0))
-            .cloned()
-            .collect();
-        out.extend(tree.ttl_nodes().filter(|p| {
-            tree.get(p).is_some_and(|n| {
-                let ttl = owner::ttl_of(n.stat.ephemeral_owner).unwrap_or(0);
-                n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl
-            })
-        }).cloned());
+        let mut out: Vec<String> = tree.containers().filter(|p| tree.get(p).is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0)).cloned().collect();
+        out.extend(
+            tree.ttl_nodes()
+                .filter(|p| {
+                    tree.get(p).is_some_and(|n| {
+                        let ttl = owner::ttl_of(n.stat.ephemeral_owner).unwrap_or(0);
+                        n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl
+                    })
+                })
+                .cloned(),
+        );
         out.sort();
         out
     }
@@ -554,9 +567,7 @@ impl Core {
         let result = self.read(ctx, &req, &mut watches);
         let reply = match result {
             Ok(ReadReply::Frame(f)) => Reply::Frame(f),
-            Ok(ReadReply::WatchQuery { path, watcher_type, remove }) => {
-                Reply::WatchQuery { xid: ctx.xid, zxid, path, watcher_type, remove }
-            }
+            Ok(ReadReply::WatchQuery { path, watcher_type, remove }) => Reply::WatchQuery { xid: ctx.xid, zxid, path, watcher_type, remove },
             Err(code) => Reply::Frame(reply_frame(ctx.xid, zxid, code as i32, |_| {})),
         };
         Processed::Done(Output { reply, zxid, watches, ..Default::default() })
@@ -657,12 +668,8 @@ impl Core {
                 watches.push(WatchOp::AddPersistent { path: path.clone(), recursive });
                 ok(&|w| w.put_i32(0))
             }
-            Request::CheckWatches { path, watcher_type } => {
-                Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: false })
-            }
-            Request::RemoveWatches { path, watcher_type } => {
-                Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: true })
-            }
+            Request::CheckWatches { path, watcher_type } => Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: false }),
+            Request::RemoveWatches { path, watcher_type } => Ok(ReadReply::WatchQuery { path: path.clone(), watcher_type: *watcher_type, remove: true }),
             Request::WhoAmI => ok(&|w| {
                 let infos: Vec<&Id> = ctx.auth.iter().filter(|i| i.scheme != "super").collect();
                 w.put_i32(infos.len() as i32);
@@ -682,20 +689,26 @@ impl Core {
     fn multi_read(&self, auth: &[Id], ops: &[Request], w: &mut Vec<u8>) {
         for req in ops {
             let (opcode, result) = match req {
-                Request::GetData { path, .. } => (op::GET_DATA, self.node_for_read(path, perms::READ, auth).map(|n| {
-                    let mut b = Vec::new();
-                    b.put_buffer(n.data());
-                    proto::write_stat(&mut b, &n.stat());
-                    b
-                })),
-                Request::GetChildren { path, .. } => (op::GET_CHILDREN, self.node_for_read(path, perms::READ, auth).map(|n| {
-                    let mut b = Vec::new();
-                    b.put_i32(n.children.len() as i32);
-                    for c in &n.children {
-                        b.put_string(c);
-                    }
-                    b
-                })),
+                Request::GetData { path, .. } => (
+                    op::GET_DATA,
+                    self.node_for_read(path, perms::READ, auth).map(|n| {
+                        let mut b = Vec::new();
+                        b.put_buffer(n.data());
+                        proto::write_stat(&mut b, &n.stat());
+                        b
+                    }),
+                ),
+                Request::GetChildren { path, .. } => (
+                    op::GET_CHILDREN,
+                    self.node_for_read(path, perms::READ, auth).map(|n| {
+                        let mut b = Vec::new();
+                        b.put_i32(n.children.len() as i32);
+                        for c in &n.children {
+                            b.put_string(c);
+                        }
+                        b
+                    }),
+                ),
                 _ => (op::ERROR, Err(Code::Unimplemented)),
             };
             match result {
@@ -837,7 +850,14 @@ mod tests {
     }
 
     fn create(path: &str) -> Request {
-        Request::Create(CreateRequest { op: CreateOp::Create, path: path.into(), data: Some(b"d".to_vec()), acl: vec![proto::Acl::world_all()], flags: 0, ttl_ms: -1 })
+        Request::Create(CreateRequest {
+            op: CreateOp::Create,
+            path: path.into(),
+            data: Some(b"d".to_vec()),
+            acl: vec![proto::Acl::world_all()],
+            flags: 0,
+            ttl_ms: -1,
+        })
     }
 
     fn err_of(out: &Output) -> i32 {
@@ -917,7 +937,12 @@ mod tests {
         // Quorum of the new voters synced with the leader, then the ACL.
         core.quorum_synced = Some([1, 2].into());
         let plain = RequestCtx { auth: &[], ..ctx };
-        let four_voters = Request::Reconfig { joining: Some("server.9=127.0.0.1:1:2:participant;3,server.10=127.0.0.1:4:5:participant;6".into()), leaving: None, new_members: None, cur_config_id: -1 };
+        let four_voters = Request::Reconfig {
+            joining: Some("server.9=127.0.0.1:1:2:participant;3,server.10=127.0.0.1:4:5:participant;6".into()),
+            leaving: None,
+            new_members: None,
+            cur_config_id: -1,
+        };
         let Processed::Pending(z5) = core.process(&plain, four_voters) else { panic!() };
         let (_, out) = core.apply_next(z5).unwrap();
         assert_eq!(err_of(&out), Code::NewConfigNoQuorum as i32, "2 of 5 voters synced");

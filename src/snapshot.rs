@@ -190,7 +190,16 @@ mod tests {
         let secret = vec![Acl { perms: 1, id: Id::new("digest", "u:x") }];
         for i in 0..n {
             let acl = if i % 2 == 0 { vec![Acl::world_all()] } else { secret.clone() };
-            apply(&mut db, Txn::Create { path: format!("/n{i:04}"), data: Some(vec![i as u8; 3]), acl, ephemeral_owner: if i == 3 { 5 } else { 0 }, parent_cversion: i as i32 + 1 });
+            apply(
+                &mut db,
+                Txn::Create {
+                    path: format!("/n{i:04}"),
+                    data: Some(vec![i as u8; 3]),
+                    acl,
+                    ephemeral_owner: if i == 3 { 5 } else { 0 },
+                    parent_cversion: i as i32 + 1,
+                },
+            );
         }
         db
     }

@@ -14,9 +14,13 @@ pub struct TxnHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Txn {
-    CreateSession { timeout_ms: i32 },
+    CreateSession {
+        timeout_ms: i32,
+    },
     /// Closing deletes the session's ephemerals; the list is fixed at prep time.
-    CloseSession { ephemerals: Vec<String> },
+    CloseSession {
+        ephemerals: Vec<String>,
+    },
     Create {
         path: String,
         #[serde(with = "serde_bytes")]
@@ -25,15 +29,24 @@ pub enum Txn {
         ephemeral_owner: i64,
         parent_cversion: i32,
     },
-    Delete { path: String },
+    Delete {
+        path: String,
+    },
     SetData {
         path: String,
         #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         version: i32,
     },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
     /// All sub-transactions succeed together; a failed multi holds only `Error`s.
     Multi(Vec<Txn>),
     /// A membership change: the new `/zookeeper/config` text (ZooKeeper logs
@@ -43,7 +56,9 @@ pub enum Txn {
         data: Vec<u8>,
     },
     /// A rejected write still takes a zxid, as in ZooKeeper.
-    Error { code: i32 },
+    Error {
+        code: i32,
+    },
 }
 
 /// One transaction as logged and replicated: what happened, and where in

@@ -182,10 +182,7 @@ impl WatchManager {
             _ => self.data.trigger(path, &mut sids),
         }
         let mut seen = HashSet::with_capacity(sids.len());
-        sids.into_iter()
-            .filter(|s| seen.insert(*s))
-            .map(|session_id| Notification { session_id, event_type, path: path.to_owned() })
-            .collect()
+        sids.into_iter().filter(|s| seen.insert(*s)).map(|session_id| Notification { session_id, event_type, path: path.to_owned() }).collect()
     }
 
     fn masks(watcher_type: i32) -> Option<(u8, u8)> {
@@ -252,20 +249,25 @@ impl WatchManager {
             "wchc" => {
                 let mut sids: Vec<_> = t.by_session.iter().collect();
                 sids.sort_by_key(|(sid, _)| **sid);
-                sids.iter().map(|(sid, paths)| {
-                    let mut paths: Vec<_> = paths.iter().collect();
-                    paths.sort();
-                    format!("0x{sid:x}\n{}", paths.iter().map(|p| format!("\t{p}\n")).collect::<String>())
-                }).collect()
+                sids.iter()
+                    .map(|(sid, paths)| {
+                        let mut paths: Vec<_> = paths.iter().collect();
+                        paths.sort();
+                        format!("0x{sid:x}\n{}", paths.iter().map(|p| format!("\t{p}\n")).collect::<String>())
+                    })
+                    .collect()
             }
             _ => {
                 let mut paths: Vec<_> = t.by_path.iter().collect();
                 paths.sort_by_key(|(p, _)| p.as_str());
-                paths.iter().map(|(path, sids)| {
-                    let mut sids: Vec<_> = sids.keys().collect();
-                    sids.sort();
-                    format!("{path}\n{}", sids.iter().map(|s| format!("\t0x{s:x}\n")).collect::<String>())
-                }).collect()
+                paths
+                    .iter()
+                    .map(|(path, sids)| {
+                        let mut sids: Vec<_> = sids.keys().collect();
+                        sids.sort();
+                        format!("{path}\n{}", sids.iter().map(|s| format!("\t0x{s:x}\n")).collect::<String>())
+                    })
+                    .collect()
             }
         }
     }

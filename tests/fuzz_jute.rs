@@ -174,7 +174,8 @@ fn valid_bodies() -> Vec<(i32, Vec<u8>)> {
 
 fn valid_connect() -> Vec<u8> {
     let mut w = Vec::new();
-    ConnectRequest { protocol_version: 0, last_zxid_seen: 0x2_0000_0011, timeout_ms: 30_000, session_id: 0x1234, passwd: vec![7; 16], read_only: Some(false) }.encode(&mut w);
+    ConnectRequest { protocol_version: 0, last_zxid_seen: 0x2_0000_0011, timeout_ms: 30_000, session_id: 0x1234, passwd: vec![7; 16], read_only: Some(false) }
+        .encode(&mut w);
     w
 }
 
@@ -213,7 +214,6 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-
 #[test]
 fn valid_bodies_decode_exactly() {
     for (opcode, body) in valid_bodies() {
@@ -241,7 +241,8 @@ fn hostile_lengths_fail_fast_without_allocating() {
                     // Every other body starts with a length (or, for setWatches/auth, a
                     // fixed field, then a length): either way a 2 GiB claim cannot fit.
                     let known = valid_bodies().iter().any(|(o, _)| *o == opcode) && opcode != 77;
-                    if known && opcode != op::SET_WATCHES && opcode != op::SET_WATCHES2 && opcode != op::AUTH && opcode != op::MULTI && opcode != op::MULTI_READ {
+                    if known && opcode != op::SET_WATCHES && opcode != op::SET_WATCHES2 && opcode != op::AUTH && opcode != op::MULTI && opcode != op::MULTI_READ
+                    {
                         let err = res.expect_err("a 2 GiB length in a 16-byte body must be rejected");
                         assert!(!err.to_string().is_empty());
                     }
@@ -307,7 +308,10 @@ fn sample_db() -> Database {
     let secret = vec![Acl { perms: 1, id: Id::new("digest", "u:x") }];
     for i in 0..12 {
         let acl = if i % 2 == 0 { vec![Acl::world_all()] } else { secret.clone() };
-        apply(&mut db, Txn::Create { path: format!("/n{i:02}"), data: Some(vec![i as u8; 3]), acl, ephemeral_owner: if i == 3 { 5 } else { 0 }, parent_cversion: i + 1 });
+        apply(
+            &mut db,
+            Txn::Create { path: format!("/n{i:02}"), data: Some(vec![i as u8; 3]), acl, ephemeral_owner: if i == 3 { 5 } else { 0 }, parent_cversion: i + 1 },
+        );
     }
     apply(&mut db, Txn::Create { path: "/n01/child".into(), data: None, acl: vec![Acl::world_all()], ephemeral_owner: 0, parent_cversion: 1 });
     db

@@ -52,13 +52,23 @@ fn txns() -> Vec<Txn> {
         Txn::SetData { path: "/r0".into(), data: Some(vec![0, 255, 1]), version: 3 },
         Txn::SetAcl { path: "/".into(), acl: acls(), version: 0 },
         Txn::Check { path: "/c".into(), version: 2 },
-        Txn::Multi(vec![Txn::Check { path: "/m".into(), version: 1 }, Txn::SetData { path: "/m".into(), data: Some(b"x".to_vec()), version: 2 }, Txn::Delete { path: "/m".into() }]),
+        Txn::Multi(vec![
+            Txn::Check { path: "/m".into(), version: 1 },
+            Txn::SetData { path: "/m".into(), data: Some(b"x".to_vec()), version: 2 },
+            Txn::Delete { path: "/m".into() },
+        ]),
         Txn::Error { code: -101 },
     ]
 }
 
 fn forward(op: ForwardOp) -> Message {
-    Message::Request(Forward { session_id: 0x100_0000_0000_0009, cxid: 17, auth: vec![Id::new("digest", "bob:XyZ="), Id::new("ip", "127.0.0.1")], op, local: true })
+    Message::Request(Forward {
+        session_id: 0x100_0000_0000_0009,
+        cxid: 17,
+        auth: vec![Id::new("digest", "bob:XyZ="), Id::new("ip", "127.0.0.1")],
+        op,
+        local: true,
+    })
 }
 
 fn corpus() -> Vec<Message> {
@@ -85,7 +95,14 @@ fn corpus() -> Vec<Message> {
         Message::Touch { sessions: Vec::new() },
         Message::Digest { zxid: 0x3_0000_0005, digest: 0xdead_beef_cafe_f00d },
         forward(ForwardOp::CreateSession { timeout_ms: 6000 }),
-        forward(ForwardOp::Client(Request::Create(CreateRequest { op: CreateOp::Create2, path: "/queue/q-".into(), data: Some(b"v".to_vec()), acl: acls(), flags: 2, ttl_ms: 0 }))),
+        forward(ForwardOp::Client(Request::Create(CreateRequest {
+            op: CreateOp::Create2,
+            path: "/queue/q-".into(),
+            data: Some(b"v".to_vec()),
+            acl: acls(),
+            flags: 2,
+            ttl_ms: 0,
+        }))),
         forward(ForwardOp::Client(Request::SetData { path: "/r1".into(), data: Some(b"c1-7".to_vec()), version: 4 })),
         forward(ForwardOp::Client(Request::Delete { path: "/lock".into(), version: -1 })),
         forward(ForwardOp::Client(Request::Multi(vec![Request::Check { path: "/m".into(), version: 1 }, Request::Delete { path: "/m".into(), version: -1 }]))),
@@ -135,12 +152,12 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
         any::<usize>().prop_map(Mutation::Delete),
         any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), Just(0x4000_0000), Just(0), any::<u32>()]).prop_map(|(i, v)| Mutation::Set4(i, u32::to_be_bytes(v))),
+        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), Just(0x4000_0000), Just(0), any::<u32>()])
+            .prop_map(|(i, v)| Mutation::Set4(i, u32::to_be_bytes(v))),
         (any::<usize>(), proptest::sample::select(LEN32_MARKERS.to_vec()), prop_oneof![Just(u32::MAX), Just(0x1000_0000), any::<u32>()])
             .prop_map(|(i, m, v)| Mutation::Splice(i, [&[m][..], &v.to_be_bytes()].concat())),
     ]
 }
-
 
 #[test]
 fn every_message_round_trips() {
@@ -204,12 +221,17 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         t = Txn::Multi(vec![t]);
     }
     // Encoding recurses too: do it on a thread with room for it.
-    let bytes = std::thread::Builder::new().stack_size(256 << 20).spawn(move || {
-        let b = encode(&Message::Proposal(entry(1, t.clone())));
-        // Dropping a 5000-deep value recurses as well.
-        std::mem::forget(t);
-        b
-    }).unwrap().join().unwrap();
+    let bytes = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let b = encode(&Message::Proposal(entry(1, t.clone())));
+            // Dropping a 5000-deep value recurses as well.
+            std::mem::forget(t);
+            b
+        })
+        .unwrap()
+        .join()
+        .unwrap();
     let err = decode(&bytes).expect_err("5000 nested multis must be refused");
     assert!(err.contains("deep") || err.contains("depth"), "{err}");
 }

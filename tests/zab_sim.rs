@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
-use warden_core::zab::{zxid, Command, Config, Durable, EpochKind, Epoch, Message, Peer, PeerState, ServerId, Zxid};
+use warden_core::zab::{zxid, Command, Config, Durable, Epoch, EpochKind, Message, Peer, PeerState, ServerId, Zxid};
 
 /// xorshift64*: tiny, deterministic, good enough for scheduling.
 struct Rng(u64);
@@ -94,7 +94,11 @@ enum DiskOp {
     Append(Vec<LogEntry>),
     /// `committed`: length of the committed history when the TRUNC arrived;
     /// `leader_epoch`: the epoch of the leader that sent it.
-    Truncate { to: Zxid, committed: usize, leader_epoch: Epoch },
+    Truncate {
+        to: Zxid,
+        committed: usize,
+        leader_epoch: Epoch,
+    },
     Install(Vec<Item>),
 }
 
@@ -124,15 +128,35 @@ struct Link {
 }
 
 enum Ev {
-    Deliver { from: ServerId, to: ServerId, gen: u64, msg: Message },
-    DiskDone { node: ServerId, incarnation: u64 },
-    Tick { node: ServerId, incarnation: u64 },
+    Deliver {
+        from: ServerId,
+        to: ServerId,
+        gen: u64,
+        msg: Message,
+    },
+    DiskDone {
+        node: ServerId,
+        incarnation: u64,
+    },
+    Tick {
+        node: ServerId,
+        incarnation: u64,
+    },
     Client,
     Fault,
-    Restart { node: ServerId },
-    Heal { a: ServerId, b: ServerId },
+    Restart {
+        node: ServerId,
+    },
+    Heal {
+        a: ServerId,
+        b: ServerId,
+    },
     /// Split mode: a command from one half of a member to the other.
-    HandOff { node: ServerId, incarnation: u64, cmd: Command },
+    HandOff {
+        node: ServerId,
+        incarnation: u64,
+        cmd: Command,
+    },
 }
 
 #[derive(Default, Debug, Clone)]
@@ -216,7 +240,20 @@ impl Sim {
                 links.insert((a, b), Link { up: true, gen: 0 });
             }
         }
-        let nodes = (0..n).map(|_| Node { peer: None, incarnation: 0, disk: Disk::default(), pending: VecDeque::new(), disk_free_at: 0, db: Vec::new(), leading_established: false, leading_epoch: 0, config: None, hand_off_at: 0 }).collect();
+        let nodes = (0..n)
+            .map(|_| Node {
+                peer: None,
+                incarnation: 0,
+                disk: Disk::default(),
+                pending: VecDeque::new(),
+                disk_free_at: 0,
+                db: Vec::new(),
+                leading_established: false,
+                leading_epoch: 0,
+                config: None,
+                hand_off_at: 0,
+            })
+            .collect();
         let mut rng = Rng::new(seed);
         let weather = Weather::pick(&mut rng);
         let mut sim = Sim {
@@ -764,7 +801,8 @@ impl Sim {
         let mut final_write: Option<(u64, u64)> = None;
         loop {
             if self.now > deadline {
-                let states: Vec<String> = self.nodes.iter().map(|n| n.peer.as_ref().map_or("down".into(), |p| format!("{:?}/{}", p.state(), p.is_serving()))).collect();
+                let states: Vec<String> =
+                    self.nodes.iter().map(|n| n.peer.as_ref().map_or("down".into(), |p| format!("{:?}/{}", p.state(), p.is_serving()))).collect();
                 self.fail(format!("no convergence 20 s after healing: {states:?}, final write {final_write:?}"));
             }
             let serving = self.nodes.iter().all(|n| n.peer.as_ref().is_some_and(|p| p.is_serving()));

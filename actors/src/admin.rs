@@ -113,7 +113,9 @@ async fn list_commands(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
 }
 
 async fn snapshot(state: &AdminState, word: &'static str) -> Result<ServerSnapshot, HttpResponse> {
-    crate::node::server_snapshot(&state.deps.processor, word, state.deps.config.clone()).await.map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
+    crate::node::server_snapshot(&state.deps.processor, word, state.deps.config.clone())
+        .await
+        .map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
 }
 
 /// A text value as JSON: numbers stay numbers.
@@ -291,15 +293,27 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
     // Standalone: no election has run and there are no followers to lag.
     let q = s.quorum.clone().unwrap_or_default();
     gauge(&mut out, "warden_election_time_seconds", "Duration of the last leader election (0 when standalone).", q.last_election_ms as f64 / 1000.0);
-    gauge(&mut out, "warden_follower_max_lag_txns", "Largest learner lag in transactions, on the leader (0 elsewhere).", q.learners.iter().map(|l| l.lag).max().unwrap_or(0));
-    let _ = writeln!(out, "# HELP warden_learner_lag_txns Proposals a learner has not acknowledged, per learner (leader only).\n# TYPE warden_learner_lag_txns gauge");
+    gauge(
+        &mut out,
+        "warden_follower_max_lag_txns",
+        "Largest learner lag in transactions, on the leader (0 elsewhere).",
+        q.learners.iter().map(|l| l.lag).max().unwrap_or(0),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP warden_learner_lag_txns Proposals a learner has not acknowledged, per learner (leader only).\n# TYPE warden_learner_lag_txns gauge"
+    );
     for l in &q.learners {
         let _ = writeln!(out, "warden_learner_lag_txns{{server_id=\"{}\",observer=\"{}\"}} {}", l.id, l.observer, l.lag);
     }
     gauge(&mut out, "warden_quorum_epoch", "The member's current epoch (0 when standalone).", q.epoch);
-    let _ = writeln!(out, "# HELP warden_server_state 1 for the member's role (standalone, leader, follower, observer, looking, read-only).\n# TYPE warden_server_state gauge");
+    let _ = writeln!(
+        out,
+        "# HELP warden_server_state 1 for the member's role (standalone, leader, follower, observer, looking, read-only).\n# TYPE warden_server_state gauge"
+    );
     let _ = writeln!(out, "warden_server_state{{state=\"{}\"}} 1", s.mode);
-    let _ = writeln!(out, "# HELP warden_request_latency_seconds Request latency by operation, receipt to reply.\n# TYPE warden_request_latency_seconds histogram");
+    let _ =
+        writeln!(out, "# HELP warden_request_latency_seconds Request latency by operation, receipt to reply.\n# TYPE warden_request_latency_seconds histogram");
     for (op, h) in stats.op_latency.lock().unwrap().iter() {
         histogram(&mut out, "warden_request_latency_seconds", &format!("op=\"{op}\""), h);
     }

@@ -46,7 +46,8 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
             widths[i] = widths[i].max(c.len());
         }
     }
-    let line = |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    let line =
+        |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
     let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
     out.extend(rows.into_iter().map(line));
     out.join("\n") + "\n"
@@ -97,10 +98,13 @@ pub fn supervise(t: &Target, kind: &str, settings: &[String]) -> Result<(), Stri
     }
     let v = json(t, "PUT", &format!("/actors/{kind}/supervision"), Some(&Value::Object(body).to_string()))?;
     let row = |p: &Value| vec![s(&p["max_restarts"]), s(&p["window_ms"]), s(&p["backoff_ms"]), s(&p["mailbox_capacity"]), s(&p["strategy"])];
-    print!("{}", table(&["", "MAX_RESTARTS", "WINDOW_MS", "BACKOFF_MS", "MAILBOX_CAPACITY", "STRATEGY"], vec![
-        [vec!["before".to_string()], row(&v["before"])].concat(),
-        [vec!["now".to_string()], row(&v["supervision"])].concat(),
-    ]));
+    print!(
+        "{}",
+        table(
+            &["", "MAX_RESTARTS", "WINDOW_MS", "BACKOFF_MS", "MAILBOX_CAPACITY", "STRATEGY"],
+            vec![[vec!["before".to_string()], row(&v["before"])].concat(), [vec!["now".to_string()], row(&v["supervision"])].concat(),]
+        )
+    );
     Ok(())
 }
 

@@ -9,8 +9,10 @@
 //! `ToZab::Propose`; the broadcast actor sends back what Zab decided
 //! (`FromZab`: serving, looking, committed transactions, snapshots).
 
+use crate::election::ElectionActor;
 use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, LinkFactory};
 use crate::mailbox::{Mailbox, Serve};
+use crate::messages::ToElection;
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
 use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset, SendFrame};
 use crate::processor::Processor;
@@ -23,8 +25,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::zab::{Command, Message, PeerState, ProposeError, Replica, ServerId, Zxid};
-use crate::election::ElectionActor;
-use crate::messages::ToElection;
 
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
@@ -78,7 +78,19 @@ pub fn fatal(log: &Logger, reason: &str) -> ! {
 
 impl Broadcast {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(replica: Replica, election: Mailbox<ElectionActor>, txn_log: TxnLog, link_factory: LinkFactory, listener: crate::ensemble::setup::QuorumListener, members: BTreeMap<ServerId, String>, data_dir: PathBuf, view: QuorumView, stats: Arc<crate::stats::ServerStats>, me: Arc<ActorStats>, log: Logger) -> Broadcast {
+    pub fn new(
+        replica: Replica,
+        election: Mailbox<ElectionActor>,
+        txn_log: TxnLog,
+        link_factory: LinkFactory,
+        listener: crate::ensemble::setup::QuorumListener,
+        members: BTreeMap<ServerId, String>,
+        data_dir: PathBuf,
+        view: QuorumView,
+        stats: Arc<crate::stats::ServerStats>,
+        me: Arc<ActorStats>,
+        log: Logger,
+    ) -> Broadcast {
         Broadcast {
             replica,
             election,
@@ -178,7 +190,13 @@ impl Broadcast {
             .replica
             .learners()
             .into_iter()
-            .map(|(id, observer, synced, acked)| warden_core::fourlw::LearnerStatus { id, observer, synced, acked_zxid: acked, lag: store.entries_after(acked.max(store.base())).count() as u64 })
+            .map(|(id, observer, synced, acked)| warden_core::fourlw::LearnerStatus {
+                id,
+                observer,
+                synced,
+                acked_zxid: acked,
+                lag: store.entries_after(acked.max(store.base())).count() as u64,
+            })
             .collect();
         let status = warden_core::fourlw::QuorumStatus {
             peer_state: peer_state.into(),

@@ -3,10 +3,10 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
+use crate::mailbox::{guarded, Serve, Supervision};
 use crate::messages::{ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
 use crate::node::Deps;
 use crate::outbox::Outbox;
-use crate::mailbox::{guarded, Serve, Supervision};
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
 use actix::prelude::*;
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use warden_core::error::Code;
 use warden_core::jute::{Reader, Writer};
 use warden_core::proto::{op, ConnectRequest, Id, Request};
-use warden_core::server::reply_frame;
 use warden_core::sasl::{DigestMd5Server, Step};
+use warden_core::server::reply_frame;
 use warden_core::{acl, fourlw};
 
 /// What a connection needs to authenticate clients beyond addAuth.
@@ -66,7 +66,9 @@ enum State {
     AwaitingConnect,
     /// ConnectRequest sent to the processor; later frames wait in `queued`.
     Connecting,
-    Established { session_id: i64 },
+    Established {
+        session_id: i64,
+    },
     Closing,
 }
 
@@ -106,7 +108,24 @@ impl Connection {
             ids.push(Id::new("super", ""));
         }
         let auth: Arc<[Id]> = ids.into();
-        Connection { id, peer, deps, out, handle, state: State::AwaitingConnect, session: None, queued: VecDeque::new(), batch: Vec::new(), auth, info, me, last_touch: Instant::now(), log, security, sasl: None }
+        Connection {
+            id,
+            peer,
+            deps,
+            out,
+            handle,
+            state: State::AwaitingConnect,
+            session: None,
+            queued: VecDeque::new(),
+            batch: Vec::new(),
+            auth,
+            info,
+            me,
+            last_touch: Instant::now(),
+            log,
+            security,
+            sasl: None,
+        }
     }
 
     fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
@@ -272,23 +291,30 @@ impl Connection {
         }
         self.state = State::Closing;
         if matches!(cmd, "wchs" | "wchc" | "wchp") {
-            self.deps.dispatcher.send(WatchReport(cmd)).into_actor(self).then(move |res, act, ctx| {
-                if let Ok(text) = res {
-                    act.out.send(text.into_bytes());
-                }
-                act.close("4lw answered", ctx);
-                fut::ready(())
-            }).wait(ctx);
+            self.deps
+                .dispatcher
+                .send(WatchReport(cmd))
+                .into_actor(self)
+                .then(move |res, act, ctx| {
+                    if let Ok(text) = res {
+                        act.out.send(text.into_bytes());
+                    }
+                    act.close("4lw answered", ctx);
+                    fut::ready(())
+                })
+                .wait(ctx);
             return;
         }
         let snapshot = crate::node::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
-        actix::fut::wrap_future::<_, Self>(snapshot).then(move |res, act, ctx| {
-            if let Ok(snapshot) = res {
-                act.out.send(fourlw::reply(cmd, &snapshot).into_bytes());
-            }
-            act.close("4lw answered", ctx);
-            fut::ready(())
-        }).wait(ctx);
+        actix::fut::wrap_future::<_, Self>(snapshot)
+            .then(move |res, act, ctx| {
+                if let Ok(snapshot) = res {
+                    act.out.send(fourlw::reply(cmd, &snapshot).into_bytes());
+                }
+                act.close("4lw answered", ctx);
+                fut::ready(())
+            })
+            .wait(ctx);
     }
 
     fn on_frame(&mut self, frame: BytesMut, ctx: &mut Context<Self>) {
@@ -356,7 +382,11 @@ const READ_GATE_PENDING_BYTES: usize = 4 << 20;
 /// below `READ_GATE_PENDING_BYTES`, and the processor's mailbox not full: a
 /// session handler whose replies pile up, or a busy processor, stops
 /// reading (backpressure).
-pub fn gated<S: futures_util::Stream + Unpin + 'static>(frames: S, handle: &ConnAddr, processor: Arc<ActorStats>) -> impl futures_util::Stream<Item = Vec<S::Item>> {
+pub fn gated<S: futures_util::Stream + Unpin + 'static>(
+    frames: S,
+    handle: &ConnAddr,
+    processor: Arc<ActorStats>,
+) -> impl futures_util::Stream<Item = Vec<S::Item>> {
     let (me, pending) = (handle.mailbox.stats.clone(), handle.out.pending_counter());
     let frames = futures_util::stream::unfold(frames, move |mut frames| {
         let (me, pending, processor) = (me.clone(), pending.clone(), processor.clone());

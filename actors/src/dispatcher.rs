@@ -3,12 +3,12 @@
 //! notifications first, then the reply — so a client never sees a reply that
 //! observes a change before the watch event for it.
 
-use crate::messages::{ConnAddr, ConnHandle, Detach, Dispatch, Dispatches, ToConn, WatchData, WatchReport};
 use crate::mailbox::Serve;
+use crate::messages::{ConnAddr, ConnHandle, Detach, Dispatch, Dispatches, ToConn, WatchData, WatchReport};
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ServerStats;
-use slog::Logger;
 use actix::prelude::*;
+use slog::Logger;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

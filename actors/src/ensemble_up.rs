@@ -63,7 +63,8 @@ pub fn up(opts: UpOptions) -> Result<(), String> {
 fn spawn(exe: &Path, config: &Path, dir: &Path, id: u16) -> Result<Child, String> {
     let log = std::fs::File::create(dir.join(format!("node{id}.log"))).map_err(|e| e.to_string())?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new(exe).arg("server").arg("--config").arg(config).stdout(log).stderr(err).spawn().map_err(|e| format!("cannot start member {id}: {e}"))?;
+    let child =
+        Command::new(exe).arg("server").arg("--config").arg(config).stdout(log).stderr(err).spawn().map_err(|e| format!("cannot start member {id}: {e}"))?;
     println!("member {id}: pid {}", child.id());
     Ok(child)
 }
@@ -95,7 +96,8 @@ mod tests {
 
     #[test]
     fn member_configs_parse_as_an_ensemble() {
-        let opts = UpOptions { members: 3, dir: PathBuf::from("/tmp/e"), client_port: 2181, quorum_port: 2888, election_port: 3888, admin_port: 8081, tick_ms: 500 };
+        let opts =
+            UpOptions { members: 3, dir: PathBuf::from("/tmp/e"), client_port: 2181, quorum_port: 2888, election_port: 3888, admin_port: 8081, tick_ms: 500 };
         let text = member_config(&opts, 2);
         let dir = std::env::temp_dir().join(format!("warden-up-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -5,31 +5,31 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod cli;
 mod admin;
 mod admin_cli;
 mod broadcast;
+mod cli;
 mod codec;
-mod io_batch;
 mod connection;
 mod dispatcher;
 mod election;
 mod ensemble;
 mod ensemble_up;
-mod peer_link;
-mod quorum_sasl;
+mod io_batch;
 mod listener;
 mod mailbox;
 mod messages;
 mod node;
 mod outbox;
+mod peer_link;
 mod processor;
+mod quorum_sasl;
 mod registry;
 mod snapshotter;
+mod stats;
 mod storage;
 mod supervise;
 mod tls;
-mod stats;
 mod tools;
 mod tracker;
 

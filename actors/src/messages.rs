@@ -82,8 +82,19 @@ pub struct Dispatches(pub Vec<Dispatch>);
 /// One result for the dispatcher to deliver.
 pub enum Dispatch {
     /// `received`: when and which operation arrived, for latency metrics.
-    Output { conn: Option<ConnAddr>, session_id: i64, output: Output, received: Option<(Instant, &'static str)> },
-    Attach { session_id: i64, conn_id: u64, conn: ConnAddr, timeout_ms: i32, frame: Vec<u8> },
+    Output {
+        conn: Option<ConnAddr>,
+        session_id: i64,
+        output: Output,
+        received: Option<(Instant, &'static str)>,
+    },
+    Attach {
+        session_id: i64,
+        conn_id: u64,
+        conn: ConnAddr,
+        timeout_ms: i32,
+        frame: Vec<u8>,
+    },
 }
 
 /// Connection -> dispatcher when a connection ends: its watches go with it.
@@ -99,16 +110,27 @@ pub struct Detach {
 #[rtype(result = "()")]
 pub enum Tracking {
     /// Start or restart a session's expiry clock with this timeout.
-    Track { session_id: i64, timeout_ms: i32 },
+    Track {
+        session_id: i64,
+        timeout_ms: i32,
+    },
     /// These sessions' clients were heard from (one I/O thread's turn).
     Touches(Vec<i64>),
-    Untrack { session_id: i64 },
+    Untrack {
+        session_id: i64,
+    },
     /// A local session (localSessionsEnabled, read-only mode): this member
     /// expires it whatever its role.
-    TrackLocal { session_id: i64, timeout_ms: i32 },
+    TrackLocal {
+        session_id: i64,
+        timeout_ms: i32,
+    },
     /// Ensemble role change: only the leader (or a standalone server)
     /// expires sessions; a learner forwards its touches to the leader.
-    Mode { expire: bool, forward_to: Option<crate::mailbox::Inbox<crate::ensemble::Touches>> },
+    Mode {
+        expire: bool,
+        forward_to: Option<crate::mailbox::Inbox<crate::ensemble::Touches>>,
+    },
 }
 
 /// Processor -> dispatcher: the server stops serving (no leader); close
@@ -161,7 +183,10 @@ pub struct Synced {
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub enum SnapshotPart {
-    Begin { zxid: i64, bytes: Vec<u8> },
+    Begin {
+        zxid: i64,
+        bytes: Vec<u8>,
+    },
     /// Nodes copied out of the tree; the snapshotter encodes them.
     Chunk(Vec<warden_core::snapshot::SnapItem>),
     /// The last items; the snapshotter makes the file durable and visible.
@@ -228,13 +253,20 @@ pub enum ToZab {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ToElection {
-    Start { broadcast: crate::mailbox::Mailbox<crate::broadcast::Broadcast> },
+    Start {
+        broadcast: crate::mailbox::Mailbox<crate::broadcast::Broadcast>,
+    },
     /// The peer links, whenever they change.
     Links(std::collections::BTreeMap<u64, crate::mailbox::Mailbox<crate::peer_link::PeerLink>>),
     /// The replica looks for a leader: run a round from this history.
     Elect(warden_core::zab::Look),
     /// The replica activated a config.
-    ConfigActive { voters: std::collections::BTreeSet<u64>, observers: std::collections::BTreeSet<u64>, version: i64, data: Vec<u8> },
+    ConfigActive {
+        voters: std::collections::BTreeSet<u64>,
+        observers: std::collections::BTreeSet<u64>,
+        version: i64,
+        data: Vec<u8>,
+    },
     /// After a restart: start over with the config in force.
     Reset(Box<warden_core::zab::Config>),
 }

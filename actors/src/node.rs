@@ -3,15 +3,15 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
+use crate::mailbox::Mailbox;
 use crate::messages::ExpireTo;
 use crate::messages::Tracking;
 use crate::processor::{wall_clock_ms, Processor};
+use crate::registry::Registry;
 use crate::snapshotter::{Purge, Snapshotter};
 use crate::stats::ServerStats;
 use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
-use crate::mailbox::Mailbox;
-use crate::registry::Registry;
 use actix::prelude::*;
 use slog::{info, o, warn, Drain, Logger};
 use std::io::{Read, Write};
@@ -38,7 +38,11 @@ pub struct Deps {
 /// processor's in-memory ones, then what needs the disk (directory sizes,
 /// the conf's paths, the environment), read on a blocking thread rather
 /// than an actor's.
-pub fn server_snapshot(processor: &Mailbox<Processor>, word: &'static str, config: Arc<Config>) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
+pub fn server_snapshot(
+    processor: &Mailbox<Processor>,
+    word: &'static str,
+    config: Arc<Config>,
+) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
     let request = processor.send(crate::messages::TakeSnapshot(word));
     async move {
         let mut s = request.await?;
@@ -225,7 +229,11 @@ fn ensemble_secret() -> Vec<u8> {
 /// the log and holds elections to both configs until it commits.
 fn starting_membership(config: &Config, db: &warden_core::database::Database) -> Result<Membership, String> {
     let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref()).and_then(|d| Membership::parse(&String::from_utf8_lossy(d)).ok());
-    let committed = crate::ensemble::read_dynamic_config(&config.data_dir)?.into_iter().chain(stored).filter(|m| m.version > 0 && !m.voters().is_empty()).max_by_key(|m| m.version);
+    let committed = crate::ensemble::read_dynamic_config(&config.data_dir)?
+        .into_iter()
+        .chain(stored)
+        .filter(|m| m.version > 0 && !m.voters().is_empty())
+        .max_by_key(|m| m.version);
     Ok(committed.unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), 0)))
 }
 

@@ -105,9 +105,36 @@ pub struct PeerLink {
 
 impl PeerLink {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(my_id: ServerId, peer: ServerId, peer_addr: String, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, zab: Inbox<PeerEvent>, election: Inbox<PeerEvent>, me: Arc<ActorStats>, log: Logger) -> PeerLink {
+    pub fn new(
+        my_id: ServerId,
+        peer: ServerId,
+        peer_addr: String,
+        tls: Option<crate::tls::QuorumTls>,
+        sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+        max_frame_bytes: usize,
+        zab: Inbox<PeerEvent>,
+        election: Inbox<PeerEvent>,
+        me: Arc<ActorStats>,
+        log: Logger,
+    ) -> PeerLink {
         let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
-        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, zab, election, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, held: None, sasl, me, log }
+        PeerLink {
+            my_id,
+            peer,
+            dial_addr,
+            tls,
+            max_frame_bytes,
+            zab,
+            election,
+            conn: None,
+            gen: 0,
+            backoff: BACKOFF_MIN,
+            dialing: false,
+            held: None,
+            sasl,
+            me,
+            log,
+        }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
@@ -154,7 +181,10 @@ impl PeerLink {
         let tls = self.tls.clone();
         let sasl = self.sasl.clone();
         let fut = async move {
-            let tcp = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
+            let tcp = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(&addr))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
             let stream: PeerStream = match tls {
                 None => Box::new(tcp),
@@ -352,7 +382,14 @@ pub struct Incoming {
 
 /// Accepts peer connections on the quorum port: reads the Hello (with a
 /// timeout), checks its version, and hands the stream to the processor.
-pub fn accept_loop(listener: tokio::net::TcpListener, incoming: Inbox<Incoming>, tls: Option<crate::tls::QuorumTls>, sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>, max_frame_bytes: usize, log: Logger) {
+pub fn accept_loop(
+    listener: tokio::net::TcpListener,
+    incoming: Inbox<Incoming>,
+    tls: Option<crate::tls::QuorumTls>,
+    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    max_frame_bytes: usize,
+    log: Logger,
+) {
     actix_rt::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {

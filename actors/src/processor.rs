@@ -5,13 +5,15 @@
 //! the container/TTL reaper.
 
 use crate::dispatcher::Dispatcher;
-use crate::messages::{ConnAddr, Connect, Dispatch, Dispatches, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, TakeSnapshot, ToConn, Tracking};
+use crate::mailbox::{Mailbox, Serve};
+use crate::messages::{
+    ConnAddr, Connect, Dispatch, Dispatches, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, TakeSnapshot, ToConn, Tracking,
+};
+use crate::registry::{ActorStats, Fault};
 use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
-use crate::mailbox::{Mailbox, Serve};
-use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use slog::{error, info, Logger};
 use std::collections::{HashMap, VecDeque};
@@ -107,7 +109,17 @@ pub struct Processor {
 
 impl Processor {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(core: Core, dispatcher: Mailbox<Dispatcher>, tracker: Mailbox<Tracker>, txn_log: Option<TxnLog>, snapshotter: Mailbox<Snapshotter>, me: Arc<ActorStats>, config: Arc<Config>, stats: Arc<ServerStats>, log: Logger) -> Processor {
+    pub fn new(
+        core: Core,
+        dispatcher: Mailbox<Dispatcher>,
+        tracker: Mailbox<Tracker>,
+        txn_log: Option<TxnLog>,
+        snapshotter: Mailbox<Snapshotter>,
+        me: Arc<ActorStats>,
+        config: Arc<Config>,
+        stats: Arc<ServerStats>,
+        log: Logger,
+    ) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
         Processor {
@@ -279,7 +291,9 @@ impl Processor {
                 }
                 Some(Route::Attach(d)) => self.dispatch(d),
                 Some(Route::Barrier(sid)) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
-                Some(Route::Remote) | None => self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+                Some(Route::Remote) | None => {
+                    self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None })
+                }
             }
         }
     }
@@ -536,7 +550,12 @@ impl Serve<TakeSnapshot> for Processor {
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,
             conf_quorum: crate::node::zookeeper_conf_quorum(&self.config),
-            membership: self.zab.as_ref().and_then(|_| db.tree.get(warden_core::tree::CONFIG)).and_then(|n| n.data.as_deref()).map(|d| String::from_utf8_lossy(d).into_owned()),
+            membership: self
+                .zab
+                .as_ref()
+                .and_then(|_| db.tree.get(warden_core::tree::CONFIG))
+                .and_then(|n| n.data.as_deref())
+                .map(|d| String::from_utf8_lossy(d).into_owned()),
             sessions: db.sessions().iter().map(|(k, v)| (*k, *v)).collect(),
             ephemerals: db.tree.ephemerals().iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect(),
             ..Default::default()

@@ -35,7 +35,10 @@ impl QuorumSasl {
             }
             return Ok(None);
         }
-        let path = c.jaas_config.as_ref().ok_or("quorum.auth.enableSasl=true needs java.security.auth.login.config (a JAAS file with QuorumServer and QuorumLearner sections)")?;
+        let path = c
+            .jaas_config
+            .as_ref()
+            .ok_or("quorum.auth.enableSasl=true needs java.security.auth.login.config (a JAAS file with QuorumServer and QuorumLearner sections)")?;
         let text = std::fs::read_to_string(path).map_err(|e| format!("java.security.auth.login.config {}: {e}", path.display()))?;
         let at = |e: String| format!("java.security.auth.login.config {}: {e}", path.display());
         let learner = digest_credentials(&text, &c.quorum_learner_login_context).map_err(at)?;
@@ -61,7 +64,12 @@ fn framed(stream: PeerStream, early: BytesMut) -> Framed<PeerStream, tokio_util:
 
 /// Listener side, after a Hello (`hello_sasl`: the dialer will authenticate).
 /// The stream and whatever was read past the exchange, or why the peer is refused.
-pub async fn accept(stream: PeerStream, early: BytesMut, hello_sasl: bool, sasl: Option<&QuorumSasl>) -> Result<(PeerStream, BytesMut, Option<String>), String> {
+pub async fn accept(
+    stream: PeerStream,
+    early: BytesMut,
+    hello_sasl: bool,
+    sasl: Option<&QuorumSasl>,
+) -> Result<(PeerStream, BytesMut, Option<String>), String> {
     match (hello_sasl, sasl) {
         (false, Some(s)) if s.server_require => Err("the peer did not authenticate (quorum.auth.serverRequireSasl=true)".into()),
         (false, _) => Ok((stream, early, None)),

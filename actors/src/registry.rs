@@ -123,9 +123,13 @@ pub struct PolicyChange {
 /// What a restart decision says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RestartVerdict {
-    Restart { backoff: Duration },
+    Restart {
+        backoff: Duration,
+    },
     /// Escalated, or too many restarts within the window: the node must stop.
-    GiveUp { restarts_in_window: usize },
+    GiveUp {
+        restarts_in_window: usize,
+    },
 }
 
 impl KindPolicy {
@@ -169,7 +173,10 @@ impl KindPolicy {
             return Err("window_ms must be at least 1".into());
         }
         if c.strategy == Some(Strategy::Restart) && !can_restart(self.kind) {
-            return Err(format!("{} cannot restart: its state has no source of truth but the disk, which a process restart reads; its strategy is escalate", self.kind));
+            return Err(format!(
+                "{} cannot restart: its state has no source of truth but the disk, which a process restart reads; its strategy is escalate",
+                self.kind
+            ));
         }
         if let Some(v) = c.strategy {
             self.escalate.store(v == Strategy::Escalate, Relaxed);

@@ -59,7 +59,8 @@ impl Snapshotter {
     pub fn purge(&self) {
         let snaps = list(&self.snap_dir, SNAPSHOT_PREFIX);
         let logs = list(&self.log_dir, LOG_PREFIX);
-        let (old_snaps, old_logs) = txnlog::purge_plan(&snaps.iter().map(|s| s.0).collect::<Vec<_>>(), &logs.iter().map(|l| l.0).collect::<Vec<_>>(), self.retain);
+        let (old_snaps, old_logs) =
+            txnlog::purge_plan(&snaps.iter().map(|s| s.0).collect::<Vec<_>>(), &logs.iter().map(|l| l.0).collect::<Vec<_>>(), self.retain);
         for (zxid, path) in snaps.iter().filter(|s| old_snaps.contains(&s.0)).chain(logs.iter().filter(|l| old_logs.contains(&l.0))) {
             match std::fs::remove_file(path) {
                 Ok(()) => info!(self.log, "purged"; "file" => path.display().to_string(), "zxid" => format!("{zxid:#x}")),

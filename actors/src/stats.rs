@@ -1,9 +1,9 @@
 //! Counters shared by all actors, read by four-letter words. Atomics, because
 //! connections update them on every packet and must not message anyone to do so.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 pub struct ConnInfo {

@@ -2,10 +2,10 @@
 //! log replay) and the transaction log writer thread with group commit.
 //! Formats and decisions live in the core (`record`, `txnlog`, `snapshot`).
 
-use crate::messages::Synced;
-use crate::stats::ServerStats;
 use crate::mailbox::Inbox;
+use crate::messages::Synced;
 use crate::registry::ActorStats;
+use crate::stats::ServerStats;
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, info, warn, Logger};
 use std::fs::{File, OpenOptions};
@@ -198,12 +198,20 @@ pub enum LogCommand {
     Append(Vec<Arc<LogEntry>>),
     /// Start a new segment now, for transactions from `next_zxid` on (after a
     /// snapshot began): recovery can then skip the old one without reading it.
-    Roll { next_zxid: i64 },
+    Roll {
+        next_zxid: i64,
+    },
     /// Ensemble (Zab TRUNC): drop every entry after `to_zxid`.
-    Truncate { to_zxid: i64 },
+    Truncate {
+        to_zxid: i64,
+    },
     /// Ensemble (Zab SNAP): `bytes` become the snapshot at `zxid` and the
     /// log starts over empty.
-    InstallSnapshot { zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf },
+    InstallSnapshot {
+        zxid: i64,
+        bytes: Vec<u8>,
+        snap_dir: PathBuf,
+    },
     /// An operator-injected fault (`POST /actors/txn-log/fault`).
     Fault(crate::registry::Fault),
 }
@@ -221,13 +229,31 @@ pub struct TxnLog {
 
 impl TxnLog {
     #[allow(clippy::too_many_arguments)]
-    pub fn start(dir: PathBuf, prealloc_bytes: u64, force_sync: bool, fsync_delay: Duration, synced: Inbox<Synced>, me: Arc<ActorStats>, stats: Arc<ServerStats>, log: Logger) -> TxnLog {
+    pub fn start(
+        dir: PathBuf,
+        prealloc_bytes: u64,
+        force_sync: bool,
+        fsync_delay: Duration,
+        synced: Inbox<Synced>,
+        me: Arc<ActorStats>,
+        stats: Arc<ServerStats>,
+        log: Logger,
+    ) -> TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats_of_me = me.clone();
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
-                let mut w = SegmentWriter { dir, prealloc_bytes: prealloc_bytes.max(4096), segment_max_bytes: SEGMENT_MAX_BYTES, force_sync, fsync_delay, current: None, buf: Vec::new(), stats };
+                let mut w = SegmentWriter {
+                    dir,
+                    prealloc_bytes: prealloc_bytes.max(4096),
+                    segment_max_bytes: SEGMENT_MAX_BYTES,
+                    force_sync,
+                    fsync_delay,
+                    current: None,
+                    buf: Vec::new(),
+                    stats,
+                };
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx, &|s| synced.do_send(s), &stats_of_me, &log)));
                 match run {
                     Ok(Ok(())) => {}
@@ -475,7 +501,16 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = crate::registry::Registry::default().register("txn-log", "0");
         let log = Logger::root(slog::Discard, slog::o!());
-        let mut w = SegmentWriter { dir: logs.clone(), prealloc_bytes: 4096, segment_max_bytes: 8 << 10, force_sync: false, fsync_delay: Duration::ZERO, current: None, buf: Vec::new(), stats: Arc::new(ServerStats::default()) };
+        let mut w = SegmentWriter {
+            dir: logs.clone(),
+            prealloc_bytes: 4096,
+            segment_max_bytes: 8 << 10,
+            force_sync: false,
+            fsync_delay: Duration::ZERO,
+            current: None,
+            buf: Vec::new(),
+            stats: Arc::new(ServerStats::default()),
+        };
         for z in 1..=200 {
             tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
         }

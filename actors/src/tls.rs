@@ -121,10 +121,7 @@ fn server_config_with(s: &TlsSettings, prefix: &str) -> Result<(ServerConfig, Ve
 }
 
 fn stamp(s: &TlsSettings) -> Stamp {
-    std::iter::once(&s.key_store)
-        .chain(s.trust_store.as_ref())
-        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
-        .collect()
+    std::iter::once(&s.key_store).chain(s.trust_store.as_ref()).map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())))).collect()
 }
 
 impl TlsSource {

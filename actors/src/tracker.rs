@@ -1,16 +1,16 @@
 //! The session tracker actor: owns the expiry queue, hears touches from
 //! connections and tells the processor when a session has timed out.
 
-use crate::messages::{Expire, ExpireTo, Tracking};
-use actix::prelude::*;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-use warden_core::session::ExpiryQueue;
 use crate::mailbox::{Inbox, Serve};
 use crate::messages::Retrack;
+use crate::messages::{Expire, ExpireTo, Tracking};
 use crate::registry::{ActorStats, Fault};
+use actix::prelude::*;
 use slog::Logger;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden_core::session::ExpiryQueue;
 
 pub struct Tracker {
     queue: ExpiryQueue,
@@ -32,7 +32,20 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(tick_ms: u32, me: Arc<ActorStats>, log: Logger) -> Tracker {
-        Tracker { queue: ExpiryQueue::new(tick_ms), timeouts: HashMap::new(), epoch: Instant::now(), tick: Duration::from_millis(tick_ms.max(1) as u64), expire_to: None, retrack: None, expiring: true, forward_to: None, touched: Default::default(), local: Default::default(), me, log }
+        Tracker {
+            queue: ExpiryQueue::new(tick_ms),
+            timeouts: HashMap::new(),
+            epoch: Instant::now(),
+            tick: Duration::from_millis(tick_ms.max(1) as u64),
+            expire_to: None,
+            retrack: None,
+            expiring: true,
+            forward_to: None,
+            touched: Default::default(),
+            local: Default::default(),
+            me,
+            log,
+        }
     }
 
     fn now_ms(&self) -> i64 {

@@ -8,22 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, within, Target as Server};
 use zookeeper_client::{
-    Acl,
-    Acls,
-    AddWatchMode,
-    AuthId,
-    AuthUser,
-    Client,
-    CreateMode,
-    CreateOptions,
-    Error,
-    EventType,
-    MultiReadResult,
-    MultiWriteError,
-    MultiWriteResult,
-    Permission,
-    PersistentWatcher,
-    WatchedEvent,
+    Acl, Acls, AddWatchMode, AuthId, AuthUser, Client, CreateMode, CreateOptions, Error, EventType, MultiReadResult, MultiWriteError, MultiWriteResult,
+    Permission, PersistentWatcher, WatchedEvent,
 };
 
 /// Upper bound for one test, so a server bug cannot hang the suite.
@@ -40,9 +26,7 @@ const ALICE_DIGEST_ID: &str = "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E="; // alice:sec
 const BOB_DIGEST_ID: &str = "bob:1Yu1ryCXOIF7lyFzbmQ5J+MJOZc="; // bob:hunter2
 
 async fn connect(server: &Server) -> Client {
-    within(10, "client connect", Client::connect(&server.connect_string()))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", server.connect_string()))
+    within(10, "client connect", Client::connect(&server.connect_string())).await.unwrap_or_else(|e| panic!("connect to {}: {e}", server.connect_string()))
 }
 
 async fn next_event(watcher: &mut PersistentWatcher) -> WatchedEvent {
@@ -582,7 +566,7 @@ async fn multi_success_returns_per_op_results() {
             MultiReadResult::Data { data, stat } => {
                 assert_eq!(data, b"v1");
                 assert_eq!(stat.version, 1);
-            },
+            }
             other => panic!("{other:?}"),
         }
         match &results[1] {
@@ -602,13 +586,7 @@ async fn multi_success_returns_per_op_results() {
 async fn digest_acl_requires_authentication() {
     within(TEST_DEADLINE_SECS, "digest_acl_requires_authentication", async {
         let server = Server::start();
-        let alice = within(
-            10,
-            "connect with auth",
-            Client::connector().with_auth("digest", b"alice:secret").connect(&server.connect_string()),
-        )
-        .await
-        .unwrap();
+        let alice = within(10, "connect with auth", Client::connector().with_auth("digest", b"alice:secret").connect(&server.connect_string())).await.unwrap();
         let anonymous = connect(&server).await;
         let bob = connect(&server).await;
         within(5, "bob auth", bob.auth("digest", b"bob:hunter2")).await.unwrap();
@@ -620,21 +598,14 @@ async fn digest_acl_requires_authentication() {
         assert_eq!(acl, vec![Acl::new(Permission::ALL, AuthId::new("digest", ALICE_DIGEST_ID))]);
 
         // Explicit digest ACL; world may only read.
-        let acls = [
-            Acl::new(Permission::ALL, AuthId::new("digest", ALICE_DIGEST_ID)),
-            Acl::new(Permission::READ, AuthId::anyone()),
-        ];
+        let acls = [Acl::new(Permission::ALL, AuthId::new("digest", ALICE_DIGEST_ID)), Acl::new(Permission::READ, AuthId::anyone())];
         alice.create("/shared", b"public", &CreateMode::Persistent.with_acls(Acls::new(&acls))).await.unwrap();
 
         for (who, zk) in [("anonymous", &anonymous), ("bob", &bob)] {
             assert_eq!(zk.get_data("/secret").await.unwrap_err(), Error::NoAuth, "{who} get_data");
             assert_eq!(zk.get_children("/secret").await.unwrap_err(), Error::NoAuth, "{who} get_children");
             assert_eq!(zk.set_data("/secret", b"x", None).await.unwrap_err(), Error::NoAuth, "{who} set_data");
-            assert_eq!(
-                zk.create("/secret/c", b"", &PERSISTENT).await.unwrap_err(),
-                Error::NoAuth,
-                "{who} create child"
-            );
+            assert_eq!(zk.create("/secret/c", b"", &PERSISTENT).await.unwrap_err(), Error::NoAuth, "{who} create child");
             assert_eq!(zk.get_acl("/secret").await.unwrap_err(), Error::NoAuth, "{who} get_acl");
             // exists checks READ, as ZooKeeper 3.8.4+/3.9 (ZOOKEEPER-2590).
             assert_eq!(zk.check_stat("/secret").await.unwrap_err(), Error::NoAuth, "{who} exists");
@@ -658,11 +629,7 @@ async fn digest_acl_requires_authentication() {
 
         // setACL needs ADMIN and bumps aversion.
         let bob_only = [Acl::new(Permission::ALL, AuthId::new("digest", BOB_DIGEST_ID))];
-        assert_eq!(
-            anonymous.set_acl("/shared", &bob_only, None).await.unwrap_err(),
-            Error::NoAuth,
-            "anonymous setACL"
-        );
+        assert_eq!(anonymous.set_acl("/shared", &bob_only, None).await.unwrap_err(), Error::NoAuth, "anonymous setACL");
         let stat = alice.set_acl("/shared", &bob_only, Some(0)).await.unwrap();
         assert_eq!(stat.aversion, 1);
         assert_eq!(alice.get_data("/shared").await.unwrap_err(), Error::NoAuth, "alice lost access");
@@ -734,10 +701,7 @@ async fn expired_session_removes_ephemerals() {
         let owner = within(
             10,
             "detached connect",
-            Client::connector()
-                .with_session_timeout(Duration::from_millis(1000))
-                .with_detached()
-                .connect(&server.connect_string()),
+            Client::connector().with_session_timeout(Duration::from_millis(1000)).with_detached().connect(&server.connect_string()),
         )
         .await
         .unwrap();

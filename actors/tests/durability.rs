@@ -58,7 +58,8 @@ async fn flipped_byte_in_the_log_stops_the_start_naming_file_and_offset() {
         bytes[offset + 8 + len / 2] ^= 0x20;
         std::fs::write(&path, &bytes).unwrap();
         let data = dir.join("data");
-        let (status, out) = run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
+        let (status, out) =
+            run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
         assert_eq!(status.code(), Some(1), "{out}");
         let name = path.file_name().unwrap().to_str().unwrap();
         assert!(out.contains(name) && out.contains(&format!("byte {offset}")), "{out}");

@@ -22,7 +22,11 @@ fn ephemeral() -> zookeeper_client::CreateOptions<'static> {
 }
 
 async fn connect(e: &Ensemble, ids: &[u64]) -> Client {
-    Client::connector().with_session_timeout(Duration::from_secs(6)).connect(&e.connect_string(ids)).await.unwrap_or_else(|err| panic!("connect to {ids:?}: {err}"))
+    Client::connector()
+        .with_session_timeout(Duration::from_secs(6))
+        .connect(&e.connect_string(ids))
+        .await
+        .unwrap_or_else(|err| panic!("connect to {ids:?}: {err}"))
 }
 
 /// The children of `path` as member `id` sees them after a sync.
@@ -254,7 +258,10 @@ async fn a_snap_copied_in_steps_while_writes_commit_is_the_tree_at_its_zxid() {
     e.start_member(follower);
     e.wait_serving(SERVE);
     within(60, "the follower syncs by SNAP", async {
-        assert!(eventually(Duration::from_secs(50), || async { member_log(&e, follower).contains("installing the leader's snapshot") }).await, "25,000 nodes and 100 writes behind needs a SNAP");
+        assert!(
+            eventually(Duration::from_secs(50), || async { member_log(&e, follower).contains("installing the leader's snapshot") }).await,
+            "25,000 nodes and 100 writes behind needs a SNAP"
+        );
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -270,7 +277,12 @@ async fn a_snap_copied_in_steps_while_writes_commit_is_the_tree_at_its_zxid() {
         assert_eq!(f.get_data("/big").await.unwrap().0, b"v99");
     })
     .await;
-    let steps = member_log(&e, leader).lines().filter(|l| l.contains("sending a snapshot to a learner")).filter_map(|l| l.split("steps: ").nth(1)).filter_map(|s| s.split(',').next()?.trim().parse::<u32>().ok()).max();
+    let steps = member_log(&e, leader)
+        .lines()
+        .filter(|l| l.contains("sending a snapshot to a learner"))
+        .filter_map(|l| l.split("steps: ").nth(1))
+        .filter_map(|s| s.split(',').next()?.trim().parse::<u32>().ok())
+        .max();
     assert!(steps.unwrap_or(0) >= 3, "the copy ran in several steps: {steps:?}");
     assert!(e.mode(follower).is_some(), "the follower still serves (no digest mismatch)");
     assert!(!member_log(&e, follower).contains("differs from the leader"));
@@ -292,11 +304,14 @@ async fn a_session_moves_between_members_with_its_ephemerals() {
         b.create("/eph-b", b"", &ephemeral()).await.unwrap();
         drop(b); // closes the session
         let zk = connect(&e, &[2]).await;
-        assert!(eventually(Duration::from_secs(10), || async {
-            zk.sync("/").await.unwrap();
-            zk.check_stat("/eph-a").await.unwrap().is_none() && zk.check_stat("/eph-b").await.unwrap().is_none()
-        })
-        .await, "closing the session removes its ephemerals everywhere");
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                zk.sync("/").await.unwrap();
+                zk.check_stat("/eph-a").await.unwrap().is_none() && zk.check_stat("/eph-b").await.unwrap().is_none()
+            })
+            .await,
+            "closing the session removes its ephemerals everywhere"
+        );
     })
     .await;
 }
@@ -548,7 +563,8 @@ fn quorum_certs(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::
         let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    let (ca_key, ca, key, csr, crt, ext) = (format!("{name}-ca.key"), format!("{name}-ca.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+    let (ca_key, ca, key, csr, crt, ext) =
+        (format!("{name}-ca.key"), format!("{name}-ca.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
     std::fs::write(dir.join(&ext), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
     run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", &format!("/CN={name} test CA")]);
     run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=warden member"]);
@@ -589,7 +605,10 @@ async fn a_client_that_loses_its_member_keeps_session_ephemerals_and_watches() {
     let (_, _, watcher) = zk.get_and_watch_data("/moving").await.unwrap();
     // Kill the member the client is on; it moves to the other one it knows.
     let sid = format!("sid=0x{:x}", session.0);
-    let on = [1, 2].into_iter().find(|id| e.member(*id).server.as_ref().unwrap().four_letter("cons").unwrap().contains(&sid)).expect("the client is on member 1 or 2");
+    let on = [1, 2]
+        .into_iter()
+        .find(|id| e.member(*id).server.as_ref().unwrap().four_letter("cons").unwrap().contains(&sid))
+        .expect("the client is on member 1 or 2");
     e.kill(on, "KILL");
     // Back on the other member before the change is made.
     within(30, "reconnect", async {
@@ -706,7 +725,18 @@ fn warden_ensemble_up_starts_members_that_serve_and_stops_them_on_sigterm() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["ensemble", "up", "3", "--dir"])
         .arg(&dir)
-        .args(["--client-port", &cp.to_string(), "--quorum-port", &qp.to_string(), "--election-port", &ep.to_string(), "--admin-port", &ap.to_string(), "--tick-ms", "200"])
+        .args([
+            "--client-port",
+            &cp.to_string(),
+            "--quorum-port",
+            &qp.to_string(),
+            "--election-port",
+            &ep.to_string(),
+            "--admin-port",
+            &ap.to_string(),
+            "--tick-ms",
+            "200",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -786,7 +816,12 @@ async fn wait_mode(e: &Ensemble, id: u64, mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconfig_under_write_load_adds_a_member_promotes_an_observer_and_removes_the_leader() {
-    let mut e = Ensemble::start_with_spares(3, 0, &["participant", "observer"], &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")]);
+    let mut e = Ensemble::start_with_spares(
+        3,
+        0,
+        &["participant", "observer"],
+        &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")],
+    );
     let first_leader = e.wait_serving(SERVE);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -855,7 +890,12 @@ async fn reconfig_under_write_load_adds_a_member_promotes_an_observer_and_remove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconfigured_ensemble_restarts_with_its_new_config() {
-    let mut e = Ensemble::start_with_spares(3, 0, &["participant", "participant"], &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")]);
+    let mut e = Ensemble::start_with_spares(
+        3,
+        0,
+        &["participant", "participant"],
+        &[("reconfigEnabled", "true"), ("zookeeper.DigestAuthenticationProvider.superDigest", SUPER_DIGEST), ("tickTime", "200")],
+    );
     e.wait_serving(SERVE);
     e.start_member(4);
     e.start_member(5);

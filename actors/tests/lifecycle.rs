@@ -13,10 +13,8 @@ fn port_in_use_stops_the_start_with_a_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = unique_dir();
-    let (status, out) = run_warden(
-        &["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", dir.display())],
-        Duration::from_secs(10),
-    );
+    let (status, out) =
+        run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", dir.display())], Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("cannot listen on 127.0.0.1:") && out.contains(&port.to_string()), "{out}");
     let _ = std::fs::remove_dir_all(dir);
@@ -29,10 +27,8 @@ fn unusable_data_dir_stops_the_start_with_a_message() {
     let file = dir.join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let data = file.join("data");
-    let (status, out) = run_warden(
-        &["server", "--set", &format!("clientPort={}", free_port()), "--set", &format!("dataDir={}", data.display())],
-        Duration::from_secs(10),
-    );
+    let (status, out) =
+        run_warden(&["server", "--set", &format!("clientPort={}", free_port()), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("dataDir") && out.contains("not usable"), "{out}");
     let _ = std::fs::remove_dir_all(dir);

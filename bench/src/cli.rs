@@ -268,9 +268,7 @@ impl BenchArgs {
         if !p.starts_with('/') || p == "/" || p.ends_with('/') || p.contains("//") {
             return Err(format!("--prefix must be an absolute znode path other than /, got '{p}'"));
         }
-        let seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
+        let seed = self.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
         Ok(Config {
             servers,
             connections: self.connections,

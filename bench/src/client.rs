@@ -262,30 +262,16 @@ impl Session {
     /// Connects and completes the handshake within `within`.
     pub async fn connect(addr: &str, timeout_ms: i32, within: Duration) -> Result<Session, ClientError> {
         let deadline = tokio::time::Instant::now() + within;
-        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::Timeout("TCP connect"))??;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout("TCP connect"))??;
         stream.set_nodelay(true)?;
         let (rd, mut wr) = stream.into_split();
         let mut frame = Vec::with_capacity(64);
         start_frame(&mut frame);
-        ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: Some(false),
-        }
-        .encode(&mut frame);
+        ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms, session_id: 0, passwd: vec![0; 16], read_only: Some(false) }.encode(&mut frame);
         finish_frame(&mut frame);
-        tokio::time::timeout_at(deadline, wr.write_all(&frame))
-            .await
-            .map_err(|_| ClientError::Timeout("handshake write"))??;
+        tokio::time::timeout_at(deadline, wr.write_all(&frame)).await.map_err(|_| ClientError::Timeout("handshake write"))??;
         let mut reader = FrameReader { rd, buf: Vec::new(), pos: 0 };
-        let resp = tokio::time::timeout_at(deadline, reader.next())
-            .await
-            .map_err(|_| ClientError::Timeout("ConnectResponse"))??;
+        let resp = tokio::time::timeout_at(deadline, reader.next()).await.map_err(|_| ClientError::Timeout("ConnectResponse"))??;
         let resp = ConnectResponse::decode(&resp)?;
         if resp.timeout_ms <= 0 {
             return Err(ClientError::SessionRejected);
@@ -372,9 +358,7 @@ impl Session {
             match self.recv(Some(deadline)).await? {
                 Incoming::Watch(_) => continue,
                 Incoming::Reply(r) if r.xid == xid => return Ok(r),
-                Incoming::Reply(r) => {
-                    return Err(ClientError::Protocol(format!("reply xid {} while waiting for {xid}", r.xid)))
-                }
+                Incoming::Reply(r) => return Err(ClientError::Protocol(format!("reply xid {} while waiting for {xid}", r.xid))),
             }
         }
     }

@@ -60,11 +60,19 @@ async fn first_write_after_kill(servers: &[String], pid: i32, timeout: Duration)
             let attempt = async {
                 let mut s = client::Session::connect(addr, 30_000, Duration::from_millis(300)).await.map_err(|e| e.to_string())?;
                 let reply = s
-                    .call(warden_core::proto::op::CREATE, |w| client::body::create(w, "/failover-", b"", client::flags::PERSISTENT_SEQUENTIAL), Duration::from_millis(500))
+                    .call(
+                        warden_core::proto::op::CREATE,
+                        |w| client::body::create(w, "/failover-", b"", client::flags::PERSISTENT_SEQUENTIAL),
+                        Duration::from_millis(500),
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 let _ = s.close(Duration::from_millis(200)).await;
-                if reply.err == 0 { Ok(()) } else { Err(format!("create answered {}", client::error_name(reply.err))) }
+                if reply.err == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("create answered {}", client::error_name(reply.err)))
+                }
             };
             match attempt.await {
                 Ok(()) => return Ok(killed.elapsed().as_secs_f64() * 1000.0),
@@ -131,18 +139,16 @@ fn helper(cmd: Command) -> ExitCode {
                 }
             }
         }
-        Command::FourLetter { server, word } => {
-            match runtime().block_on(client::four_letter(&server, &word, Duration::from_secs(10))) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("warden-bench: {server}: {e}");
-                    ExitCode::from(1)
-                }
+        Command::FourLetter { server, word } => match runtime().block_on(client::four_letter(&server, &word, Duration::from_secs(10))) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("warden-bench: {server}: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Summarize { ratio, files } => {
             let mut reports = Vec::new();
             for f in &files {

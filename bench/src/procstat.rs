@@ -32,11 +32,7 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
 
 /// VmRSS in KiB from the text of /proc/<pid>/status.
 pub fn parse_status_rss_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
 }
 
 /// `pid` is a number or "self".

@@ -127,15 +127,10 @@ impl Tally {
     }
     /// (errors, failures, unexpected total) in report form.
     pub fn to_report(&self, expected: impl Fn(i32) -> bool) -> (Vec<ErrorCount>, Vec<FailureCount>, u64) {
-        let errors: Vec<ErrorCount> = self
-            .errors
-            .iter()
-            .map(|(&code, &count)| ErrorCount { code, name: error_name(code).to_owned(), count, expected: expected(code) })
-            .collect();
-        let failures: Vec<FailureCount> =
-            self.failures.iter().map(|(what, &count)| FailureCount { what: what.clone(), count }).collect();
-        let unexpected = errors.iter().filter(|e| !e.expected).map(|e| e.count).sum::<u64>()
-            + failures.iter().map(|f| f.count).sum::<u64>();
+        let errors: Vec<ErrorCount> =
+            self.errors.iter().map(|(&code, &count)| ErrorCount { code, name: error_name(code).to_owned(), count, expected: expected(code) }).collect();
+        let failures: Vec<FailureCount> = self.failures.iter().map(|(what, &count)| FailureCount { what: what.clone(), count }).collect();
+        let unexpected = errors.iter().filter(|e| !e.expected).map(|e| e.count).sum::<u64>() + failures.iter().map(|f| f.count).sum::<u64>();
         (errors, failures, unexpected)
     }
 }
@@ -171,19 +166,10 @@ impl Report {
             self.keys
         );
         let _ = writeln!(s, "ops          {} ({} ok) in {:.3} s", self.ops, self.ok, self.elapsed_secs);
-        let per_cpu = self
-            .server
-            .as_ref()
-            .and_then(|u| u.ops_per_cpu_sec)
-            .map(|v| format!(", {} ops per server CPU-second", fmt_rate(v)))
-            .unwrap_or_default();
+        let per_cpu = self.server.as_ref().and_then(|u| u.ops_per_cpu_sec).map(|v| format!(", {} ops per server CPU-second", fmt_rate(v))).unwrap_or_default();
         let _ = writeln!(s, "throughput   {} ops/s{per_cpu}", fmt_rate(self.ops_per_sec));
         let l = &self.latency_us;
-        let _ = writeln!(
-            s,
-            "latency µs   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {:.0}, min {})",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.min
-        );
+        let _ = writeln!(s, "latency µs   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {:.0}, min {})", l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.min);
         if let Some(u) = &self.server {
             let cpu = u.cpu_secs.map_or("n/a".to_owned(), |c| format!("{c:.2} CPU-s"));
             let rss = u.rss_kb.map_or("n/a".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));

@@ -39,11 +39,7 @@ impl std::error::Error for BenchError {}
 
 /// Runs the configured benchmark on its own tokio runtime (`--threads` workers).
 pub fn run(cfg: &Config) -> Result<Report, BenchError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::Runtime(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cfg.threads).enable_all().build().map_err(|e| BenchError::Runtime(e.to_string()))?;
     let result = rt.block_on(run_async(cfg));
     rt.shutdown_timeout(Duration::from_secs(1));
     result
@@ -84,19 +80,13 @@ pub async fn run_async(cfg: &Config) -> Result<Report, BenchError> {
             notes.push("each op is one multi: create + setData + delete of a fresh node".into());
             (run_pipelined(cfg, Mode::Pipelined(Gen::Multi), limit, true).await?, |_| false)
         }
-        Workload::Populate => (
-            run_pipelined(cfg, Mode::Pipelined(Gen::Populate), PhaseLimit::Ops(cfg.keys), true).await?,
-            |c| c == NODE_EXISTS,
-        ),
+        Workload::Populate => (run_pipelined(cfg, Mode::Pipelined(Gen::Populate), PhaseLimit::Ops(cfg.keys), true).await?, |c| c == NODE_EXISTS),
         Workload::SessionChurn => {
             notes.push("each op is connect + create ephemeral + closeSession on a new connection".into());
             (run_pipelined(cfg, Mode::Churn, limit, true).await?, |_| false)
         }
         Workload::WatchStorm => {
-            notes.push(format!(
-                "each op is one round: {} watchers re-arm, one setData, latency until the last notification",
-                cfg.watchers
-            ));
+            notes.push(format!("each op is one round: {} watchers re-arm, one setData, latency until the last notification", cfg.watchers));
             (watch_storm(cfg).await?, |_| false)
         }
     };
@@ -133,9 +123,7 @@ pub async fn run_async(cfg: &Config) -> Result<Report, BenchError> {
 /// Creates every component of the prefix (NODEEXISTS is fine).
 async fn ensure_prefix(cfg: &Config) -> Result<(), BenchError> {
     let addr = &cfg.servers[0];
-    let mut s = Session::connect(addr, cfg.session_timeout_ms, cfg.request_timeout)
-        .await
-        .map_err(|e| BenchError::Connect(format!("{addr}: {e}")))?;
+    let mut s = Session::connect(addr, cfg.session_timeout_ms, cfg.request_timeout).await.map_err(|e| BenchError::Connect(format!("{addr}: {e}")))?;
     let mut path = String::new();
     for part in cfg.prefix.split('/').skip(1) {
         path.push('/');
@@ -460,11 +448,7 @@ async fn run_pipelined(cfg: &Config, mode: Mode, limit: PhaseLimit, measure: boo
         for h in handles {
             let _ = h.await;
         }
-        return Err(BenchError::Connect(format!(
-            "{} of {n} connections failed, first: {}",
-            connect_errors.len(),
-            connect_errors[0]
-        )));
+        return Err(BenchError::Connect(format!("{} of {n} connections failed, first: {}", connect_errors.len(), connect_errors[0])));
     }
     let meter = Meter::start(if measure { cfg.server_pid.clone() } else { Vec::new() });
     let start = Instant::now();
@@ -544,9 +528,7 @@ async fn churn(ctx: &OpCtx, addr: &str, budget: &Budget, conn: usize) -> Outcome
         let path = format!("{}/e-{}-{}", ctx.prefix, conn, idx);
         let cycle = async {
             let mut s = Session::connect(addr, ctx.session_timeout_ms, ctx.request_timeout).await?;
-            let r = s
-                .call(op::CREATE, |w| body::create(w, &path, &ctx.value, flags::EPHEMERAL), ctx.request_timeout)
-                .await?;
+            let r = s.call(op::CREATE, |w| body::create(w, &path, &ctx.value, flags::EPHEMERAL), ctx.request_timeout).await?;
             let close_err = s.close(ctx.request_timeout).await?;
             Ok::<i32, client::ClientError>(if r.err != 0 { r.err } else { close_err })
         };
@@ -624,9 +606,7 @@ async fn watch_storm(cfg: &Config) -> Result<Phase, BenchError> {
     let node = storm_node(cfg);
     let w = cfg.watchers;
     let addr0 = &cfg.servers[0];
-    let mut setter = Session::connect(addr0, cfg.session_timeout_ms, cfg.request_timeout)
-        .await
-        .map_err(|e| BenchError::Connect(format!("{addr0}: {e}")))?;
+    let mut setter = Session::connect(addr0, cfg.session_timeout_ms, cfg.request_timeout).await.map_err(|e| BenchError::Connect(format!("{addr0}: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (go_tx, go_rx) = watch::channel::<Option<bool>>(None);
     for i in 0..w {

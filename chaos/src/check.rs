@@ -85,7 +85,12 @@ pub fn queue(h: &History, children: &BTreeMap<String, String>) -> Result<String,
             if m.seq >= e.seq {
                 problems.push(format!(
                     "c{} {:?} got seq {} after c{} {:?} (seq {}) was acknowledged",
-                    e.client, e.value, e.seq.unwrap(), m.client, m.value, m.seq.unwrap()
+                    e.client,
+                    e.value,
+                    e.seq.unwrap(),
+                    m.client,
+                    m.value,
+                    m.seq.unwrap()
                 ));
             }
         }
@@ -105,7 +110,10 @@ pub fn lock(h: &History) -> Result<String, Finding> {
     let mut problems = Vec::new();
     for hold in &h.holds {
         if hold.release_err.as_deref() == Some("NoNode") {
-            problems.push(format!("c{} session {:#x}: its lock node (czxid {:#x}) was gone at release while the session lived", hold.client, hold.session, hold.czxid));
+            problems.push(format!(
+                "c{} session {:#x}: its lock node (czxid {:#x}) was gone at release while the session lived",
+                hold.client, hold.session, hold.czxid
+            ));
         }
     }
     let mut proven: Vec<_> = h.holds.iter().filter(|x| x.released_ok).collect();
@@ -115,7 +123,13 @@ pub fn lock(h: &History) -> Result<String, Finding> {
         if b.acquired < a.release_invoke.unwrap() {
             problems.push(format!(
                 "c{} (czxid {:#x}) held the lock over [{}, {}] and c{} (czxid {:#x}) from {}",
-                a.client, a.czxid, a.acquired, a.release_invoke.unwrap(), b.client, b.czxid, b.acquired
+                a.client,
+                a.czxid,
+                a.acquired,
+                a.release_invoke.unwrap(),
+                b.client,
+                b.czxid,
+                b.acquired
             ));
         }
         if b.czxid <= a.czxid {

@@ -62,7 +62,16 @@ impl Cluster {
         for id in 1..=n {
             let dir = root.join(format!("member{id}"));
             std::fs::create_dir_all(dir.join("data")).map_err(|e| format!("{}: {e}", dir.display()))?;
-            members.push(Member { id, client_port: free_port(), quorum_port: free_port(), election_port: free_port(), dir, child: None, stopped: false, fsync_delay_ms: 0 });
+            members.push(Member {
+                id,
+                client_port: free_port(),
+                quorum_port: free_port(),
+                election_port: free_port(),
+                dir,
+                child: None,
+                stopped: false,
+                fsync_delay_ms: 0,
+            });
         }
         let mut links = BTreeMap::new();
         for lo in 1..=n {

@@ -85,9 +85,10 @@ async fn run(args: Args) -> i32 {
         Ok(_) => return harness_error("no faults chosen".into()),
         Err(e) => return harness_error(e),
     };
-    let warden_bin = args.warden_bin.clone().unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("warden"))).unwrap_or_else(|| PathBuf::from("warden"))
-    });
+    let warden_bin = args
+        .warden_bin
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("warden"))).unwrap_or_else(|| PathBuf::from("warden")));
     if !warden_bin.exists() {
         return harness_error(format!("{} not found (build it: cargo build -p warden, or pass --warden-bin)", warden_bin.display()));
     }

@@ -297,7 +297,8 @@ pub fn flip_log_byte(data_dir: &std::path::Path, rng: &mut Rng) -> Result<(std::
     segs.sort();
     for (i, (_, path)) in segs.iter().enumerate().rev() {
         let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let records: Vec<(usize, usize)> = warden_core::record::Records::new(&bytes, MAGIC.len()).map_while(|r| r.ok()).map(|(off, p)| (off, p.len())).collect();
+        let records: Vec<(usize, usize)> =
+            warden_core::record::Records::new(&bytes, MAGIC.len()).map_while(|r| r.ok()).map(|(off, p)| (off, p.len())).collect();
         let newest = i == segs.len() - 1;
         let usable = if newest { records.len().saturating_sub(1) } else { records.len() };
         if usable == 0 {

@@ -1,8 +1,6 @@
 //! The key vocabulary: `(key, value)` pairs → [`Config`] and back.
 
-use super::{
-    invalid, Config, ConfigError, FourLetterWhitelist, LogFormat, PeerRole, ServerSpec, R,
-};
+use super::{invalid, Config, ConfigError, FourLetterWhitelist, LogFormat, PeerRole, ServerSpec, R};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
@@ -81,12 +79,10 @@ plain_keys! {
     "warden.myid" => my_id: some_number / show_some,
 }
 
-const FOUR_LETTER_WORDS: &str =
-    "conf cons crst dirs dump envi gtmk hash isro mntr ruok srst srvr stat stmk wchc wchp wchs";
+const FOUR_LETTER_WORDS: &str = "conf cons crst dirs dump envi gtmk hash isro mntr ruok srst srvr stat stmk wchc wchp wchs";
 
 /// Prefixes of keys only a JVM understands: class names, metrics plugins, JMX, JVM flags.
-const JVM_ONLY: &str =
-    "serverCnxnFactory authProvider. metricsProvider. jmx clientCnxnSocket java. sun. -X";
+const JVM_ONLY: &str = "serverCnxnFactory authProvider. metricsProvider. jmx clientCnxnSocket java. sun. -X";
 
 /// Prefixes of real ZooKeeper settings Warden does not implement.
 const UNSUPPORTED: &str = "dynamicConfigFile clientPortListenBacklog maxCnxns \
@@ -109,10 +105,7 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
     let mut servers = BTreeMap::new();
     let mut client_port_set = false;
     for (key, value) in pairs {
-        let s = Setting {
-            key: key.trim(),
-            value: value.trim(),
-        };
+        let s = Setting { key: key.trim(), value: value.trim() };
         let warn = |why: &str| format!("config: {}: {why}", s.key);
         // ZooKeeper turns unknown zoo.cfg keys into "zookeeper.<key>" system
         // properties, so `skipACL` and `zookeeper.skipACL` are one setting.
@@ -126,9 +119,7 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
             "minSessionTimeout" => min_session = s.timeout()?,
             "maxSessionTimeout" => max_session = s.timeout()?,
             "4lw.commands.whitelist" => whitelist = Some(s.value),
-            "electionAlg" if s.value != "3" => {
-                return Err(s.err("is not supported: only 3 (fast leader election) exists"))
-            }
+            "electionAlg" if s.value != "3" => return Err(s.err("is not supported: only 3 (fast leader election) exists")),
             "electionAlg" => {}
             "autopurge.snapRetainCount" => {
                 // As ZooKeeper: below 3 is raised to 3, with a warning.
@@ -139,20 +130,14 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
                 c.autopurge_snap_retain_count = count.max(3);
             }
             k if k.starts_with("server.") => {
-                let id = k["server.".len()..]
-                    .parse()
-                    .map_err(|_| s.err("needs a numeric N"))?;
+                let id = k["server.".len()..].parse().map_err(|_| s.err("needs a numeric N"))?;
                 servers.insert(id, s.server(id)?);
             }
             k if k.starts_with("ssl.") => {
                 c.ssl.insert(k.into(), s.value.into());
             }
-            k if starts_with_any(k, JVM_ONLY) => {
-                warnings.push(warn("ignored (only meaningful to the Java ZooKeeper)"))
-            }
-            k if starts_with_any(k, UNSUPPORTED) => {
-                warnings.push(warn("ZooKeeper setting not supported by Warden; ignored"))
-            }
+            k if starts_with_any(k, JVM_ONLY) => warnings.push(warn("ignored (only meaningful to the Java ZooKeeper)")),
+            k if starts_with_any(k, UNSUPPORTED) => warnings.push(warn("ZooKeeper setting not supported by Warden; ignored")),
             _ => warnings.push(warn("unknown key; ignored")),
         }
     }
@@ -172,11 +157,7 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
     }
     c.four_letter_words = four_letter_words(whitelist, c.read_only_mode_enabled, &mut warnings);
     c.servers = servers.into_values().collect();
-    for (host, _) in c
-        .servers
-        .iter_mut()
-        .filter_map(|s| s.client_address.as_mut())
-    {
+    for (host, _) in c.servers.iter_mut().filter_map(|s| s.client_address.as_mut()) {
         if host.is_empty() {
             host.clone_from(&c.client_port_address);
         }
@@ -186,25 +167,14 @@ pub fn build(pairs: &[(String, String)]) -> R<(Config, Vec<String>)> {
 
 /// As ZooKeeper: comma separated, "*" = all; "srvr" is always allowed
 /// (zkServer.sh status uses it) and "isro" whenever read-only mode is on.
-fn four_letter_words(
-    list: Option<&str>,
-    read_only: bool,
-    warnings: &mut Vec<String>,
-) -> FourLetterWhitelist {
+fn four_letter_words(list: Option<&str>, read_only: bool, warnings: &mut Vec<String>) -> FourLetterWhitelist {
     let mut set = BTreeSet::from(["srvr".to_string()]);
-    for cmd in list
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
+    for cmd in list.unwrap_or("").split(',').map(str::trim).filter(|c| !c.is_empty()) {
         if cmd == "*" {
             return FourLetterWhitelist::All;
         }
         if !FOUR_LETTER_WORDS.split_whitespace().any(|w| w == cmd) {
-            warnings.push(format!(
-                "config: 4lw.commands.whitelist: unknown command {cmd:?}; ignored"
-            ));
+            warnings.push(format!("config: 4lw.commands.whitelist: unknown command {cmd:?}; ignored"));
         }
         set.insert(cmd.into());
     }
@@ -227,22 +197,13 @@ pub(super) fn to_pairs(c: &Config) -> Vec<(String, String)> {
     };
     out.push(("4lw.commands.whitelist".into(), whitelist));
     for s in &c.servers {
-        let mut line = format!(
-            "{}:{}:{}:{}",
-            bracket(&s.host),
-            s.quorum_port,
-            s.election_port,
-            lower(&s.role)
-        );
+        let mut line = format!("{}:{}:{}:{}", bracket(&s.host), s.quorum_port, s.election_port, lower(&s.role));
         if let Some((host, port)) = &s.client_address {
             line += &format!(";{}:{port}", bracket(host));
         }
         out.push((format!("server.{}", s.id), line));
     }
-    let public = c
-        .ssl
-        .iter()
-        .filter(|(k, _)| !k.to_ascii_lowercase().contains("password"));
+    let public = c.ssl.iter().filter(|(k, _)| !k.to_ascii_lowercase().contains("password"));
     out.extend(public.map(|(k, v)| (k.clone(), v.clone())));
     out
 }
@@ -294,10 +255,7 @@ impl Setting<'_> {
     }
 
     fn text(&self) -> R<String> {
-        self.check(
-            Some(self.value.to_string()).filter(|v| !v.is_empty()),
-            "must not be empty",
-        )
+        self.check(Some(self.value.to_string()).filter(|v| !v.is_empty()), "must not be empty")
     }
 
     fn some_text(&self) -> R<Option<String>> {
@@ -336,21 +294,12 @@ impl Setting<'_> {
     /// Negative (ZooKeeper writes -1) means "derive from tickTime".
     fn timeout(&self) -> R<Option<u32>> {
         let n: i64 = self.check(self.value.parse().ok(), "is not a number of milliseconds")?;
-        self.check(
-            if n < 0 {
-                Some(None)
-            } else {
-                u32::try_from(n).ok().map(Some)
-            },
-            "is too large",
-        )
+        self.check(if n < 0 { Some(None) } else { u32::try_from(n).ok().map(Some) }, "is too large")
     }
 
     /// Index of the value in `options`, ignoring case.
     fn one_of(&self, options: &[&str]) -> R<usize> {
-        let found = options
-            .iter()
-            .position(|o| o.eq_ignore_ascii_case(self.value));
+        let found = options.iter().position(|o| o.eq_ignore_ascii_case(self.value));
         self.check(found, &format!("is not one of {}", options.join(", ")))
     }
 
@@ -365,8 +314,7 @@ impl Setting<'_> {
     }
 
     fn role(&self) -> R<PeerRole> {
-        Ok([PeerRole::Participant, PeerRole::Observer]
-            [self.one_of(&["participant", "observer"])?])
+        Ok([PeerRole::Participant, PeerRole::Observer][self.one_of(&["participant", "observer"])?])
     }
 
     /// Decimal or 0x hex, like Java's Integer.decode; at most i32::MAX since
@@ -385,13 +333,8 @@ impl Setting<'_> {
     fn some_digest(&self) -> R<Option<String>> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let ok = self.value.split_once(':').is_some_and(|(user, digest)| {
-            !user.is_empty() && b64.decode(digest).is_ok_and(|d| d.len() == 20)
-        });
-        self.check(
-            ok.then(|| Some(self.value.into())),
-            "is not user:base64(sha1), e.g. super:...",
-        )
+        let ok = self.value.split_once(':').is_some_and(|(user, digest)| !user.is_empty() && b64.decode(digest).is_ok_and(|d| d.len() == 20));
+        self.check(ok.then(|| Some(self.value.into())), "is not user:base64(sha1), e.g. super:...")
     }
 
     fn log_level(&self) -> R<String> {
@@ -427,11 +370,7 @@ impl Setting<'_> {
         };
         let role = match ports[..] {
             [_, _] => PeerRole::Participant,
-            [_, _, r] => Setting {
-                key: self.key,
-                value: r,
-            }
-            .role()?,
+            [_, _, r] => Setting { key: self.key, value: r }.role()?,
             _ => return Err(self.err(shape)),
         };
         let client_address = match client.map(|c| c.rsplit_once(':').unwrap_or(("", c))) {

@@ -35,18 +35,9 @@ pub enum Format {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    Io {
-        path: PathBuf,
-        message: String,
-    },
-    Syntax {
-        message: String,
-    },
-    Invalid {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Io { path: PathBuf, message: String },
+    Syntax { message: String },
+    Invalid { key: String, value: String, reason: String },
 }
 
 impl fmt::Display for ConfigError {
@@ -252,15 +243,10 @@ impl Default for Config {
 pub fn load(path: Option<&Path>, sets: &[(String, String)]) -> R<(Config, Vec<String>)> {
     let mut pairs = Vec::new();
     if let Some(path) = path {
-        let io = |e: std::io::Error| ConfigError::Io {
-            path: path.into(),
-            message: e.to_string(),
-        };
+        let io = |e: std::io::Error| ConfigError::Io { path: path.into(), message: e.to_string() };
         let text = std::fs::read_to_string(path).map_err(io)?;
         pairs = parse(&text, detect_format(path, &text)).map_err(|e| match e {
-            ConfigError::Syntax { message } => ConfigError::Syntax {
-                message: format!("{}: {message}", path.display()),
-            },
+            ConfigError::Syntax { message } => ConfigError::Syntax { message: format!("{}: {message}", path.display()) },
             other => other,
         })?;
     }
@@ -271,8 +257,7 @@ pub fn load(path: Option<&Path>, sets: &[(String, String)]) -> R<(Config, Vec<St
 /// Contents of `dataDir/myid`: a server id, surrounding whitespace ignored.
 pub fn parse_myid(text: &str) -> R<u64> {
     let t = text.trim();
-    t.parse()
-        .map_err(|_| invalid("myid", t, "is not a server id (a non-negative integer)"))
+    t.parse().map_err(|_| invalid("myid", t, "is not a server id (a non-negative integer)"))
 }
 
 impl Config {
@@ -286,19 +271,14 @@ impl Config {
     /// ZooKeeper's rule: a quorum needs server.N lines and either more than one
     /// voting member or standaloneEnabled=false.
     pub fn is_standalone(&self) -> bool {
-        let voters = self
-            .servers
-            .iter()
-            .filter(|s| s.role == PeerRole::Participant);
+        let voters = self.servers.iter().filter(|s| s.role == PeerRole::Participant);
         self.servers.is_empty() || (self.standalone_enabled && voters.count() <= 1)
     }
 
     /// Where to accept clients: this server's `;client` part of its server.N
     /// line if any, else clientPortAddress:clientPort.
     pub fn client_listen_address(&self) -> (String, u16) {
-        let own = self
-            .my_id
-            .and_then(|id| self.servers.iter().find(|s| s.id == id));
+        let own = self.my_id.and_then(|id| self.servers.iter().find(|s| s.id == id));
         let own = own.and_then(|s| s.client_address.clone());
         own.unwrap_or_else(|| (self.client_port_address.clone(), self.client_port))
     }

@@ -8,10 +8,7 @@ use std::path::Path;
 /// parses as TOML. A zoo.cfg that happens to be valid TOML (only numbers) yields
 /// the same pairs either way, so the guess cannot change the meaning.
 pub fn detect_format(path: &Path, text: &str) -> Format {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("toml") => Format::Toml,
         Some("cfg") | Some("properties") => Format::ZooCfg,
@@ -45,11 +42,7 @@ pub fn parse_set_flag(s: &str) -> R<(String, String)> {
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -> R<()> {
     for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out)?,
             v => {
@@ -71,9 +64,7 @@ fn toml_scalar(key: &str, v: &toml::Value) -> R<String> {
         Datetime(d) => d.to_string(),
         Array(items) => {
             let parts = items.iter().map(|i| match i {
-                Array(_) | Table(_) => {
-                    Err(syntax(format!("{key}: arrays may hold only plain values")))
-                }
+                Array(_) | Table(_) => Err(syntax(format!("{key}: arrays may hold only plain values"))),
                 i => toml_scalar(key, i),
             });
             parts.collect::<Result<Vec<_>, _>>()?.join(",")
@@ -104,10 +95,7 @@ fn parse_properties(text: &str) -> R<Vec<(String, String)>> {
         }
         let (key, value) = split_key_value(&logical);
         let line_no = index + 1;
-        pairs.push((
-            unescape(key, line_no)?,
-            unescape(value, line_no)?.trim().to_string(),
-        ));
+        pairs.push((unescape(key, line_no)?, unescape(value, line_no)?.trim().to_string()));
     }
     Ok(pairs)
 }
@@ -151,10 +139,7 @@ fn unescape(s: &str, line_no: usize) -> R<String> {
             Some('f') => out.push('\x0c'),
             Some('u') => {
                 let hex: String = chars.by_ref().take(4).collect();
-                let ch = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 4)
-                    .and_then(char::from_u32);
+                let ch = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).and_then(char::from_u32);
                 let bad = || syntax(format!("line {line_no}: bad escape \\u{hex}"));
                 out.push(ch.ok_or_else(bad)?);
             }

@@ -92,7 +92,11 @@ fn check_pem(c: &Config, store: &str, path: &Path) -> R<()> {
         "bcfks" => "BCFKS",
         _ => return Ok(()),
     };
-    Err(invalid(&format!("ssl.{store}.location"), path.display(), format!("is a {kind} store (by its extension), which is not supported; {CONVERT} {type_key}=PEM")))
+    Err(invalid(
+        &format!("ssl.{store}.location"),
+        path.display(),
+        format!("is a {kind} store (by its extension), which is not supported; {CONVERT} {type_key}=PEM"),
+    ))
 }
 
 impl Config {
@@ -102,9 +106,9 @@ impl Config {
             return Ok(None);
         }
         let get = |k: &str| self.ssl.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let key_store = get("ssl.keyStore.location")
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid("ssl.keyStore.location", "", "is required when secureClientPort is set (a PEM file with the private key and certificate chain)"))?;
+        let key_store = get("ssl.keyStore.location").map(PathBuf::from).ok_or_else(|| {
+            invalid("ssl.keyStore.location", "", "is required when secureClientPort is set (a PEM file with the private key and certificate chain)")
+        })?;
         check_pem(self, "keyStore", &key_store)?;
         let trust_store = get("ssl.trustStore.location").map(PathBuf::from);
         if let Some(t) = &trust_store {
@@ -118,7 +122,8 @@ impl Config {
         };
         if client_auth != ClientAuth::None && trust_store.is_none() {
             // ZooKeeper would fall back to the JVM's cacerts; Warden has no such default.
-            let reason = "needs ssl.trustStore.location (PEM CA certificates) to verify client certificates; set ssl.clientAuth=none to accept clients without them";
+            let reason =
+                "needs ssl.trustStore.location (PEM CA certificates) to verify client certificates; set ssl.clientAuth=none to accept clients without them";
             return Err(invalid("ssl.clientAuth", get("ssl.clientAuth").unwrap_or("need (default)"), reason));
         }
         settings(self, "ssl.", key_store, trust_store, client_auth).map(Some)
@@ -134,13 +139,13 @@ impl Config {
             return Ok(None);
         }
         let get = |k: &str| self.ssl.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let key_store = get("ssl.quorum.keyStore.location")
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid("ssl.quorum.keyStore.location", "", "is required when sslQuorum=true (a PEM file with the member's private key and certificate chain)"))?;
+        let key_store = get("ssl.quorum.keyStore.location").map(PathBuf::from).ok_or_else(|| {
+            invalid("ssl.quorum.keyStore.location", "", "is required when sslQuorum=true (a PEM file with the member's private key and certificate chain)")
+        })?;
         check_pem(self, "quorum.keyStore", &key_store)?;
-        let trust_store = get("ssl.quorum.trustStore.location")
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)"))?;
+        let trust_store = get("ssl.quorum.trustStore.location").map(PathBuf::from).ok_or_else(|| {
+            invalid("ssl.quorum.trustStore.location", "", "is required when sslQuorum=true (PEM CA certificates the members' certificates chain to)")
+        })?;
         check_pem(self, "quorum.trustStore", &trust_store)?;
         settings(self, "ssl.quorum.", key_store, Some(trust_store), ClientAuth::Need).map(Some)
     }

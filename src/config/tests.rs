@@ -1,9 +1,7 @@
 use super::*;
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn build_cfg(text: &str) -> (Config, Vec<String>) {
@@ -72,10 +70,7 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
 #[test]
 fn standalone_toml_is_the_default() {
     let text = include_str!("../../config/standalone.toml");
-    assert_eq!(
-        detect_format(Path::new("standalone.toml"), text),
-        Format::Toml
-    );
+    assert_eq!(detect_format(Path::new("standalone.toml"), text), Format::Toml);
     let (config, warnings) = build(&parse(text, Format::Toml).unwrap()).unwrap();
     assert_eq!(config, Config::default());
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -86,10 +81,7 @@ fn no_file_gives_default() {
     let (config, warnings) = load(None, &[]).unwrap();
     assert_eq!(config, Config::default());
     assert!(warnings.is_empty());
-    assert_eq!(
-        config.client_listen_address(),
-        ("127.0.0.1".to_string(), 2181)
-    );
+    assert_eq!(config.client_listen_address(), ("127.0.0.1".to_string(), 2181));
     assert_eq!(config.data_dir, PathBuf::from("./data"));
     assert!(config.is_standalone());
     assert!(config.extended_types_enabled);
@@ -97,10 +89,7 @@ fn no_file_gives_default() {
 
 #[test]
 fn zookeeper_sample_cfg() {
-    assert_eq!(
-        detect_format(Path::new("conf/zoo.cfg"), ZOO_SAMPLE),
-        Format::ZooCfg
-    );
+    assert_eq!(detect_format(Path::new("conf/zoo.cfg"), ZOO_SAMPLE), Format::ZooCfg);
     assert_eq!(detect_format(Path::new("zoo"), ZOO_SAMPLE), Format::ZooCfg); // sniffed
     let (c, warnings) = build_cfg(ZOO_SAMPLE);
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -110,10 +99,7 @@ fn zookeeper_sample_cfg() {
     assert_eq!(c.data_log_dir, PathBuf::from("/tmp/zookeeper"));
     assert_eq!(c.client_port, 2181);
     assert_eq!(c.max_client_cnxns, 60);
-    assert_eq!(
-        (c.min_session_timeout_ms, c.max_session_timeout_ms),
-        (4000, 40000)
-    );
+    assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (4000, 40000));
     assert_eq!(c.autopurge_purge_interval_hours, 0);
     assert!(c.is_standalone());
 }
@@ -124,19 +110,9 @@ fn three_server_cfg() {
     assert_eq!(c.servers.len(), 3);
     assert_eq!(
         c.servers[0],
-        ServerSpec {
-            id: 1,
-            host: "zk1.example.com".into(),
-            quorum_port: 2888,
-            election_port: 3888,
-            role: PeerRole::Participant,
-            client_address: None,
-        }
+        ServerSpec { id: 1, host: "zk1.example.com".into(), quorum_port: 2888, election_port: 3888, role: PeerRole::Participant, client_address: None }
     );
-    assert_eq!(
-        c.servers[1].client_address,
-        Some(("127.0.0.1".into(), 2181))
-    );
+    assert_eq!(c.servers[1].client_address, Some(("127.0.0.1".into(), 2181)));
     assert_eq!(c.servers[2].host, "2001:db8::3");
     assert_eq!(c.servers[2].role, PeerRole::Observer);
     assert_eq!(c.servers[2].client_address, Some(("0.0.0.0".into(), 2182)));
@@ -158,11 +134,7 @@ fn three_server_cfg() {
     assert_eq!(with_id.client_listen_address(), ("0.0.0.0".into(), 2182));
     assert!(with_id.validate_my_id().is_ok());
     with_id.my_id = Some(7);
-    assert!(with_id
-        .validate_my_id()
-        .unwrap_err()
-        .to_string()
-        .contains("myid"));
+    assert!(with_id.validate_my_id().unwrap_err().to_string().contains("myid"));
 }
 
 #[test]
@@ -196,15 +168,8 @@ logFormat = "JSON"
     assert_eq!(c.autopurge_purge_interval_hours, 24);
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.servers[0].host, "a");
-    assert!(
-        c.four_letter_allowed("mntr")
-            && c.four_letter_allowed("srvr")
-            && !c.four_letter_allowed("stat")
-    );
-    assert!(parse("a = [", Format::Toml)
-        .unwrap_err()
-        .to_string()
-        .starts_with("config: "));
+    assert!(c.four_letter_allowed("mntr") && c.four_letter_allowed("srvr") && !c.four_letter_allowed("stat"));
+    assert!(parse("a = [", Format::Toml).unwrap_err().to_string().starts_with("config: "));
 }
 
 #[test]
@@ -219,10 +184,7 @@ fn later_pairs_override_and_zookeeper_prefix() {
         ("jute.maxbuffer", "0x100000"),
         ("zookeeper.extendedTypesEnabled", "no"),
         ("readonlymode.enabled", "True"),
-        (
-            "zookeeper.DigestAuthenticationProvider.superDigest",
-            "super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
-        ),
+        ("zookeeper.DigestAuthenticationProvider.superDigest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU="),
         ("znode.container.checkIntervalMs", "1000"),
         ("maxSessionTimeout", "90000"),
         ("dataDir", "/d"),
@@ -235,19 +197,10 @@ fn later_pairs_override_and_zookeeper_prefix() {
     assert_eq!(c.jute_max_buffer_bytes, 1 << 20);
     assert!(!c.extended_types_enabled);
     assert!(c.four_letter_allowed("isro") && c.four_letter_allowed("srvr"));
-    assert_eq!(
-        c.super_digest.as_deref(),
-        Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
-    );
+    assert_eq!(c.super_digest.as_deref(), Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="));
     assert_eq!(c.container_check_interval_ms, 1000);
-    assert_eq!(
-        (c.min_session_timeout_ms, c.max_session_timeout_ms),
-        (2000, 90000)
-    );
-    assert_eq!(
-        (c.data_dir.to_str(), c.data_log_dir.to_str()),
-        (Some("/d"), Some("/log"))
-    );
+    assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (2000, 90000));
+    assert_eq!((c.data_dir.to_str(), c.data_log_dir.to_str()), (Some("/d"), Some("/log")));
 }
 
 #[test]
@@ -266,10 +219,7 @@ fn whitelist_star_and_ssl_strings() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(c.four_letter_words, FourLetterWhitelist::All);
     assert!(c.four_letter_allowed("dump"));
-    assert_eq!(
-        c.ssl.get("ssl.clientAuth").map(String::as_str),
-        Some("need")
-    );
+    assert_eq!(c.ssl.get("ssl.clientAuth").map(String::as_str), Some("need"));
     assert_eq!(c.ssl.len(), 4);
     assert!(c.ssl_quorum);
     assert_eq!(c.jaas_config, Some(PathBuf::from("/jaas.conf")));
@@ -280,13 +230,9 @@ fn whitelist_star_and_ssl_strings() {
 
 #[test]
 fn warnings_not_errors() {
-    let (c, w) = build(&pairs(&[
-        ("noSuchKey", "1"),
-        ("dynamicConfigFile", "/x"),
-        ("autopurge.snapRetainCount", "1"),
-        ("4lw.commands.whitelist", "ruok,bogus"),
-    ]))
-    .unwrap();
+    let (c, w) =
+        build(&pairs(&[("noSuchKey", "1"), ("dynamicConfigFile", "/x"), ("autopurge.snapRetainCount", "1"), ("4lw.commands.whitelist", "ruok,bogus")]))
+            .unwrap();
     assert_eq!(c.autopurge_snap_retain_count, 3);
     assert_eq!(w.len(), 4, "{w:?}");
     assert!(w[0].contains("noSuchKey") && w[0].contains("unknown"));
@@ -297,34 +243,22 @@ fn warnings_not_errors() {
 
 #[test]
 fn invalid_values_name_key_and_value() {
-    assert_eq!(
-        err(&[("clientPort", "abc")]),
-        r#"config: clientPort: "abc" is not a port number (0-65535)"#
-    );
+    assert_eq!(err(&[("clientPort", "abc")]), r#"config: clientPort: "abc" is not a port number (0-65535)"#);
     assert!(err(&[("clientPort", "70000")]).contains(r#"clientPort: "70000""#));
     assert!(err(&[("admin.serverPort", "-1")]).contains("admin.serverPort"));
-    assert_eq!(
-        err(&[("minSessionTimeout", "50000")]),
-        r#"config: minSessionTimeout: "50000" is larger than maxSessionTimeout (40000)"#
-    );
+    assert_eq!(err(&[("minSessionTimeout", "50000")]), r#"config: minSessionTimeout: "50000" is larger than maxSessionTimeout (40000)"#);
     assert!(err(&[("tickTime", "0")]).contains("tickTime"));
-    assert!(err(&[("forceSync", "maybe")])
-        .contains(r#"forceSync: "maybe" is not one of false, true, no, yes"#));
+    assert!(err(&[("forceSync", "maybe")]).contains(r#"forceSync: "maybe" is not one of false, true, no, yes"#));
     assert!(err(&[("server.1", "host:2888")]).contains(r#"server.1: "host:2888" is not host:"#));
     assert!(err(&[("server.1", "host:x:3888")]).contains("bad quorum port"));
-    assert!(err(&[("server.1", "h:1:2:leader")])
-        .contains(r#"server.1: "leader" is not one of participant"#));
+    assert!(err(&[("server.1", "h:1:2:leader")]).contains(r#"server.1: "leader" is not one of participant"#));
     assert!(err(&[("server.1", "h:1:2;a:b:c")]).contains("server.1"));
     assert!(err(&[("server.x", "h:1:2")]).contains("server.x"));
     assert!(err(&[("server.1", "a:1:2|b:1:2")]).contains("multiple addresses"));
     assert!(err(&[("electionAlg", "0")]).contains("electionAlg"));
     assert!(err(&[("peerType", "leader")]).contains("peerType"));
     assert!(err(&[("jute.maxbuffer", "0xZZ")]).contains("jute.maxbuffer"));
-    assert!(err(&[(
-        "zookeeper.DigestAuthenticationProvider.superDigest",
-        "nocolon"
-    )])
-    .contains("superDigest"));
+    assert!(err(&[("zookeeper.DigestAuthenticationProvider.superDigest", "nocolon")]).contains("superDigest"));
     assert!(err(&[("warden.logLevel", "loud")]).contains("warden.logLevel"));
     assert!(err(&[("snapCount", "0")]).contains("snapCount"));
     assert!(err(&[("dataDir", "")]).contains("dataDir"));
@@ -335,32 +269,15 @@ fn java_properties_syntax() {
     let text = "  # comment\n! also comment\nkey1 = value one  \nkey2: v2\nkey3 v3\n\
                 key4=a\\\n     b\\\\\nkey\\ 5=x\\ty\\u0041\nkey6\n=leading\n";
     let got = parse(text, Format::ZooCfg).unwrap();
-    assert_eq!(
-        got,
-        pairs(&[
-            ("key1", "value one"),
-            ("key2", "v2"),
-            ("key3", "v3"),
-            ("key4", "ab\\"),
-            ("key 5", "x\tyA"),
-            ("key6", ""),
-            ("", "leading"),
-        ])
-    );
+    assert_eq!(got, pairs(&[("key1", "value one"), ("key2", "v2"), ("key3", "v3"), ("key4", "ab\\"), ("key 5", "x\tyA"), ("key6", ""), ("", "leading"),]));
     assert!(parse("k=\\u12", Format::ZooCfg).is_err());
 }
 
 #[test]
 fn myid() {
     assert_eq!(parse_myid("3\n").unwrap(), 3);
-    assert_eq!(
-        parse_myid("x").unwrap_err().to_string(),
-        r#"config: myid: "x" is not a server id (a non-negative integer)"#
-    );
-    let mut c = Config {
-        my_id: Some(255),
-        ..Config::default()
-    };
+    assert_eq!(parse_myid("x").unwrap_err().to_string(), r#"config: myid: "x" is not a server id (a non-negative integer)"#);
+    let mut c = Config { my_id: Some(255), ..Config::default() };
     assert!(c.validate_my_id().is_err()); // extended types reserve the top byte
     c.extended_types_enabled = false;
     assert!(c.validate_my_id().is_ok());
@@ -381,10 +298,7 @@ fn to_pairs_round_trips() {
     assert_eq!(back, c);
     let (back, _) = build(&Config::default().to_pairs()).unwrap();
     assert_eq!(back, Config::default());
-    assert_eq!(
-        Config::default().to_pairs()[0],
-        ("clientPort".into(), "2181".into())
-    );
+    assert_eq!(Config::default().to_pairs()[0], ("clientPort".into(), "2181".into()));
 }
 
 #[test]
@@ -425,7 +339,10 @@ fn tls_settings_and_refused_stores() {
     assert!(c.serve_client_port);
     assert_eq!(c.tls().unwrap().unwrap().client_auth, ClientAuth::Want);
     let e = build(&with(&[("ssl.keyStore.type", "JKS")])).unwrap_err().to_string();
-    assert_eq!(e, r#"config: ssl.keyStore.type: "JKS" is not supported; Warden reads PEM stores only; convert with keytool/openssl to PEM and set ssl.keyStore.type=PEM"#);
+    assert_eq!(
+        e,
+        r#"config: ssl.keyStore.type: "JKS" is not supported; Warden reads PEM stores only; convert with keytool/openssl to PEM and set ssl.keyStore.type=PEM"#
+    );
     let e = build(&with(&[("ssl.trustStore.location", "/t.p12")])).unwrap_err().to_string();
     assert!(e.contains("ssl.trustStore.location") && e.contains("PKCS12") && e.contains("ssl.trustStore.type=PEM"), "{e}");
     let e = build(&pairs(&[("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem")])).unwrap_err().to_string();

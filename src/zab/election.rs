@@ -343,18 +343,12 @@ mod tests {
     #[test]
     fn zab_election_picks_highest_epoch_then_zxid_then_id() {
         // Highest epoch wins even with a shorter log.
-        let votes = run(vec![
-            Election::new(&cfg(1, 3), make(1, 9), 1, 1),
-            Election::new(&cfg(2, 3), make(2, 1), 2, 1),
-            Election::new(&cfg(3, 3), make(1, 9), 1, 1),
-        ]);
+        let votes =
+            run(vec![Election::new(&cfg(1, 3), make(1, 9), 1, 1), Election::new(&cfg(2, 3), make(2, 1), 2, 1), Election::new(&cfg(3, 3), make(1, 9), 1, 1)]);
         assert!(votes.iter().all(|v| v.leader == 2), "{votes:?}");
         // Same epoch: the longest log.
-        let votes = run(vec![
-            Election::new(&cfg(1, 3), make(2, 7), 2, 1),
-            Election::new(&cfg(2, 3), make(2, 5), 2, 1),
-            Election::new(&cfg(3, 3), make(2, 6), 2, 1),
-        ]);
+        let votes =
+            run(vec![Election::new(&cfg(1, 3), make(2, 7), 2, 1), Election::new(&cfg(2, 3), make(2, 5), 2, 1), Election::new(&cfg(3, 3), make(2, 6), 2, 1)]);
         assert!(votes.iter().all(|v| v.leader == 1), "{votes:?}");
         // All equal: the highest id.
         let votes = run((1..=5).map(|id| Election::new(&cfg(id, 5), make(3, 3), 3, 1)).collect());
@@ -364,11 +358,8 @@ mod tests {
     #[test]
     fn zab_election_joins_a_newer_round() {
         // Server 1 is in round 7, the others in round 1: they all move to round 7.
-        let votes = run(vec![
-            Election::new(&cfg(1, 3), make(1, 1), 1, 7),
-            Election::new(&cfg(2, 3), make(1, 2), 1, 1),
-            Election::new(&cfg(3, 3), make(1, 1), 1, 1),
-        ]);
+        let votes =
+            run(vec![Election::new(&cfg(1, 3), make(1, 1), 1, 7), Election::new(&cfg(2, 3), make(1, 2), 1, 1), Election::new(&cfg(3, 3), make(1, 1), 1, 1)]);
         assert!(votes.iter().all(|v| v.leader == 2 && v.election_epoch == 7), "{votes:?}");
     }
 

@@ -5,7 +5,7 @@
 //! and adopts a newer committed config a peer sends (`Command::ConfigAdopted`).
 //! It owns no log: what a round needs of the history comes in `Elect`.
 
-use super::{Command, Config, Epoch, Election, Message, Notification, PeerState, ServerId, Vote, Zxid, PROTOCOL_VERSION};
+use super::{Command, Config, Election, Epoch, Message, Notification, PeerState, ServerId, Vote, Zxid, PROTOCOL_VERSION};
 use std::collections::BTreeSet;
 
 /// What a round starts from, as the replica knows it.
@@ -99,7 +99,13 @@ impl Elector {
             if let Some(vote) = self.vote {
                 let me = self.cfg.my_id;
                 let eligible = self.cfg.voters.contains(&me) || self.cfg.proposed_voters.iter().any(|p| p.contains(&me));
-                let msg = Message::Notification(Notification { version: PROTOCOL_VERSION, vote, state: self.state(), config_version: self.cfg.config_version, eligible });
+                let msg = Message::Notification(Notification {
+                    version: PROTOCOL_VERSION,
+                    vote,
+                    state: self.state(),
+                    config_version: self.cfg.config_version,
+                    eligible,
+                });
                 out.push(Command::Send { to: from, msg });
             }
         }

@@ -9,7 +9,7 @@
 //! would let a crash leave a server that votes with the new epoch but lacks
 //! the history — ZOOKEEPER-4394/4643).
 
-use super::{zxid, Command, EpochKind, Epoch, Flow, Message, ServerId, Store, Zxid, PROTOCOL_VERSION};
+use super::{zxid, Command, Epoch, EpochKind, Flow, Message, ServerId, Store, Zxid, PROTOCOL_VERSION};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,8 @@ impl Follower {
 
     pub fn start(&mut self, store: &Store, now_ms: u64, out: &mut Vec<Command>) {
         self.last_heard_ms = now_ms;
-        let msg = Message::FollowerInfo { version: PROTOCOL_VERSION, accepted_epoch: store.accepted_epoch, last_zxid: store.last_zxid(), observer: self.observer };
+        let msg =
+            Message::FollowerInfo { version: PROTOCOL_VERSION, accepted_epoch: store.accepted_epoch, last_zxid: store.last_zxid(), observer: self.observer };
         out.push(Command::Send { to: self.leader, msg });
     }
 

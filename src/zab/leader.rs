@@ -11,7 +11,7 @@
 //! (the leader counting once its own disk has it) has logged it; commits
 //! are cumulative so they are always in zxid order.
 
-use super::{zxid, Command, Config, EpochKind, Epoch, Flow, Message, Quorum, ServerId, Store, SyncPlan, Zxid, PROTOCOL_VERSION};
+use super::{zxid, Command, Config, Epoch, EpochKind, Flow, Message, Quorum, ServerId, Store, SyncPlan, Zxid, PROTOCOL_VERSION};
 use crate::txn::{LogEntry, Txn, TxnHeader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -29,9 +29,13 @@ pub enum ProposeError {
 enum Stage {
     /// FOLLOWERINFO received; LEADERINFO not yet sent (epoch undecided, or
     /// held back while an epoch bump runs).
-    Info { accepted_epoch: Epoch },
+    Info {
+        accepted_epoch: Epoch,
+    },
     EpochSent,
-    EpochAcked { last_zxid: Zxid },
+    EpochAcked {
+        last_zxid: Zxid,
+    },
     NewLeaderSent,
     /// ACKed NEWLEADER of a round that is not established yet.
     NewLeaderAcked,
@@ -156,7 +160,8 @@ impl Leader {
         self.info.insert(self.me, store.accepted_epoch);
         // A reconfig the last leader proposed but did not commit binds us too.
         let version = self.config_version;
-        self.pending = store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| reconfig_quorum(e).map(|q| (e.hdr.zxid, q))).collect();
+        self.pending =
+            store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| reconfig_quorum(e).map(|q| (e.hdr.zxid, q))).collect();
         self.try_choose_epoch(store, out);
     }
 
@@ -202,12 +207,8 @@ impl Leader {
         if self.round.as_ref().is_some_and(|r| r.bump && now_ms > r.started_ms + init_ms) {
             return Flow::StepDown("epoch bump did not complete in initLimit");
         }
-        let silent: Vec<ServerId> = self
-            .learners
-            .iter()
-            .filter(|(_, l)| now_ms > l.last_heard_ms + if l.synced { sync_ms } else { init_ms })
-            .map(|(id, _)| *id)
-            .collect();
+        let silent: Vec<ServerId> =
+            self.learners.iter().filter(|(_, l)| now_ms > l.last_heard_ms + if l.synced { sync_ms } else { init_ms }).map(|(id, _)| *id).collect();
         for id in silent {
             self.drop_learner(id, out);
         }
@@ -853,7 +854,10 @@ mod tests {
         // 3 never acked the new epoch: it is reset rather than fed new-epoch
         // proposals before its NEWLEADER; the queued write goes to 2 only.
         assert!(out.contains(&Command::CloseLink { peer: 3 }));
-        assert!(out.contains(&Command::Broadcast { to: vec![2], msg: Message::Proposal(LogEntry { hdr: TxnHeader { zxid: z, ..hdr() }, txn: Txn::Error { code: 0 } }) }));
+        assert!(out.contains(&Command::Broadcast {
+            to: vec![2],
+            msg: Message::Proposal(LogEntry { hdr: TxnHeader { zxid: z, ..hdr() }, txn: Txn::Error { code: 0 } })
+        }));
     }
 
     #[test]

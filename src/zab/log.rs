@@ -7,7 +7,7 @@
 //! commit) plus up to `diff_window` applied ones, so that a lagging learner
 //! can be sent a DIFF; anything older needs a SNAP.
 
-use super::{Command, Durable, EpochKind, Epoch, Zxid};
+use super::{Command, Durable, Epoch, EpochKind, Zxid};
 use crate::txn::LogEntry;
 use std::collections::VecDeque;
 

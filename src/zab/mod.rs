@@ -67,15 +67,15 @@ pub mod leader;
 pub mod log;
 pub mod peer;
 pub mod quorum;
-pub mod wire;
 #[cfg(test)]
 mod testkit;
+pub mod wire;
 
 pub use election::Election;
+pub use elector::{Elector, Look};
 pub use follower::Follower;
 pub use leader::{Leader, ProposeError};
 pub use log::{Store, SyncPlan};
-pub use elector::{Elector, Look};
 pub use peer::{Peer, Replica};
 pub use quorum::Quorum;
 
@@ -159,16 +159,31 @@ pub enum Message {
     /// Leader election.
     Notification(Notification),
     /// Discovery: learner → leader, what epoch it has accepted.
-    FollowerInfo { version: u32, accepted_epoch: Epoch, last_zxid: Zxid, observer: bool },
+    FollowerInfo {
+        version: u32,
+        accepted_epoch: Epoch,
+        last_zxid: Zxid,
+        observer: bool,
+    },
     /// Discovery: leader → learner, the new epoch.
-    LeaderInfo { version: u32, epoch: Epoch },
+    LeaderInfo {
+        version: u32,
+        epoch: Epoch,
+    },
     /// Discovery: learner accepted the epoch. `current_epoch` is None when
     /// the learner had already accepted it (not counted towards the quorum).
-    AckEpoch { current_epoch: Option<Epoch>, last_zxid: Zxid },
+    AckEpoch {
+        current_epoch: Option<Epoch>,
+        last_zxid: Zxid,
+    },
     /// Sync: proposals after the learner's `zxid` follow.
-    Diff { zxid: Zxid },
+    Diff {
+        zxid: Zxid,
+    },
     /// Sync: drop everything after `zxid` (an uncommitted tail), then proposals.
-    Trunc { zxid: Zxid },
+    Trunc {
+        zxid: Zxid,
+    },
     /// Sync: the leader's database at `zxid`, then proposals after it.
     Snap {
         zxid: Zxid,
@@ -177,16 +192,23 @@ pub enum Message {
     },
     /// Sync done: the leader's history ends at `zxid`; ACK (with zxid
     /// `make(epoch, 0)`) once all of it is durable.
-    NewLeader { epoch: Epoch, zxid: Zxid },
+    NewLeader {
+        epoch: Epoch,
+        zxid: Zxid,
+    },
     /// The NEWLEADER was ACKed by a quorum: the learner may serve clients.
     /// (Commits still come as COMMIT, which the leader sends first.)
     UpToDate,
     Proposal(LogEntry),
     /// Cumulative: the sender has durably logged everything up to `zxid`.
     /// A zero counter acknowledges NEWLEADER of that epoch.
-    Ack { zxid: Zxid },
+    Ack {
+        zxid: Zxid,
+    },
     /// Cumulative: everything up to `zxid` is committed.
-    Commit { zxid: Zxid },
+    Commit {
+        zxid: Zxid,
+    },
     Ping,
     /// Runtime traffic carried on the same link but outside the protocol's
     /// state machine (the runtime handles it; `Peer` ignores it): a client
@@ -194,10 +216,15 @@ pub enum Message {
     Request(Forward),
     /// Learner → leader: sessions heard from since the last batch, so the
     /// leader's tracker (the only one that expires sessions) keeps them.
-    Touch { sessions: Vec<i64> },
+    Touch {
+        sessions: Vec<i64>,
+    },
     /// Leader → learners: the tree digest after applying `zxid`; a learner
     /// whose tree differs at the same zxid has diverged and stops.
-    Digest { zxid: Zxid, digest: u64 },
+    Digest {
+        zxid: Zxid,
+        digest: u64,
+    },
     /// The sender's committed config (`/zookeeper/config` text), to a
     /// server whose notification showed an older one: a member that missed
     /// reconfigs learns whom to vote with and follow.
@@ -226,7 +253,9 @@ pub struct Forward {
 pub enum ForwardOp {
     Client(crate::proto::Request),
     /// A new session's id was chosen by the learner (its id in the top byte).
-    CreateSession { timeout_ms: i32 },
+    CreateSession {
+        timeout_ms: i32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,43 +268,86 @@ pub enum EpochKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Send { to: ServerId, msg: Message },
-    Broadcast { to: Vec<ServerId>, msg: Message },
+    Send {
+        to: ServerId,
+        msg: Message,
+    },
+    Broadcast {
+        to: Vec<ServerId>,
+        msg: Message,
+    },
     /// Reset the connection to `peer` (in-flight messages are lost).
-    CloseLink { peer: ServerId },
+    CloseLink {
+        peer: ServerId,
+    },
     /// Write the epoch file before executing the next command.
-    PersistEpoch { kind: EpochKind, epoch: Epoch },
+    PersistEpoch {
+        kind: EpochKind,
+        epoch: Epoch,
+    },
     /// Append to the txn log; completion reported by `on_persisted`.
-    AppendLog { entries: Vec<LogEntry> },
+    AppendLog {
+        entries: Vec<LogEntry>,
+    },
     /// Remove log entries after `to_zxid`; completion reported by `on_persisted`.
-    TruncateLog { to_zxid: Zxid },
+    TruncateLog {
+        to_zxid: Zxid,
+    },
     /// Send the database (at `zxid`) to `to` as `Message::Snap`.
-    SendSnapshot { to: ServerId, zxid: Zxid },
+    SendSnapshot {
+        to: ServerId,
+        zxid: Zxid,
+    },
     /// Load `data` as the database, write it as a snapshot and empty the
     /// log; completion reported by `on_persisted(zxid)`.
-    InstallSnapshot { zxid: Zxid, data: Vec<u8> },
+    InstallSnapshot {
+        zxid: Zxid,
+        data: Vec<u8>,
+    },
     /// Committed transactions, in zxid order, for the database.
-    Apply { entries: Vec<LogEntry> },
+    Apply {
+        entries: Vec<LogEntry>,
+    },
     /// The election finished: the replica leads or follows. (Elector -> replica.)
-    Elected { leader: ServerId, vote: Vote },
+    Elected {
+        leader: ServerId,
+        vote: Vote,
+    },
     BecomeLeader,
-    BecomeFollower { leader: ServerId, observer: bool },
+    BecomeFollower {
+        leader: ServerId,
+        observer: bool,
+    },
     /// Synchronized with a quorum: this server may serve clients in `epoch`.
-    Serving { leader: ServerId, epoch: Epoch },
+    Serving {
+        leader: ServerId,
+        epoch: Epoch,
+    },
     /// Stop serving; an election is running.
-    LookForLeader { reason: &'static str },
+    LookForLeader {
+        reason: &'static str,
+    },
     /// A safety check failed; the node must stop rather than serve wrong data.
-    Fatal { reason: String },
+    Fatal {
+        reason: String,
+    },
     /// A newer committed config learned from a peer (`Message::Config`) is
     /// now this server's: the replica activates it, the runtime keeps it and
     /// links to its members. (Elector -> replica and runtime.)
-    ConfigAdopted { data: Vec<u8> },
+    ConfigAdopted {
+        data: Vec<u8>,
+    },
     /// The replica left its role (or started): the elector runs a round
     /// from this history. (Replica -> elector.)
     Elect(Look),
     /// The replica activated a config: the elector votes under it.
     /// (Replica -> elector.)
-    ConfigActive { voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, version: Zxid, data: Vec<u8> },
+    ConfigActive {
+        voters: BTreeSet<ServerId>,
+        observers: BTreeSet<ServerId>,
+        version: Zxid,
+        data: Vec<u8>,
+    },
 }
 
 /// Timers and limits, in ZooKeeper's units where it has them.

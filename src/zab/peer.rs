@@ -116,7 +116,11 @@ impl Replica {
     fn proposed(&self) -> Vec<(Zxid, BTreeSet<ServerId>)> {
         let version = self.cfg.config_version;
         let store = &self.store;
-        store.entries_after(store.committed()).filter(|e| e.hdr.zxid > version).filter_map(|e| super::reconfig_members(&e.txn).map(|m| (e.hdr.zxid, m.0))).collect()
+        store
+            .entries_after(store.committed())
+            .filter(|e| e.hdr.zxid > version)
+            .filter_map(|e| super::reconfig_members(&e.txn).map(|m| (e.hdr.zxid, m.0)))
+            .collect()
     }
 
     fn activate(&mut self, voters: BTreeSet<ServerId>, observers: BTreeSet<ServerId>, version: Zxid, out: &mut Vec<Command>) {

@@ -216,17 +216,7 @@ pub struct Shell {
 
 impl Shell {
     pub fn new(host: String, timeout: Duration, readonly: bool, announce: bool) -> Shell {
-        Shell {
-            host,
-            timeout,
-            readonly,
-            conn: None,
-            printer: Printer::new(),
-            announce,
-            history: BTreeMap::new(),
-            count: 0,
-            exit_code: 0,
-        }
+        Shell { host, timeout, readonly, conn: None, printer: Printer::new(), announce, history: BTreeMap::new(), count: 0, exit_code: 0 }
     }
 
     pub fn prompt(&self) -> String {

@@ -64,8 +64,7 @@ pub struct Conn {
 impl Conn {
     /// Opens a session; waits at most `timeout` for it.
     pub async fn open(host: &str, timeout: Duration, readonly: bool) -> Result<Conn, String> {
-        let connector =
-            zk::Client::connector().with_session_timeout(timeout).with_readonly(readonly).with_fail_eagerly();
+        let connector = zk::Client::connector().with_session_timeout(timeout).with_readonly(readonly).with_fail_eagerly();
         match tokio::time::timeout(timeout, connector.connect(host)).await {
             Ok(Ok(client)) => Ok(Conn { client, tasks: Vec::new() }),
             Ok(Err(e)) => Err(format!("Unable to connect to {host}: {e}")),

@@ -100,16 +100,7 @@ pub fn java_date(ms: i64) -> String {
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let weekday = (days + 4).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        WEEKDAYS[weekday],
-        MONTHS[(m - 1) as usize],
-        d,
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60,
-        y
-    )
+    format!("{} {} {:02} {:02}:{:02}:{:02} UTC {}", WEEKDAYS[weekday], MONTHS[(m - 1) as usize], d, sod / 3600, (sod % 3600) / 60, sod % 60, y)
 }
 
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian.
@@ -153,13 +144,9 @@ pub fn java_list(items: &[String]) -> String {
 /// ZooKeeper's `ZKUtil.getPermString`: letters in the order c d r w a.
 pub fn perm_string(p: zk::Permission) -> String {
     let mut s = String::new();
-    for (perm, ch) in [
-        (zk::Permission::CREATE, 'c'),
-        (zk::Permission::DELETE, 'd'),
-        (zk::Permission::READ, 'r'),
-        (zk::Permission::WRITE, 'w'),
-        (zk::Permission::ADMIN, 'a'),
-    ] {
+    for (perm, ch) in
+        [(zk::Permission::CREATE, 'c'), (zk::Permission::DELETE, 'd'), (zk::Permission::READ, 'r'), (zk::Permission::WRITE, 'w'), (zk::Permission::ADMIN, 'a')]
+    {
         if p.has(perm) {
             s.push(ch);
         }
@@ -258,14 +245,8 @@ mod tests {
         assert!(validate_path("/a/", true).is_ok());
         assert_eq!(validate_path("a", false).unwrap_err(), "Path must start with / character");
         assert_eq!(validate_path("/a/", false).unwrap_err(), "Path must not end with / character");
-        assert_eq!(
-            validate_path("/q/./x", false).unwrap_err(),
-            "Invalid path string \"/q/./x\" caused by relative paths not allowed @3"
-        );
-        assert_eq!(
-            validate_path("/q//x", false).unwrap_err(),
-            "Invalid path string \"/q//x\" caused by empty node name specified @3"
-        );
+        assert_eq!(validate_path("/q/./x", false).unwrap_err(), "Invalid path string \"/q/./x\" caused by relative paths not allowed @3");
+        assert_eq!(validate_path("/q//x", false).unwrap_err(), "Invalid path string \"/q//x\" caused by empty node name specified @3");
     }
 
     #[test]

@@ -26,8 +26,7 @@ struct Options {
 /// zkCli's option spelling (`-server`, `-timeout`, `-r`), plus `--server`/`--timeout` and
 /// `--opt=value`. Options end at the first word not starting with `-`: the command.
 fn parse_options(args: Vec<String>) -> Result<Options, String> {
-    let mut opts =
-        Options { server: "127.0.0.1:2181".into(), timeout_ms: 30_000, readonly: false, help: false, command: Vec::new() };
+    let mut opts = Options { server: "127.0.0.1:2181".into(), timeout_ms: 30_000, readonly: false, help: false, command: Vec::new() };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         if !arg.starts_with('-') || arg == "-" {
@@ -72,10 +71,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         println!("Without a command: an interactive shell (or one command per line from stdin).");
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let timeout = Duration::from_millis(opts.timeout_ms.max(1));
     let code = runtime.block_on(async move {
         let mut shell = Shell::new(opts.server, timeout, opts.readonly, false);

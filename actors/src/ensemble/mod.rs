@@ -6,8 +6,8 @@
 //! and `sync` are forwarded to the leader and answered when their committed
 //! transaction is applied here.
 
-use crate::mailbox::{Mailbox, Serve};
 use crate::broadcast::Broadcast;
+use crate::mailbox::{Mailbox, Serve};
 use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Tracking};
 use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteKey};
 use actix::prelude::*;
@@ -19,8 +19,8 @@ use warden_core::proto::Request;
 use warden_core::server::RequestCtx;
 use warden_core::snapshot;
 use warden_core::txn::{LogEntry, Txn};
-pub use warden_core::zab::{Forward, ForwardOp};
 use warden_core::zab::leader::zxid_after;
+pub use warden_core::zab::{Forward, ForwardOp};
 use warden_core::zab::{Message, PeerState, ServerId, Zxid};
 
 /// How often the leader tells learners its tree digest (when it changed).
@@ -28,10 +28,9 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
 mod sessions;
-mod snap_copy;
 pub(crate) mod setup;
+mod snap_copy;
 pub use setup::{read_dynamic_config, read_epoch, QuorumSetup};
-
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {
@@ -490,4 +489,3 @@ impl Serve<Touches> for Processor {
         }
     }
 }
-

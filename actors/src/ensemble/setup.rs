@@ -8,11 +8,11 @@ use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
 use crate::registry::Registry;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
-use std::sync::Arc;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use warden_core::config::ServerSpec;
 use warden_core::membership::Membership;
 use warden_core::zab::{EpochKind, Replica, ServerId};
@@ -62,11 +62,17 @@ pub struct QuorumSetup {
 impl QuorumSetup {
     /// `membership`: the static server lines, or the last committed
     /// reconfig's; `proposed`: servers of a reconfig logged after it.
-    pub fn bind(config: &warden_core::config::Config, membership: &Membership, proposed: &[ServerSpec], durable: warden_core::zab::Durable) -> Result<QuorumSetup, String> {
+    pub fn bind(
+        config: &warden_core::config::Config,
+        membership: &Membership,
+        proposed: &[ServerSpec],
+        durable: warden_core::zab::Durable,
+    ) -> Result<QuorumSetup, String> {
         let my_id = config.my_id.ok_or("myid is required in a quorum")?;
         // A member a reconfig removed still listens where its own config says.
         let me = membership.servers.get(&my_id).or_else(|| config.servers.iter().find(|s| s.id == my_id)).ok_or_else(|| format!("no server.{my_id} line"))?;
-        let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port)).map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
+        let listener = std::net::TcpListener::bind((me.host.as_str(), me.quorum_port))
+            .map_err(|e| format!("cannot listen on quorum port {}:{}: {e}", me.host, me.quorum_port))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let mut cfg = warden_core::zab::Config::new(my_id, membership.voters(), membership.observers());
         cfg.allow_joiners = config.reconfig_enabled;
@@ -95,7 +101,15 @@ impl QuorumSetup {
             None => None,
         };
         let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
-        Ok(QuorumSetup { listener, replica: Replica::new(cfg, durable), members, data_dir: config.data_dir.clone(), tls, sasl, allow_joiners: config.reconfig_enabled })
+        Ok(QuorumSetup {
+            listener,
+            replica: Replica::new(cfg, durable),
+            members,
+            data_dir: config.data_dir.clone(),
+            tls,
+            sasl,
+            allow_joiners: config.reconfig_enabled,
+        })
     }
 
     /// Peer links and the quorum listener run on `thread`, so votes and
@@ -103,7 +117,15 @@ impl QuorumSetup {
     /// Starts the broadcast actor on `thread` (the quorum thread, shared
     /// with the peer links and the quorum listener). `txn_log` starts the
     /// log thread reporting to it. Nothing runs before `ToZab::Start`.
-    pub fn start(self, thread: &ArbiterHandle, txn_log: impl FnOnce(Inbox<Synced>) -> TxnLog + Send + 'static, registry: Arc<Registry>, view: QuorumView, stats: Arc<ServerStats>, log: &slog::Logger) -> Mailbox<Broadcast> {
+    pub fn start(
+        self,
+        thread: &ArbiterHandle,
+        txn_log: impl FnOnce(Inbox<Synced>) -> TxnLog + Send + 'static,
+        registry: Arc<Registry>,
+        view: QuorumView,
+        stats: Arc<ServerStats>,
+        log: &slog::Logger,
+    ) -> Mailbox<Broadcast> {
         let me = registry.register("broadcast", "0");
         let blog = log.new(slog::o!("actor" => "broadcast"));
         if let Some(tls) = &self.tls {
@@ -126,7 +148,17 @@ impl QuorumSetup {
         let thread2 = thread.clone();
         let addr = Supervisor::start_in_arbiter(thread, move |ctx: &mut Context<Broadcast>| {
             let mine = Mailbox::new(ctx.address(), me2.clone());
-            let factory = LinkFactory { my_id: self.replica.id(), tls: self.tls.clone(), sasl: self.sasl.clone(), zab: mine.inbox(), election: election2.inbox(), registry, thread: thread2, allow_joiners: self.allow_joiners, log: link_log.clone() };
+            let factory = LinkFactory {
+                my_id: self.replica.id(),
+                tls: self.tls.clone(),
+                sasl: self.sasl.clone(),
+                zab: mine.inbox(),
+                election: election2.inbox(),
+                registry,
+                thread: thread2,
+                allow_joiners: self.allow_joiners,
+                log: link_log.clone(),
+            };
             let listener = QuorumListener { listener: self.listener, tls: self.tls, sasl: self.sasl, log: link_log.new(slog::o!("actor" => "peer-listener")) };
             Broadcast::new(self.replica, election2, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
         });
@@ -173,7 +205,18 @@ impl LinkFactory {
     pub fn link(&self, id: ServerId, addr: String) -> Mailbox<PeerLink> {
         let me = self.registry.register("peer-link", id.to_string());
         let llog = self.log.new(slog::o!("actor" => "peer-link", "peer" => id));
-        let link = PeerLink::new(self.my_id, id, addr, self.tls.clone(), self.sasl.clone(), MAX_PEER_FRAME_BYTES, self.zab.clone(), self.election.clone(), me.clone(), llog);
+        let link = PeerLink::new(
+            self.my_id,
+            id,
+            addr,
+            self.tls.clone(),
+            self.sasl.clone(),
+            MAX_PEER_FRAME_BYTES,
+            self.zab.clone(),
+            self.election.clone(),
+            me.clone(),
+            llog,
+        );
         let mb = Mailbox::new(Supervisor::start_in_arbiter(&self.thread, move |_| link), me);
         crate::supervise::injectable(&mb);
         mb

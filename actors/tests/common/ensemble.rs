@@ -69,7 +69,13 @@ impl Ensemble {
         let total = initial + spares.len() as u64;
         let servers: Vec<String> = (1..=total)
             .map(|id| {
-                let role = if id > initial { format!(":{}", spares[(id - initial - 1) as usize]) } else if id > voters { ":observer".into() } else { String::new() };
+                let role = if id > initial {
+                    format!(":{}", spares[(id - initial - 1) as usize])
+                } else if id > voters {
+                    ":observer".into()
+                } else {
+                    String::new()
+                };
                 format!("server.{id}=127.0.0.1:{}:{}{role}", free_port(), free_port())
             })
             .collect();
@@ -108,10 +114,12 @@ impl Ensemble {
     pub fn try_start_member(&mut self, id: u64) -> Result<(), String> {
         let m = &self.members[id as usize - 1];
         let lines = self.servers.iter().take(self.initial as usize).chain((id > self.initial).then(|| &self.servers[id as usize - 1]));
-        let mut extra: Vec<(String, String)> = lines.map(|s| {
-            let (k, v) = s.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        }).collect();
+        let mut extra: Vec<(String, String)> = lines
+            .map(|s| {
+                let (k, v) = s.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
         extra.push(("warden.myid".into(), id.to_string()));
         extra.push(("admin.serverPort".into(), m.admin_port.to_string()));
         if id > self.initial_voters && id <= self.initial {

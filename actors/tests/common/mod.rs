@@ -25,12 +25,7 @@ pub struct Server {
 pub fn unique_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let name = format!(
-        "warden-e2e-{}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    );
+    let name = format!("warden-e2e-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos);
     std::env::temp_dir().join(name)
 }
 
@@ -82,12 +77,7 @@ impl Server {
         for (k, v) in extra {
             cmd.args(["--set", &format!("{k}={v}")]);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .map_err(|e| format!("spawn warden: {e}"))?;
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2)).spawn().map_err(|e| format!("spawn warden: {e}"))?;
         let mut server = Server { child, port, dir, keep_dir: true };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -170,7 +160,7 @@ impl Drop for Server {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
                     break;
-                },
+                }
             }
         }
         if std::thread::panicking() {
@@ -184,13 +174,8 @@ impl Drop for Server {
 
 /// Runs `warden` with `args` to completion (for starts that must fail).
 pub fn run_warden(args: &[&str], deadline: Duration) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warden");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_warden")).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn warden");
     let end = Instant::now() + deadline;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
