@@ -11,6 +11,7 @@
 //! bound is hit the answer is `Violation::Unknown`, never a hang.
 //!
 //! Pure: times are whatever monotonic numbers the caller recorded.
+#![allow(clippy::result_large_err)] // a violation ends a checking run; its detail is the point
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -259,7 +260,7 @@ fn check_key(history: &[Event], key: &str, ids: &[usize], init: State, max_state
             return Ok(());
         }
         let top = stack.last_mut().unwrap();
-        if top.next == 0 && best.as_ref().map_or(true, |b| b.0.len() < depth) {
+        if top.next == 0 && best.as_ref().is_none_or(|b| b.0.len() < depth) {
             best = Some((order.clone(), state.clone(), top.cands.clone()));
         }
         if top.next >= top.cands.len() {
@@ -278,7 +279,7 @@ fn check_key(history: &[Event], key: &str, ids: &[usize], init: State, max_state
         let i = top.cands[top.next];
         top.next += 1;
         let (new_state, result) = step(&state, &history[entries[i].id].op);
-        if entries[i].outcome.as_ref().map_or(false, |o| *o != result) {
+        if entries[i].outcome.as_ref().is_some_and(|o| *o != result) {
             continue;
         }
         lin[i / 64] |= 1 << (i % 64);

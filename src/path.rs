@@ -24,9 +24,8 @@ pub fn validate(path: &str) -> Result<(), String> {
             "null character not allowed"
         } else if c == '/' && last == '/' {
             "empty node name specified"
-        } else if c == '.' && last == '.' && i >= 2 && chars[i - 2] == '/' && next_is_end_or_slash {
-            "relative paths not allowed"
-        } else if c == '.' && last == '/' && next_is_end_or_slash {
+        } else if c == '.' && next_is_end_or_slash && (last == '/' || (last == '.' && i >= 2 && chars[i - 2] == '/')) {
+            // "/." or "/.." as a whole node name
             "relative paths not allowed"
         } else if is_invalid_char(c) {
             "invalid character"

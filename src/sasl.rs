@@ -449,7 +449,8 @@ mod tests {
 
     #[test]
     fn wrong_password_unknown_user_and_bad_fields_fail() {
-        let cases: Vec<(String, fn(&str) -> Option<String>, &str)> = vec![
+        type Case = (String, fn(&str) -> Option<String>, &'static str);
+        let cases: Vec<Case> = vec![
             (RFC_RESPONSE.into(), |_| Some("nope".into()), "wrong password"),
             (RFC_RESPONSE.into(), |_| None, "not in the JAAS"),
             (RFC_RESPONSE.replace("OA6MG9tEQGm2hh\"", "other\""), chris, "nonce"),

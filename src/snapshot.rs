@@ -249,15 +249,14 @@ mod tests {
         let (mut w, mut bytes) = SnapshotWriter::begin(&db);
         bytes.extend(w.next_chunk(&db.tree, 6));
         let mut log = Vec::new();
-        let mut zxid = db.last_zxid();
-        for txn in [
+        let first = db.last_zxid() + 1;
+        for (zxid, txn) in (first..).zip([
             Txn::Delete { path: "/n0001".into() },
             Txn::Create { path: "/n0002/c".into(), data: None, acl: vec![Acl::world_all()], ephemeral_owner: 0, parent_cversion: 1 },
             Txn::SetData { path: "/n0009".into(), data: Some(b"new".to_vec()), version: 1 },
             Txn::Create { path: "/zz".into(), data: None, acl: vec![Acl::world_all()], ephemeral_owner: 0, parent_cversion: 12 },
             Txn::CloseSession { ephemerals: vec!["/n0003".into()] },
-        ] {
-            zxid += 1;
+        ]) {
             let hdr = TxnHeader { session_id: 5, cxid: 0, zxid, time_ms: 2 };
             db.apply(&hdr, &txn, &mut Vec::new());
             log.push((hdr, txn));

@@ -213,6 +213,7 @@ impl DataTree {
         (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64
     }
 
+    #[allow(clippy::too_many_arguments)] // as ZooKeeper's DataTree.createNode
     pub fn create(
         &mut self,
         path: &str,

@@ -198,7 +198,7 @@ fn hostile_lengths_are_refused_without_allocating() {
     let at = touch.iter().rposition(|b| *b == 0x91).expect("fixarray of one session");
     touch.splice(at..at + 1, [&[0xdd][..], &u32::MAX.to_be_bytes()].concat());
     frames.push(touch);
-    let deep: Vec<u8> = std::iter::repeat([0xdd, 0xff, 0xff, 0xff, 0xff]).take(2000).flatten().collect();
+    let deep: Vec<u8> = std::iter::repeat_n([0xdd, 0xff, 0xff, 0xff, 0xff], 2000).flatten().collect();
     frames.push(deep);
     for f in &frames {
         let start = Instant::now();

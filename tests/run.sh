@@ -13,8 +13,9 @@ if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import kazoo' 2>/dev/null
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 
-echo "== cargo fmt --check (rustfmt.toml: max_width 160) =="
+echo "== cargo fmt --check (rustfmt.toml: max_width 160), cargo clippy -D warnings =="
 cargo fmt --all -- --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 cargo build --quiet -p warden
 cargo test --workspace
 echo "== the zookeeper-client end-to-end tests against a 3-member ensemble =="

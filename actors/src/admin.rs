@@ -88,6 +88,7 @@ pub fn start(state: AdminState) {
 }
 
 /// Checks `Authorization: Bearer <warden.adminToken>` when a token is set.
+#[allow(clippy::result_large_err)] // the refusal is the response itself, once per request
 fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
     let Some(token) = &state.deps.config.admin_token else { return Ok(()) };
     let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));

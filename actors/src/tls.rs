@@ -60,7 +60,9 @@ fn suite_name(cs: &rustls::SupportedCipherSuite) -> String {
 
 /// The crypto provider with only the configured cipher suites, the protocol
 /// versions, and warnings for suite names this build does not have.
-fn crypto(s: &TlsSettings, prefix: &str) -> Result<(Arc<rustls::crypto::CryptoProvider>, Vec<&'static rustls::SupportedProtocolVersion>, Vec<String>), String> {
+type Crypto = (Arc<rustls::crypto::CryptoProvider>, Vec<&'static rustls::SupportedProtocolVersion>, Vec<String>);
+
+fn crypto(s: &TlsSettings, prefix: &str) -> Result<Crypto, String> {
     let mut p = rustls::crypto::ring::default_provider();
     let mut warnings = Vec::new();
     if !s.cipher_suites.is_empty() {

@@ -76,7 +76,7 @@ pub fn queue(h: &History, children: &BTreeMap<String, String>) -> Result<String,
     let (mut i, mut max_before): (usize, Option<&Enqueue>) = (0, None);
     for e in &by_invoke {
         while i < acked.len() && acked[i].complete < e.invoke {
-            if max_before.map_or(true, |m| acked[i].seq > m.seq) {
+            if max_before.is_none_or(|m| acked[i].seq > m.seq) {
                 max_before = Some(acked[i]);
             }
             i += 1;

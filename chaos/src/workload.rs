@@ -66,7 +66,7 @@ pub async fn run_client(id: u64, ctx: Arc<Ctx>, mut rng: Rng) {
     let mut serial = 0u64;
     let mut sess: Option<Session> = None;
     while !ctx.stop.load(Ordering::Relaxed) {
-        if sess.as_ref().map_or(true, |s| s.poisoned) {
+        if sess.as_ref().is_none_or(|s| s.poisoned) {
             // Dropping a client closes its session (its ephemerals go).
             sess = None;
             let Some(client) = connect(&ctx.connect, Duration::from_secs(5)).await else { continue };

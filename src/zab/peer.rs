@@ -15,6 +15,7 @@ use super::{Command, Config, Durable, Flow, Follower, Leader, Message, PeerState
 use crate::txn::{Txn, TxnHeader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+#[allow(clippy::large_enum_variant)] // one per member; boxing the leader buys nothing
 #[derive(Debug)]
 enum Role {
     /// Waiting for the elector's outcome.
@@ -150,7 +151,7 @@ impl Replica {
             .filter_map(|c| if let Command::Apply { entries } = c { Some(entries) } else { None })
             .flatten()
             .filter_map(|e| super::reconfig_members(&e.txn).map(|m| (m, e.hdr.zxid, e.txn.clone())))
-            .last();
+            .next_back();
         if let Some(((voters, observers), version, crate::txn::Txn::Reconfig { data })) = latest {
             if version > self.cfg.config_version {
                 self.cfg.config_data = data;

@@ -303,6 +303,7 @@ impl Processor {
 
     /// Synced with a quorum: serve clients (a leader numbers writes from
     /// `last_zxid` on); a read-only member stops being one.
+    #[allow(clippy::too_many_arguments)] // FromZab::Serving's fields, one by one
     fn on_serving(&mut self, leader: ServerId, me: ServerId, state: PeerState, epoch: u32, last_zxid: Zxid, term: u64, ctx: &mut Context<Self>) {
         let Some(z) = self.zab.as_mut() else { return };
         (z.serving, z.leader, z.state, z.epoch, z.term, z.last_numbered) = (true, Some(leader), state, epoch, term, last_zxid);
