@@ -8,7 +8,6 @@ pub mod database;
 pub mod error;
 pub mod fourlw;
 pub mod jute;
-pub mod linearizability;
 pub mod membership;
 pub mod path;
 pub mod prep;

@@ -4,7 +4,7 @@
 
 use crate::history::{Enqueue, History, Outcome};
 use std::collections::{BTreeMap, BTreeSet};
-use warden_core::linearizability::{self, Options};
+use warden_chaos::linearizability::{self, Options};
 
 pub struct Finding {
     pub check: &'static str,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
-use warden_core::linearizability::Event;
+use warden_chaos::linearizability::Event;
 
 pub struct Clock(Instant);
 

@@ -325,7 +325,7 @@ fn ephemerals_gone(trees: &BTreeMap<u64, check::Tree>) -> Result<String, check::
 }
 
 fn write_report(root: &std::path::Path, seed: u64, args: &Args, h: &History, n: &nemesis::Report, findings: &[check::Finding]) -> PathBuf {
-    use warden_core::linearizability::render_event;
+    use warden_chaos::linearizability::render_event;
     let path = root.join("report.txt");
     let mut s = format!("seed {seed}\nargs {args:?}\n\n== faults ==\n");
     for l in &n.schedule {

@@ -7,7 +7,7 @@ use crate::rng::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use warden_core::linearizability::{Event, Op, Outcome as LinOutcome};
+use warden_chaos::linearizability::{Event, Op, Outcome as LinOutcome};
 use zookeeper_client::{Acls, Client, CreateMode, Error};
 
 pub const ROOT: &str = "/chaos";
