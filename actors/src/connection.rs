@@ -50,12 +50,10 @@ impl Security {
 
 /// A fresh DIGEST-MD5 nonce: 16 random bytes, hex.
 pub(crate) fn nonce() -> String {
-    use std::io::Read;
     let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        b.copy_from_slice(&t.to_le_bytes());
-    }
+    // Without the OS's random source no nonce is safe: the handler fails
+    // (its supervision closes this connection) rather than guess.
+    getrandom::fill(&mut b).expect("the OS random source for a SASL nonce");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -14,7 +14,7 @@ use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
 use actix::prelude::*;
 use slog::{info, o, warn, Drain, Logger};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -110,7 +110,7 @@ fn session_secret(dir: &Path) -> Result<Vec<u8>, String> {
         }
     }
     let mut secret = vec![0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret)).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    getrandom::fill(&mut secret).map_err(|e| format!("no random source for the session secret: {e}"))?;
     let mut f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(&secret).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secret)
