@@ -129,7 +129,7 @@ where
     W: AsyncWrite + Unpin + 'static,
 {
     let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
-    let info = Arc::new(ConnInfo::new(peer.to_string(), crate::processor::wall_clock_ms()));
+    let info = Arc::new(ConnInfo::new(peer.to_string(), crate::clock::wall_clock_ms()));
     deps.stats.connections.lock().unwrap().insert(id, info.clone());
     let max_frame = deps.config.jute_max_buffer_bytes;
     let me = deps.registry.register("session", id.to_string());

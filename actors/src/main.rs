@@ -9,6 +9,7 @@ mod admin;
 mod admin_cli;
 mod broadcast;
 mod cli;
+mod clock;
 mod codec;
 mod connection;
 mod dispatcher;

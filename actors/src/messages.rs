@@ -161,11 +161,12 @@ pub struct ExpireTo {
 #[rtype(result = "()")]
 pub struct Retrack;
 
-/// Anyone -> processor: the numbers four-letter words report, for the named
-/// word (`srst`/`crst` also reset counters).
+/// Anyone -> processor: the statistics four-letter words report, for the
+/// named word (`srst`/`crst` also reset counters). Not a data snapshot: that
+/// is `SnapshotNow`.
 #[derive(Message)]
 #[rtype(result = "ServerSnapshot")]
-pub struct TakeSnapshot(pub &'static str);
+pub struct ReportStats(pub &'static str);
 
 /// Log thread -> processor: everything up to `zxid` is durable.
 #[derive(Message)]

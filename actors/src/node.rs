@@ -1,12 +1,13 @@
 //! Starting and stopping a node: config, logging, data dir, the listener and
 //! the actors, and signal handling.
 
+use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
 use crate::mailbox::Mailbox;
 use crate::messages::ExpireTo;
 use crate::messages::Tracking;
-use crate::processor::{wall_clock_ms, Processor};
+use crate::processor::Processor;
 use crate::registry::Registry;
 use crate::snapshotter::{Purge, Snapshotter};
 use crate::stats::ServerStats;
@@ -43,7 +44,7 @@ pub fn server_snapshot(
     word: &'static str,
     config: Arc<Config>,
 ) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
-    let request = processor.send(crate::messages::TakeSnapshot(word));
+    let request = processor.send(crate::messages::ReportStats(word));
     async move {
         let mut s = request.await?;
         let from_disk = tokio::task::spawn_blocking(move || {

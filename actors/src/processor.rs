@@ -4,10 +4,11 @@
 //! transactions before them are durable. It also drives fuzzy snapshots and
 //! the container/TTL reaper.
 
+use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::{Mailbox, Serve};
 use crate::messages::{
-    ConnAddr, Connect, Dispatch, Dispatches, Expire, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, TakeSnapshot, ToConn, Tracking,
+    ConnAddr, Connect, Dispatch, Dispatches, Expire, ReportStats, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, ToConn, Tracking,
 };
 use crate::registry::{ActorStats, Fault};
 use crate::snapshotter::Snapshotter;
@@ -19,7 +20,7 @@ use slog::{error, info, Logger};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
@@ -30,10 +31,6 @@ const MAX_DISPATCH_BATCH: usize = 1024;
 
 /// Nodes serialized per snapshot step; requests are served between steps.
 const SNAPSHOT_CHUNK_NODES: usize = 5000;
-
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// ZooKeeper's snapshot spacing: snapCount/2 plus a random part, so members
 /// of an ensemble do not all snapshot at once.
@@ -373,7 +370,7 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor, after_each = flush_dispatch);
-crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, TakeSnapshot, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
+crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, ReportStats, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process
@@ -531,8 +528,8 @@ impl Serve<Synced> for Processor {
     }
 }
 
-impl Serve<TakeSnapshot> for Processor {
-    fn serve(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> ServerSnapshot {
+impl Serve<ReportStats> for Processor {
+    fn serve(&mut self, msg: ReportStats, _: &mut Context<Self>) -> ServerSnapshot {
         match msg.0 {
             "srst" => self.stats.reset_server(),
             "crst" => self.stats.reset_connections(),

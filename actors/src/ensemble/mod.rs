@@ -7,9 +7,10 @@
 //! transaction is applied here.
 
 use crate::broadcast::Broadcast;
+use crate::clock::wall_clock_ms;
 use crate::mailbox::{Mailbox, Serve};
 use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Tracking};
-use crate::processor::{wall_clock_ms, Caller, InFlight, Processor, Route, WriteKey};
+use crate::processor::{Caller, InFlight, Processor, Route, WriteKey};
 use actix::prelude::*;
 use slog::{info, warn};
 use std::collections::{HashMap, VecDeque};

@@ -2,8 +2,9 @@
 //! quorum serving read-only clients) and local sessions (localSessionsEnabled).
 
 use super::{Forward, ForwardOp};
+use crate::clock::wall_clock_ms;
 use crate::messages::{Submit, Tracking};
-use crate::processor::{wall_clock_ms, Caller, Processor};
+use crate::processor::{Caller, Processor};
 use actix::prelude::*;
 use slog::info;
 use warden_core::proto::Request;
