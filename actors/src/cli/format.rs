@@ -32,61 +32,14 @@ pub fn tokenize(line: &str) -> Vec<String> {
     out
 }
 
-/// ZooKeeper's `PathUtils.validatePath`, with its messages. Sequential paths are checked with
-/// a digit appended, as the Java client does, so they may end in `/`.
+/// ZooKeeper's `PathUtils.validatePath` (the server's own rules, `warden_core::path`).
+/// Sequential paths are checked with a digit appended, as the Java client does, so they
+/// may end in `/`.
 pub fn validate_path(path: &str, sequential: bool) -> Result<(), String> {
-    let owned;
-    let path = if sequential {
-        owned = format!("{path}1");
-        owned.as_str()
+    if sequential {
+        warden_core::path::validate(&format!("{path}1"))
     } else {
-        path
-    };
-    if path.is_empty() {
-        return Err("Path length must be > 0".into());
-    }
-    let chars: Vec<char> = path.chars().collect();
-    if chars[0] != '/' {
-        return Err("Path must start with / character".into());
-    }
-    if chars.len() == 1 {
-        return Ok(());
-    }
-    if chars[chars.len() - 1] == '/' {
-        return Err("Path must not end with / character".into());
-    }
-    let mut reason = None;
-    let mut last = '/';
-    for i in 1..chars.len() {
-        let c = chars[i];
-        let next_is_end = i + 1 == chars.len() || chars[i + 1] == '/';
-        if c == '\0' {
-            reason = Some(format!("null character not allowed @{i}"));
-        } else if c == '/' && last == '/' {
-            reason = Some(format!("empty node name specified @{i}"));
-        } else if c == '.' && last == '.' {
-            if chars[i - 2] == '/' && next_is_end {
-                reason = Some(format!("relative paths not allowed @{i}"));
-            }
-        } else if c == '.' {
-            if chars[i - 1] == '/' && next_is_end {
-                reason = Some(format!("relative paths not allowed @{i}"));
-            }
-        } else if ('\u{1}'..='\u{1f}').contains(&c)
-            || ('\u{7f}'..='\u{9f}').contains(&c)
-            || ('\u{e000}'..='\u{f8ff}').contains(&c)
-            || ('\u{fff0}'..='\u{ffff}').contains(&c)
-        {
-            reason = Some(format!("invalid character @{i}"));
-        }
-        if reason.is_some() {
-            break;
-        }
-        last = c;
-    }
-    match reason {
-        Some(r) => Err(format!("Invalid path string \"{path}\" caused by {r}")),
-        None => Ok(()),
+        warden_core::path::validate(path)
     }
 }
 
