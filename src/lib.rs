@@ -3,6 +3,7 @@
 //! time, randomness and configuration are inputs, so all of it is unit-tested
 //! deterministically. The actix actors in `actors/` own these pieces.
 pub mod acl;
+pub mod audit;
 pub mod config;
 pub mod database;
 pub mod error;

@@ -3,6 +3,7 @@
 //! requests, returns encoded replies plus the watch work they cause.
 
 use crate::acl;
+use crate::audit::{self, AuditEvent};
 use crate::database::{Database, TxnResult};
 use crate::error::Code;
 use crate::jute::Writer;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub quorum_sync: bool,
     /// Ensemble, localSessionsEnabled: new sessions are local to the member.
     pub local_sessions: bool,
+    /// audit.enable: outputs carry the audit events of what they applied.
+    pub audit: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             server_id: 0,
             quorum_sync: false,
             local_sessions: false,
+            audit: false,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct Output {
     pub session_closed: Option<i64>,
     /// Close the connection after the reply (ZooKeeper does for unknown opcodes).
     pub close_connection: bool,
+    /// With `Settings::audit`: what this output changed, for the audit log.
+    pub audit: Vec<AuditEvent>,
 }
 
 impl Output {
@@ -333,6 +339,10 @@ impl Core {
     fn apply_entry(&mut self, entry: &LogEntry, answer: Answer) -> Output {
         let (hdr, txn) = (&entry.hdr, &entry.txn);
         let mut triggers = Vec::new();
+        let mut audited = match self.settings.audit {
+            true => audit::for_session_end(hdr.session_id, txn, |p| self.db.tree.get(p).is_some()),
+            false => Vec::new(),
+        };
         let result = self.db.apply(hdr, txn, &mut triggers);
         if self.pending.is_empty() {
             // Followers never prepare: keep zxids moving with what is applied.
@@ -341,6 +351,9 @@ impl Core {
         let mut out = Output { triggers, zxid: hdr.zxid, ..Default::default() };
         match answer {
             Answer::Request { xid, request } => {
+                if self.settings.audit {
+                    audited.extend(audit::for_request(hdr.session_id, &request, &result));
+                }
                 out.reply = Reply::Frame(match (&result, &request) {
                     // A quorum sync is a no-op transaction; its reply names the path.
                     (TxnResult::Error(0), Request::Sync { path }) => reply_frame(xid, hdr.zxid, 0, |w| w.put_string(path)),
@@ -354,6 +367,7 @@ impl Core {
             Answer::Expired(session_id) => out.session_closed = Some(session_id),
             Answer::Silent => {}
         }
+        out.audit = audited;
         match txn {
             Txn::CloseSession { .. } => {
                 self.closing.remove(&hdr.session_id);

@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod admin_cli;
+mod auditor;
 mod broadcast;
 mod cli;
 mod clock;

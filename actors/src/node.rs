@@ -1,6 +1,7 @@
 //! Starting and stopping a node: config, logging, data dir, the listener and
 //! the actors, and signal handling.
 
+use crate::auditor::{Audit, Auditor};
 use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use warden_core::audit::{self, AuditEvent, Outcome};
 use warden_core::config::{Config, LogFormat};
 use warden_core::membership::Membership;
 use warden_core::server::{Core, Settings};
@@ -184,6 +186,7 @@ fn core_settings(config: &Config) -> Settings {
         server_id: config.my_id.unwrap_or(0) as u8,
         quorum_sync: !config.is_standalone(),
         local_sessions: !config.is_standalone() && config.local_sessions_enabled,
+        audit: config.audit_enable,
     }
 }
 
@@ -346,6 +349,14 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 }
             });
         }
+        let auditor = config.audit_enable.then(|| {
+            let (path, me, alog) = (config.audit_log_file.clone(), registry.register("auditor", "0"), log.new(o!("actor" => "auditor")));
+            let stats = me.clone();
+            Mailbox::new(SyncArbiter::start(1, move || Auditor::new(path.clone(), me.clone(), alog.clone())), stats)
+        });
+        if let Some(a) = &auditor {
+            a.do_send(Audit(vec![AuditEvent::server(audit::OP_START, Outcome::Success)]));
+        }
         let processor_stats = registry.register("processor", "0");
         // The txn log reports to the processor standalone, to the broadcast
         // actor (which owns the log) in an ensemble.
@@ -365,12 +376,12 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let processor = {
             let (config, stats, dispatcher, tracker, snapshotter) = (config.clone(), stats.clone(), dispatcher.clone(), tracker.clone(), snapshotter.clone());
             let plog = log.new(o!("actor" => "processor"));
-            let (me, broadcast) = (processor_stats.clone(), broadcast.clone());
+            let (me, broadcast, auditor) = (processor_stats.clone(), broadcast.clone(), auditor.clone());
             let addr = Supervisor::start_in_arbiter(&processor_thread.handle(), move |ctx: &mut Context<Processor>| {
                 let mine = Mailbox::new(ctx.address(), me.clone());
                 let txn_log = make_log.map(|start| start(mine.inbox()));
                 let counter_limit = config.zxid_counter_limit;
-                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog);
+                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog).with_auditor(auditor.clone());
                 match broadcast {
                     Some((b, view)) => processor.with_zab(crate::ensemble::Ensemble::new(b, view, counter_limit)),
                     None => processor,
@@ -385,6 +396,9 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         crate::supervise::injectable(&dispatcher);
         crate::supervise::injectable(&tracker);
         crate::supervise::injectable(&snapshotter);
+        if let Some(a) = &auditor {
+            crate::supervise::injectable(a);
+        }
         tracker.do_send(ExpireTo { expire: processor.inbox(), retrack: processor.inbox() });
         let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
@@ -397,6 +411,10 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 _ = term.recv() => {},
             }
             info!(log, "shutting down on signal");
+            if let Some(a) = &auditor {
+                // Waited for, so the line is written before the process ends.
+                let _ = a.send(Audit(vec![AuditEvent::server(audit::OP_STOP, Outcome::Invoked)])).await;
+            }
             System::current().stop();
         });
     });

@@ -4,6 +4,7 @@
 //! transactions before them are durable. It also drives fuzzy snapshots and
 //! the container/TTL reaper.
 
+use crate::auditor::{Audit, Auditor};
 use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::{Mailbox, Serve};
@@ -21,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use warden_core::audit::{self, AuditEvent};
 use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
@@ -45,6 +47,8 @@ fn snapshot_threshold(snap_count: u64) -> u64 {
 pub(crate) struct Caller {
     pub conn: ConnAddr,
     pub session_id: i64,
+    /// The connection's identities when it asked (the audit log's user and ip).
+    pub auth: Arc<[warden_core::proto::Id]>,
     pub received: std::time::Instant,
     pub op: &'static str,
 }
@@ -102,6 +106,9 @@ pub struct Processor {
     /// Results of the message being handled, sent to the dispatcher in one
     /// batch when it is done (`after_each`).
     outbound: Vec<Dispatch>,
+    /// audit.enable: the auditor, and the events gathered for it this message.
+    auditor: Option<Mailbox<Auditor>>,
+    audited: Vec<AuditEvent>,
 }
 
 impl Processor {
@@ -137,7 +144,14 @@ impl Processor {
             snapshot: None,
             zab: None,
             outbound: Vec::new(),
+            auditor: None,
+            audited: Vec::new(),
         }
+    }
+
+    pub fn with_auditor(mut self, auditor: Option<Mailbox<Auditor>>) -> Processor {
+        self.auditor = auditor;
+        self
     }
 
     /// This actor's own counted address.
@@ -189,13 +203,22 @@ impl Processor {
         }));
     }
 
-    pub(crate) fn answer(&mut self, caller: Caller, output: Output) {
+    pub(crate) fn answer(&mut self, caller: Caller, mut output: Output) {
+        for e in &mut output.audit {
+            e.attribute(&caller.auth, caller.auth.first().map_or("", |ip| ip.id.as_str()));
+        }
         self.dispatch(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
     }
 
     /// Queues a result for the dispatcher; sent with the others of this
     /// message by `flush_dispatch`, in order.
-    pub(crate) fn dispatch(&mut self, d: Dispatch) {
+    pub(crate) fn dispatch(&mut self, mut d: Dispatch) {
+        if let Dispatch::Output { output, .. } = &mut d {
+            if !output.audit.is_empty() {
+                // A client event never attributed is another member's client's: that member logs it.
+                self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
+            }
+        }
         self.outbound.push(d);
     }
 
@@ -210,6 +233,9 @@ impl Processor {
     }
 
     pub(crate) fn send_outbound(&mut self) {
+        if let (Some(auditor), false) = (&self.auditor, self.audited.is_empty()) {
+            auditor.do_send(Audit(std::mem::take(&mut self.audited)));
+        }
         if !self.outbound.is_empty() {
             let batch = std::mem::take(&mut self.outbound);
             let n = batch.len();
@@ -236,7 +262,7 @@ impl Processor {
         }
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
-        let caller = Caller { conn, session_id, received, op: request.name() };
+        let caller = Caller { conn, session_id, auth: auth.clone(), received, op: request.name() };
         match self.core.process(&rctx, request) {
             Processed::Done(output) => self.answer(caller, output),
             Processed::Pending(zxid) => {

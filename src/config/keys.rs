@@ -74,6 +74,8 @@ plain_keys! {
     "znode.container.checkIntervalMs" => container_check_interval_ms: positive / show,
     "znode.container.maxPerMinute" => container_max_per_minute: positive / show,
     "skipACL" => skip_acl: exactly_yes / yes_no,
+    "audit.enable" => audit_enable: boolean / show,
+    "auditlog.file" => audit_log_file: some_path / show_some_path,
     "warden.logLevel" => log_level: log_level / show,
     "warden.logFormat" => log_format: log_format / lower,
     "warden.myid" => my_id: some_number / show_some,

@@ -171,6 +171,11 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     pub container_max_per_minute: u32,
     pub skip_acl: bool,
+    /// zookeeper.audit.enable (zoo.cfg audit.enable): log every state change.
+    pub audit_enable: bool,
+    /// zookeeper.auditlog.file: the audit log's own file (ZooKeeper's RFAAUDIT
+    /// appender, 10 MB × 10 files); unset: audit lines go to the server log.
+    pub audit_log_file: Option<PathBuf>,
     /// error, warn, info, debug, trace or off.
     pub log_level: String,
     pub log_format: LogFormat,
@@ -233,6 +238,8 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             container_max_per_minute: 10_000,
             skip_acl: false,
+            audit_enable: false,
+            audit_log_file: None,
             log_level: "info".into(),
             log_format: LogFormat::Human,
         }
