@@ -74,6 +74,18 @@ pub struct ServerSnapshot {
     pub quorum: Option<QuorumStatus>,
     /// Local sessions on this member (localSessionsEnabled, read-only mode).
     pub local_sessions: u64,
+    pub throttle: ThrottleCounts,
+}
+
+/// The throttles' counters, under ZooKeeper's metric names in `mntr`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThrottleCounts {
+    pub connection_rejected: u64,
+    pub throttled_ops: u64,
+    pub stale_requests_dropped: u64,
+    pub request_throttle_wait_count: u64,
+    /// Requests waiting in the request throttler (ZooKeeper's throttler queue, part of zk_outstanding_requests).
+    pub request_throttle_queue: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -225,6 +237,11 @@ pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
         ("zk_uptime", s.uptime_ms.to_string()),
         ("zk_last_proposal_size", "-1".to_string()),
         ("zk_warden_fsync_count", s.fsync_count.to_string()),
+        ("zk_connection_rejected", s.throttle.connection_rejected.to_string()),
+        ("zk_throttled_ops", s.throttle.throttled_ops.to_string()),
+        ("zk_stale_requests_dropped", s.throttle.stale_requests_dropped.to_string()),
+        ("zk_request_throttle_wait_count", s.throttle.request_throttle_wait_count.to_string()),
+        ("zk_warden_request_throttle_queue", s.throttle.request_throttle_queue.to_string()),
     ];
     if let Some(q) = &s.quorum {
         pairs.push(("zk_peer_state", q.peer_state.clone()));

@@ -18,6 +18,7 @@ pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod snapshot;
+pub mod throttle;
 pub mod tree;
 pub mod txn;
 pub mod txnlog;

@@ -31,6 +31,7 @@ mod snapshotter;
 mod stats;
 mod storage;
 mod supervise;
+mod throttler;
 mod tls;
 mod tools;
 mod tracker;

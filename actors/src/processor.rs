@@ -109,6 +109,8 @@ pub struct Processor {
     /// audit.enable: the auditor, and the events gathered for it this message.
     auditor: Option<Mailbox<Auditor>>,
     audited: Vec<AuditEvent>,
+    /// The connection throttle and the request throttler's waiting line.
+    pub(crate) throttles: crate::throttler::Throttles,
 }
 
 impl Processor {
@@ -126,6 +128,7 @@ impl Processor {
     ) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
+        let throttles = crate::throttler::Throttles::new(&config.throttle, wall_clock_ms());
         Processor {
             core,
             dispatcher,
@@ -146,6 +149,7 @@ impl Processor {
             outbound: Vec::new(),
             auditor: None,
             audited: Vec::new(),
+            throttles,
         }
     }
 
@@ -226,7 +230,10 @@ impl Processor {
     /// more messages wait in this mailbox, with theirs (natural batching: a
     /// burst of single-request messages from many connections costs the
     /// dispatcher one message, and the delay is only the burst's own handling).
-    fn flush_dispatch(&mut self, _: &mut Context<Self>) {
+    fn flush_dispatch(&mut self, ctx: &mut Context<Self>) {
+        if self.throttles.waiting() > 0 {
+            self.release_throttled(ctx);
+        }
         if self.me.depth() == 0 || self.outbound.len() >= MAX_DISPATCH_BATCH {
             self.send_outbound();
         }
@@ -422,6 +429,9 @@ impl Serve<Retrack> for Processor {
 
 impl Serve<Connect> for Processor {
     fn serve(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        if !self.admit_connection(&msg) {
+            return;
+        }
         if self.in_read_only() {
             if msg.request.read_only != Some(true) {
                 info!(self.log, "Refusing session request for not-read-only client"; "conn" => msg.conn_id);
@@ -500,6 +510,12 @@ impl Serve<Submits> for Processor {
 
 impl Processor {
     fn submit(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        if let Some(msg) = self.throttle_gate(msg, ctx) {
+            self.admit(msg, ctx);
+        }
+    }
+
+    pub(crate) fn admit(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         if self.in_read_only() {
             return self.serve_read_only(msg);
         }

@@ -64,6 +64,13 @@ pub struct ServerStats {
     /// Transactions applied to the tree (committed), for commit rates.
     pub txns_applied: AtomicU64,
     pub connections: Mutex<BTreeMap<u64, std::sync::Arc<ConnInfo>>>,
+    /// ZooKeeper's throttle counters (connection_rejected, throttled_ops, ...).
+    pub connection_rejected: AtomicU64,
+    pub throttled_ops: AtomicU64,
+    pub stale_requests_dropped: AtomicU64,
+    pub request_throttle_waits: AtomicU64,
+    /// Requests waiting in the request throttler now.
+    pub throttle_queue: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -85,6 +92,11 @@ impl Default for ServerStats {
             txns_logged: AtomicU64::new(0),
             txns_applied: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
+            connection_rejected: AtomicU64::new(0),
+            throttled_ops: AtomicU64::new(0),
+            stale_requests_dropped: AtomicU64::new(0),
+            request_throttle_waits: AtomicU64::new(0),
+            throttle_queue: AtomicU64::new(0),
         }
     }
 }
@@ -128,6 +140,13 @@ impl ServerStats {
         s.watch_count = self.watch_count.load(Relaxed);
         s.auth_failed_count = self.auth_failed.load(Relaxed);
         s.fsync_count = self.fsyncs.load(Relaxed);
+        s.throttle = warden_core::fourlw::ThrottleCounts {
+            connection_rejected: self.connection_rejected.load(Relaxed),
+            throttled_ops: self.throttled_ops.load(Relaxed),
+            stale_requests_dropped: self.stale_requests_dropped.load(Relaxed),
+            request_throttle_wait_count: self.request_throttle_waits.load(Relaxed),
+            request_throttle_queue: self.throttle_queue.load(Relaxed),
+        };
         s.uptime_ms = self.started.elapsed().as_millis() as u64;
         let conns = self.connections.lock().unwrap();
         s.connections = conns.len() as u64;

@@ -10,10 +10,10 @@ use std::str::FromStr;
 /// `build` and `to_pairs` come from this table, so they cannot drift apart.
 /// Keys are ZooKeeper's, minus any "zookeeper." prefix.
 macro_rules! plain_keys {
-    ($($key:literal => $field:ident: $parse:ident / $show:ident,)*) => {
+    ($($key:literal => $($field:ident).+: $parse:ident / $show:ident,)*) => {
         fn apply_plain(c: &mut Config, key: &str, s: &Setting) -> R<bool> {
             match key {
-                $($key => c.$field = s.$parse()?,)*
+                $($key => c.$($field).+ = s.$parse()?,)*
                 _ => return Ok(false),
             }
             Ok(true)
@@ -21,7 +21,7 @@ macro_rules! plain_keys {
 
         /// Printers return "" for "leave this key out".
         fn plain_pairs(c: &Config) -> Vec<(String, String)> {
-            let all = [$(($key, $show(&c.$field))),*];
+            let all = [$(($key, $show(&c.$($field).+))),*];
             all.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.into(), v)).collect()
         }
     };
@@ -75,6 +75,21 @@ plain_keys! {
     "znode.container.maxPerMinute" => container_max_per_minute: positive / show,
     "skipACL" => skip_acl: exactly_yes / yes_no,
     "audit.enable" => audit_enable: boolean / show,
+    "connection_throttle_tokens" => throttle.connection_tokens: number / show,
+    "connection_throttle_fill_time" => throttle.connection_fill_time_ms: positive / show,
+    "connection_throttle_fill_count" => throttle.connection_fill_count: number / show,
+    "connection_throttle_freeze_time" => throttle.connection_freeze_time_ms: number / show,
+    "connection_throttle_drop_increase" => throttle.connection_drop_increase: real / show,
+    "connection_throttle_drop_decrease" => throttle.connection_drop_decrease: real / show,
+    "connection_throttle_decrease_ratio" => throttle.connection_decrease_ratio: real / show,
+    "connection_throttle_weight_enabled" => throttle.connection_weight_enabled: boolean / show,
+    "connection_throttle_global_session_weight" => throttle.global_session_weight: number / show,
+    "connection_throttle_local_session_weight" => throttle.local_session_weight: number / show,
+    "connection_throttle_renew_session_weight" => throttle.renew_session_weight: number / show,
+    "request_throttle_max_requests" => throttle.request_max_requests: number / show,
+    "request_throttle_stall_time" => throttle.request_stall_time_ms: number / show,
+    "request_throttle_drop_stale" => throttle.request_drop_stale: boolean / show,
+    "throttled_op_wait_time" => throttle.throttled_op_wait_time_ms: number / show,
     "auditlog.file" => audit_log_file: some_path / show_some_path,
     "warden.logLevel" => log_level: log_level / show,
     "warden.logFormat" => log_format: log_format / lower,
@@ -303,6 +318,11 @@ impl Setting<'_> {
     fn one_of(&self, options: &[&str]) -> R<usize> {
         let found = options.iter().position(|o| o.eq_ignore_ascii_case(self.value));
         self.check(found, &format!("is not one of {}", options.join(", ")))
+    }
+
+    /// A real number, as Double.parseDouble reads the drop rates.
+    fn real(&self) -> R<f64> {
+        self.check(self.value.parse().ok().filter(|v: &f64| v.is_finite()), "is not a number")
     }
 
     fn boolean(&self) -> R<bool> {

@@ -176,6 +176,8 @@ pub struct Config {
     /// zookeeper.auditlog.file: the audit log's own file (ZooKeeper's RFAAUDIT
     /// appender, 10 MB × 10 files); unset: audit lines go to the server log.
     pub audit_log_file: Option<PathBuf>,
+    /// zookeeper.connection_throttle_*, request_throttle_*, throttled_op_wait_time.
+    pub throttle: crate::throttle::ThrottleSettings,
     /// error, warn, info, debug, trace or off.
     pub log_level: String,
     pub log_format: LogFormat,
@@ -240,6 +242,7 @@ impl Default for Config {
             skip_acl: false,
             audit_enable: false,
             audit_log_file: None,
+            throttle: Default::default(),
             log_level: "info".into(),
             log_format: LogFormat::Human,
         }
