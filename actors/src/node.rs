@@ -404,6 +404,9 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
         ports.start(deps, io);
         info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"), "io_threads" => io_threads);
+        if let Err(e) = crate::sd_notify::ready() {
+            warn!(log, "could not tell systemd the node is ready (NOTIFY_SOCKET)"; "error" => e.to_string());
+        }
         actix_rt::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
