@@ -10,7 +10,7 @@
 //! (`FromZab`: serving, looking, committed transactions, snapshots).
 
 use crate::election::ElectionActor;
-use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, LinkFactory};
+use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, write_zookeeper_dynamic_config, LinkFactory};
 use crate::mailbox::{Mailbox, Serve};
 use crate::messages::ToElection;
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
@@ -44,6 +44,8 @@ pub struct Broadcast {
     ops_done: u64,
     epoch_dir: PathBuf,
     data_dir: PathBuf,
+    /// reconfigEnabled and started from a zoo.cfg: its dynamic file is written there too.
+    zoo_cfg: Option<PathBuf>,
     started: Instant,
     serving: bool,
     /// Commands not yet run, and whether a disk write holds them back.
@@ -103,6 +105,7 @@ impl Broadcast {
             ops_done: 0,
             epoch_dir: crate::storage::version_dir(&data_dir),
             data_dir,
+            zoo_cfg: None,
             started: Instant::now(),
             serving: false,
             queued: VecDeque::new(),
@@ -119,6 +122,11 @@ impl Broadcast {
             me,
             log,
         }
+    }
+
+    pub fn with_zoo_cfg(mut self, zoo_cfg: Option<PathBuf>) -> Broadcast {
+        self.zoo_cfg = zoo_cfg;
+        self
     }
 
     fn now_ms(&self) -> u64 {
@@ -398,8 +406,15 @@ impl Broadcast {
             Ok(m) => m,
             Err(e) => return error!(self.log, "a committed reconfig does not parse"; "error" => e),
         };
-        let (dir, written) = (self.data_dir.clone(), m.clone());
-        self.write_then_go_on(ctx, move || write_dynamic_config(&dir, &written).map_err(|e| e.to_string()), false);
+        let (dir, zoo_cfg, written, my_id) = (self.data_dir.clone(), self.zoo_cfg.clone(), m.clone(), self.replica.id());
+        self.write_then_go_on(
+            ctx,
+            move || {
+                write_dynamic_config(&dir, &written).map_err(|e| e.to_string())?;
+                zoo_cfg.map_or(Ok(()), |cfg| write_zookeeper_dynamic_config(&cfg, my_id, &written))
+            },
+            false,
+        );
         let my_id = self.replica.id();
         let before = self.links.len();
         for spec in m.servers.values().filter(|s| s.id != my_id) {

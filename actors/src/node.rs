@@ -238,7 +238,7 @@ fn starting_membership(config: &Config, db: &warden_core::database::Database) ->
         .chain(stored)
         .filter(|m| m.version > 0 && !m.voters().is_empty())
         .max_by_key(|m| m.version);
-    Ok(committed.unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), 0)))
+    Ok(committed.unwrap_or_else(|| Membership::new(config.servers.iter().cloned(), config.dynamic_config_version())))
 }
 
 /// Servers of the newest reconfig in the log, for peer links before it commits.
@@ -275,6 +275,9 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         };
         let mut db = r.db;
         let membership = starting_membership(&config, &db)?;
+        if let (Some(zoo_cfg), true, None) = (&config.static_config_file, config.reconfig_enabled, &config.dynamic_config_file) {
+            crate::ensemble::setup::backup_static_config(zoo_cfg)?;
+        }
         if membership.version > 0 {
             info!(log, "membership from the last reconfig"; "version" => format!("{:x}", membership.version), "voters" => format!("{:?}", membership.voters()), "observers" => format!("{:?}", membership.observers()));
         }

@@ -91,6 +91,7 @@ plain_keys! {
     "request_throttle_drop_stale" => throttle.request_drop_stale: boolean / show,
     "throttled_op_wait_time" => throttle.throttled_op_wait_time_ms: number / show,
     "auditlog.file" => audit_log_file: some_path / show_some_path,
+    "dynamicConfigFile" => dynamic_config_file: some_path / show_some_path,
     "warden.logLevel" => log_level: log_level / show,
     "warden.logFormat" => log_format: log_format / lower,
     "warden.myid" => my_id: some_number / show_some,
@@ -102,8 +103,8 @@ const FOUR_LETTER_WORDS: &str = "conf cons crst dirs dump envi gtmk hash isro mn
 const JVM_ONLY: &str = "serverCnxnFactory authProvider. metricsProvider. jmx clientCnxnSocket java. sun. -X";
 
 /// Prefixes of real ZooKeeper settings Warden does not implement.
-const UNSUPPORTED: &str = "dynamicConfigFile clientPortListenBacklog maxCnxns \
-    quorumListenOnAllIPs syncEnabled connectToLearnerMasterLimit quorum.auth.kerberos. audit. \
+const UNSUPPORTED: &str = "clientPortListenBacklog maxCnxns \
+    quorumListenOnAllIPs syncEnabled connectToLearnerMasterLimit quorum.auth.kerberos. \
     multiAddress. group. weight. admin.commandURL admin.idleTimeout \
     snapshot. leaderServes";
 

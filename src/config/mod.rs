@@ -11,6 +11,7 @@
 //! is an error, not false; unknown keys warn instead of silently becoming Java
 //! system properties.
 
+pub mod dynamic;
 mod keys;
 mod parse;
 mod ssl;
@@ -176,6 +177,12 @@ pub struct Config {
     /// zookeeper.auditlog.file: the audit log's own file (ZooKeeper's RFAAUDIT
     /// appender, 10 MB × 10 files); unset: audit lines go to the server log.
     pub audit_log_file: Option<PathBuf>,
+    /// dynamicConfigFile: where the member list (`server.N`) lives; its name
+    /// ends in the config's hex version.
+    pub dynamic_config_file: Option<PathBuf>,
+    /// The static config file `load` read (not a key): rewritten to point at
+    /// the new dynamic file when a reconfig commits, as ZooKeeper does.
+    pub static_config_file: Option<PathBuf>,
     /// zookeeper.connection_throttle_*, request_throttle_*, throttled_op_wait_time.
     pub throttle: crate::throttle::ThrottleSettings,
     /// error, warn, info, debug, trace or off.
@@ -242,6 +249,8 @@ impl Default for Config {
             skip_acl: false,
             audit_enable: false,
             audit_log_file: None,
+            dynamic_config_file: None,
+            static_config_file: None,
             throttle: Default::default(),
             log_level: "info".into(),
             log_format: LogFormat::Human,
@@ -249,19 +258,33 @@ impl Default for Config {
     }
 }
 
-/// The one I/O function: reads and parses `path` (if any), then applies `sets`.
+fn read_text(path: &Path) -> R<String> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.into(), message: e.to_string() })
+}
+
+/// The one I/O function: reads and parses `path` (if any), then the
+/// `dynamicConfigFile` it names (its `server.N` lines), then applies `sets`.
 pub fn load(path: Option<&Path>, sets: &[(String, String)]) -> R<(Config, Vec<String>)> {
     let mut pairs = Vec::new();
     if let Some(path) = path {
-        let io = |e: std::io::Error| ConfigError::Io { path: path.into(), message: e.to_string() };
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = read_text(path)?;
         pairs = parse(&text, detect_format(path, &text)).map_err(|e| match e {
             ConfigError::Syntax { message } => ConfigError::Syntax { message: format!("{}: {message}", path.display()) },
             other => other,
         })?;
     }
     pairs.extend_from_slice(sets);
-    build(&pairs)
+    let dynamic_file = pairs.iter().rev().find(|(k, _)| k.trim() == "dynamicConfigFile").map(|(_, v)| v.trim().to_string());
+    if let Some(file) = dynamic_file.filter(|f| !f.is_empty()) {
+        if let Some((key, _)) = pairs.iter().find(|(k, _)| dynamic::is_dynamic_key(k.trim())) {
+            return Err(invalid(key, "", "must be in a separate dynamic config file (dynamicConfigFile is set)"));
+        }
+        let text = read_text(Path::new(&file))?;
+        pairs.extend(dynamic::dynamic_pairs(&file, &text)?);
+    }
+    let (mut config, warnings) = build(&pairs)?;
+    config.static_config_file = path.map(Path::to_path_buf);
+    Ok((config, warnings))
 }
 
 /// Contents of `dataDir/myid`: a server id, surrounding whitespace ignored.
@@ -276,6 +299,12 @@ impl Config {
             FourLetterWhitelist::All => true,
             FourLetterWhitelist::Set(set) => set.contains(cmd),
         }
+    }
+
+    /// The version of the member list at start: the dynamic file's, else 0
+    /// (server.N lines in the static file).
+    pub fn dynamic_config_version(&self) -> i64 {
+        self.dynamic_config_file.as_ref().and_then(|p| dynamic::version_from_filename(&p.to_string_lossy())).unwrap_or(0)
     }
 
     /// ZooKeeper's rule: a quorum needs server.N lines and either more than one

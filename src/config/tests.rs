@@ -231,7 +231,7 @@ fn whitelist_star_and_ssl_strings() {
 #[test]
 fn warnings_not_errors() {
     let (c, w) =
-        build(&pairs(&[("noSuchKey", "1"), ("dynamicConfigFile", "/x"), ("autopurge.snapRetainCount", "1"), ("4lw.commands.whitelist", "ruok,bogus")]))
+        build(&pairs(&[("noSuchKey", "1"), ("clientPortListenBacklog", "5"), ("autopurge.snapRetainCount", "1"), ("4lw.commands.whitelist", "ruok,bogus")]))
             .unwrap();
     assert_eq!(c.autopurge_snap_retain_count, 3);
     assert_eq!(w.len(), 4, "{w:?}");

@@ -54,6 +54,8 @@ pub struct QuorumSetup {
     replica: Replica,
     members: BTreeMap<ServerId, String>,
     data_dir: PathBuf,
+    /// The zoo.cfg the node started from, kept as ZooKeeper keeps it on reconfig.
+    zoo_cfg: Option<PathBuf>,
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
     allow_joiners: bool,
@@ -106,6 +108,7 @@ impl QuorumSetup {
             replica: Replica::new(cfg, durable),
             members,
             data_dir: config.data_dir.clone(),
+            zoo_cfg: config.static_config_file.clone().filter(|_| config.reconfig_enabled),
             tls,
             sasl,
             allow_joiners: config.reconfig_enabled,
@@ -161,6 +164,7 @@ impl QuorumSetup {
             };
             let listener = QuorumListener { listener: self.listener, tls: self.tls, sasl: self.sasl, log: link_log.new(slog::o!("actor" => "peer-listener")) };
             Broadcast::new(self.replica, election2, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
+                .with_zoo_cfg(self.zoo_cfg)
         });
         let mb = Mailbox::new(addr, me);
         crate::supervise::injectable(&mb);
@@ -260,6 +264,47 @@ pub fn write_dynamic_config(data_dir: &Path, m: &Membership) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+/// ZooKeeper's files for a committed config, when the node was started from
+/// a zoo.cfg: `<zoo.cfg>.dynamic.<hex version>` beside it (temp file, fsync,
+/// rename), then the static file rewritten to point at it, so an operator's
+/// files stay as ZooKeeper keeps them. A TOML config is left alone.
+pub fn write_zookeeper_dynamic_config(zoo_cfg: &Path, my_id: u64, m: &Membership) -> Result<(), String> {
+    use warden_core::config::{detect_format, dynamic, Format};
+    let fail = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    let text = std::fs::read_to_string(zoo_cfg).map_err(|e| fail("cannot read", zoo_cfg, e))?;
+    if detect_format(zoo_cfg, &text) != Format::ZooCfg {
+        return Ok(());
+    }
+    let dynamic_path = PathBuf::from(format!("{}.dynamic.{:x}", zoo_cfg.display(), m.version));
+    atomic_write(&dynamic_path, dynamic::dynamic_file_text(m).as_bytes()).map_err(|e| fail("cannot write", &dynamic_path, e))?;
+    let canonical = dynamic_path.canonicalize().map_err(|e| fail("cannot resolve", &dynamic_path, e))?;
+    // needEraseClientInfoFromStaticConfig: the member's own line now says where clients connect.
+    let erase_client = m.servers.get(&my_id).is_some_and(|s| s.client_address.is_some());
+    let rewritten = dynamic::rewrite_static(&text, &canonical.to_string_lossy(), erase_client);
+    atomic_write(zoo_cfg, rewritten.as_bytes()).map_err(|e| fail("cannot rewrite", zoo_cfg, e))
+}
+
+/// QuorumPeerConfig.backupOldConfig: a reconfig-enabled ensemble whose
+/// members are still in zoo.cfg keeps a copy, `zoo.cfg.bak`, before any
+/// reconfig rewrites it.
+pub fn backup_static_config(zoo_cfg: &Path) -> Result<(), String> {
+    let bak = PathBuf::from(format!("{}.bak", zoo_cfg.display()));
+    let bytes = std::fs::read(zoo_cfg).map_err(|e| format!("cannot read {}: {e}", zoo_cfg.display()))?;
+    atomic_write(&bak, &bytes).map_err(|e| format!("cannot write {}: {e}", bak.display()))
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => crate::storage::fsync_dir(dir),
+        None => crate::storage::fsync_dir(Path::new(".")),
+    }
 }
 
 /// Where a member's quorum port is.
