@@ -14,6 +14,8 @@
 # SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
 # WARDEN_BINARY=path: measure that warden build instead of target/release/warden;
 # WARDEN_SET="key=value ...": extra --set settings for Warden (e.g. warden.ioThreads=1).
+# SERVERS="warden warden-b": an A/B of two Warden setups in the same alternating rounds;
+# warden-b runs WARDEN_B_BINARY (default: the same binary) with WARDEN_B_SET.
 # ENSEMBLE=1: afterwards also compare 3-member ensembles (bench/ensemble.sh, which
 # writes bench/results/ensemble.md); ENSEMBLE=0 skips that.
 set -euo pipefail
@@ -94,10 +96,11 @@ EOF
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir.cfg" \
         >>"$WORK/zookeeper.out" 2>&1 </dev/null &
       ;;
-    warden)
-      local extra=()
-      for kv in ${WARDEN_SET:-}; do extra+=(--set "$kv"); done
-      "$WARDEN" server --set "clientPort=$port" --set clientPortAddress=127.0.0.1 \
+    warden | warden-b)
+      local extra=() bin=$WARDEN sets=${WARDEN_SET:-}
+      if [ "$name" = warden-b ]; then bin=${WARDEN_B_BINARY:-$WARDEN}; sets=${WARDEN_B_SET:-}; fi
+      for kv in $sets; do extra+=(--set "$kv"); done
+      "$bin" server --set "clientPort=$port" --set clientPortAddress=127.0.0.1 \
         --set "dataDir=$dir" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 "${extra[@]}" \
         >>"$WORK/warden.out" 2>&1 </dev/null &
       ;;
@@ -217,7 +220,7 @@ for name in $SERVERS; do
 done
 
 ratio=()
-case " $SERVERS " in *" warden "*) case " $SERVERS " in *" zookeeper "*) ratio=(--ratio warden/zookeeper) ;; esac ;; esac
+case " $SERVERS " in *" warden "*) case " $SERVERS " in *" zookeeper "*) ratio=(--ratio warden/zookeeper) ;; *" warden-b "*) ratio=(--ratio warden-b/warden) ;; esac ;; esac
 
 mkdir -p "$(dirname "$OUT")"
 {
