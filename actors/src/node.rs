@@ -184,6 +184,7 @@ fn core_settings(config: &Config) -> Settings {
         server_id: config.my_id.unwrap_or(0) as u8,
         quorum_sync: !config.is_standalone(),
         local_sessions: !config.is_standalone() && config.local_sessions_enabled,
+        enforce_quota: config.enforce_quota,
     }
 }
 
