@@ -934,6 +934,7 @@ mod tests {
         let set = |data: &str| Request::SetData { path: "/q/a".into(), data: Some(data.as_bytes().to_vec()), version: -1 };
         assert_eq!(write(&mut core, &ctx, set("abcdef")), 0, "6 bytes is the hard limit itself");
         assert_eq!(write(&mut core, &ctx, set("abcdefg")), Code::QuotaExceeded as i32);
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current bytes=7, hardByteLimit=6]".to_string()]);
         // In a multi the refused op fails the whole request.
         let multi = Request::Multi(vec![Request::Delete { path: "/q/b".into(), version: -1 }, mk("/q/d", "")]);
         let Processed::Pending(z) = core.process(&ctx, multi) else { panic!() };
