@@ -562,7 +562,13 @@ impl Core {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
             let min_voters = if self.settings.standalone_enabled { 2 } else { 1 };
             let reconfig = ReconfigCtx { enabled: self.settings.reconfig_enabled, zxid: hdr.zxid, synced: self.quorum_synced.as_ref(), min_voters };
-            let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled, enforce_quota: self.settings.enforce_quota, reconfig };
+            let pctx = PrepCtx {
+                session_id: ctx.session_id,
+                auth: ctx.auth,
+                extended_types_enabled: self.settings.extended_types_enabled,
+                enforce_quota: self.settings.enforce_quota,
+                reconfig,
+            };
             let mut prepared = prep::prepare(&self.db.tree, &self.outstanding, &pctx, &req);
             self.warnings.append(&mut prepared.warnings);
             if matches!(req, Request::CloseSession) {
@@ -916,8 +922,21 @@ mod tests {
     fn enforced_quota_refuses_past_hard_limits_and_warns_past_soft_ones() {
         let (mut core, sid) = core_with_session();
         let ctx = RequestCtx { session_id: sid, xid: 1, auth: &[], now_ms: 5 };
-        let mk = |path: &str, data: &str| Request::Create(CreateRequest { data: Some(data.as_bytes().to_vec()), ..match create(path) { Request::Create(c) => c, _ => unreachable!() } });
-        for (p, d) in [("/q", ""), ("/zookeeper/quota/q", ""), ("/zookeeper/quota/q/zookeeper_limits", "count=2,bytes=-1=;byteHardLimit=6;countHardLimit=3"), ("/zookeeper/quota/q/zookeeper_stats", "")] {
+        let mk = |path: &str, data: &str| {
+            Request::Create(CreateRequest {
+                data: Some(data.as_bytes().to_vec()),
+                ..match create(path) {
+                    Request::Create(c) => c,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        for (p, d) in [
+            ("/q", ""),
+            ("/zookeeper/quota/q", ""),
+            ("/zookeeper/quota/q/zookeeper_limits", "count=2,bytes=-1=;byteHardLimit=6;countHardLimit=3"),
+            ("/zookeeper/quota/q/zookeeper_stats", ""),
+        ] {
             assert_eq!(write(&mut core, &ctx, mk(p, d)), 0);
         }
         // Not enforced: past the hard limit is fine, and nothing is said.

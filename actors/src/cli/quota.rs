@@ -11,7 +11,8 @@ use super::commands::{check_path, err, parse, usage_of, zk_error, CmdResult, Fai
 
 /// commons-cli's OptionGroup: at most one of -n -b -N -B (in command-line order).
 fn one_of_group(p: &Parsed, tokens: &[String]) -> CmdResult {
-    let chosen: Vec<char> = tokens.iter().filter_map(|t| t.strip_prefix('-')).filter_map(|t| t.chars().next()).filter(|c| "nbNB".contains(*c) && p.has(*c)).collect();
+    let chosen: Vec<char> =
+        tokens.iter().filter_map(|t| t.strip_prefix('-')).filter_map(|t| t.chars().next()).filter(|c| "nbNB".contains(*c) && p.has(*c)).collect();
     if chosen.len() > 1 {
         return err(format!(
             "org.apache.commons.cli.AlreadySelectedException: The option '{}' was specified but an option from this group has already been selected: '{}'",
