@@ -13,6 +13,7 @@ pub mod membership;
 pub mod path;
 pub mod prep;
 pub mod proto;
+pub mod quota;
 pub mod record;
 pub mod sasl;
 pub mod server;

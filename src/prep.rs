@@ -16,6 +16,8 @@ pub struct PrepCtx<'a> {
     pub session_id: i64,
     pub auth: &'a [Id],
     pub extended_types_enabled: bool,
+    /// zookeeper.enforceQuota: hard limits refuse creates and sets.
+    pub enforce_quota: bool,
     pub reconfig: ReconfigCtx<'a>,
 }
 
@@ -41,6 +43,8 @@ pub struct View {
     owner: i64,
     num_children: usize,
     acl: Arc<[Acl]>,
+    /// The data length, for setData's quota check.
+    data_len: usize,
 }
 
 impl View {
@@ -52,6 +56,7 @@ impl View {
             owner: n.stat.ephemeral_owner,
             num_children: n.children.len(),
             acl: n.acl.clone(),
+            data_len: n.data().map_or(0, <[u8]>::len),
         }
     }
 }
@@ -94,6 +99,8 @@ struct Overlay<'a> {
     tree: &'a DataTree,
     outstanding: &'a Outstanding,
     changes: HashMap<String, Option<View>>,
+    /// Quota messages ZooKeeper logs at WARN.
+    warnings: Vec<String>,
 }
 
 impl Overlay<'_> {
@@ -132,10 +139,18 @@ impl Overlay<'_> {
 pub struct Prepared {
     pub txn: Txn,
     pub changes: Vec<(String, Option<View>)>,
+    /// Quota limits passed (soft) or refused (hard), for the log.
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    pub fn new(txn: Txn, changes: Vec<(String, Option<View>)>) -> Prepared {
+        Prepared { txn, changes, warnings: Vec::new() }
+    }
 }
 
 pub fn prepare(tree: &DataTree, outstanding: &Outstanding, ctx: &PrepCtx, req: &Request) -> Prepared {
-    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new(), warnings: Vec::new() };
     let txn = match req {
         Request::CloseSession => close_session(&mut ov, ctx.session_id),
         Request::Multi(ops) => prepare_multi(&mut ov, ctx, ops),
@@ -143,7 +158,7 @@ pub fn prepare(tree: &DataTree, outstanding: &Outstanding, ctx: &PrepCtx, req: &
     };
     // A failed request changes nothing (a failed multi rolls back its ops).
     let changes = if is_failure(&txn) { Vec::new() } else { ov.changes.into_iter().collect() };
-    Prepared { txn, changes }
+    Prepared { txn, changes, warnings: ov.warnings }
 }
 
 fn is_failure(txn: &Txn) -> bool {
@@ -171,14 +186,14 @@ fn close_session(ov: &mut Overlay, session_id: i64) -> Txn {
 
 /// Expiry of a session (no request behind it).
 pub fn prepare_close_session(tree: &DataTree, outstanding: &Outstanding, session_id: i64) -> Prepared {
-    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new(), warnings: Vec::new() };
     let txn = close_session(&mut ov, session_id);
-    Prepared { txn, changes: ov.changes.into_iter().collect() }
+    Prepared::new(txn, ov.changes.into_iter().collect())
 }
 
 /// The reaper's delete of an empty container or expired TTL node.
 pub fn prepare_delete_container(tree: &DataTree, outstanding: &Outstanding, path: &str) -> Prepared {
-    let mut ov = Overlay { tree, outstanding, changes: HashMap::new() };
+    let mut ov = Overlay { tree, outstanding, changes: HashMap::new(), warnings: Vec::new() };
     let mut check = || -> ZkResult<Txn> {
         let node = ov.node(path)?;
         if node.num_children > 0 {
@@ -196,8 +211,8 @@ pub fn prepare_delete_container(tree: &DataTree, outstanding: &Outstanding, path
         Ok(Txn::Delete { path: path.to_owned() })
     };
     match check() {
-        Ok(txn) => Prepared { txn, changes: ov.changes.into_iter().collect() },
-        Err(code) => Prepared { txn: Txn::Error { code: code as i32 }, changes: Vec::new() },
+        Ok(txn) => Prepared::new(txn, ov.changes.into_iter().collect()),
+        Err(code) => Prepared::new(Txn::Error { code: code as i32 }, Vec::new()),
     }
 }
 
@@ -254,8 +269,11 @@ fn prepare_op(ov: &mut Overlay, ctx: &PrepCtx, req: &Request) -> ZkResult<Txn> {
             valid_path(path)?;
             let mut node = ov.node(path)?;
             acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+            let new_len = data.as_ref().map_or(0, Vec::len);
+            check_quota(ov, ctx, path, new_len as i64 - node.data_len as i64, 0)?;
             let new_version = check_version(node.version, *version)?;
             node.version = new_version;
+            node.data_len = new_len;
             ov.set(path, Some(node));
             Ok(Txn::SetData { path: path.clone(), data: data.clone(), version: new_version })
         }
@@ -299,7 +317,7 @@ pub fn prepare_config_stamp(tree: &DataTree, outstanding: &Outstanding, zxid: i6
     m.version = zxid;
     let mut view = View::of(node);
     view.version = -1;
-    Some(Prepared { txn: Txn::Reconfig { data: m.to_text().into_bytes() }, changes: vec![(CONFIG.to_string(), Some(view))] })
+    Some(Prepared::new(Txn::Reconfig { data: m.to_text().into_bytes() }, vec![(CONFIG.to_string(), Some(view))]))
 }
 
 /// PrepRequestProcessor's reconfig case, in its order of checks (the
@@ -388,6 +406,8 @@ fn prepare_create(ov: &mut Overlay, ctx: &PrepCtx, c: &CreateRequest) -> ZkResul
     if owner::is_session(parent.owner) {
         return Err(Code::NoChildrenForEphemerals);
     }
+    let data_len = c.data.as_ref().map_or(0, Vec::len);
+    check_quota(ov, ctx, &path, data_len as i64, 1)?;
     let ephemeral_owner = match c.op {
         CreateOp::Container => owner::CONTAINER,
         CreateOp::Ttl => owner::ttl(c.ttl_ms),
@@ -398,7 +418,21 @@ fn prepare_create(ov: &mut Overlay, ctx: &PrepCtx, c: &CreateRequest) -> ZkResul
     parent.num_children += 1;
     let parent_cversion = parent.create_count;
     ov.set(parent_path, Some(parent));
-    let view = View { version: 0, create_count: 0, aversion: 0, owner: ephemeral_owner, num_children: 0, acl: acl.clone().into() };
+    let view = View { version: 0, create_count: 0, aversion: 0, owner: ephemeral_owner, num_children: 0, acl: acl.clone().into(), data_len };
     ov.set(&path, Some(view));
     Ok(Txn::Create { path, data: c.data.clone(), acl, ephemeral_owner, parent_cversion })
+}
+
+/// ZooKeeperServer.checkQuota with zookeeper.enforceQuota: limits and usage
+/// come from the committed tree (not outstanding changes), as in ZooKeeper.
+fn check_quota(ov: &mut Overlay, ctx: &PrepCtx, path: &str, bytes_diff: i64, count_diff: i64) -> ZkResult<()> {
+    if !ctx.enforce_quota {
+        return Ok(());
+    }
+    let verdict = crate::quota::check(ov.tree, path, bytes_diff, count_diff);
+    ov.warnings.extend(verdict.messages);
+    if verdict.exceeded {
+        return Err(Code::QuotaExceeded);
+    }
+    Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub local_sessions: bool,
     /// audit.enable: outputs carry the audit events of what they applied.
     pub audit: bool,
+    /// zookeeper.enforceQuota.
+    pub enforce_quota: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             quorum_sync: false,
             local_sessions: false,
             audit: false,
+            enforce_quota: false,
         }
     }
 }
@@ -185,6 +188,8 @@ pub struct Core {
     /// In an ensemble, the leader and its synced learners (kept current by
     /// the leader's runtime): what a reconfig is checked against. None when standalone.
     pub quorum_synced: Option<std::collections::BTreeSet<u64>>,
+    /// Quota messages from preparing requests, for the runtime to log.
+    warnings: Vec<String>,
 }
 
 impl Core {
@@ -212,7 +217,14 @@ impl Core {
             unlogged: Vec::new(),
             local_sessions: std::collections::HashMap::new(),
             creating: HashSet::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Takes the messages (quota limits passed or refused) that ZooKeeper
+    /// would log at WARN, gathered while preparing requests.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Takes the transactions prepared since the last call, in zxid order, for the log.
@@ -253,7 +265,7 @@ impl Core {
     pub fn create_session(&mut self, session_id: i64, timeout_ms: i32, now_ms: i64) -> i64 {
         self.creating.insert(session_id);
         let hdr = self.header(session_id, 0, now_ms);
-        self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent)
+        self.submit(hdr, Prepared::new(Txn::CreateSession { timeout_ms }, Vec::new()), Answer::Silent)
     }
 
     /// At the leader: a forwarded request that fails before preparation
@@ -261,7 +273,7 @@ impl Core {
     /// learner that waits for it gets its answer (PrepRequestProcessor does so).
     pub fn reject(&mut self, session_id: i64, cxid: i32, code: i32, now_ms: i64) -> i64 {
         let hdr = self.header(session_id, cxid, now_ms);
-        self.submit(hdr, Prepared { txn: Txn::Error { code }, changes: Vec::new() }, Answer::Silent)
+        self.submit(hdr, Prepared::new(Txn::Error { code }, Vec::new()), Answer::Silent)
     }
 
     /// Leadership ended: forget everything prepared but not committed (the
@@ -411,7 +423,7 @@ impl Core {
             let sid = self.next_session_id;
             self.next_session_id += 1;
             let hdr = self.header(sid, 0, now_ms);
-            let zxid = self.submit(hdr, Prepared { txn: Txn::CreateSession { timeout_ms }, changes: Vec::new() }, Answer::Silent);
+            let zxid = self.submit(hdr, Prepared::new(Txn::CreateSession { timeout_ms }, Vec::new()), Answer::Silent);
             (sid, Some(zxid))
         } else {
             let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id))
@@ -551,21 +563,28 @@ impl Core {
         }
         if self.settings.quorum_sync && matches!(req, Request::Sync { .. }) {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
-            let prepared = Prepared { txn: Txn::Error { code: 0 }, changes: Vec::new() };
+            let prepared = Prepared::new(Txn::Error { code: 0 }, Vec::new());
             return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
         }
         if req.is_write() && local && creates_ephemeral(&req) {
             // PrepRequestProcessor: a local session cannot own ephemerals.
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
-            let prepared = Prepared { txn: Txn::Error { code: Code::EphemeralOnLocalSession as i32 }, changes: Vec::new() };
+            let prepared = Prepared::new(Txn::Error { code: Code::EphemeralOnLocalSession as i32 }, Vec::new());
             return Processed::Pending(self.submit(hdr, prepared, Answer::Request { xid: ctx.xid, request: req }));
         }
         if req.is_write() {
             let hdr = self.header(ctx.session_id, ctx.xid, ctx.now_ms);
             let min_voters = if self.settings.standalone_enabled { 2 } else { 1 };
             let reconfig = ReconfigCtx { enabled: self.settings.reconfig_enabled, zxid: hdr.zxid, synced: self.quorum_synced.as_ref(), min_voters };
-            let pctx = PrepCtx { session_id: ctx.session_id, auth: ctx.auth, extended_types_enabled: self.settings.extended_types_enabled, reconfig };
-            let prepared = prep::prepare(&self.db.tree, &self.outstanding, &pctx, &req);
+            let pctx = PrepCtx {
+                session_id: ctx.session_id,
+                auth: ctx.auth,
+                extended_types_enabled: self.settings.extended_types_enabled,
+                enforce_quota: self.settings.enforce_quota,
+                reconfig,
+            };
+            let mut prepared = prep::prepare(&self.db.tree, &self.outstanding, &pctx, &req);
+            self.warnings.append(&mut prepared.warnings);
             if matches!(req, Request::CloseSession) {
                 self.closing.insert(ctx.session_id);
             }
@@ -905,6 +924,66 @@ mod tests {
         assert_eq!(err_of(&out), Code::NodeExists as i32, "the second /a failed at prep time");
         assert_eq!(core.last_zxid(), z3, "a failed write still takes its zxid");
         assert!(core.outstanding.is_empty());
+    }
+
+    fn write(core: &mut Core, ctx: &RequestCtx, req: Request) -> i32 {
+        let Processed::Pending(z) = core.process(ctx, req) else { panic!("a write is pending") };
+        let (_, out) = core.apply_next(z).unwrap();
+        err_of(&out)
+    }
+
+    #[test]
+    fn enforced_quota_refuses_past_hard_limits_and_warns_past_soft_ones() {
+        let (mut core, sid) = core_with_session();
+        let ctx = RequestCtx { session_id: sid, xid: 1, auth: &[], now_ms: 5 };
+        let mk = |path: &str, data: &str| {
+            Request::Create(CreateRequest {
+                data: Some(data.as_bytes().to_vec()),
+                ..match create(path) {
+                    Request::Create(c) => c,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        for (p, d) in [
+            ("/q", ""),
+            ("/zookeeper/quota/q", ""),
+            ("/zookeeper/quota/q/zookeeper_limits", "count=2,bytes=-1=;byteHardLimit=6;countHardLimit=3"),
+            ("/zookeeper/quota/q/zookeeper_stats", ""),
+        ] {
+            assert_eq!(write(&mut core, &ctx, mk(p, d)), 0);
+        }
+        // Not enforced: past the hard limit is fine, and nothing is said.
+        assert_eq!(write(&mut core, &ctx, mk("/q/a", "abcdefg")), 0);
+        assert!(core.take_warnings().is_empty());
+        assert_eq!(write(&mut core, &ctx, Request::Delete { path: "/q/a".into(), version: -1 }), 0);
+        core.settings.enforce_quota = true;
+        assert_eq!(write(&mut core, &ctx, mk("/q/a", "abc")), 0);
+        assert!(core.take_warnings().is_empty(), "count 2 is within the soft limit");
+        assert_eq!(write(&mut core, &ctx, mk("/q/b", "")), 0);
+        assert!(core.take_warnings().is_empty(), "a hard limit replaces the soft one");
+        assert_eq!(write(&mut core, &ctx, mk("/q/c", "")), Code::QuotaExceeded as i32);
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current count=4, hardCountLimit=3]".to_string()]);
+        let set = |data: &str| Request::SetData { path: "/q/a".into(), data: Some(data.as_bytes().to_vec()), version: -1 };
+        assert_eq!(write(&mut core, &ctx, set("abcdef")), 0, "6 bytes is the hard limit itself");
+        assert_eq!(write(&mut core, &ctx, set("abcdefg")), Code::QuotaExceeded as i32);
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current bytes=7, hardByteLimit=6]".to_string()]);
+        // In a multi the refused op fails the whole request.
+        let multi = Request::Multi(vec![Request::Delete { path: "/q/b".into(), version: -1 }, mk("/q/d", "")]);
+        let Processed::Pending(z) = core.process(&ctx, multi) else { panic!() };
+        core.apply_next(z).unwrap();
+        // Checked against committed usage, as ZooKeeper: the delete before it does not make room.
+        assert!(core.db.tree.get("/q/b").is_some() && core.db.tree.get("/q/d").is_none());
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current count=4, hardCountLimit=3]".to_string()]);
+        let stats = core.db.tree.get("/zookeeper/quota/q/zookeeper_stats").unwrap();
+        assert_eq!(stats.data().unwrap(), b"count=3,bytes=6");
+        // Soft limits only: the write passes with a warning.
+        let limits = Request::SetData { path: "/zookeeper/quota/q/zookeeper_limits".into(), data: Some(b"count=1,bytes=2".to_vec()), version: -1 };
+        assert_eq!(write(&mut core, &ctx, limits), 0);
+        assert_eq!(write(&mut core, &ctx, set("abcdefg")), 0);
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current bytes=7, softByteLimit=2]".to_string()]);
+        assert_eq!(write(&mut core, &ctx, mk("/q/e", "")), 0);
+        assert_eq!(core.take_warnings(), vec!["Quota exceeded: /q [current count=4, softCountLimit=1]".to_string()]);
     }
 
     fn reconfig_core() -> (Core, i64) {

@@ -5,6 +5,7 @@
 use crate::error::{Code, ZkResult};
 use crate::path;
 use crate::proto::{Acl, Stat};
+use crate::quota::{self, QuotaPaths, StatsTrack};
 use crate::txn::owner;
 use crate::watch::event;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -80,6 +81,8 @@ pub struct DataTree {
     /// Sum of every node's hash, kept up to date by each change (as
     /// ZooKeeper 3.6+'s DigestCalculator): members compare it to find divergence.
     digest: u64,
+    /// Paths with a quota limits node (ZooKeeper's pTrie), rebuilt on restore.
+    quotas: QuotaPaths,
 }
 
 /// A node's part of the tree digest: crc32c over its path, data and persisted
@@ -91,7 +94,11 @@ fn node_hash(path: &str, n: &Node) -> u64 {
     }
     let s = &n.stat;
     let mut crc = crc32c::crc32c(path.as_bytes());
-    crc = crc32c::crc32c_append(crc, n.data.as_deref().unwrap_or(&[0xff]));
+    // A quota stats node's text is derived (recounted when a snapshot loads), so a member
+    // that loaded one may differ from one that did not if a client wrote the node by hand.
+    let derived = path.strip_prefix(QUOTA).is_some_and(|rest| rest.starts_with('/') && path::name(path) == quota::STAT_NODE);
+    let data = if derived { &[0xfe][..] } else { n.data.as_deref().unwrap_or(&[0xff]) };
+    crc = crc32c::crc32c_append(crc, data);
     for v in [s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, s.ephemeral_owner] {
         crc = crc32c::crc32c_append(crc, &v.to_be_bytes());
     }
@@ -119,6 +126,7 @@ impl DataTree {
             acl_cache: HashMap::new(),
             data_bytes: 0,
             digest: 0,
+            quotas: QuotaPaths::default(),
         };
         let open = t.intern_acl(vec![Acl::world_all()]);
         let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
@@ -262,6 +270,16 @@ impl DataTree {
         } else if ephemeral_owner != 0 {
             self.ephemerals.entry(ephemeral_owner).or_default().insert(path.to_owned());
         }
+        // A limits or stats node of a quota (DataTree.createNode's string checks, kept literal).
+        if let Some(real) = parent_path.strip_prefix(QUOTA) {
+            match path::name(path) {
+                quota::LIMIT_NODE => self.quotas.add(real),
+                quota::STAT_NODE => self.recount_quota(real),
+                _ => {}
+            }
+        }
+        let bytes = self.nodes[path].data.as_ref().map_or(0, |d| d.len() as i64);
+        self.update_quota_usage(path, bytes, 1);
         triggers.push((path.to_owned(), event::NODE_CREATED));
         triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
         Ok(client_stat)
@@ -294,6 +312,12 @@ impl DataTree {
                 }
             }
         }
+        if parent_path.starts_with(ZOOKEEPER) && path::name(path) == quota::LIMIT_NODE {
+            if let Some(real) = parent_path.get(QUOTA.len()..) {
+                self.quotas.remove(real);
+            }
+        }
+        self.update_quota_usage(path, -(node.data.as_ref().map_or(0, |d| d.len() as i64)), -1);
         triggers.push((path.to_owned(), event::NODE_DELETED));
         triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
         Ok(())
@@ -303,14 +327,18 @@ impl DataTree {
         let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
         let before = node_hash(path, node);
         let new_data = data.map(Vec::into_boxed_slice);
+        let len = |d: &Option<Box<[u8]>>| d.as_ref().map_or(0, |d| d.len() as i64);
+        let bytes_diff = len(&new_data) - len(&node.data);
         self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
         node.data = new_data;
         node.stat.version = version;
         node.stat.mzxid = zxid;
         node.stat.mtime = time_ms;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
+        let stat = node.stat();
+        self.update_quota_usage(path, bytes_diff, 0);
         triggers.push((path.to_owned(), event::NODE_DATA_CHANGED));
-        Ok(node.stat())
+        Ok(stat)
     }
 
     /// Writes the config in use into /zookeeper/config outside any
@@ -372,7 +400,77 @@ impl DataTree {
                 self.ephemerals.entry(o).or_default().insert(p.to_string());
             }
         }
+        self.setup_quotas();
         self.digest = self.compute_digest();
+    }
+
+    /// The quota'd path that governs `path`, if any (`getMaxPrefixWithQuota`).
+    pub fn quota_prefix(&self, path: &str) -> Option<String> {
+        self.quotas.max_prefix(path)
+    }
+
+    /// Every quota'd path.
+    pub fn quota_paths(&self) -> impl Iterator<Item = &String> {
+        self.quotas.iter()
+    }
+
+    /// Replaces a node's data outside any transaction (quota stats): its Stat
+    /// stays, as ZooKeeper rewrites `DataNode.data` only.
+    fn rewrite_data(&mut self, path: &str, data: Vec<u8>) {
+        let Some(node) = self.nodes.get_mut(path) else { return };
+        let before = node_hash(path, node);
+        let new_data = Some(data.into_boxed_slice());
+        self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
+        node.data = new_data;
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
+    }
+
+    /// `updateQuotaStat`: adds the change to the stats node of the quota that
+    /// governs `path`. An unreadable stats node is left alone (ZooKeeper would throw).
+    fn update_quota_usage(&mut self, path: &str, bytes_diff: i64, count_diff: i64) {
+        let Some(prefix) = self.quotas.max_prefix(path) else { return };
+        let stat_path = quota::stat_path(&prefix);
+        let Some(node) = self.nodes.get(&*stat_path) else { return };
+        let Ok(mut usage) = StatsTrack::parse(node.data().unwrap_or_default()) else { return };
+        usage.set_count(usage.count() + count_diff);
+        usage.set_bytes(usage.bytes() + bytes_diff);
+        self.rewrite_data(&stat_path, usage.to_bytes());
+    }
+
+    /// `updateQuotaForPath`: the stats node of `path` set to the node count and
+    /// data bytes of its subtree, the node itself included.
+    fn recount_quota(&mut self, path: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![path.to_owned()];
+        while let Some(p) = stack.pop() {
+            let Some(node) = self.nodes.get(&*p) else { continue };
+            count += 1;
+            bytes += node.data.as_ref().map_or(0, |d| d.len() as i64);
+            stack.extend(node.children.iter().map(|c| path::child(&p, c)));
+        }
+        let stat_path = quota::stat_path(path);
+        if self.nodes.contains_key(&*stat_path) {
+            self.rewrite_data(&stat_path, StatsTrack::usage(count, bytes).to_bytes());
+        }
+    }
+
+    /// `setupQuota` after a snapshot load: every leaf `.../zookeeper_limits`
+    /// under /zookeeper/quota names a quota'd path, whose stats are recounted.
+    fn setup_quotas(&mut self) {
+        self.quotas.clear();
+        let suffix = format!("/{}", quota::LIMIT_NODE);
+        let prefix = format!("{QUOTA}/");
+        let limits: Vec<String> = self
+            .nodes
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, n)| n.children.is_empty() && p.ends_with(&suffix))
+            .map(|(p, _)| p[QUOTA.len()..p.find(&suffix).unwrap()].to_string())
+            .collect();
+        for real in limits {
+            self.recount_quota(&real);
+            self.quotas.add(&real);
+        }
     }
 }
 
@@ -472,5 +570,68 @@ mod tests {
         assert_eq!(t.approximate_data_size(), before + 9);
         assert!(Arc::ptr_eq(&t.get("/a").unwrap().acl, &t.get("/b").unwrap().acl));
         assert_eq!(t.descendant_count("/"), 5);
+    }
+
+    fn mk(t: &mut DataTree, path: &str, data: &[u8], zxid: i64) {
+        let parent_cv = t.get(path::parent(path)).unwrap().stat.cversion + 1;
+        t.create(path, Some(data.to_vec()), vec![Acl::world_all()], 0, parent_cv, zxid, 100, &mut Vec::new()).unwrap();
+    }
+
+    fn text(t: &DataTree, path: &str) -> String {
+        String::from_utf8(t.get(path).unwrap().data().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn quota_stats_follow_creates_sets_and_deletes_without_touching_their_stat() {
+        let mut t = DataTree::new();
+        mk(&mut t, "/a", b"ab", 1);
+        mk(&mut t, "/a/b", b"xyz", 2);
+        mk(&mut t, "/ab", b"outside", 3);
+        mk(&mut t, "/zookeeper/quota/a", b"", 4);
+        mk(&mut t, "/zookeeper/quota/a/zookeeper_limits", b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3", 5);
+        // The stats node's own data is replaced by the subtree's usage, /a included.
+        mk(&mut t, "/zookeeper/quota/a/zookeeper_stats", b"count=0,bytes=0", 6);
+        assert_eq!(text(&t, "/zookeeper/quota/a/zookeeper_stats"), "count=2,bytes=5");
+        assert_eq!(t.quota_prefix("/a/b/c").as_deref(), Some("/a"));
+        assert_eq!(t.quota_prefix("/ab"), None);
+        mk(&mut t, "/a/b/c", b"hello", 7);
+        mk(&mut t, "/ab/x", b"ignored", 8);
+        assert_eq!(text(&t, "/zookeeper/quota/a/zookeeper_stats"), "count=3,bytes=10");
+        t.set_data("/a/b", Some(b"x".to_vec()), 1, 9, 200, &mut Vec::new()).unwrap();
+        assert_eq!(text(&t, "/zookeeper/quota/a/zookeeper_stats"), "count=3,bytes=8");
+        t.delete("/a/b/c", 10, &mut Vec::new()).unwrap();
+        assert_eq!(text(&t, "/zookeeper/quota/a/zookeeper_stats"), "count=2,bytes=3");
+        let stats = t.get("/zookeeper/quota/a/zookeeper_stats").unwrap().stat();
+        assert_eq!((stats.mzxid, stats.version, stats.data_length), (6, 0, 15), "only the data changes");
+        assert_eq!(t.digest(), t.compute_digest());
+        assert_eq!(t.approximate_data_size(), t.nodes.iter().map(|(p, n)| DataTree::node_size(p, &n.data)).sum::<u64>());
+        // Deleting the limits node ends the tracking; the stats node stays as it was.
+        t.delete("/zookeeper/quota/a/zookeeper_limits", 11, &mut Vec::new()).unwrap();
+        mk(&mut t, "/a/d", b"zz", 12);
+        assert_eq!(text(&t, "/zookeeper/quota/a/zookeeper_stats"), "count=2,bytes=3");
+        assert_eq!(t.quota_prefix("/a"), None);
+    }
+
+    #[test]
+    fn restore_rebuilds_quota_paths_and_recounts_usage() {
+        let mut t = DataTree::new();
+        mk(&mut t, "/q", b"1234", 1);
+        mk(&mut t, "/q/r", b"5", 2);
+        mk(&mut t, "/zookeeper/quota/q", b"", 3);
+        mk(&mut t, "/zookeeper/quota/q/zookeeper_limits", b"count=5,bytes=-1", 4);
+        mk(&mut t, "/zookeeper/quota/q/zookeeper_stats", b"", 5);
+        // A stale stats text, as a fuzzy snapshot may hold: recounted on load.
+        t.set_data("/zookeeper/quota/q/zookeeper_stats", Some(b"count=99,bytes=99".to_vec()), 1, 6, 0, &mut Vec::new()).unwrap();
+        let mut u = DataTree::new();
+        for (p, n) in t.nodes_after(None, usize::MAX) {
+            u.restore_node(p, n.data().map(<[u8]>::to_vec), n.acl.to_vec(), n.stat);
+        }
+        u.finish_restore();
+        assert_eq!(text(&u, "/zookeeper/quota/q/zookeeper_stats"), "count=2,bytes=5");
+        assert_eq!(u.digest(), t.digest(), "stats texts are derived and left out of the digest");
+        assert_eq!(u.quota_paths().collect::<Vec<_>>(), vec!["/q"]);
+        mk(&mut u, "/q/s", b"", 7);
+        assert_eq!(text(&u, "/zookeeper/quota/q/zookeeper_stats"), "count=3,bytes=5");
+        assert_eq!(u.digest(), u.compute_digest());
     }
 }

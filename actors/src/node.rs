@@ -187,6 +187,7 @@ fn core_settings(config: &Config) -> Settings {
         quorum_sync: !config.is_standalone(),
         local_sessions: !config.is_standalone() && config.local_sessions_enabled,
         audit: config.audit_enable,
+        enforce_quota: config.enforce_quota,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::stats::ServerStats;
 use crate::storage::TxnLog;
 use crate::tracker::Tracker;
 use actix::prelude::*;
-use slog::{error, info, Logger};
+use slog::{error, info, warn, Logger};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -270,7 +270,11 @@ impl Processor {
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
         let caller = Caller { conn, session_id, auth: auth.clone(), received, op: request.name() };
-        match self.core.process(&rctx, request) {
+        let processed = self.core.process(&rctx, request);
+        for msg in self.core.take_warnings() {
+            warn!(self.log, "{}", msg);
+        }
+        match processed {
             Processed::Done(output) => self.answer(caller, output),
             Processed::Pending(zxid) => {
                 self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Zxid(zxid)));

@@ -70,6 +70,7 @@ plain_keys! {
     "superUser" => sasl_super_user: some_text / show_some,
     "X509AuthenticationProvider.superUser" => x509_super_user: some_text / show_some,
     "extendedTypesEnabled" => extended_types_enabled: boolean / show,
+    "enforceQuota" => enforce_quota: boolean / show,
     "readonlymode.enabled" => read_only_mode_enabled: boolean / show,
     "znode.container.checkIntervalMs" => container_check_interval_ms: positive / show,
     "znode.container.maxPerMinute" => container_max_per_minute: positive / show,

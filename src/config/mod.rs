@@ -168,6 +168,8 @@ pub struct Config {
     /// subject (as the x509 identity reads it) that is also the super user.
     pub x509_super_user: Option<String>,
     pub extended_types_enabled: bool,
+    /// zookeeper.enforceQuota: quota hard limits refuse creates and sets.
+    pub enforce_quota: bool,
     pub read_only_mode_enabled: bool,
     pub container_check_interval_ms: u64,
     pub container_max_per_minute: u32,
@@ -243,6 +245,7 @@ impl Default for Config {
             sasl_super_user: None,
             x509_super_user: None,
             extended_types_enabled: true,
+            enforce_quota: false,
             read_only_mode_enabled: false,
             container_check_interval_ms: 60_000,
             container_max_per_minute: 10_000,

@@ -183,6 +183,7 @@ fn later_pairs_override_and_zookeeper_prefix() {
         ("zookeeper.skipACL", "yes"),
         ("jute.maxbuffer", "0x100000"),
         ("zookeeper.extendedTypesEnabled", "no"),
+        ("zookeeper.enforceQuota", "true"),
         ("readonlymode.enabled", "True"),
         ("zookeeper.DigestAuthenticationProvider.superDigest", "super:D/InIHSb7yEEbrWz8b9l71RjZJU="),
         ("znode.container.checkIntervalMs", "1000"),
@@ -196,6 +197,7 @@ fn later_pairs_override_and_zookeeper_prefix() {
     assert!(c.skip_acl);
     assert_eq!(c.jute_max_buffer_bytes, 1 << 20);
     assert!(!c.extended_types_enabled);
+    assert!(c.enforce_quota && !Config::default().enforce_quota);
     assert!(c.four_letter_allowed("isro") && c.four_letter_allowed("srvr"));
     assert_eq!(c.super_digest.as_deref(), Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="));
     assert_eq!(c.container_check_interval_ms, 1000);

@@ -17,17 +17,20 @@ pub const USAGES: &[(&str, &str)] = &[
     ("create", "create [-s] [-e] [-c] [-t ttl] path [data] [acl]"),
     ("delete", "delete [-v version] path"),
     ("deleteall", "deleteall path [-b batch size]"),
+    ("delquota", "delquota [-n|-b|-N|-B] path"),
     ("get", "get [-s] [-w] path"),
     ("getAcl", "getAcl [-s] path"),
     ("getAllChildrenNumber", "getAllChildrenNumber path"),
     ("getEphemerals", "getEphemerals path"),
     ("history", "history "),
+    ("listquota", "listquota path"),
     ("ls", "ls [-s] [-w] [-R] path"),
     ("printwatches", "printwatches on|off"),
     ("quit", "quit "),
     ("redo", "redo cmdno"),
     ("set", "set [-s] [-v version] path data"),
     ("setAcl", "setAcl [-s] [-v version] [-R] path acl"),
+    ("setquota", "setquota -n|-b|-N|-B val path"),
     ("stat", "stat [-w] path"),
     ("sync", "sync path"),
     ("version", "version "),
@@ -44,7 +47,7 @@ pub fn usage_text() -> String {
     s
 }
 
-fn usage_of(cmd: &str) -> String {
+pub(super) fn usage_of(cmd: &str) -> String {
     USAGES.iter().find(|(name, _)| *name == cmd).map(|(_, u)| u.to_string()).unwrap_or_default()
 }
 
@@ -55,9 +58,9 @@ pub enum Failure {
     NotFound(String),
 }
 
-type CmdResult = Result<(), Failure>;
+pub(super) type CmdResult = Result<(), Failure>;
 
-fn err<T>(msg: impl Into<String>) -> Result<T, Failure> {
+pub(super) fn err<T>(msg: impl Into<String>) -> Result<T, Failure> {
     Err(Failure::Error(msg.into()))
 }
 
@@ -69,13 +72,13 @@ pub enum Flow {
 }
 
 /// Parsed options of one command: flags and valued options (`-v 3`), plus positionals.
-struct Parsed {
-    opts: HashMap<char, String>,
-    args: Vec<String>,
+pub(super) struct Parsed {
+    pub(super) opts: HashMap<char, String>,
+    pub(super) args: Vec<String>,
 }
 
 impl Parsed {
-    fn has(&self, c: char) -> bool {
+    pub(super) fn has(&self, c: char) -> bool {
         self.opts.contains_key(&c)
     }
 }
@@ -83,7 +86,7 @@ impl Parsed {
 /// A commons-cli style parse: options anywhere, flags may be bundled (`-sw`), a valued
 /// option takes the rest of its token or the next one, `--` ends options. Tokens that are
 /// negative numbers are positionals.
-fn parse(tokens: &[String], flags: &str, valued: &str) -> Result<Parsed, Failure> {
+pub(super) fn parse(tokens: &[String], flags: &str, valued: &str) -> Result<Parsed, Failure> {
     let mut opts = HashMap::new();
     let mut args = Vec::new();
     let mut it = tokens.iter();
@@ -123,7 +126,7 @@ fn parse(tokens: &[String], flags: &str, valued: &str) -> Result<Parsed, Failure
     Ok(Parsed { opts, args })
 }
 
-fn check_path(path: &str, sequential: bool) -> CmdResult {
+pub(super) fn check_path(path: &str, sequential: bool) -> CmdResult {
     format::validate_path(path, sequential).map_err(Failure::Error)
 }
 
@@ -159,7 +162,7 @@ fn keeper_code(e: &zk::Error) -> String {
 }
 
 /// zkCli's `CliWrapperException` wording for a failed request on `path`.
-fn zk_error(e: zk::Error, path: &str) -> Failure {
+pub(super) fn zk_error(e: zk::Error, path: &str) -> Failure {
     use zk::Error::*;
     Failure::Error(match e {
         NoNode => format!("Node does not exist: {path}"),
@@ -380,6 +383,9 @@ impl Shell {
             "getEphemerals" => get_ephemerals(&client, args).await,
             "getAllChildrenNumber" => children_number(&client, args).await,
             "whoami" => whoami(&client).await,
+            "setquota" => super::quota::setquota(&client, args).await,
+            "listquota" => super::quota::listquota(&client, args).await,
+            "delquota" => super::quota::delquota(&client, args).await,
             _ => Err(Failure::NotFound(cmd.to_string())),
         }
         .map(|()| Flow::Continue)

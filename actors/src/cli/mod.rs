@@ -8,6 +8,7 @@
 mod commands;
 mod conn;
 mod format;
+mod quota;
 mod shell;
 
 use std::io::Write;

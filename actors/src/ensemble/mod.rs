@@ -285,7 +285,11 @@ impl Processor {
                     self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::SessionExpired as i32, now)
                 } else {
                     let rctx = RequestCtx { session_id: fwd.session_id, xid: fwd.cxid, auth: &fwd.auth, now_ms: now };
-                    match self.core.process_as(&rctx, request, fwd.local) {
+                    let processed = self.core.process_as(&rctx, request, fwd.local);
+                    for msg in self.core.take_warnings() {
+                        warn!(self.log, "{}", msg);
+                    }
+                    match processed {
                         warden_core::server::Processed::Pending(zxid) => zxid,
                         warden_core::server::Processed::Done(_) => {
                             self.core.reject(fwd.session_id, fwd.cxid, warden_core::error::Code::Unimplemented as i32, now)
