@@ -15,7 +15,7 @@
 # WARDEN_BINARY=path: measure that warden build instead of target/release/warden;
 # WARDEN_SET="key=value ...": extra --set settings for Warden (e.g. warden.ioThreads=1).
 # SERVERS="warden warden-b": an A/B of two Warden setups in the same alternating rounds;
-# warden-b runs WARDEN_B_BINARY (default: the same binary) with WARDEN_B_SET.
+# warden-b runs WARDEN_B_BINARY (default: the same binary) with WARDEN_B_SET (no ensemble step).
 # ENSEMBLE=1: afterwards also compare 3-member ensembles (bench/ensemble.sh, which
 # writes bench/results/ensemble.md); ENSEMBLE=0 skips that.
 set -euo pipefail
@@ -256,7 +256,7 @@ mkdir -p "$(dirname "$OUT")"
   fi
 } | tee "$OUT"
 
-if [ "${ENSEMBLE:-1}" = 1 ]; then
+if [ "${ENSEMBLE:-1}" = 1 ] && [[ " $SERVERS " != *" warden-b "* ]]; then
   echo "== 3-member ensembles: bash bench/ensemble.sh ==" >&2
   ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS OUTSTANDING=$OUTSTANDING KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE \
     env -u OUT SERVERS=$SERVERS bash "$repo/bench/ensemble.sh"
