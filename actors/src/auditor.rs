@@ -67,9 +67,9 @@ impl Auditor {
         let f = self.file.as_mut().expect("opened above");
         for e in events {
             let level = if e.result == Outcome::Failure { "ERROR" } else { "INFO" };
-            let line = format!("{now} {level} audit.Slf4jAuditLogger: {}\n", e.line(&self.server_user));
-            f.out.write_all(line.as_bytes())?;
-            f.bytes += line.len() as u64;
+            let line = e.line(&self.server_user);
+            writeln!(f.out, "{now} {level} audit.Slf4jAuditLogger: {line}")?;
+            f.bytes += (now.len() + level.len() + line.len() + 27) as u64;
         }
         f.out.flush()?;
         if f.bytes >= ROLL_BYTES {
