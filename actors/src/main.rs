@@ -31,6 +31,7 @@ mod stats;
 mod storage;
 mod supervise;
 mod tls;
+mod tls_verify;
 mod tools;
 mod tracker;
 

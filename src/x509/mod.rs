@@ -3,6 +3,8 @@
 //! A minimal DER walk, enough for the subject; no validation (the TLS layer
 //! has verified the certificate already).
 
+pub mod verify;
+
 /// DER tag and contents of the next element; advances `input`.
 fn next<'a>(input: &mut &'a [u8]) -> Result<(u8, &'a [u8]), String> {
     let (&tag, rest) = input.split_first().ok_or("truncated DER")?;
