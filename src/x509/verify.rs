@@ -19,7 +19,7 @@ const MAX_CHAIN: usize = 10;
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
-        Ok((rest, c)) if rest.is_empty() => Ok(c),
+        Ok(([], c)) => Ok(c),
         Ok(_) => Err("certificate has trailing data".into()),
         Err(e) => Err(format!("malformed certificate ({e})")),
     }
