@@ -29,7 +29,7 @@ pub struct TlsSettings {
     pub protocols: Vec<String>,
     /// `ssl.ciphersuites` (IANA names, as Java's); empty: rustls' defaults.
     pub cipher_suites: Vec<String>,
-    /// `ssl.keyStore.password`, or the first line of `ssl.keyStore.passwordPath`:
+    /// `ssl.keyStore.password`, or the file `ssl.keyStore.passwordPath` names:
     /// opens a JKS/PKCS12 store and its key, or an encrypted PKCS#8 PEM key.
     pub key_password: Option<String>,
     /// `ssl.trustStore.password` / `…passwordPath`: checks a JKS/PKCS12 trust store.
@@ -77,7 +77,8 @@ fn password(c: &Config, store: &str) -> R<Option<String>> {
     let key = format!("{store}.passwordPath");
     if let Some(path) = c.ssl.get(&key).map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let text = std::fs::read_to_string(path).map_err(|e| invalid(&key, path, format!("cannot be read: {e}")))?;
-        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+        // SecretUtils.readSecret: the whole file, less one trailing line separator.
+        return Ok(Some(text.strip_suffix('\n').unwrap_or(&text).to_string()));
     }
     Ok(c.ssl.get(&format!("{store}.password")).filter(|p| !p.is_empty()).cloned())
 }
@@ -177,7 +178,7 @@ mod quorum_tests {
     use super::*;
 
     #[test]
-    fn quorum_tls_needs_both_pem_stores() {
+    fn quorum_tls_needs_both_stores() {
         let mut c = Config::default();
         assert_eq!(c.quorum_tls().unwrap(), None);
         c.ssl_quorum = true;
@@ -194,6 +195,27 @@ mod quorum_tests {
         c.ssl.insert("ssl.quorum.trustStore.type".into(), "pkcs12".into());
         let t = c.quorum_tls().unwrap().unwrap();
         assert_eq!((t.trust_store_type, t.hostname_verification), (StoreType::Pkcs12, false));
+    }
+
+    #[test]
+    fn password_files_win_and_lose_one_line_separator() {
+        let dir = std::env::temp_dir().join(format!("warden-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, "s3cret\n").unwrap();
+        std::fs::write(&b, "two\nlines\n\n").unwrap();
+        let mut c = Config { secure_client_port: Some(2281), ..Config::default() };
+        c.ssl.insert("ssl.keyStore.location".into(), "/k.jks".into());
+        c.ssl.insert("ssl.clientAuth".into(), "none".into());
+        c.ssl.insert("ssl.keyStore.password".into(), "inline".into());
+        assert_eq!(c.tls().unwrap().unwrap().key_password.as_deref(), Some("inline"));
+        c.ssl.insert("ssl.keyStore.passwordPath".into(), a.display().to_string());
+        c.ssl.insert("ssl.trustStore.passwordPath".into(), b.display().to_string());
+        let t = c.tls().unwrap().unwrap();
+        assert_eq!((t.key_password.as_deref(), t.trust_password.as_deref()), (Some("s3cret"), Some("two\nlines\n")));
+        c.ssl.insert("ssl.keyStore.passwordPath".into(), dir.join("missing").display().to_string());
+        assert!(c.tls().unwrap_err().to_string().contains("ssl.keyStore.passwordPath"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

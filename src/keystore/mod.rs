@@ -81,18 +81,49 @@ impl Store {
     }
 }
 
+/// id-ecPublicKey.
+const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+
+/// The key as PKCS#8, with an EC key's public half filled in from its
+/// certificate: Java writes ECPrivateKey without the optional publicKey, and
+/// ring (rustls' provider) requires it. ring checks that the two fit.
+fn complete_key(pkcs8_der: Vec<u8>, cert: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    use pkcs8::der::asn1::{AnyRef, BitStringRef, ContextSpecific, OctetStringRef};
+    use pkcs8::der::{Decode, Encode, Tag, TagMode, TagNumber};
+    use x509_parser::der_parser::{ber::BerObjectContent, der::parse_der_sequence};
+    let bad = |e: String| format!("malformed private key ({e})");
+    let info = pkcs8::PrivateKeyInfo::from_der(&pkcs8_der).map_err(|e| bad(e.to_string()))?;
+    let Some(cert) = cert.filter(|_| info.algorithm.oid.to_string() == EC_PUBLIC_KEY) else { return Ok(pkcs8_der) };
+    let (_, ec) = parse_der_sequence(info.private_key).map_err(|e| bad(e.to_string()))?;
+    let parts = ec.as_sequence().map_err(|e| bad(e.to_string()))?;
+    if parts.iter().any(|p| p.header.is_contextspecific() && p.header.tag().0 == 1) {
+        return Ok(pkcs8_der);
+    }
+    let Some(BerObjectContent::OctetString(secret)) = parts.get(1).map(|p| &p.content) else { return Err(bad("no EC private key".into())) };
+    let point = crate::x509::verify::public_key_parts(cert)?.1;
+    let enc = |e: pkcs8::der::Error| bad(e.to_string());
+    let public = ContextSpecific { tag_number: TagNumber::N1, tag_mode: TagMode::Explicit, value: BitStringRef::from_bytes(&point).map_err(enc)? };
+    let body = [1u8.to_der().map_err(enc)?, OctetStringRef::new(secret).map_err(enc)?.to_der().map_err(enc)?, public.to_der().map_err(enc)?].concat();
+    let ec_key = AnyRef::new(Tag::Sequence, &body).map_err(enc)?.to_der().map_err(enc)?;
+    pkcs8::PrivateKeyInfo { algorithm: info.algorithm, private_key: &ec_key, public_key: None }.to_der().map_err(enc)
+}
+
 /// Reads a JKS or PKCS#12 store. Java 17's "JKS" and "PKCS12" key stores
 /// each read the other format too, so the file's own magic decides.
 /// `password` is ZooKeeper's: the store password, empty when unset, and
 /// also the password of the private keys.
 pub fn read(data: &[u8], password: &str) -> Result<Store, String> {
-    if jks::is_jks(data) {
-        jks::read(data, password)
+    let mut store = if jks::is_jks(data) {
+        jks::read(data, password)?
     } else if jks::is_jceks(data) {
-        Err("a JCEKS store, which ZooKeeper's JKS and PKCS12 loaders do not read; convert it with keytool -importkeystore -deststoretype PKCS12".into())
+        return Err("a JCEKS store, which ZooKeeper's JKS and PKCS12 loaders do not read; convert it with keytool -importkeystore -deststoretype PKCS12".into());
     } else {
-        pkcs12(data, password)
+        pkcs12(data, password)?
+    };
+    for k in &mut store.keys {
+        k.pkcs8 = complete_key(std::mem::take(&mut k.pkcs8), k.chain.first().map(Vec::as_slice))?;
     }
+    Ok(store)
 }
 
 fn pkcs12(data: &[u8], password: &str) -> Result<Store, String> {

@@ -2,7 +2,8 @@
 //! "apassword"): one RSA key and self-signed certificate in PKCS12 (Java 17's
 //! default PBES2/AES-256, HMAC-SHA256), the same key imported into JKS and
 //! into a legacy PKCS12 (3DES keys, RC2-40 certificates, HMAC-SHA1), the key
-//! as plain PKCS#8 to compare with, and trust stores holding ca.pem.
+//! as plain PKCS#8 to compare with, and trust stores holding ca.pem; and an
+//! EC P-256 key (keytool -keyalg EC) in PKCS12 and, imported, in JKS.
 
 use super::*;
 
@@ -101,4 +102,22 @@ fn store_type_from_the_type_key_or_the_extension() {
     assert!(t(None, "/a/keystore").is_err());
     assert!(t(None, "/a/keystore.bcfks").unwrap_err().contains("BCFKS"));
     assert!(t(Some("JCEKS"), "/a/keystore.jks").is_err());
+}
+
+#[test]
+fn java_ec_keys_get_their_public_half_and_load_in_ring() {
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let mut keys = Vec::new();
+    for name in ["keystore-ec.jks", "keystore-ec.p12"] {
+        let store = read(&fixture(name), PASSWORD).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let k = &store.keys[0];
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &k.pkcs8, &rng).unwrap_or_else(|e| panic!("{name}: ring refuses the key: {e}"));
+        let (_, cert_point) = crate::x509::verify::public_key_parts(&k.chain[0]).unwrap();
+        assert_eq!(pair.public_key().as_ref(), cert_point.as_slice(), "{name}: the key is the certificate's");
+        keys.push(k.pkcs8.clone());
+    }
+    assert_eq!(keys[0], keys[1], "the same key from both stores");
+    // An RSA key is left as it is.
+    assert_eq!(read(&fixture("keystore.jks"), PASSWORD).unwrap().keys[0].pkcs8, fixture("server-key.pk8"));
 }
