@@ -14,6 +14,7 @@ port with the client certificate and the CA and creates a node.
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -107,12 +108,20 @@ def test_kazoo_ssl_client_test_passes_with_kazoos_jks_stores():
 
 
 def check_harness_run(work, env):
-    run = subprocess.run(
+    # Its own process group: if this test is cut short, the members the harness started go too.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "kazoo.tests.test_client", "-k", "TestSSLClient"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=240,
+        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
-    out = run.stdout + run.stderr
-    assert run.returncode == 0 and "1 passed" in out, out[-4000:]
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0 and "1 passed" in out, out[-4000:]
     if TARGET == "warden":
         with open(os.path.join(work, "started")) as f:
             configs = f.read().split("\n----\n")[:-1]
