@@ -161,3 +161,107 @@ pub async fn check_peer_host(cert: Option<&CertificateDer<'_>>, ip: IpAddr, name
 fn reverse_dns(ip: IpAddr) -> Option<String> {
     dns_lookup::lookup_addr(&ip).ok().filter(|n| n.parse::<IpAddr>().is_err())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Quorum TLS configs built from keytool JKS stores holding X.509 v1
+    //! certificates, handshaking in memory both ways, on TLS 1.2 and 1.3.
+    use crate::tls::quorum_tls;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use warden_core::config::{ClientAuth, TlsSettings};
+    use warden_core::keystore::StoreType;
+
+    fn run(dir: &Path, tool: &str, args: &[&str]) {
+        let out = Command::new(tool).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(out.status.success(), "{tool} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// ca.pem/ca.key and other-ca.*, truststore.jks (ca), and a JKS store per (name, CA, subject).
+    fn stores(dir: &Path) {
+        for ca in ["ca", "other-ca"] {
+            let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+            run(dir, "openssl", &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &format!("/CN={ca}")]);
+        }
+        run(
+            dir,
+            "keytool",
+            &["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-storetype", "JKS", "-keystore", "truststore.jks", "-storepass", "trustpass"],
+        );
+        for (name, ca) in [("member", "ca"), ("stranger", "other-ca")] {
+            let (key, csr, crt, p12, jks) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.p12"), format!("{name}.jks"));
+            run(dir, "openssl", &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+            let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+            run(dir, "openssl", &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-set_serial", "7", "-out", &crt, "-days", "2"]);
+            run(dir, "openssl", &["pkcs12", "-export", "-in", &crt, "-inkey", &key, "-passout", "pass:storepass", "-out", &p12]);
+            let src = ["-importkeystore", "-noprompt", "-srckeystore", &p12, "-srcstoretype", "PKCS12", "-srcstorepass", "storepass"];
+            let dst = ["-destkeystore", &jks, "-deststoretype", "JKS", "-deststorepass", "storepass", "-destkeypass", "storepass"];
+            run(dir, "keytool", &[&src[..], &dst[..]].concat());
+        }
+    }
+
+    fn settings(dir: &Path, key_store: &str, protocol: &str) -> TlsSettings {
+        TlsSettings {
+            key_store: dir.join(key_store),
+            key_store_type: StoreType::Jks,
+            trust_store: Some(dir.join("truststore.jks")),
+            trust_store_type: StoreType::Jks,
+            client_auth: ClientAuth::Need,
+            protocols: vec![protocol.to_string()],
+            cipher_suites: Vec::new(),
+            key_password: Some("storepass".into()),
+            trust_password: Some("trustpass".into()),
+            hostname_verification: true,
+        }
+    }
+
+    /// Whether `dialer` and `listener` complete a handshake (and one byte each way).
+    async fn handshake(dialer: &TlsSettings, listener: &TlsSettings) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (d, l) = (quorum_tls(dialer).unwrap(), quorum_tls(listener).unwrap());
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let client = async move {
+            let mut s = d.connector.connect(name, a).await.ok()?;
+            s.write_all(b"x").await.ok()?;
+            let mut buf = [0u8; 1];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf[0])
+        };
+        let server = async move {
+            let mut s = l.acceptor.accept(b).await.ok()?;
+            let mut buf = [0u8; 1];
+            s.read_exact(&mut buf).await.ok()?;
+            s.write_all(b"y").await.ok()?;
+            s.flush().await.ok()?;
+            Some(buf[0])
+        };
+        let (c, s) = tokio::join!(client, server);
+        c == Some(b'y') && s == Some(b'x')
+    }
+
+    fn temp_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("warden-tls-verify-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rand_suffix() -> u64 {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[tokio::test]
+    async fn v1_certificates_from_jks_stores_are_verified_both_ways() {
+        let dir = temp_dir();
+        stores(&dir);
+        for protocol in ["TLSv1.2", "TLSv1.3"] {
+            let (member, stranger) = (settings(&dir, "member.jks", protocol), settings(&dir, "stranger.jks", protocol));
+            assert!(handshake(&member, &member).await, "{protocol}: two members trust each other");
+            assert!(!handshake(&stranger, &member).await, "{protocol}: a dialer from another CA is refused");
+            assert!(!handshake(&member, &stranger).await, "{protocol}: a listener from another CA is refused");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
