@@ -51,6 +51,12 @@ fn settings(c: &Config, prefix: &str, key_store: PathBuf, trust_store: Option<Pa
     };
     let key_password = password(c, &format!("{prefix}keyStore"))?;
     let trust_password = password(c, &format!("{prefix}trustStore"))?;
+    for what in ["crl", "ocsp"] {
+        let key = format!("{prefix}{what}");
+        if c.ssl.get(&key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Err(invalid(&key, "true", "is not supported: Warden does not check certificate revocation (CRL/OCSP)"));
+        }
+    }
     let key = format!("{prefix}hostnameVerification");
     let hostname_verification = match c.ssl.get(&key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("true") => true,
@@ -191,6 +197,9 @@ mod quorum_tests {
         let t = c.quorum_tls().unwrap().unwrap();
         assert_eq!((t.key_store, t.client_auth), (PathBuf::from("/k.pem"), ClientAuth::Need));
         assert_eq!((t.key_store_type, t.trust_store_type, t.hostname_verification), (StoreType::Pem, StoreType::Jks, true));
+        c.ssl.insert("ssl.quorum.ocsp".into(), "true".into());
+        assert!(c.quorum_tls().unwrap_err().to_string().contains("ssl.quorum.ocsp"), "revocation checks are refused, not skipped");
+        c.ssl.insert("ssl.quorum.ocsp".into(), "false".into());
         c.ssl.insert("ssl.quorum.hostnameVerification".into(), "false".into());
         c.ssl.insert("ssl.quorum.trustStore.type".into(), "pkcs12".into());
         let t = c.quorum_tls().unwrap().unwrap();
