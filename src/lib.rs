@@ -9,6 +9,7 @@ pub mod database;
 pub mod error;
 pub mod fourlw;
 pub mod jute;
+pub mod keystore;
 pub mod membership;
 pub mod path;
 pub mod prep;

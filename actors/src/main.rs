@@ -35,6 +35,7 @@ mod storage;
 mod supervise;
 mod throttler;
 mod tls;
+mod tls_verify;
 mod tools;
 mod tracker;
 

@@ -190,9 +190,18 @@ impl PeerLink {
                 None => Box::new(tcp),
                 Some(t) => {
                     let host = addr.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']')).unwrap_or(&addr).to_string();
-                    let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| format!("bad peer host name: {e}"))?;
+                    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("bad peer host name: {e}"))?;
                     let s = tokio::time::timeout(HELLO_TIMEOUT, t.connector.connect(name, tcp)).await.map_err(|_| "TLS handshake timed out".to_string())?;
-                    Box::new(s.map_err(|e| format!("TLS handshake with the peer failed: {e}"))?)
+                    let s = s.map_err(|e| format!("TLS handshake with the peer failed: {e}"))?;
+                    if t.hostname_verification {
+                        let ip = s.get_ref().0.peer_addr().map_err(|e| e.to_string())?.ip();
+                        let by_name = host.parse::<std::net::IpAddr>().is_err().then_some(host);
+                        let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+                        crate::tls_verify::check_peer_host(cert, ip, by_name)
+                            .await
+                            .map_err(|e| format!("TLS host verification of the peer failed (ssl.quorum.hostnameVerification): {e}"))?;
+                    }
+                    Box::new(s)
                 }
             };
             let mut w = FramedWrite::new(stream, codec(max));
@@ -406,7 +415,15 @@ pub fn accept_loop(
                 let stream: PeerStream = match tls {
                     None => Box::new(stream),
                     Some(t) => match tokio::time::timeout(HELLO_TIMEOUT, t.acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Ok(s)) => {
+                            if t.hostname_verification {
+                                let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                if let Err(e) = crate::tls_verify::check_peer_host(cert, addr.ip(), None).await {
+                                    return warn!(log, "refused peer connection: TLS host verification failed (ssl.quorum.hostnameVerification)"; "from" => addr.to_string(), "error" => e);
+                                }
+                            }
+                            Box::new(s)
+                        }
                         Ok(Err(e)) => return warn!(log, "refused peer connection: TLS handshake failed"; "from" => addr.to_string(), "error" => %e),
                         Err(_) => return warn!(log, "refused peer connection: TLS handshake timed out"; "from" => addr.to_string()),
                     },

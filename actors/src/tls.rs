@@ -1,17 +1,20 @@
-//! TLS for secureClientPort: builds the rustls server config from the PEM
-//! key store and trust store, and rebuilds it when those files change so new
+//! TLS for secureClientPort and quorum links: builds the rustls configs from
+//! the key store and trust store (JKS, PKCS12 or PEM, as ZooKeeper reads
+//! them), and rebuilds the client port's when those files change so new
 //! connections get a renewed certificate without a restart.
 
+use crate::tls_verify::StoreVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use slog::{info, warn, Logger};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::sign::{CertifiedKey, SingleCertAndKey};
+use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use warden_core::config::{ClientAuth, TlsSettings};
+use warden_core::keystore::{self, StoreType};
 
 /// How often the store files are checked for changes (on accept).
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
@@ -93,6 +96,61 @@ fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String
     Ok(certs)
 }
 
+/// A JKS or PKCS12 store, opened with `password` (empty when unset, as ZooKeeper does).
+fn binary_store(path: &Path, kind: StoreType, key: &str, password: Option<&str>) -> Result<keystore::Store, String> {
+    let at = |what: String| format!("{key}.location {} ({kind}): {what}", path.display());
+    let data = std::fs::read(path).map_err(|e| at(format!("cannot read it: {e}")))?;
+    keystore::read(&data, password.unwrap_or("")).map_err(|e| at(e.replace("password", &format!("{key}.password"))))
+}
+
+/// The key store's certificate chain and private key; `key` is "ssl.keyStore" or "ssl.quorum.keyStore".
+fn key_store(s: &TlsSettings, key: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    if s.key_store_type == StoreType::Pem {
+        return Ok((certs(&s.key_store, &format!("{key}.location"))?, private_key(s, key)?));
+    }
+    let store = binary_store(&s.key_store, s.key_store_type, key, s.key_password.as_deref())?;
+    let entry = store.keys.into_iter().next().ok_or_else(|| {
+        format!(
+            "{key}.location {} ({}): no private key entry; the key store must hold the key and its certificate chain",
+            s.key_store.display(),
+            s.key_store_type
+        )
+    })?;
+    if entry.chain.is_empty() {
+        return Err(format!("{key}.location {}: the private key entry has no certificate", s.key_store.display()));
+    }
+    let chain = entry.chain.into_iter().map(CertificateDer::from).collect();
+    Ok((chain, PrivateKeyDer::Pkcs8(entry.pkcs8.into())))
+}
+
+/// The trust store's certificates; `key` is "ssl.trustStore" or "ssl.quorum.trustStore".
+fn trust_store(s: &TlsSettings, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let path = s.trust_store.as_ref().ok_or_else(|| format!("{key}.location is required"))?;
+    if s.trust_store_type == StoreType::Pem {
+        return certs(path, &format!("{key}.location"));
+    }
+    let anchors = binary_store(path, s.trust_store_type, key, s.trust_password.as_deref())?.trust_anchors();
+    if anchors.is_empty() {
+        return Err(format!("{key}.location {} ({}): no trusted certificate in the store", path.display(), s.trust_store_type));
+    }
+    Ok(anchors.into_iter().map(CertificateDer::from).collect())
+}
+
+/// The chain and key as rustls signs with them. Built here rather than by
+/// rustls' `with_single_cert`, whose key check parses the certificate with
+/// webpki and so refuses an X.509 v1 certificate, which Java accepts.
+fn certified_key(s: &TlsSettings, prefix: &str, provider: &rustls::crypto::CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+    let key_name = format!("{prefix}keyStore");
+    let (chain, key) = key_store(s, &key_name)?;
+    let at = |what: String| format!("{key_name}.location {}: {what}", s.key_store.display());
+    let signing = provider.key_provider.load_private_key(key).map_err(|e| at(format!("the private key cannot be used: {e}")))?;
+    let cert_key = warden_core::x509::verify::public_key_info(&chain[0]).map_err(|e| at(format!("its certificate: {e}")))?;
+    if signing.public_key().is_some_and(|k| k.as_ref() != cert_key.as_slice()) {
+        return Err(at("key and certificate do not fit: the private key is not the one of the first certificate".into()));
+    }
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
 /// A ServerConfig from the current files; errors name the key and file.
 pub fn server_config(s: &TlsSettings) -> Result<ServerConfig, String> {
     server_config_with(s, "ssl.").map(|(c, _)| c)
@@ -100,26 +158,20 @@ pub fn server_config(s: &TlsSettings) -> Result<ServerConfig, String> {
 
 fn server_config_with(s: &TlsSettings, prefix: &str) -> Result<(ServerConfig, Vec<String>), String> {
     let (provider, versions, warnings) = crypto(s, prefix)?;
-    let ks = &s.key_store;
-    let chain = certs(ks, "ssl.keyStore.location")?;
-    let key = private_key(s, "ssl.keyStore")?;
+    let key = certified_key(s, prefix, &provider)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("{prefix}enabledProtocols / {prefix}ciphersuites: {e}"))?;
     let builder = match (&s.trust_store, s.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(ts), auth) => {
-            let mut roots = RootCertStore::empty();
-            for c in certs(ts, "ssl.trustStore.location")? {
-                roots.add(c).map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?;
-            }
-            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-            let v = if auth == ClientAuth::Want { v.allow_unauthenticated() } else { v };
-            builder.with_client_cert_verifier(v.build().map_err(|e| format!("ssl.trustStore.location {}: {e}", ts.display()))?)
+            let anchors = trust_store(s, &format!("{prefix}trustStore"))?;
+            let v =
+                StoreVerifier::new(&anchors, &provider, auth == ClientAuth::Need).map_err(|e| format!("{prefix}trustStore.location {}: {e}", ts.display()))?;
+            builder.with_client_cert_verifier(Arc::new(v))
         }
     };
-    let config = builder.with_single_cert(chain, key).map_err(|e| format!("ssl.keyStore.location {}: key and certificate do not fit: {e}", ks.display()))?;
-    Ok((config, warnings))
+    Ok((builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(key))), warnings))
 }
 
 fn stamp(s: &TlsSettings) -> Stamp {
@@ -167,26 +219,29 @@ impl TlsSource {
 pub struct QuorumTls {
     pub acceptor: TlsAcceptor,
     pub connector: tokio_rustls::TlsConnector,
+    /// `ssl.quorum.hostnameVerification`: peers' certificates must name their address.
+    pub hostname_verification: bool,
     /// Cipher suite names left out (logged at start).
     pub warnings: Vec<String>,
 }
 
 pub fn quorum_tls(s: &TlsSettings) -> Result<QuorumTls, String> {
-    let label = |e: String| e.replace("ssl.keyStore", "ssl.quorum.keyStore").replace("ssl.trustStore", "ssl.quorum.trustStore");
-    let (server, warnings) = server_config_with(s, "ssl.quorum.").map_err(label)?;
-    let (provider, versions, _) = crypto(s, "ssl.quorum.")?;
-    let ts = s.trust_store.as_ref().ok_or("ssl.quorum.trustStore.location is required")?;
-    let mut roots = RootCertStore::empty();
-    for c in certs(ts, "ssl.quorum.trustStore.location")? {
-        roots.add(c).map_err(|e| format!("ssl.quorum.trustStore.location {}: {e}", ts.display()))?;
-    }
-    let chain = certs(&s.key_store, "ssl.quorum.keyStore.location")?;
-    let key = private_key(s, "ssl.quorum.keyStore")?;
+    const PREFIX: &str = "ssl.quorum.";
+    let (server, warnings) = server_config_with(s, PREFIX)?;
+    let (provider, versions, _) = crypto(s, PREFIX)?;
+    let anchors = trust_store(s, "ssl.quorum.trustStore")?;
+    let verifier = StoreVerifier::new(&anchors, &provider, true).map_err(|e| format!("ssl.quorum.trustStore.location: {e}"))?;
+    let key = certified_key(s, PREFIX, &provider)?;
     let client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("ssl.quorum.enabledProtocols / ssl.quorum.ciphersuites: {e}"))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("ssl.quorum.keyStore.location {}: {e}", s.key_store.display()))?;
-    Ok(QuorumTls { acceptor: TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)), warnings })
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+    Ok(QuorumTls {
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        hostname_verification: s.hostname_verification,
+        warnings,
+    })
 }

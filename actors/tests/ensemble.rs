@@ -590,6 +590,64 @@ async fn quorum_links_run_over_tls_and_refuse_an_untrusted_member() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn keytool(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("keytool").args(args).current_dir(dir).output().expect("keytool runs");
+    assert!(out.status.success(), "keytool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A JKS key store (keytool, from an openssl PKCS12) with an X.509 v1
+/// certificate for `subject` (`openssl x509 -req` without extensions, as the
+/// ZooKeeper SSL guide and kazoo's harness make them) signed by dir's ca.pem.
+fn v1_member_jks(dir: &std::path::Path, name: &str, subject: &str) -> String {
+    let (key, csr, crt, p12, jks) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.p12"), format!("{name}.jks"));
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2"]);
+    openssl(dir, &["pkcs12", "-export", "-in", &crt, "-inkey", &key, "-name", "member", "-passout", "pass:storepass", "-out", &p12]);
+    let jks_args = ["-destkeystore", &jks, "-deststoretype", "JKS", "-deststorepass", "storepass", "-destkeypass", "storepass"];
+    keytool(
+        dir,
+        &[&["-importkeystore", "-noprompt", "-srckeystore", &p12, "-srcstoretype", "PKCS12", "-srcstorepass", "storepass"][..], &jks_args[..]].concat(),
+    );
+    dir.join(jks).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_tls_with_jks_stores_v1_certificates_and_host_verification() {
+    let dir = unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(&dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=JKS test CA"]);
+    keytool(
+        &dir,
+        &["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-storetype", "JKS", "-keystore", "truststore.jks", "-storepass", "trustpass"],
+    );
+    // No alternative names: members are checked by their address's reverse DNS name (127.0.0.1: localhost) against the CN.
+    let good = v1_member_jks(&dir, "member", "/CN=localhost");
+    let elsewhere = v1_member_jks(&dir, "elsewhere", "/CN=elsewhere.invalid");
+    let trust = dir.join("truststore.jks").display().to_string();
+    let settings = [
+        ("sslQuorum", "true"),
+        ("ssl.quorum.keyStore.location", good.as_str()),
+        ("ssl.quorum.keyStore.password", "storepass"),
+        ("ssl.quorum.trustStore.location", trust.as_str()),
+        ("ssl.quorum.trustStore.password", "trustpass"),
+        // TLS 1.2's signatures (ServerKeyExchange, CertificateVerify) with the v1 certificates' keys; the client port tests use 1.3.
+        ("ssl.quorum.enabledProtocols", "TLSv1.2"),
+    ];
+    let mut e = Ensemble::start(3, 0, &settings);
+    let leader = e.wait_serving(SERVE);
+    write_and_read_everywhere(&e, "over-jks").await;
+    assert!(e.server(leader).log().contains("quorum links use TLS"));
+    // A trusted certificate naming another host is refused (ssl.quorum.hostnameVerification defaults to true).
+    let logs = restart_refused(&mut e, 1, &[("ssl.quorum.keyStore.location", &elsewhere)], "a member whose certificate names another host");
+    assert!(logs.contains("host verification"), "the refusal is logged as a host mismatch");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_loses_its_member_keeps_session_ephemerals_and_watches() {
     let mut e = Ensemble::start(3, 0, &[]);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::keystore::StoreType;
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -340,13 +341,18 @@ fn tls_settings_and_refused_stores() {
     let (c, _) = build(&with(&[("clientPort", "2181"), ("zookeeper.ssl.clientAuth", "WANT"), ("ssl.keyStore.type", "pem")])).unwrap();
     assert!(c.serve_client_port);
     assert_eq!(c.tls().unwrap().unwrap().client_auth, ClientAuth::Want);
-    let e = build(&with(&[("ssl.keyStore.type", "JKS")])).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        r#"config: ssl.keyStore.type: "JKS" is not supported; Warden reads PEM stores only; convert with keytool/openssl to PEM and set ssl.keyStore.type=PEM"#
-    );
-    let e = build(&with(&[("ssl.trustStore.location", "/t.p12")])).unwrap_err().to_string();
-    assert!(e.contains("ssl.trustStore.location") && e.contains("PKCS12") && e.contains("ssl.trustStore.type=PEM"), "{e}");
+    // JKS, PKCS12 and PEM, by type key or by extension as KeyStoreFileType does.
+    let (c, _) = build(&with(&[("ssl.keyStore.type", "JKS"), ("ssl.trustStore.location", "/t.p12")])).unwrap();
+    let tls = c.tls().unwrap().unwrap();
+    assert_eq!((tls.key_store_type, tls.trust_store_type), (StoreType::Jks, StoreType::Pkcs12));
+    let e = build(&with(&[("ssl.keyStore.type", "BCFKS")])).unwrap_err().to_string();
+    assert!(e.contains("ssl.keyStore.type") && e.contains("BCFKS"), "{e}");
+    let e = build(&with(&[("ssl.trustStore.location", "/t.P12")])).unwrap_err().to_string();
+    assert!(e.contains("ssl.trustStore.location") && e.contains("ssl.trustStore.type") && e.contains("extension"), "{e}");
+    let (c, _) = build(&with(&[("ssl.trustStore.location", "/t.P12"), ("ssl.trustStore.type", "pkcs12")])).unwrap();
+    assert_eq!(c.tls().unwrap().unwrap().trust_store_type, StoreType::Pkcs12);
+    let e = build(&with(&[("ssl.hostnameVerification", "maybe")])).unwrap_err().to_string();
+    assert!(e.contains("ssl.hostnameVerification"), "{e}");
     let e = build(&pairs(&[("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem")])).unwrap_err().to_string();
     assert!(e.contains("needs ssl.trustStore.location"), "{e}");
     let (c, _) = build(&pairs(&[("secureClientPort", "2281"), ("ssl.keyStore.location", "/k.pem"), ("ssl.clientAuth", "none")])).unwrap();
