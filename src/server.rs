@@ -402,7 +402,7 @@ impl Core {
         } else {
             let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id))
                 && !self.closing.contains(&req.session_id);
-            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+            if !known || !self.password_ok(req.session_id, &req.passwd) {
                 let mut w = Vec::new();
                 w.put_i32(0);
                 ConnectResponse::expired().encode(&mut w);
@@ -410,7 +410,7 @@ impl Core {
             }
             (req.session_id, None)
         };
-        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: false };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: self.password_of(session_id), read_only: false };
         let mut w = Vec::new();
         w.put_i32(0);
         resp.encode(&mut w);
@@ -431,7 +431,7 @@ impl Core {
             sid
         } else {
             let known = self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id);
-            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+            if !known || !self.password_ok(req.session_id, &req.passwd) {
                 let mut w = Vec::new();
                 w.put_i32(0);
                 ConnectResponse::expired().encode(&mut w);
@@ -439,11 +439,25 @@ impl Core {
             }
             req.session_id
         };
-        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: true };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: self.password_of(session_id), read_only: true };
         let mut w = Vec::new();
         w.put_i32(0);
         resp.encode(&mut w);
         ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created: None }
+    }
+
+    /// Warden's password, or for a session ZooKeeper created (imported from
+    /// its files) the one ZooKeeper gave its client.
+    fn password_of(&self, session_id: i64) -> Vec<u8> {
+        if self.db.is_zookeeper_session(session_id) {
+            crate::zkfiles::zookeeper_password(session_id)
+        } else {
+            session::password(&self.secret, session_id)
+        }
+    }
+
+    fn password_ok(&self, session_id: i64, passwd: &[u8]) -> bool {
+        passwd == self.password_of(session_id) || passwd == session::password(&self.secret, session_id)
     }
 
     pub fn is_local_session(&self, session_id: i64) -> bool {
