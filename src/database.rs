@@ -35,10 +35,9 @@ impl Database {
         Database { tree, sessions: sessions.into_iter().collect(), zookeeper_sessions: BTreeSet::new(), last_zxid }
     }
 
-    /// Marks every live session as created by ZooKeeper (after an import).
+    /// Marks sessions as created by ZooKeeper (after an import; a closeSession unmarks).
     pub fn mark_sessions_from_zookeeper(&mut self, ids: impl IntoIterator<Item = i64>) {
-        let live: Vec<i64> = ids.into_iter().filter(|id| self.sessions.contains_key(id)).collect();
-        self.zookeeper_sessions.extend(live);
+        self.zookeeper_sessions.extend(ids);
     }
 
     pub fn is_zookeeper_session(&self, session_id: i64) -> bool {

@@ -33,6 +33,7 @@ mod supervise;
 mod tls;
 mod tools;
 mod tracker;
+mod zk_import;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -135,6 +136,17 @@ enum SnapshotCommand {
     Dump { file: PathBuf },
     /// Check a snapshot's checksums and structure; exit 1 if it is unusable.
     Verify { file: PathBuf },
+    /// Write a stopped node's state (its dataDir) as a snapshot Apache ZooKeeper loads: the way back.
+    Export {
+        /// The directory to write (its version-2/ gets snapshot.<zxid>, acceptedEpoch, currentEpoch).
+        #[arg(long = "zookeeper", value_name = "DIR")]
+        zookeeper: PathBuf,
+        /// The stopped node's dataDir.
+        data_dir: PathBuf,
+        /// Its dataLogDir, if not the dataDir.
+        #[arg(long)]
+        data_log_dir: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -153,6 +165,9 @@ fn main() {
         Command::Log { command: LogCommand::Dump { target } } => tools::log_dump(&target),
         Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
         Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),
+        Command::Snapshot { command: SnapshotCommand::Export { zookeeper, data_dir, data_log_dir } } => {
+            tools::snapshot_export_zookeeper(&data_dir, data_log_dir.as_deref(), &zookeeper)
+        }
         Command::Cli { args } => cli::run(args),
         Command::Ensemble { command: EnsembleCommand::Up { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms } } => {
             ensemble_up::up(ensemble_up::UpOptions { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms })

@@ -17,6 +17,7 @@ use warden_core::database::Database;
 use warden_core::snapshot;
 use warden_core::txn::LogEntry;
 use warden_core::txnlog::{self, LOG_PREFIX, SNAPSHOT_PREFIX};
+use warden_core::zkfiles::{self, FileKind};
 
 /// ZooKeeper's layout: `<dataDir>/version-2/snapshot.*`, `<dataLogDir>/version-2/log.*`.
 pub fn version_dir(dir: &Path) -> PathBuf {
@@ -37,6 +38,38 @@ pub fn list(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// Whose file this is, by its magic (ZooKeeper's and Warden's share names).
+pub fn kind_of(path: &Path) -> FileKind {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let n = File::open(path).and_then(|f| f.take(8).read(&mut head)).unwrap_or(0);
+    zkfiles::file_kind(&head[..n])
+}
+
+/// `list`, keeping the files whose kind passes `want`.
+pub fn list_kind(dir: &Path, prefix: &str, want: impl Fn(FileKind) -> bool) -> Vec<(i64, PathBuf)> {
+    list(dir, prefix).into_iter().filter(|(_, p)| want(kind_of(p))).collect()
+}
+
+/// Warden's own files (and empty stubs a crash left): the only ones Warden
+/// recovers from, cuts, truncates or purges. ZooKeeper's are never touched.
+pub fn list_warden(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    list_kind(dir, prefix, |k| matches!(k, FileKind::Warden | FileKind::Empty))
+}
+
+/// Refuses to replace a file that is not Warden's (ZooKeeper's files share
+/// the names `snapshot.<zxid>` and `log.<zxid>`).
+pub fn check_not_foreign(path: &Path) -> std::io::Result<()> {
+    if path.exists() && !matches!(kind_of(path), FileKind::Warden | FileKind::Empty) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a Warden file (ZooKeeper's?) and Warden never overwrites it; move it out of the directory \
+             (ZooKeeper only needs it to go back to ZooKeeper) and start again",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A log segment's written part: segments are preallocated as sparse files,
@@ -92,21 +125,24 @@ pub struct RecoveredLog {
 /// strictly; across epochs zxids jump, so there is no +1 continuity check.
 pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<RecoveredLog, String> {
     let started = Instant::now();
-    let (snapshot_zxid, db, _) = load_newest_snapshot(data_dir, log_dir, log)?;
-    let snapshot_zxid = snapshot_zxid.unwrap_or(0);
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let segments = list(&version_dir(log_dir), LOG_PREFIX);
+    let base = load_base(data_dir, log_dir, log)?;
+    let snapshot_zxid = base.snapshot_zxid.unwrap_or(0);
+    let mut db = base.db;
+    db.mark_sessions_from_zookeeper(base.zookeeper_sessions);
+    let mut entries: Vec<LogEntry> = base.zookeeper_entries;
+    let after = entries.last().map_or(snapshot_zxid, |e| e.hdr.zxid);
+    let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
     let last_index = segments.len().saturating_sub(1);
     for (i, (_, path)) in segments.iter().enumerate() {
         if let Some((next_first, _)) = segments.get(i + 1) {
-            if *next_first <= snapshot_zxid + 1 {
+            if *next_first <= after + 1 {
                 continue;
             }
         }
         let bytes = read_segment(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
         for entry in scan.entries {
-            if entry.hdr.zxid <= snapshot_zxid {
+            if entry.hdr.zxid <= after {
                 continue;
             }
             if let Some(prev) = entries.last() {
@@ -123,20 +159,30 @@ pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Reco
     Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
 }
 
-/// The newest snapshot that verifies (or an empty database), and what was damaged.
-fn load_newest_snapshot(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<(Option<i64>, Database, Vec<String>), String> {
+/// Where recovery starts: the newest Warden snapshot that verifies, else
+/// ZooKeeper's data in place (its snapshot, and its logged transactions
+/// still to replay), else an empty database.
+struct Base {
+    snapshot_zxid: Option<i64>,
+    db: Database,
+    zookeeper_entries: Vec<LogEntry>,
+    zookeeper_sessions: Vec<i64>,
+    damaged: Vec<String>,
+}
+
+fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, String> {
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(log_dir);
     for d in [&snap_dir, &log_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     let mut damaged = Vec::new();
-    for (zxid, path) in list(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
+    for (zxid, path) in list_warden(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         match snapshot::load(&bytes) {
             Ok(s) => {
                 info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
-                return Ok((Some(s.zxid), s.db, damaged));
+                return Ok(Base { snapshot_zxid: Some(s.zxid), db: s.db, zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged });
             }
             Err(e) => {
                 // Fall back to an older snapshot; the replay's continuity check
@@ -146,17 +192,34 @@ fn load_newest_snapshot(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result
             }
         }
     }
-    Ok((None, Database::default(), damaged))
+    if damaged.is_empty() {
+        if let Some(zk) = crate::zk_import::import(&snap_dir, &log_dir, log)? {
+            info!(log, "starting from Apache ZooKeeper's data in place (its files are only read)"; "snapshot_zxid" => format!("{:#x}", zk.snapshot_zxid), "logged_txns" => zk.entries.len());
+            return Ok(Base { snapshot_zxid: Some(zk.snapshot_zxid), db: zk.db, zookeeper_entries: zk.entries, zookeeper_sessions: zk.sessions, damaged });
+        }
+    }
+    Ok(Base { snapshot_zxid: None, db: Database::default(), zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged })
 }
 
 /// Loads the newest snapshot that verifies and replays the log after it.
 /// A torn tail is cut off; damage anywhere else stops the start, naming the
 /// file and offset.
 pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
+    recover_with(data_dir, log_dir, true, log)
+}
+
+/// `recover`; with `cut_torn` false nothing on disk changes (offline tools).
+pub fn recover_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<Recovered, String> {
     let started = Instant::now();
-    let (snapshot_zxid, mut db, damaged) = load_newest_snapshot(data_dir, log_dir, log)?;
-    let segments = list(&version_dir(log_dir), LOG_PREFIX);
+    let Base { snapshot_zxid, mut db, zookeeper_entries, zookeeper_sessions, damaged } = load_base(data_dir, log_dir, log)?;
     let mut replayed = 0;
+    // ZooKeeper's logged transactions (checked for order when read).
+    for entry in &zookeeper_entries {
+        db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
+        replayed += 1;
+    }
+    db.mark_sessions_from_zookeeper(zookeeper_sessions);
+    let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
     let last_index = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
         // Skip segments that end before the snapshot.
@@ -185,7 +248,9 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
             replayed += 1;
         }
         if let Some(bad) = &scan.bad {
-            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            if cut_torn || !(bad.torn && i == last_index) {
+                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            }
         }
     }
     if snapshot_zxid.is_none() && !damaged.is_empty() && db.last_zxid() == 0 {
@@ -403,7 +468,7 @@ impl SegmentWriter {
     /// Cuts the log after `to_zxid`: later segments go, the one holding it
     /// is cut just past it. New entries start a new segment.
     fn truncate(&mut self, to_zxid: i64, log: &Logger) -> std::io::Result<()> {
-        for (first, path) in list(&self.dir, LOG_PREFIX).into_iter().rev() {
+        for (first, path) in list_warden(&self.dir, LOG_PREFIX).into_iter().rev() {
             if first > to_zxid {
                 std::fs::remove_file(&path)?;
                 info!(log, "TRUNC removed a log segment"; "file" => path.display().to_string());
@@ -424,13 +489,14 @@ impl SegmentWriter {
     /// the history they hold is either in the snapshot or not the leader's.
     fn install_snapshot(&mut self, zxid: i64, bytes: &[u8], snap_dir: &Path, log: &Logger) -> std::io::Result<()> {
         let name = txnlog::snapshot_name(zxid);
+        check_not_foreign(&snap_dir.join(&name))?;
         let tmp = snap_dir.join(format!("{name}.tmp"));
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, snap_dir.join(&name))?;
         fsync_dir(snap_dir)?;
-        for (_, path) in list(&self.dir, LOG_PREFIX) {
+        for (_, path) in list_warden(&self.dir, LOG_PREFIX) {
             std::fs::remove_file(&path)?;
         }
         fsync_dir(&self.dir)?;
@@ -440,6 +506,7 @@ impl SegmentWriter {
 
     fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
         let path = self.dir.join(txnlog::log_name(first_zxid));
+        check_not_foreign(&path)?;
         // A file of this name can only be a segment that got no record before a
         // crash (else recovery would have moved the zxid past it): reuse it.
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;

@@ -97,3 +97,42 @@ pub fn snapshot_verify(file: &Path) -> Result<(), String> {
     println!("{}: valid snapshot of zxid {:#x}, {} nodes, {} sessions", file.display(), s.zxid, s.nodes, s.db.sessions().len());
     Ok(())
 }
+
+/// `warden snapshot export --zookeeper OUT DATADIR`: the state a stopped
+/// node's data dir recovers to (its snapshot and log, read without changing
+/// anything), written as `OUT/version-2/snapshot.<zxid>` for ZooKeeper, with
+/// the sessions and with `acceptedEpoch`/`currentEpoch` for an ensemble member.
+pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &Path) -> Result<(), String> {
+    for d in [Some(data_dir), log_dir].into_iter().flatten() {
+        if !version_dir(d).is_dir() {
+            return Err(format!("{} holds no version-2 directory: not a data dir", d.display()));
+        }
+    }
+    let quiet = slog::Logger::root(slog::Discard, slog::o!());
+    let recovered = crate::storage::recover_with(data_dir, log_dir.unwrap_or(data_dir), false, &quiet)?;
+    let db = recovered.db;
+    let zxid = db.last_zxid();
+    let target_dir = version_dir(out);
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("cannot create {}: {e}", target_dir.display()))?;
+    let target = target_dir.join(txnlog::snapshot_name(zxid));
+    if target.exists() {
+        return Err(format!("{} exists; export into an empty directory", target.display()));
+    }
+    let bytes = warden_core::zkfiles::snap::write(&db);
+    let tmp = target_dir.join(format!("{}.tmp", txnlog::snapshot_name(zxid)));
+    std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &target)).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    // ZooKeeper refuses a currentEpoch older than its last zxid's epoch.
+    let epoch_of_zxid = (zxid >> 32) as u32;
+    for kind in [warden_core::zab::EpochKind::Accepted, warden_core::zab::EpochKind::Current] {
+        let epoch = crate::ensemble::read_epoch(data_dir, kind)?.max(epoch_of_zxid);
+        crate::ensemble::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
+    }
+    println!(
+        "{}: ZooKeeper snapshot of zxid {zxid:#x}, {} nodes, {} sessions, {} bytes",
+        target.display(),
+        db.tree.node_count(),
+        db.sessions().len(),
+        bytes.len()
+    );
+    Ok(())
+}
