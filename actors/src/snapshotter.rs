@@ -122,7 +122,10 @@ impl Serve<SnapshotPart> for Snapshotter {
                 let target = self.snap_dir.join(&name);
                 let tmp = self.snap_dir.join(format!("{name}.tmp"));
                 // A ZooKeeper snapshot of the same zxid stays; the log covers this one.
-                check_not_foreign(&target).map_err(|e| format!("snapshot skipped: {e}"))?;
+                if let Err(e) = check_not_foreign(&target) {
+                    warn!(self.log, "snapshot skipped"; "reason" => %e);
+                    return Err(e.to_string());
+                }
                 let file = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
                 self.current = Some(InProgress { out: BufWriter::with_capacity(1 << 20, file), tmp, target, started: Instant::now(), bytes: 0 });
                 self.write(&bytes)

@@ -554,10 +554,97 @@ impl SegmentWriter {
 mod tests {
     use super::*;
     use warden_core::txn::{Txn, TxnHeader};
+    use warden_core::zkfiles;
 
     fn entry(zxid: i64) -> Arc<LogEntry> {
         let txn = Txn::Create { path: format!("/n{zxid}"), data: Some(vec![7; 200]), acl: vec![], ephemeral_owner: 0, parent_cversion: zxid as i32 };
         Arc::new(LogEntry { hdr: TxnHeader { session_id: 1, cxid: 0, zxid, time_ms: 0 }, txn })
+    }
+
+    /// A ZooKeeper data dir: snapshot.3 (after 3 txns) and log.1 holding 1..=6.
+    fn zookeeper_dir(dir: &Path) -> Vec<LogEntry> {
+        use warden_core::proto::Acl;
+        let v = version_dir(dir);
+        std::fs::create_dir_all(&v).unwrap();
+        let mk = |zxid: i64, txn: Txn| LogEntry { hdr: TxnHeader { session_id: 0x42, cxid: 0, zxid, time_ms: 100 + zxid }, txn };
+        let create = |p: &str, owner: i64, pcv: i32| Txn::Create {
+            path: p.into(),
+            data: Some(p.as_bytes().to_vec()),
+            acl: vec![Acl::world_all()],
+            ephemeral_owner: owner,
+            parent_cversion: pcv,
+        };
+        let entries = vec![
+            mk(1, Txn::CreateSession { timeout_ms: 30_000 }),
+            mk(2, create("/a", 0, 1)),
+            mk(3, create("/a/e", 0x42, 1)),
+            mk(4, Txn::SetData { path: "/a".into(), data: Some(b"x".to_vec()), version: 1 }),
+            mk(5, create("/b", 0, 2)),
+            mk(6, Txn::Delete { path: "/b".into() }),
+        ];
+        let mut db = Database::default();
+        for e in &entries[..3] {
+            db.apply(&e.hdr, &e.txn, &mut Vec::new());
+        }
+        std::fs::write(v.join("snapshot.3"), zkfiles::snap::write(&db)).unwrap();
+        std::fs::write(v.join("log.1"), zkfiles::log::encode_file(&entries, true, 4096)).unwrap();
+        entries
+    }
+
+    #[test]
+    fn zookeeper_files_are_read_in_place_and_never_changed() {
+        let dir = std::env::temp_dir().join(format!("warden-zkdir-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let entries = zookeeper_dir(&dir);
+        let v = version_dir(&dir);
+        let before: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let r = recover(&dir, &dir, &log).unwrap();
+        let mut expected = Database::default();
+        for e in &entries {
+            expected.apply(&e.hdr, &e.txn, &mut Vec::new());
+        }
+        assert_eq!(r.db.last_zxid(), 6);
+        assert_eq!(r.replayed, 3, "only the transactions after the snapshot");
+        for p in ["/", "/a", "/a/e"] {
+            assert_eq!(r.db.tree.get(p).unwrap().stat(), expected.tree.get(p).unwrap().stat(), "{p}");
+        }
+        assert!(r.db.tree.get("/b").is_none());
+        assert!(r.db.is_zookeeper_session(0x42));
+        // Warden's files are told apart by magic; ZooKeeper's are never overwritten.
+        assert!(list_warden(&v, SNAPSHOT_PREFIX).is_empty() && list_warden(&v, LOG_PREFIX).is_empty());
+        assert!(check_not_foreign(&v.join("snapshot.3")).is_err());
+        assert!(check_not_foreign(&v.join("snapshot.7")).is_ok());
+        // Warden's own log continues after ZooKeeper's.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let me = crate::registry::Registry::default().register("txn-log", "0");
+        let mut w = SegmentWriter {
+            dir: v.clone(),
+            prealloc_bytes: 4096,
+            segment_max_bytes: 1 << 20,
+            force_sync: false,
+            fsync_delay: Duration::ZERO,
+            current: None,
+            buf: Vec::new(),
+            stats: Arc::new(ServerStats::default()),
+        };
+        tx.send(LogCommand::Append(vec![entry(7)])).unwrap();
+        drop(tx);
+        w.run(rx, &|_| {}, &me, &log).unwrap();
+        let r = recover(&dir, &dir, &log).unwrap();
+        assert_eq!((r.db.last_zxid(), r.replayed), (7, 4));
+        assert!(r.db.tree.get("/n7").is_some());
+        let ensemble = recover_log(&dir, &dir, &log).unwrap();
+        assert_eq!((ensemble.snapshot_zxid, ensemble.entries.iter().map(|e| e.hdr.zxid).collect::<Vec<_>>()), (3, vec![4, 5, 6, 7]));
+        let after: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
+        assert!(before == after, "ZooKeeper's files changed");
+        // Damage in ZooKeeper's log stops the start with the file and offset.
+        let mut bad = before[1].clone();
+        bad[zkfiles::HEADER_BYTES + 60] ^= 0x20;
+        std::fs::write(v.join("log.1"), &bad).unwrap();
+        let err = recover(&dir, &dir, &log).err().unwrap();
+        assert!(err.contains("log.1") && err.contains("at byte"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
