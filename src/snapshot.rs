@@ -152,7 +152,9 @@ pub fn load(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
     }
     let mut tree = DataTree::new();
     let mut acls: HashMap<u32, Vec<Acl>> = HashMap::new();
-    let mut begin: Option<(i64, Vec<(i64, i32)>, Vec<i64>)> = None;
+    // The Begin record: zxid, sessions, sessions ZooKeeper created.
+    type Begin = (i64, Vec<(i64, i32)>, Vec<i64>);
+    let mut begin: Option<Begin> = None;
     let mut count = 0u64;
     for rec in Records::new(bytes, MAGIC.len()) {
         let (offset, payload) = rec.map_err(|b| fail(b.offset, b.reason))?;

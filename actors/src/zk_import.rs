@@ -2,12 +2,13 @@
 //! that verifies and ZooKeeper's logs after it, converted to Warden's
 //! transactions. Nothing here writes: ZooKeeper's files stay as they were.
 
-use crate::storage::{list_kind, read_segment};
+use crate::storage::{kind_of, list_kind, read_segment};
 use slog::{info, warn, Logger};
 use std::path::{Path, PathBuf};
 use warden_core::database::Database;
 use warden_core::txn::{LogEntry, Txn};
-use warden_core::txnlog::{LOG_PREFIX, SNAPSHOT_PREFIX};
+use warden_core::txnlog::LOG_PREFIX;
+use warden_core::zkfiles::snap::Compression;
 use warden_core::zkfiles::{self, FileKind};
 
 pub struct Imported {
@@ -19,17 +20,19 @@ pub struct Imported {
     pub sessions: Vec<i64>,
 }
 
-/// `snapshot.<hex>.gz` / `.snappy` (`snapshot.compression.method`): Warden
-/// reads only uncompressed snapshots.
-fn compressed_snapshots(dir: &Path) -> Vec<(i64, PathBuf)> {
+/// ZooKeeper's snapshots, plain or compressed (`snapshot.compression.method`), newest first.
+fn snapshots(dir: &Path) -> Vec<(i64, Compression, PathBuf)> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    rd.flatten()
+    let mut out: Vec<_> = rd
+        .flatten()
         .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".snappy"))?;
-            Some((warden_core::txnlog::parse_name(stem, SNAPSHOT_PREFIX)?, e.path()))
+            let (zxid, c) = zkfiles::snap::parse_name(&e.file_name().into_string().ok()?)?;
+            Some((zxid, c, e.path()))
         })
-        .collect()
+        .filter(|(_, c, p)| *c != Compression::None || kind_of(p) == FileKind::ZooKeeper)
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out
 }
 
 fn epoch(zxid: i64) -> i64 {
@@ -40,30 +43,23 @@ fn epoch(zxid: i64) -> i64 {
 /// there is none. Damage stops with the file and offset, except a torn last
 /// record of a log, which ZooKeeper too reads as the end of that file.
 pub fn import(snap_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Option<Imported>, String> {
-    let zk = |k: FileKind| k == FileKind::ZooKeeper;
-    let snaps = list_kind(snap_dir, SNAPSHOT_PREFIX, zk);
-    let logs = list_kind(log_dir, LOG_PREFIX, zk);
-    let compressed = compressed_snapshots(snap_dir);
-    if snaps.is_empty() && logs.is_empty() && compressed.is_empty() {
+    let snaps = snapshots(snap_dir);
+    let logs = list_kind(log_dir, LOG_PREFIX, |k| k == FileKind::ZooKeeper);
+    if snaps.is_empty() && logs.is_empty() {
         return Ok(None);
     }
-    let newest_plain = snaps.last().map_or(-1, |s| s.0);
-    if let Some((_, path)) = compressed.iter().filter(|c| c.0 >= newest_plain).max() {
-        return Err(format!(
-            "{} is a compressed ZooKeeper snapshot, which Warden does not read: restart ZooKeeper once with \
-             zookeeper.snapshot.compression.method=CHECKED and let it take a snapshot (snapCount), then start Warden",
-            path.display()
-        ));
-    }
     let mut loaded = None;
-    for (zxid, path) in snaps.iter().rev() {
+    for (zxid, compression, path) in &snaps {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        match zkfiles::snap::load(&bytes, *zxid) {
+        let result = zkfiles::snap::decompress(&bytes, *compression).and_then(|b| zkfiles::snap::load(&b, *zxid));
+        match result {
             Ok(s) => {
                 info!(log, "loaded a ZooKeeper snapshot"; "file" => path.display().to_string(), "zxid" => format!("{zxid:#x}"), "nodes" => s.nodes, "sessions" => s.db.sessions().len());
                 loaded = Some(s);
                 break;
             }
+            // Snappy is refused outright rather than silently falling back to an older snapshot.
+            Err(e) if *compression == Compression::Snappy => return Err(format!("{}: {}", path.display(), e.reason)),
             // As ZooKeeper's FileSnap: an invalid snapshot is skipped for an older one.
             Err(e) => warn!(log, "ZooKeeper snapshot does not verify, trying an older one"; "file" => path.display().to_string(), "error" => e.to_string()),
         }

@@ -398,9 +398,7 @@ mod tests {
         }
         // A 3.5 closeSession: header only.
         let mut close = Vec::new();
-        for v in [0x77i64] {
-            close.put_i64(v);
-        }
+        close.put_i64(0x77);
         close.put_i32(9);
         close.put_i64(4);
         close.put_i64(1);

@@ -37,18 +37,7 @@ pub fn file_kind(head: &[u8]) -> FileKind {
 
 /// `java.util.zip.Adler32`.
 pub fn adler32(bytes: &[u8]) -> u32 {
-    const MOD: u32 = 65_521;
-    let (mut a, mut b) = (1u32, 0u32);
-    // 5552 bytes is the most that cannot overflow u32 before reducing.
-    for chunk in bytes.chunks(5552) {
-        for &x in chunk {
-            a += x as u32;
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    (b << 16) | a
+    adler2::adler32_slice(bytes)
 }
 
 /// `java.util.Random`: the 48-bit LCG ZooKeeper seeds to make session passwords.

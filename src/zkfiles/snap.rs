@@ -177,6 +177,44 @@ pub fn write(db: &Database) -> Vec<u8> {
     out
 }
 
+/// How a snapshot file is stored (`snapshot.compression.method`, by suffix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+}
+
+/// `snapshot.<hex>`, `snapshot.<hex>.gz` or `snapshot.<hex>.snappy`.
+pub fn parse_name(name: &str) -> Option<(i64, Compression)> {
+    let (stem, c) = match (name.strip_suffix(".gz"), name.strip_suffix(".snappy")) {
+        (Some(s), _) => (s, Compression::Gzip),
+        (_, Some(s)) => (s, Compression::Snappy),
+        _ => (name, Compression::None),
+    };
+    Some((crate::txnlog::parse_name(stem, crate::txnlog::SNAPSHOT_PREFIX)?, c))
+}
+
+/// The snapshot's own bytes (the Adler32 seals are over the uncompressed stream).
+pub fn decompress(bytes: &[u8], c: Compression) -> Result<std::borrow::Cow<'_, [u8]>, FileError> {
+    use std::io::Read;
+    match c {
+        Compression::None => Ok(bytes.into()),
+        Compression::Gzip => {
+            let mut out = Vec::new();
+            let mut gz = flate2::read::GzDecoder::new(bytes);
+            gz.read_to_end(&mut out).map_err(|e| FileError { offset: 0, reason: format!("gzip: {e} (after {} uncompressed bytes)", out.len()) })?;
+            Ok(out.into())
+        }
+        Compression::Snappy => Err(FileError {
+            offset: 0,
+            reason: "snappy-compressed ZooKeeper snapshots are not read: restart ZooKeeper once with \
+                     zookeeper.snapshot.compression.method=gz or CHECKED, let it write a snapshot, then start Warden"
+                .into(),
+        }),
+    }
+}
+
 fn seal(out: &mut Vec<u8>) {
     let sum = super::adler32(out) as i64;
     out.put_i64(sum);
@@ -247,6 +285,23 @@ mod tests {
         newer.put_i64(7);
         seal(&mut newer);
         assert_same(&db, &load(&newer, 7).unwrap().db);
+    }
+
+    #[test]
+    fn gzip_snapshots_load_and_snappy_is_refused_clearly() {
+        use std::io::Write;
+        let db = sample();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&write(&db)).unwrap();
+        let packed = gz.finish().unwrap();
+        assert_eq!(parse_name("snapshot.1f.gz"), Some((0x1f, Compression::Gzip)));
+        assert_eq!(parse_name("snapshot.1f"), Some((0x1f, Compression::None)));
+        assert_eq!(parse_name("snapshot.1f.snappy"), Some((0x1f, Compression::Snappy)));
+        assert_eq!(parse_name("snapshot.1f.tmp"), None);
+        let bytes = decompress(&packed, Compression::Gzip).unwrap();
+        assert_same(&db, &load(&bytes, 7).unwrap().db);
+        assert!(decompress(&packed[..packed.len() / 2], Compression::Gzip).unwrap_err().reason.contains("gzip"));
+        assert!(decompress(&packed, Compression::Snappy).unwrap_err().reason.contains("compression.method"));
     }
 
     #[test]

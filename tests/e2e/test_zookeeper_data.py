@@ -339,3 +339,38 @@ def test_zookeeper_ensemble_migrates_to_warden_members_on_the_same_dirs():
         for s in servers:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_gzip_compressed_zookeeper_snapshots_are_read():
+    """snapshot.compression.method=gz: ZooKeeper writes snapshot.<zxid>.gz."""
+    work = tempfile.mkdtemp(prefix="warden-zkgz-")
+    data_dir = os.path.join(work, "data")
+    os.makedirs(data_dir)
+    port = free_port()
+    settings = dict(SETTINGS, **{"zookeeper.snapCount": "200", "zookeeper.snapshot.compression.method": "gz"})
+    servers = []
+    try:
+        zookeeper = Node("zookeeper", data_dir, port, settings)
+        servers.append(zookeeper)
+        zookeeper.start()
+        admin = client(zookeeper.hostport)
+        build_tree(admin, zookeeper.hostport, nodes=400)
+        served_by_zookeeper = walk(admin)
+        admin.stop()
+        admin.close()
+        zookeeper.kill()
+        names = os.listdir(os.path.join(data_dir, "version-2"))
+        assert any(n.endswith(".gz") and n != "snapshot.0.gz" for n in names), names
+        warden = Node("warden", data_dir, port, SETTINGS)
+        servers.append(warden)
+        warden.start()
+        reader = client(warden.hostport)
+        try:
+            assert_same_tree(served_by_zookeeper, walk(reader), "Warden vs ZooKeeper (gzip snapshots)")
+        finally:
+            reader.stop()
+            reader.close()
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
