@@ -31,7 +31,7 @@ fn snapshots(dir: &Path) -> Vec<(i64, Compression, PathBuf)> {
         })
         .filter(|(_, c, p)| *c != Compression::None || kind_of(p) == FileKind::ZooKeeper)
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|s| std::cmp::Reverse(s.0));
     out
 }
 
