@@ -89,13 +89,15 @@ fn body(r: &mut Reader, kind: i32, session_id: i64) -> DecodeResult<ZkTxn> {
         op::MULTI => {
             let subs = r.vec(8, |r| {
                 let kind = r.i32()?;
+                // Checked before decoding: a nested multi would recurse without bound.
+                if matches!(kind, op::MULTI | op::CREATE_SESSION | op::CLOSE_SESSION) {
+                    return Err(DecodeError::BadValue("operation inside a multi", kind as i64));
+                }
                 let bytes = r.buffer()?.unwrap_or_default();
                 let mut inner = Reader::new(&bytes);
                 match body(&mut inner, kind, session_id)? {
-                    ZkTxn::Txn(Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. }) | ZkTxn::CloseSessionUnlisted => {
-                        Err(DecodeError::BadValue("operation inside a multi", kind as i64))
-                    }
                     ZkTxn::Txn(t) => inner.finish().map(|_| t),
+                    ZkTxn::CloseSessionUnlisted => Err(DecodeError::BadValue("operation inside a multi", kind as i64)),
                 }
             })?;
             Txn::Multi(subs)

@@ -102,8 +102,11 @@ pub fn load(bytes: &[u8], zxid: i64) -> Result<LoadedSnapshot, FileError> {
         };
         let path = if path.is_empty() { "/".to_owned() } else { path };
         if path != "/" {
+            if !path.starts_with('/') {
+                return Err(FileError { offset, reason: format!("node path {path:?} does not start with '/'") });
+            }
             let parent = &path[..path.rfind('/').unwrap_or(0).max(1)];
-            if !path.starts_with('/') || tree.get(parent).is_none() {
+            if tree.get(parent).is_none() {
                 return Err(FileError { offset, reason: format!("node {path:?} comes before its parent (not a depth-first tree)") });
             }
         }
