@@ -53,10 +53,12 @@ pub fn list_kind(dir: &Path, prefix: &str, want: impl Fn(FileKind) -> bool) -> V
     list(dir, prefix).into_iter().filter(|(_, p)| want(kind_of(p))).collect()
 }
 
-/// Warden's own files (and empty stubs a crash left): the only ones Warden
-/// recovers from, cuts, truncates or purges. ZooKeeper's are never touched.
+/// Every file but ZooKeeper's: Warden's own, empty stubs a crash left, and
+/// files of unknown content (read as damaged Warden files, so garbage is
+/// reported, not skipped). Only these are recovered from, cut, truncated or
+/// purged; ZooKeeper's are never touched.
 pub fn list_warden(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
-    list_kind(dir, prefix, |k| matches!(k, FileKind::Warden | FileKind::Empty))
+    list_kind(dir, prefix, |k| k != FileKind::ZooKeeper)
 }
 
 /// Refuses to replace a file that is not Warden's (ZooKeeper's files share
@@ -613,6 +615,9 @@ mod tests {
         assert!(r.db.is_zookeeper_session(0x42));
         // Warden's files are told apart by magic; ZooKeeper's are never overwritten.
         assert!(list_warden(&v, SNAPSHOT_PREFIX).is_empty() && list_warden(&v, LOG_PREFIX).is_empty());
+        std::fs::write(v.join("snapshot.2"), b"not a snapshot").unwrap();
+        assert_eq!(list_warden(&v, SNAPSHOT_PREFIX).len(), 1, "garbage is Warden's to report");
+        std::fs::remove_file(v.join("snapshot.2")).unwrap();
         assert!(check_not_foreign(&v.join("snapshot.3")).is_err());
         assert!(check_not_foreign(&v.join("snapshot.7")).is_ok());
         // Warden's own log continues after ZooKeeper's.
