@@ -126,6 +126,11 @@ pub struct RecoveredLog {
 /// Recovery for an ensemble member (see `RecoveredLog`). Entries must rise
 /// strictly; across epochs zxids jump, so there is no +1 continuity check.
 pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<RecoveredLog, String> {
+    recover_log_with(data_dir, log_dir, true, log)
+}
+
+/// `recover_log`; with `cut_torn` false nothing on disk changes (offline tools).
+pub fn recover_log_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<RecoveredLog, String> {
     let started = Instant::now();
     let base = load_base(data_dir, log_dir, log)?;
     let snapshot_zxid = base.snapshot_zxid.unwrap_or(0);
@@ -155,7 +160,9 @@ pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Reco
             entries.push(entry);
         }
         if let Some(bad) = &scan.bad {
-            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            if cut_torn || !(bad.torn && i == last_index) {
+                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            }
         }
     }
     Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
@@ -643,6 +650,18 @@ mod tests {
         assert_eq!((ensemble.snapshot_zxid, ensemble.entries.iter().map(|e| e.hdr.zxid).collect::<Vec<_>>()), (3, vec![4, 5, 6, 7]));
         let after: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
         assert!(before == after, "ZooKeeper's files changed");
+        // A torn last record (cut, then zeros) ends ZooKeeper's log, which stays as it is.
+        let scan = zkfiles::log::scan(&before[1]).unwrap();
+        let last = scan.records.last().unwrap().offset;
+        let mut torn = before[1][..last + 20].to_vec();
+        torn.resize(before[1].len(), 0);
+        std::fs::write(v.join("log.1"), &torn).unwrap();
+        for (_, p) in list_warden(&v, LOG_PREFIX) {
+            std::fs::remove_file(p).unwrap();
+        }
+        let r = recover(&dir, &dir, &log).unwrap();
+        assert_eq!(r.db.last_zxid(), 5, "the torn txn 6 is not applied");
+        assert_eq!(std::fs::read(v.join("log.1")).unwrap(), torn, "ZooKeeper's torn log is not cut");
         // Damage in ZooKeeper's log stops the start with the file and offset.
         let mut bad = before[1].clone();
         bad[zkfiles::HEADER_BYTES + 60] ^= 0x20;

@@ -99,8 +99,8 @@ pub fn snapshot_verify(file: &Path) -> Result<(), String> {
 }
 
 /// `warden snapshot export --zookeeper OUT DATADIR`: the state a stopped
-/// node's data dir recovers to (its snapshot and log, read without changing
-/// anything), written as `OUT/version-2/snapshot.<zxid>` for ZooKeeper, with
+/// node's data dir holds (its snapshot and every logged transaction, read
+/// without changing anything), written as `OUT/version-2/snapshot.<zxid>` for ZooKeeper, with
 /// the sessions and with `acceptedEpoch`/`currentEpoch` for an ensemble member.
 pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &Path) -> Result<(), String> {
     for d in [Some(data_dir), log_dir].into_iter().flatten() {
@@ -109,8 +109,12 @@ pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &
         }
     }
     let quiet = slog::Logger::root(slog::Discard, slog::o!());
-    let recovered = crate::storage::recover_with(data_dir, log_dir.unwrap_or(data_dir), false, &quiet)?;
-    let db = recovered.db;
+    // Every logged transaction, in order: zxids jump at epochs in an ensemble member's log.
+    let recovered = crate::storage::recover_log_with(data_dir, log_dir.unwrap_or(data_dir), false, &quiet)?;
+    let mut db = recovered.db;
+    for e in &recovered.entries {
+        db.apply(&e.hdr, &e.txn, &mut Vec::new());
+    }
     let zxid = db.last_zxid();
     let target_dir = version_dir(out);
     std::fs::create_dir_all(&target_dir).map_err(|e| format!("cannot create {}: {e}", target_dir.display()))?;
