@@ -863,6 +863,31 @@ mod tests {
         (core, session_id)
     }
 
+    #[test]
+    fn zookeepers_passwords_reattach_only_the_sessions_it_created() {
+        let mut db = Database::default();
+        let hdr = |sid, zxid| crate::txn::TxnHeader { session_id: sid, cxid: 0, zxid, time_ms: 1 };
+        db.apply(&hdr(0x11, 1), &Txn::CreateSession { timeout_ms: 10_000 }, &mut Vec::new());
+        db.apply(&hdr(0x22, 2), &Txn::CreateSession { timeout_ms: 10_000 }, &mut Vec::new());
+        db.mark_sessions_from_zookeeper([0x11]);
+        let mut core = Core::restore(Settings::default(), b"secret".to_vec(), 1_700_000_000_000, db);
+        let attach = |core: &mut Core, session_id: i64, passwd: Vec<u8>| {
+            let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms: 10_000, session_id, passwd, read_only: Some(false) };
+            match core.connect(&req, 5) {
+                ConnectOutcome::Accepted { frame, .. } => Some(frame),
+                _ => None,
+            }
+        };
+        let zk = crate::zkfiles::zookeeper_password(0x11);
+        let frame = attach(&mut core, 0x11, zk.clone()).expect("ZooKeeper's password reattaches its session");
+        assert!(frame.windows(16).any(|w| w == &zk[..]), "and is handed back");
+        assert!(attach(&mut core, 0x11, vec![0; 16]).is_none());
+        assert!(attach(&mut core, 0x22, crate::zkfiles::zookeeper_password(0x22)).is_none(), "not for a session Warden created");
+        assert!(attach(&mut core, 0x22, session::password(b"secret", 0x22)).is_some());
+        core.db.apply(&hdr(0x11, 3), &Txn::CloseSession { ephemerals: vec![] }, &mut Vec::new());
+        assert!(!core.db.is_zookeeper_session(0x11));
+    }
+
     fn create(path: &str) -> Request {
         Request::Create(CreateRequest {
             op: CreateOp::Create,
