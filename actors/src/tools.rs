@@ -1,5 +1,6 @@
 //! Offline tools over a data dir, like ZooKeeper's LogFormatter and
-//! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify`.
+//! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify` (on
+//! Warden's files and on ZooKeeper's), `warden snapshot export --zookeeper`.
 
 use crate::storage::{list, read_segment, version_dir};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,10 @@ pub fn log_dump(target: &Path) -> Result<(), String> {
     for path in files {
         let bytes = read_segment(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("# {}", path.display());
+        if warden_core::zkfiles::file_kind(&bytes[..bytes.len().min(8)]) == warden_core::zkfiles::FileKind::ZooKeeper {
+            total += zookeeper_log_dump(&path, &bytes)?;
+            continue;
+        }
         let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
         for e in &scan.entries {
             println!("{}", format_entry(e));
@@ -71,9 +76,37 @@ pub fn log_dump(target: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A Warden snapshot, or ZooKeeper's (by magic; its zxid from the file name).
+/// ZooKeeper's log, in the same format (closeSession without its list before 3.6).
+fn zookeeper_log_dump(path: &Path, bytes: &[u8]) -> Result<usize, String> {
+    use warden_core::zkfiles::log::{scan, ZkTxn};
+    let scan = scan(bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
+    for rec in &scan.records {
+        let e = match &rec.txn {
+            ZkTxn::Txn(t) => LogEntry { hdr: rec.hdr, txn: t.clone() },
+            ZkTxn::CloseSessionUnlisted => LogEntry { hdr: rec.hdr, txn: Txn::CloseSession { ephemerals: Vec::new() } },
+        };
+        println!("{}", format_entry(&e));
+    }
+    if let Some(bad) = scan.bad {
+        let kind = if bad.torn { "torn tail (ZooKeeper and Warden stop reading there)" } else { "DAMAGED" };
+        println!("# {kind} at byte {}: {}", bad.offset, bad.reason);
+    }
+    Ok(scan.records.len())
+}
+
 fn load(file: &Path) -> Result<snapshot::LoadedSnapshot, String> {
+    use warden_core::zkfiles::{self, snap::Compression, FileKind};
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    snapshot::load(&bytes).map_err(|e| format!("{}: {e}", file.display()))
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let zookeeper =
+        zkfiles::snap::parse_name(name).filter(|(_, c)| *c != Compression::None || zkfiles::file_kind(&bytes[..bytes.len().min(8)]) == FileKind::ZooKeeper);
+    match zookeeper {
+        Some((zxid, c)) => {
+            zkfiles::snap::decompress(&bytes, c).and_then(|b| zkfiles::snap::load(&b, zxid)).map_err(|e| format!("{} (ZooKeeper's): {e}", file.display()))
+        }
+        None => snapshot::load(&bytes).map_err(|e| format!("{}: {e}", file.display())),
+    }
 }
 
 pub fn snapshot_dump(file: &Path) -> Result<(), String> {

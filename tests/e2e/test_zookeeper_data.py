@@ -193,6 +193,12 @@ def test_zookeeper_data_dir_comes_up_in_warden_and_goes_back():
         version_dir = os.path.join(data_dir, "version-2")
         before = file_hashes(version_dir)
         assert any(n.startswith("snapshot.") for n in before) and any(n.startswith("log.") for n in before), before
+        # The offline tools read ZooKeeper's files too.
+        newest = max((n for n in before if n.startswith("snapshot.")), key=lambda n: int(n.split(".")[1], 16))
+        out = subprocess.run([WARDEN_BIN, "snapshot", "verify", os.path.join(version_dir, newest)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "valid snapshot" in out.stdout, out.stdout + out.stderr
+        out = subprocess.run([WARDEN_BIN, "log", "dump", data_dir], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "createSession" in out.stdout and "'/eph/one'" in out.stdout, out.stderr
 
         warden = Node("warden", data_dir, port, SETTINGS)
         servers.append(warden)
