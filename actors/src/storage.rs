@@ -513,11 +513,22 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
+    /// Where a segment starting at `first_zxid` goes: `log.<first_zxid>`, or if
+    /// ZooKeeper's file holds that name (a log it created but wrote no record
+    /// to before it was killed), the nearest free lower name that still sorts
+    /// after Warden's previous segment (a name is only a lower bound of its
+    /// segment's zxids).
+    fn segment_path(&self, first_zxid: i64) -> std::io::Result<PathBuf> {
         let path = self.dir.join(txnlog::log_name(first_zxid));
-        check_not_foreign(&path)?;
-        // A file of this name can only be a segment that got no record before a
-        // crash (else recovery would have moved the zxid past it): reuse it.
+        let Err(taken) = check_not_foreign(&path) else { return Ok(path) };
+        let floor = list_warden(&self.dir, LOG_PREFIX).into_iter().map(|(z, _)| z).filter(|z| *z < first_zxid).max().unwrap_or(0);
+        (floor + 1..first_zxid).rev().map(|z| self.dir.join(txnlog::log_name(z))).find(|p| !p.exists()).ok_or(taken)
+    }
+
+    fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
+        let path = self.segment_path(first_zxid)?;
+        // A Warden file of this name can only be a segment that got no record before
+        // a crash (else recovery would have moved the zxid past it): reuse it.
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
         file.write_all(txnlog::MAGIC)?;
         file.set_len(self.prealloc_bytes)?;
@@ -640,14 +651,20 @@ mod tests {
             buf: Vec::new(),
             stats: Arc::new(ServerStats::default()),
         };
+        // ZooKeeper created log.7 and was killed before its first record: Warden's segment takes log.6.
+        let zk_stub = zkfiles::log::encode_file(&[], true, 512);
+        std::fs::write(v.join("log.7"), &zk_stub).unwrap();
         tx.send(LogCommand::Append(vec![entry(7)])).unwrap();
         drop(tx);
         w.run(rx, &|_| {}, &me, &log).unwrap();
+        assert_eq!(std::fs::read(v.join("log.7")).unwrap(), zk_stub);
+        assert_eq!(list_warden(&v, LOG_PREFIX).iter().map(|s| s.0).collect::<Vec<_>>(), vec![6]);
         let r = recover(&dir, &dir, &log).unwrap();
         assert_eq!((r.db.last_zxid(), r.replayed), (7, 4));
         assert!(r.db.tree.get("/n7").is_some());
         let ensemble = recover_log(&dir, &dir, &log).unwrap();
         assert_eq!((ensemble.snapshot_zxid, ensemble.entries.iter().map(|e| e.hdr.zxid).collect::<Vec<_>>()), (3, vec![4, 5, 6, 7]));
+        std::fs::remove_file(v.join("log.7")).unwrap();
         let after: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
         assert!(before == after, "ZooKeeper's files changed");
         // A torn last record (cut, then zeros) ends ZooKeeper's log, which stays as it is.
