@@ -58,8 +58,6 @@ pub fn import(snap_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Option<Im
                 loaded = Some(s);
                 break;
             }
-            // Snappy is refused outright rather than silently falling back to an older snapshot.
-            Err(e) if *compression == Compression::Snappy => return Err(format!("{}: {}", path.display(), e.reason)),
             // As ZooKeeper's FileSnap: an invalid snapshot is skipped for an older one.
             Err(e) => warn!(log, "ZooKeeper snapshot does not verify, trying an older one"; "file" => path.display().to_string(), "error" => e.to_string()),
         }

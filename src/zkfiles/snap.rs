@@ -209,13 +209,40 @@ pub fn decompress(bytes: &[u8], c: Compression) -> Result<std::borrow::Cow<'_, [
             gz.read_to_end(&mut out).map_err(|e| FileError { offset: 0, reason: format!("gzip: {e} (after {} uncompressed bytes)", out.len()) })?;
             Ok(out.into())
         }
-        Compression::Snappy => Err(FileError {
-            offset: 0,
-            reason: "snappy-compressed ZooKeeper snapshots are not read: restart ZooKeeper once with \
-                     zookeeper.snapshot.compression.method=gz or CHECKED, let it write a snapshot, then start Warden"
-                .into(),
-        }),
+        Compression::Snappy => unsnappy(bytes).map(Into::into),
     }
+}
+
+/// snappy-java's `SnappyOutputStream` framing, which ZooKeeper uses: a
+/// header (magic `\x82SNAPPY\0`, int version, int compatible version), then
+/// blocks of `int length` + raw snappy; a header may recur (concatenated streams).
+const SNAPPY_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
+
+fn unsnappy(bytes: &[u8]) -> Result<Vec<u8>, FileError> {
+    let fail = |offset: usize, reason: String| FileError { offset, reason: format!("snappy: {reason}") };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut decoder = snap::raw::Decoder::new();
+    while pos < bytes.len() {
+        if bytes[pos..].starts_with(SNAPPY_MAGIC) {
+            pos += SNAPPY_MAGIC.len() + 8;
+            continue;
+        }
+        if pos == 0 {
+            return Err(fail(0, "no snappy-java stream header".into()));
+        }
+        let len = bytes.get(pos..pos + 4).map(|b| i32::from_be_bytes(b.try_into().unwrap())).ok_or_else(|| fail(pos, "truncated block length".into()))?;
+        let block = usize::try_from(len)
+            .ok()
+            .and_then(|n| bytes.get(pos + 4..pos + 4 + n))
+            .ok_or_else(|| fail(pos, format!("block of {len} bytes runs past the end")))?;
+        let size = snap::raw::decompress_len(block).map_err(|e| fail(pos, e.to_string()))?;
+        let at = out.len();
+        out.resize(at + size, 0);
+        decoder.decompress(block, &mut out[at..]).map_err(|e| fail(pos, e.to_string()))?;
+        pos += 4 + block.len();
+    }
+    Ok(out)
 }
 
 fn seal(out: &mut Vec<u8>) {
@@ -291,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn gzip_snapshots_load_and_snappy_is_refused_clearly() {
+    fn gzip_and_snappy_snapshots_load() {
         use std::io::Write;
         let db = sample();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -304,7 +331,18 @@ mod tests {
         let bytes = decompress(&packed, Compression::Gzip).unwrap();
         assert_same(&db, &load(&bytes, 7).unwrap().db);
         assert!(decompress(&packed[..packed.len() / 2], Compression::Gzip).unwrap_err().reason.contains("gzip"));
-        assert!(decompress(&packed, Compression::Snappy).unwrap_err().reason.contains("compression.method"));
+        // snappy-java's framing: header, then length-prefixed raw snappy blocks.
+        let raw = write(&db);
+        let mut framed = SNAPPY_MAGIC.to_vec();
+        framed.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        for chunk in raw.chunks(100) {
+            let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+            framed.extend_from_slice(&(block.len() as i32).to_be_bytes());
+            framed.extend_from_slice(&block);
+        }
+        assert_same(&db, &load(&decompress(&framed, Compression::Snappy).unwrap(), 7).unwrap().db);
+        assert!(decompress(&framed[..framed.len() - 3], Compression::Snappy).unwrap_err().reason.contains("snappy"));
+        assert!(decompress(&raw, Compression::Snappy).unwrap_err().reason.contains("header"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ import rawzk
 from conftest import WARDEN_BIN, free_port
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
+SNAPPY_JAR = "/usr/share/java/snappy-java.jar"
 pytestmark = pytest.mark.skipif(
     not os.path.exists(ZK_JAR), reason="needs Apache ZooKeeper 3.8 (Debian's zookeeper package: /usr/share/java/zookeeper.jar)"
 )
@@ -57,6 +58,14 @@ class Node(conftest.Server):
         self.data_dir = data_dir
         self.port = port
         self.hostport = "%s:%d" % (self.host, port)
+
+    def command(self):
+        cmd = super().command()
+        if self.target == "zookeeper" and os.path.exists(SNAPPY_JAR):
+            # snapshot.compression.method=snappy needs snappy-java on the class path.
+            i = cmd.index("-cp") + 1
+            cmd[i] += ":" + SNAPPY_JAR
+        return cmd
 
     def launch(self):
         saved = conftest.TARGET
@@ -363,13 +372,16 @@ def test_zookeeper_ensemble_migrates_to_warden_members_on_the_same_dirs():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_gzip_compressed_zookeeper_snapshots_are_read():
-    """snapshot.compression.method=gz: ZooKeeper writes snapshot.<zxid>.gz."""
+@pytest.mark.parametrize("method", ["gz", "snappy"])
+def test_compressed_zookeeper_snapshots_are_read(method):
+    """snapshot.compression.method=gz|snappy: ZooKeeper writes snapshot.<zxid>.<method>."""
+    if method == "snappy" and not os.path.exists(SNAPPY_JAR):
+        pytest.skip("needs snappy-java (Debian's libsnappy-java, a dependency of zookeeper)")
     work = tempfile.mkdtemp(prefix="warden-zkgz-")
     data_dir = os.path.join(work, "data")
     os.makedirs(data_dir)
     port = free_port()
-    settings = dict(SETTINGS, **{"zookeeper.snapCount": "200", "zookeeper.snapshot.compression.method": "gz"})
+    settings = dict(SETTINGS, **{"zookeeper.snapCount": "200", "zookeeper.snapshot.compression.method": method})
     servers = []
     try:
         zookeeper = Node("zookeeper", data_dir, port, settings)
@@ -382,13 +394,13 @@ def test_gzip_compressed_zookeeper_snapshots_are_read():
         admin.close()
         zookeeper.kill()
         names = os.listdir(os.path.join(data_dir, "version-2"))
-        assert any(n.endswith(".gz") and n != "snapshot.0.gz" for n in names), names
+        assert any(n.endswith("." + method) and n != "snapshot.0." + method for n in names), names
         warden = Node("warden", data_dir, port, SETTINGS)
         servers.append(warden)
         warden.start()
         reader = client(warden.hostport)
         try:
-            assert_same_tree(served_by_zookeeper, walk(reader), "Warden vs ZooKeeper (gzip snapshots)")
+            assert_same_tree(served_by_zookeeper, walk(reader), "Warden vs ZooKeeper (%s snapshots)" % method)
         finally:
             reader.stop()
             reader.close()
