@@ -237,6 +237,10 @@ fn unsnappy(bytes: &[u8]) -> Result<Vec<u8>, FileError> {
             .and_then(|n| bytes.get(pos + 4..pos + 4 + n))
             .ok_or_else(|| fail(pos, format!("block of {len} bytes runs past the end")))?;
         let size = snap::raw::decompress_len(block).map_err(|e| fail(pos, e.to_string()))?;
+        // Snappy expands at most ~21x (a 3-byte copy makes 64 bytes): a larger claim is damage, not data to allocate for.
+        if size > 32 * block.len() + 64 {
+            return Err(fail(pos, format!("block of {} bytes claims {size} uncompressed", block.len())));
+        }
         let at = out.len();
         out.resize(at + size, 0);
         decoder.decompress(block, &mut out[at..]).map_err(|e| fail(pos, e.to_string()))?;
@@ -343,6 +347,9 @@ mod tests {
         assert_same(&db, &load(&decompress(&framed, Compression::Snappy).unwrap(), 7).unwrap().db);
         assert!(decompress(&framed[..framed.len() - 3], Compression::Snappy).unwrap_err().reason.contains("snappy"));
         assert!(decompress(&raw, Compression::Snappy).unwrap_err().reason.contains("header"));
+        let mut bomb = framed[..16].to_vec();
+        bomb.extend_from_slice(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decompress(&bomb, Compression::Snappy).unwrap_err().reason.contains("claims"));
     }
 
     #[test]
