@@ -31,7 +31,7 @@ mod digest;
 mod sessions;
 pub(crate) mod setup;
 mod snap_copy;
-pub use setup::{read_dynamic_config, read_epoch, QuorumSetup};
+pub use setup::{read_dynamic_config, read_epoch, write_epoch, QuorumSetup};
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {
