@@ -27,13 +27,16 @@ from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl, make_dige
 
 import conftest
 import rawzk
-from conftest import WARDEN_BIN, free_port
+from conftest import TARGET, WARDEN_BIN, free_port, single_node_only
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 SNAPPY_JAR = "/usr/share/java/snappy-java.jar"
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(ZK_JAR), reason="needs Apache ZooKeeper 3.8 (Debian's zookeeper package: /usr/share/java/zookeeper.jar)"
-)
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(ZK_JAR), reason="needs Apache ZooKeeper 3.8 (Debian's zookeeper package: /usr/share/java/zookeeper.jar)"),
+    # It runs both ZooKeeper and Warden itself: once per suite (the Warden pass) is enough.
+    pytest.mark.skipif(TARGET != "warden", reason="starts ZooKeeper and Warden itself; runs in the Warden pass"),
+    single_node_only,
+]
 
 NODES = 3000
 SUPER = ("super", "migrate")
