@@ -6,8 +6,10 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
+mod admin_backup;
 mod admin_cli;
 mod auditor;
+mod backup;
 mod broadcast;
 mod cli;
 mod clock;

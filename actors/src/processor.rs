@@ -100,7 +100,7 @@ pub struct Processor {
     pub(crate) in_flight: HashMap<i64, VecDeque<InFlight>>,
     pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
-    snapshot: Option<SnapshotWriter>,
+    pub(crate) snapshot: Option<SnapshotWriter>,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
     pub(crate) zab: Option<crate::ensemble::Ensemble>,
     /// Results of the message being handled, sent to the dispatcher in one
@@ -407,7 +407,20 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor, after_each = flush_dispatch);
-crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, ReportStats, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
+crate::mailbox::mailbox!(
+    Processor: Connect,
+    Submits,
+    Expire,
+    Synced,
+    ReportStats,
+    SnapshotNow,
+    Retrack,
+    Fault,
+    crate::messages::FromZab,
+    crate::ensemble::Touches,
+    crate::backup::CopyDatabase,
+    crate::backup::RestoreDatabase
+);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process
