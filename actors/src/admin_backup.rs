@@ -15,7 +15,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use warden_core::database::Database;
 
 /// The largest restore body accepted: a snapshot is bounded by memory, not by a frame limit.
 const MAX_RESTORE_BYTES: usize = 4 << 30;
@@ -94,15 +93,6 @@ async fn snapshot(req: HttpRequest, query: web::Query<SnapshotQuery>, state: web
         .body(bytes)
 }
 
-/// A backup's bytes as a database: ZooKeeper's snapshot format, or Warden's own.
-fn parse_backup(bytes: &[u8]) -> Result<Database, String> {
-    use warden_core::zkfiles::{file_kind, FileKind};
-    match file_kind(bytes) {
-        FileKind::ZooKeeper => warden_core::zkfiles::snap::load_stream(bytes).map(|s| s.db).map_err(|e| format!("not a usable ZooKeeper snapshot: {e}")),
-        _ => warden_core::snapshot::load(bytes).map(|s| s.db).map_err(|e| format!("neither a ZooKeeper nor a Warden snapshot: {e}")),
-    }
-}
-
 async fn restore(req: HttpRequest, body: web::Bytes, state: web::Data<AdminState>) -> HttpResponse {
     use actix_web::http::StatusCode;
     if let Err(denied) = authorized(&req, &state) {
@@ -118,7 +108,7 @@ async fn restore(req: HttpRequest, body: web::Bytes, state: web::Data<AdminState
     if !allow(&state.rate_limits.restore, Duration::from_millis(config.admin_rate_limiter_interval_ms)) {
         return refused(StatusCode::TOO_MANY_REQUESTS, "restore", "rate limited (zookeeper.admin.rateLimiterIntervalInMS)");
     }
-    let db = match web::block(move || parse_backup(&body)).await {
+    let db = match web::block(move || warden_core::zkfiles::load_backup(&body)).await {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => return refused(StatusCode::BAD_REQUEST, "restore", e),
         Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "restore", e.to_string()),

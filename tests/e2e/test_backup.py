@@ -161,3 +161,46 @@ def test_limits_switches_and_bad_bodies(tmp_path):
         zk.stop()
     finally:
         w.stop()
+
+
+def test_warden_restore_makes_a_backup_a_stopped_nodes_state(tmp_path):
+    import subprocess
+
+    w = admin_server(tmp_path, "src")
+    try:
+        zk = client(w.hostport)
+        build(zk, "/offline")
+        expected = {k: v for k, v in walk(zk).items() if k.startswith("/offline")}
+        zk.stop()
+        status, _, body = http(w.admin + "/commands/snapshot")
+        assert status == 200
+    finally:
+        w.stop()
+    backup = tmp_path / "backup.snap"
+    backup.write_bytes(body)
+    # Another node with state of its own, stopped: the backup replaces it, the old files are kept aside.
+    t = admin_server(tmp_path, "dst")
+    zk = client(t.hostport)
+    zk.create("/mine", b"old")
+    zk.stop()
+    t.kill(signal.SIGTERM)
+    out = subprocess.run([conftest.WARDEN_BIN, "restore", "--data-dir", t.data_dir, str(backup)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    aside = [d for d in os.listdir(t.data_dir) if d.startswith("version-2.before-restore-")]
+    assert len(aside) == 1 and any(f.startswith("log.") for f in os.listdir(os.path.join(t.data_dir, aside[0])))
+    t.launch()
+    t.wait_ready()
+    try:
+        zk = client(t.hostport)
+        got = walk(zk)
+        assert "/mine" not in got
+        assert_same_tree(expected, {k: v for k, v in got.items() if k.startswith("/offline")}, "warden restore --data-dir")
+        zk.create("/next", b"n")
+        assert zk.exists("/next").czxid > max(v[2][1] for v in expected.values())
+        zk.stop()
+    finally:
+        t.stop()
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(b"not a snapshot at all")
+    out = subprocess.run([conftest.WARDEN_BIN, "restore", "--data-dir", t.data_dir, str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "snapshot" in out.stderr
