@@ -22,6 +22,7 @@ mod io_batch;
 mod listener;
 mod mailbox;
 mod messages;
+mod metrics;
 mod node;
 mod outbox;
 mod peer_link;
