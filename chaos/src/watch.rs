@@ -1,0 +1,143 @@
+//! A counter and a persistent watcher. One writer creates `/chaos/ctr/vK`
+//! for K = 1, 2, ... (K advances only once vK is known to exist); one client
+//! holds a persistent recursive watch on `/chaos/ctr`. While that client
+//! stays connected it must see every K exactly once and in order, with
+//! increasing zxids; across a disconnection ZooKeeper may drop events
+//! (ZOOKEEPER-4698: no replay for persistent watches), so a gap is allowed
+//! only where the watcher saw `Disconnected` or had to start a new session.
+
+use crate::workload::{self, Ctx};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zookeeper_client::{Acls, AddWatchMode, CreateMode, Error, EventType, SessionState};
+
+pub const CTR: &str = "/chaos/ctr";
+
+#[derive(Debug, Clone)]
+pub enum Seen {
+    Created { k: u64, zxid: i64 },
+    /// The watcher lost its connection or session: events may be missing here.
+    Gap(String),
+}
+
+pub type Log = Arc<Mutex<Vec<Seen>>>;
+
+fn parse_k(path: &str) -> Option<u64> {
+    path.strip_prefix(CTR)?.strip_prefix("/v")?.parse().ok()
+}
+
+pub fn node(k: u64) -> String {
+    format!("{CTR}/v{k:08}")
+}
+
+pub async fn writer(ctx: Arc<Ctx>) {
+    let mut k = 1u64;
+    let mut client = None;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            let addrs = ctx.connect.read().unwrap().clone();
+            client = workload::connect(&addrs, Duration::from_secs(5)).await;
+            continue;
+        }
+        let zk = client.as_ref().unwrap();
+        let r = tokio::time::timeout(workload::OP_TIMEOUT, zk.create(&node(k), b"", &CreateMode::Persistent.with_acls(Acls::anyone_all()))).await;
+        match r {
+            Ok(Ok(_)) | Ok(Err(Error::NodeExists)) => k += 1,
+            Ok(Err(Error::SessionExpired | Error::ClientClosed)) => client = None,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers the watch, then returns the task that records what it sees
+/// until `done` is set.
+pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::AtomicBool>) -> Result<tokio::task::JoinHandle<()>, String> {
+    let addrs = ctx.connect.read().unwrap().clone();
+    let zk = workload::connect(&addrs, Duration::from_secs(30)).await.ok_or("watcher: no connection")?;
+    let w = zk.watch(CTR, AddWatchMode::PersistentRecursive).await.map_err(|e| format!("watch {CTR}: {e}"))?;
+    Ok(tokio::spawn(async move {
+        // Sessions held open (dropping a client closes its session).
+        let (mut held, mut w) = (vec![zk], w);
+        loop {
+            let ev = tokio::select! {
+                ev = w.changed() => ev,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if done.load(Ordering::Relaxed) { return; }
+                    continue;
+                }
+            };
+            match ev.event_type {
+                EventType::NodeCreated => {
+                    if let Some(k) = parse_k(&ev.path) {
+                        log.lock().unwrap().push(Seen::Created { k, zxid: ev.zxid });
+                    }
+                }
+                EventType::Session if ev.session_state == SessionState::Disconnected => log.lock().unwrap().push(Seen::Gap("disconnected".into())),
+                EventType::Session if ev.session_state.is_terminated() => {
+                    log.lock().unwrap().push(Seen::Gap(format!("session ended: {:?}", ev.session_state)));
+                    // A new session and a new watch; what happened meanwhile is not seen.
+                    loop {
+                        if done.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let addrs = ctx.connect.read().unwrap().clone();
+                        if let Some(c) = workload::connect(&addrs, Duration::from_secs(5)).await {
+                            if let Ok(nw) = c.watch(CTR, AddWatchMode::PersistentRecursive).await {
+                                held.push(c);
+                                w = nw;
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }))
+}
+
+/// Checks the watcher's view against the counter's final value `last`
+/// (every vK for K in 1..=last present in the final tree).
+pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result<String, String> {
+    let mut problems = Vec::new();
+    let last = present.iter().next_back().copied().unwrap_or(0);
+    if present.len() as u64 != last {
+        problems.push(format!("counter nodes not contiguous: {} nodes, highest v{last}", present.len()));
+    }
+    let (mut prev, mut prev_zxid, mut gap_before) = (0u64, 0i64, false);
+    let (mut events, mut gaps) = (0, std::collections::BTreeMap::<&str, u64>::new());
+    for s in seen {
+        match s {
+            Seen::Gap(why) => {
+                gap_before = true;
+                *gaps.entry(why.as_str()).or_default() += 1;
+            }
+            Seen::Created { k, zxid } => {
+                events += 1;
+                if *k <= prev {
+                    problems.push(format!("v{k} seen after v{prev}: duplicate or out of order"));
+                } else if *k != prev + 1 && !gap_before {
+                    problems.push(format!("v{} .. v{} never seen while connected (between v{prev} and v{k})", prev + 1, k - 1));
+                }
+                if *zxid <= prev_zxid {
+                    problems.push(format!("v{k} zxid {zxid:#x} not after {prev_zxid:#x}"));
+                }
+                if !present.contains(k) {
+                    problems.push(format!("v{k} seen created but absent from the final tree"));
+                }
+                (prev, prev_zxid, gap_before) = (*k, *zxid, false);
+            }
+        }
+    }
+    if prev != last && !gap_before {
+        problems.push(format!("the watcher's last event is v{prev}, the counter ended at v{last}"));
+    }
+    if problems.is_empty() {
+        Ok(format!("persistent watch: {events} events for a counter at {last}, in order, none twice, none missed while connected (gaps: {gaps:?})"))
+    } else {
+        problems.truncate(30);
+        Err(problems.join("\n"))
+    }
+}
