@@ -4,15 +4,15 @@
 //! 2 if the harness itself could not run.
 
 mod check;
-mod expiry;
 mod cluster;
+mod expiry;
 mod history;
 mod nemesis;
 mod netns;
 mod proxy;
+mod rng;
 mod soak;
 mod watch;
-mod rng;
 mod workload;
 
 use clap::Parser;
@@ -95,7 +95,12 @@ fn main() {
                     if let Err(e) = n.join_hub() {
                         println!("warden-chaos: --netns: {e}; FALLING BACK to loopback proxies");
                     } else {
-                        println!("netns mode: hub namespace {} (10.77.0.{}), members {}", n.hub, netns::HUB_HOST, (1..=args.members).map(|i| format!("{}={}", n.ns(i), n.addr(i))).collect::<Vec<_>>().join(" "));
+                        println!(
+                            "netns mode: hub namespace {} (10.77.0.{}), members {}",
+                            n.hub,
+                            netns::HUB_HOST,
+                            (1..=args.members).map(|i| format!("{}={}", n.ns(i), n.addr(i))).collect::<Vec<_>>().join(" ")
+                        );
                         if !n.netem {
                             println!("netns mode: this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay, jitter, duplication, reordering and corruption are skipped; loss (nft), rate (tbf), cuts, link down, moves and clocks run");
                         }
@@ -156,10 +161,11 @@ async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
     println!("run dir: {}", root.display());
 
     let mut rng = Rng::new(seed);
-    let mut cluster = match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms), !args.local_reads, net).await {
-        Ok(c) => c,
-        Err(e) => return harness_error(e),
-    };
+    let mut cluster =
+        match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms), !args.local_reads, net).await {
+            Ok(c) => c,
+            Err(e) => return harness_error(e),
+        };
     if let Err(e) = cluster.wait_serving(Duration::from_secs(30)).await {
         return harness_error(e);
     }
@@ -172,7 +178,13 @@ async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
     let clock = Arc::new(Clock::new());
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let ctx = Arc::new(Ctx { connect: cluster.client_connect.clone(), clock: clock.clone(), history: history.clone(), stop: stop.clone(), registers: args.registers });
+    let ctx = Arc::new(Ctx {
+        connect: cluster.client_connect.clone(),
+        clock: clock.clone(),
+        history: history.clone(),
+        stop: stop.clone(),
+        registers: args.registers,
+    });
     let watch_log = watch::Log::default();
     let watch_done = Arc::new(AtomicBool::new(false));
     let watcher = match watch::watcher(ctx.clone(), watch_log.clone(), watch_done.clone()).await {

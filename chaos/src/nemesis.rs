@@ -371,7 +371,9 @@ impl Nemesis {
         match r {
             Ok((t, took)) => {
                 let (lo, hi) = crate::expiry::window(t, c.tick_ms(), rate);
-                let text = format!("session on member {skewed} (leader {leader}, clock rate {rate}) with timeout {t} ms expired after {took:?}, window [{lo:?}, {hi:?}]");
+                let text = format!(
+                    "session on member {skewed} (leader {leader}, clock rate {rate}) with timeout {t} ms expired after {took:?}, window [{lo:?}, {hi:?}]"
+                );
                 if still != Some(leader) {
                     self.log(format!("expiry inconclusive, leader changed to {still:?}: {text}"));
                 } else if took < lo || took > hi {
@@ -575,8 +577,28 @@ impl Nemesis {
             let _ = c.spawn(id);
             return;
         }
-        self.injected(format!("clock {label} {role}"), format!("member {id} under libfaketime {start:?}{} for {:?}", jump.map(|j| format!(", wall clock steps {j} s mid-way")).unwrap_or_default(), hold * 3));
-        let serving = c.wait_serving(SERVE_AGAIN).await;
+        self.injected(
+            format!("clock {label} {role}"),
+            format!(
+                "member {id} under libfaketime {start:?}{} for {:?}",
+                jump.map(|j| format!(", wall clock steps {j} s mid-way")).unwrap_or_default(),
+                hold * 3
+            ),
+        );
+        let mut serving = c.wait_serving(SERVE_AGAIN).await;
+        if let (Ok(l), "leader") = (&serving, role) {
+            if *l != id {
+                // Its restart cost it the lead: restart the new leader once, so
+                // the skewed member may win the election (skew on the leader's clock).
+                let l = *l;
+                c.kill(l);
+                if let Err(e) = c.spawn(l) {
+                    self.anomaly(format!("restart of member {l}: {e}"));
+                }
+                serving = c.wait_serving(SERVE_AGAIN).await;
+                self.log(format!("member {l} restarted to hand the lead on: leader now {serving:?}"));
+            }
+        }
         if let Err(e) = serving {
             self.anomaly(format!("with member {id}'s clock {label}: {e}"));
         }

@@ -16,9 +16,14 @@ pub const CTR: &str = "/chaos/ctr";
 
 #[derive(Debug, Clone)]
 pub enum Seen {
-    Created { k: u64, zxid: i64 },
+    Created {
+        k: u64,
+        zxid: i64,
+    },
     /// The watcher lost its connection or session: events may be missing here.
     Gap(String),
+    /// Connected again with the same session: the watch must deliver again.
+    Reconnected,
 }
 
 pub type Log = Arc<Mutex<Vec<Seen>>>;
@@ -75,6 +80,19 @@ pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::Atomi
                     }
                 }
                 EventType::Session if ev.session_state == SessionState::Disconnected => log.lock().unwrap().push(Seen::Gap("disconnected".into())),
+                EventType::Session if ev.session_state == SessionState::SyncConnected => {
+                    // zookeeper-client 0.11.2 re-sends persistent watches with
+                    // SetWatches (not SetWatches2), which drops them (see
+                    // chaos/findings): add the watch again ourselves.
+                    let zk = held.last().unwrap().clone();
+                    match zk.watch(CTR, AddWatchMode::PersistentRecursive).await {
+                        Ok(nw) => {
+                            w = nw;
+                            log.lock().unwrap().push(Seen::Reconnected);
+                        }
+                        Err(e) => log.lock().unwrap().push(Seen::Gap(format!("re-adding the watch: {e}"))),
+                    }
+                }
                 EventType::Session if ev.session_state.is_terminated() => {
                     log.lock().unwrap().push(Seen::Gap(format!("session ended: {:?}", ev.session_state)));
                     // A new session and a new watch; what happened meanwhile is not seen.
@@ -87,6 +105,7 @@ pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::Atomi
                             if let Ok(nw) = c.watch(CTR, AddWatchMode::PersistentRecursive).await {
                                 held.push(c);
                                 w = nw;
+                                log.lock().unwrap().push(Seen::Reconnected);
                                 break;
                             }
                         }
@@ -107,11 +126,14 @@ pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result
         problems.push(format!("counter nodes not contiguous: {} nodes, highest v{last}", present.len()));
     }
     let (mut prev, mut prev_zxid, mut gap_before) = (0u64, 0i64, false);
+    let mut connected = true;
     let (mut events, mut gaps) = (0, std::collections::BTreeMap::<&str, u64>::new());
     for s in seen {
         match s {
+            Seen::Reconnected => connected = true,
             Seen::Gap(why) => {
                 gap_before = true;
+                connected = false;
                 *gaps.entry(why.as_str()).or_default() += 1;
             }
             Seen::Created { k, zxid } => {
@@ -131,8 +153,11 @@ pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result
             }
         }
     }
-    if prev != last && !gap_before {
-        problems.push(format!("the watcher's last event is v{prev}, the counter ended at v{last}"));
+    // Events lost while disconnected are allowed; after reconnecting the
+    // watch must deliver again, up to the counter's last value.
+    if prev != last && connected {
+        let state = if gap_before { "reconnected after a gap, " } else { "" };
+        problems.push(format!("the watcher ({state}connected at the end) last saw v{prev}, the counter ended at v{last}"));
     }
     if problems.is_empty() {
         Ok(format!("persistent watch: {events} events for a counter at {last}, in order, none twice, none missed while connected (gaps: {gaps:?})"))
