@@ -74,9 +74,9 @@ pub async fn probe(session_addr: SocketAddr, observer_connect: &str, path: &str)
     let (timeout, silent_at) = abandon_session(session_addr, path).await?;
     let end = silent_at + Duration::from_millis(timeout as u64 * 4 + 10_000);
     loop {
-        match tokio::time::timeout(Duration::from_secs(2), observer.check_stat(path)).await {
-            Ok(Ok(None)) => return Ok((timeout, silent_at.elapsed())),
-            Ok(Ok(Some(_))) | Ok(Err(_)) | Err(_) => {}
+        // Errors and timeouts (a fault elsewhere) just mean: ask again.
+        if let Ok(Ok(None)) = tokio::time::timeout(Duration::from_secs(2), observer.check_stat(path)).await {
+            return Ok((timeout, silent_at.elapsed()));
         }
         if Instant::now() > end {
             return Err(format!("{path} still present {:?} after its session went silent", silent_at.elapsed()));
@@ -91,4 +91,15 @@ pub fn window(timeout_ms: i32, tick_ms: u32, rate: f64) -> (Duration, Duration) 
     let lo = (t - 300.0).max(0.0);
     let hi = t + 2.0 * tick_ms as f64 / rate + 1500.0;
     (Duration::from_millis(lo as u64), Duration::from_millis(hi as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn window_scales_with_the_leader_clock() {
+        let (lo, hi) = super::window(4000, 200, 1.0);
+        assert_eq!((lo.as_millis(), hi.as_millis()), (3700, 5900));
+        let (lo, hi) = super::window(4000, 200, 2.0);
+        assert_eq!((lo.as_millis(), hi.as_millis()), (1700, 3700));
+    }
 }
