@@ -149,6 +149,13 @@ async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
             return harness_error("no faults left to inject".into());
         }
     }
+    if cluster::libfaketime().is_none() && kinds.contains(&Kind::Clock) {
+        println!("fault clock dropped: libfaketime not found (Debian package faketime)");
+        kinds.retain(|k| *k != Kind::Clock);
+        if kinds.is_empty() {
+            return harness_error("no faults left to inject".into());
+        }
+    }
     let warden_bin = args
         .warden_bin
         .clone()

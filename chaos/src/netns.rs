@@ -70,8 +70,29 @@ impl Netns {
         None
     }
 
+    /// Deletes namespaces left by runs of this harness whose process is gone
+    /// (killed by SIGKILL: no teardown ran); returns their names.
+    pub fn sweep_stale() -> Vec<String> {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return Vec::new() };
+        let mut gone = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(rest) = name.strip_prefix("wchaos") else { continue };
+            let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let ours = matches!(&rest[pid.len()..], "hub") || rest[pid.len()..].strip_prefix('m').is_some_and(|n| n.parse::<u64>().is_ok());
+            if !pid.is_empty() && ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() && run("ip", &["netns", "del", name]).is_ok() {
+                gone.push(name.to_string());
+            }
+        }
+        gone
+    }
+
     /// The hub with its bridge, and one namespace per member linked to it.
     pub fn create(members: u64) -> Result<Netns, String> {
+        let stale = Netns::sweep_stale();
+        if !stale.is_empty() {
+            println!("warden-chaos: deleted namespaces of dead earlier runs: {}", stale.join(" "));
+        }
         let prefix = format!("wchaos{}", std::process::id());
         let mut n = Netns {
             hub: format!("{prefix}hub"),
