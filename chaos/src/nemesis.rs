@@ -550,6 +550,14 @@ impl Nemesis {
             if let Err(e) = c.spawn(other) {
                 self.anomaly(format!("restart of member {other}: {e}"));
             }
+            // As an operator does: the next restart only once this one serves again.
+            let end = Instant::now() + SERVE_AGAIN;
+            while c.mode(other).await.is_none() && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if c.mode(other).await.is_none() {
+                self.anomaly(format!("member {other} not serving {SERVE_AGAIN:?} after its restart for the move of member {id}"));
+            }
         }
     }
 
