@@ -4,7 +4,9 @@
 //! stays connected it must see every K exactly once and in order, with
 //! increasing zxids; across a disconnection ZooKeeper may drop events
 //! (ZOOKEEPER-4698: no replay for persistent watches), so a gap is allowed
-//! only where the watcher saw `Disconnected` or had to start a new session.
+//! only where the watcher saw `Disconnected` or had to start a new session,
+//! and only for values created before the watch was back (the highest K read
+//! right after re-adding it).
 
 use crate::workload::{self, Ctx};
 use std::sync::atomic::Ordering;
@@ -22,8 +24,9 @@ pub enum Seen {
     },
     /// The watcher lost its connection or session: events may be missing here.
     Gap(String),
-    /// Connected again with the same session: the watch must deliver again.
-    Reconnected,
+    /// The watch added again (after a reconnect or in a new session), and the
+    /// highest K present at a read just after: every later K must be seen.
+    Reconnected(u64),
 }
 
 pub type Log = Arc<Mutex<Vec<Seen>>>;
@@ -88,7 +91,9 @@ pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::Atomi
                     match zk.watch(CTR, AddWatchMode::PersistentRecursive).await {
                         Ok(nw) => {
                             w = nw;
-                            log.lock().unwrap().push(Seen::Reconnected);
+                            if let Some(b) = highest(&zk).await {
+                                log.lock().unwrap().push(Seen::Reconnected(b));
+                            }
                         }
                         Err(e) => log.lock().unwrap().push(Seen::Gap(format!("re-adding the watch: {e}"))),
                     }
@@ -103,9 +108,12 @@ pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::Atomi
                         let addrs = ctx.connect.read().unwrap().clone();
                         if let Some(c) = workload::connect(&addrs, Duration::from_secs(5)).await {
                             if let Ok(nw) = c.watch(CTR, AddWatchMode::PersistentRecursive).await {
+                                let b = highest(&c).await;
                                 held.push(c);
                                 w = nw;
-                                log.lock().unwrap().push(Seen::Reconnected);
+                                if let Some(b) = b {
+                                    log.lock().unwrap().push(Seen::Reconnected(b));
+                                }
                                 break;
                             }
                         }
@@ -117,6 +125,12 @@ pub async fn watcher(ctx: Arc<Ctx>, log: Log, done: Arc<std::sync::atomic::Atomi
     }))
 }
 
+/// The highest K present now (0 if none); None if the read failed.
+async fn highest(zk: &zookeeper_client::Client) -> Option<u64> {
+    let names = tokio::time::timeout(workload::OP_TIMEOUT, zk.list_children(CTR)).await.ok()?.ok()?;
+    Some(names.iter().filter_map(|n| n.strip_prefix('v')?.parse().ok()).max().unwrap_or(0))
+}
+
 /// Checks the watcher's view against the counter's final value `last`
 /// (every vK for K in 1..=last present in the final tree).
 pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result<String, String> {
@@ -126,11 +140,12 @@ pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result
         problems.push(format!("counter nodes not contiguous: {} nodes, highest v{last}", present.len()));
     }
     let (mut prev, mut prev_zxid, mut gap_before) = (0u64, 0i64, false);
-    let mut connected = true;
+    // Once the watch is back, every K above `floor` must be seen.
+    let (mut connected, mut floor) = (true, 0u64);
     let (mut events, mut gaps) = (0, std::collections::BTreeMap::<&str, u64>::new());
     for s in seen {
         match s {
-            Seen::Reconnected => connected = true,
+            Seen::Reconnected(b) => (connected, floor) = (true, *b),
             Seen::Gap(why) => {
                 gap_before = true;
                 connected = false;
@@ -142,6 +157,8 @@ pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result
                     problems.push(format!("v{k} seen after v{prev}: duplicate or out of order"));
                 } else if *k != prev + 1 && !gap_before {
                     problems.push(format!("v{} .. v{} never seen while connected (between v{prev} and v{k})", prev + 1, k - 1));
+                } else if gap_before && connected && *k > prev.max(floor) + 1 {
+                    problems.push(format!("v{} .. v{} never seen though created after the watch was back (at v{floor})", prev.max(floor) + 1, k - 1));
                 }
                 if *zxid <= prev_zxid {
                     problems.push(format!("v{k} zxid {zxid:#x} not after {prev_zxid:#x}"));
@@ -155,7 +172,7 @@ pub fn check(seen: &[Seen], present: &std::collections::BTreeSet<u64>) -> Result
     }
     // Events lost while disconnected are allowed; after reconnecting the
     // watch must deliver again, up to the counter's last value.
-    if prev != last && connected {
+    if prev != last && connected && (!gap_before || last > floor) {
         let state = if gap_before { "reconnected after a gap, " } else { "" };
         problems.push(format!("the watcher ({state}connected at the end) last saw v{prev}, the counter ended at v{last}"));
     }
@@ -193,14 +210,19 @@ mod tests {
     #[test]
     fn a_gap_only_across_a_disconnection() {
         assert!(check(&[created(1), created(3)], &present(3)).unwrap_err().contains("never seen while connected"));
-        let ok = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected, created(3)];
+        let ok = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected(2), created(3)];
         assert!(check(&ok, &present(3)).is_ok());
+        let late = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected(2), created(5)];
+        assert!(check(&late, &present(5)).unwrap_err().contains("v3 .. v4 never seen though created after the watch was back"));
     }
 
     #[test]
     fn a_reconnected_watcher_must_reach_the_last_value() {
-        let seen = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected];
+        let seen = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected(2)];
         assert!(check(&seen, &present(5)).unwrap_err().contains("counter ended at v5"));
+        // Everything after v1 was created before the watch was back: may be unseen.
+        let seen = [created(1), Seen::Gap("disconnected".into()), Seen::Reconnected(5)];
+        assert!(check(&seen, &present(5)).is_ok());
         // Still disconnected at the end: the rest may be unseen.
         assert!(check(&[created(1), Seen::Gap("disconnected".into())], &present(5)).is_ok());
     }
