@@ -16,8 +16,17 @@ fi
 echo "== cargo fmt --check (rustfmt.toml: max_width 160), cargo clippy -D warnings =="
 cargo fmt --all -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
-cargo build --quiet -p warden
+cargo build --quiet -p warden -p warden-chaos
 cargo test --workspace
+echo "== warden-chaos --netns: 60 s of network, clock, process and storage faults, members in their own network namespaces =="
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null || ! command -v tc >/dev/null; then
+  echo "== skipped: needs root, ip, tc and nft (Debian: iproute2, nftables; .ci/run installs them) =="
+else
+  target/debug/warden-chaos --netns --duration 60 --resource-every 20 --warden-bin target/debug/warden | tee /tmp/warden-chaos-netns-$$.log | grep -E '^(netns mode|warden-chaos|faults injected|ok:|VIOLATION|RESULT)'
+  grep -q '^netns mode: hub' /tmp/warden-chaos-netns-$$.log || { echo "the netns run fell back to proxies"; exit 1; }
+  grep -q '^RESULT: PASS' /tmp/warden-chaos-netns-$$.log
+  rm -f /tmp/warden-chaos-netns-$$.log
+fi
 echo "== the zookeeper-client end-to-end tests against a 3-member ensemble =="
 WARDEN_TEST_ENSEMBLE=3 cargo test -p warden --test client_e2e
 

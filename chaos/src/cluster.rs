@@ -4,6 +4,7 @@
 //! `Cluster` is dropped (also on panic); PR_SET_PDEATHSIG covers the harness
 //! itself dying.
 
+use crate::netns::Netns;
 use crate::proxy::{LinkState, Proxy};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,6 +30,11 @@ pub struct Member {
     pub stopped: bool,
     /// warden.fsyncDelayMs at the next start (the slow-disk fault).
     pub fsync_delay_ms: u64,
+    /// Started under libfaketime reading its spec from this file (changed
+    /// while it runs), with FAKETIME_DONT_FAKE_MONOTONIC when only the wall
+    /// clock is to move (an NTP step; a rate change moves both clocks).
+    pub faketime: Option<(PathBuf, bool)>,
+    pub admin_port: u16,
 }
 
 impl Member {
@@ -47,7 +53,14 @@ pub struct Cluster {
     warden_bin: PathBuf,
     tick_ms: u32,
     linearizable_reads: bool,
+    /// `--netns`: members in their own namespaces; links cut by nft instead of proxies.
+    pub net: Option<Netns>,
+    /// The clients' connect string (a moved member changes it).
+    pub client_connect: std::sync::Arc<std::sync::RwLock<String>>,
 }
+
+/// The admin token members get, so the harness can read `/metrics` over the bridge.
+pub const ADMIN_TOKEN: &str = "warden-chaos";
 
 fn signal(pid: u32, sig: i32) {
     // Safety: kill(2) with a pid we spawned and have not reaped.
@@ -57,35 +70,52 @@ fn signal(pid: u32, sig: i32) {
 }
 
 impl Cluster {
-    pub async fn start(n: u64, warden_bin: &Path, root: &Path, tick_ms: u32, delay: Duration, linearizable_reads: bool) -> Result<Cluster, String> {
+    pub async fn start(
+        n: u64,
+        warden_bin: &Path,
+        root: &Path,
+        tick_ms: u32,
+        delay: Duration,
+        linearizable_reads: bool,
+        net: Option<Netns>,
+    ) -> Result<Cluster, String> {
         let mut members = Vec::new();
         for id in 1..=n {
             let dir = root.join(format!("member{id}"));
             std::fs::create_dir_all(dir.join("data")).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // In a namespace of its own a member has the usual ports to itself.
+            let port = |usual: u16| if net.is_some() { usual } else { free_port() };
             members.push(Member {
                 id,
-                client_port: free_port(),
-                quorum_port: free_port(),
-                election_port: free_port(),
+                client_port: port(2181),
+                quorum_port: port(2888),
+                election_port: port(3888),
+                admin_port: port(8080),
                 dir,
                 child: None,
                 stopped: false,
                 fsync_delay_ms: 0,
+                faketime: None,
             });
         }
         let mut links = BTreeMap::new();
         for lo in 1..=n {
-            for hi in lo + 1..=n {
+            for hi in (lo + 1..=n).filter(|_| net.is_none()) {
                 let target = SocketAddr::from((Ipv4Addr::LOCALHOST, members[lo as usize - 1].quorum_port));
                 let p = Proxy::start(target, delay).await.map_err(|e| format!("proxy: {e}"))?;
                 links.insert((lo, hi), p);
             }
         }
-        let mut c = Cluster { members, links, warden_bin: warden_bin.to_path_buf(), tick_ms, linearizable_reads };
+        let mut c = Cluster { members, links, warden_bin: warden_bin.to_path_buf(), tick_ms, linearizable_reads, net, client_connect: Default::default() };
+        *c.client_connect.write().unwrap() = c.connect_string(&c.ids());
         for id in 1..=n {
             c.spawn(id)?;
         }
         Ok(c)
+    }
+
+    pub fn tick_ms(&self) -> u32 {
+        self.tick_ms
     }
 
     pub fn ids(&self) -> Vec<Id> {
@@ -107,6 +137,9 @@ impl Cluster {
         self.members
             .iter()
             .map(|m| {
+                if let Some(net) = &self.net {
+                    return format!("server.{}={}:{}:{}", m.id, net.addr(m.id), m.quorum_port, m.election_port);
+                }
                 let q = if m.id < id { self.links[&(m.id, id)].port } else { m.quorum_port };
                 format!("server.{}=127.0.0.1:{}:{}", m.id, q, m.election_port)
             })
@@ -119,23 +152,47 @@ impl Cluster {
         let tick = self.tick_ms;
         let lin_reads = self.linearizable_reads;
         let bin = self.warden_bin.clone();
+        let host = self.host(id);
+        let ns = self.net.as_ref().map(|n| n.ns(id));
         let m = self.member_mut(id);
         std::fs::create_dir_all(m.data_dir()).map_err(|e| e.to_string())?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(m.log_path()).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match &ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        if ns.is_some() {
+            // `ip netns exec` execs: the pid is the member's.
+            cmd.arg(&bin);
+        }
+        if let Some((rc, wall_only)) = &m.faketime {
+            cmd.env("LD_PRELOAD", libfaketime().ok_or("libfaketimeMT.so.1 not found (Debian package faketime)")?);
+            cmd.env("FAKETIME_TIMESTAMP_FILE", rc);
+            cmd.env("FAKETIME_CACHE_DURATION", "1");
+            if *wall_only {
+                cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            }
+        }
         cmd.arg("server");
         let mut set = |kv: String| {
             cmd.args(["--set", &kv]);
         };
         set(format!("clientPort={}", m.client_port));
-        set("clientPortAddress=127.0.0.1".into());
+        set(format!("clientPortAddress={host}"));
+        set("admin.enableServer=true".into());
+        set(format!("admin.serverAddress={host}"));
+        set(format!("admin.serverPort={}", m.admin_port));
+        set(format!("warden.adminToken={ADMIN_TOKEN}"));
         set(format!("dataDir={}", m.data_dir().display()));
         set("4lw.commands.whitelist=*".into());
         set(format!("tickTime={tick}"));
         set("initLimit=10".into());
         set("syncLimit=5".into());
-        set("admin.enableServer=false".into());
         // Reads on any member wait behind a quorum barrier: what makes the
         // register histories (reads included) checkable for linearizability.
         set(format!("warden.linearizableReads={lin_reads}"));
@@ -199,32 +256,68 @@ impl Cluster {
         self.member(id).child.is_some()
     }
 
-    pub fn set_link(&self, a: Id, b: Id, s: LinkState) {
+    /// Member `id`'s address: its own on the bridge, or loopback.
+    pub fn host(&self, id: Id) -> Ipv4Addr {
+        self.net.as_ref().map(|n| n.addr(id)).unwrap_or(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Cuts the link both ways (blackhole: silent; reset: refused).
+    pub fn set_link(&mut self, a: Id, b: Id, s: LinkState) {
+        if let Some(net) = &mut self.net {
+            if s != LinkState::Open {
+                net.cut(a, b, s == LinkState::Reset);
+                net.cut(b, a, s == LinkState::Reset);
+            }
+            return;
+        }
         let key = (a.min(b), a.max(b));
         self.links[&key].set(s);
     }
 
-    pub fn heal_links(&self) {
+    pub fn heal_links(&mut self) {
+        if let Some(net) = &mut self.net {
+            if let Err(e) = net.heal() {
+                eprintln!("warden-chaos: healing the network: {e}");
+            }
+        }
         for p in self.links.values() {
             p.set(LinkState::Open);
         }
     }
 
     /// Cuts every link between the two sides.
-    pub fn partition(&self, side_a: &[Id], side_b: &[Id], s: LinkState) {
+    pub fn partition(&mut self, side_a: &[Id], side_b: &[Id], s: LinkState) {
         for a in side_a {
             for b in side_b {
                 self.set_link(*a, *b, s);
             }
         }
+        self.apply_net();
+    }
+
+    /// Makes the namespaces' nft rules match the cuts recorded so far.
+    pub fn apply_net(&self) {
+        if let Some(net) = &self.net {
+            if let Err(e) = net.apply_all() {
+                eprintln!("warden-chaos: nft: {e}");
+            }
+        }
     }
 
     pub fn client_addr(&self, id: Id) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.member(id).client_port))
+        SocketAddr::from((self.host(id), self.member(id).client_port))
+    }
+
+    pub fn admin_addr(&self, id: Id) -> SocketAddr {
+        SocketAddr::from((self.host(id), self.member(id).admin_port))
     }
 
     pub fn connect_string(&self, ids: &[Id]) -> String {
-        ids.iter().map(|id| format!("127.0.0.1:{}", self.member(*id).client_port)).collect::<Vec<_>>().join(",")
+        ids.iter().map(|id| self.client_addr(*id).to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn pid(&self, id: Id) -> Option<u32> {
+        self.member(id).child.as_ref().map(|c| c.id())
     }
 
     /// `srvr`'s Mode line (leader / follower / observer), None if not serving.
@@ -264,6 +357,26 @@ impl Cluster {
         }
     }
 
+    /// Waits until exactly one running member leads (others may still be joining).
+    pub async fn wait_leader(&self, deadline: Duration) -> Result<Id, String> {
+        let end = Instant::now() + deadline;
+        loop {
+            let mut leaders = Vec::new();
+            for id in self.ids() {
+                if self.mode(id).await.as_deref() == Some("leader") {
+                    leaders.push(id);
+                }
+            }
+            if leaders.len() == 1 {
+                return Ok(leaders[0]);
+            }
+            if Instant::now() >= end {
+                return Err(format!("no single leader after {deadline:?}: {leaders:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn log_tail(&self, id: Id, lines: usize) -> String {
         let text = std::fs::read_to_string(self.member(id).log_path()).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -284,6 +397,14 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// libfaketime's multi-threaded library (Debian's faketime package).
+pub fn libfaketime() -> Option<PathBuf> {
+    ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime", "/usr/local/lib/faketime"]
+        .iter()
+        .map(|d| Path::new(d).join("libfaketimeMT.so.1"))
+        .find(|p| p.exists())
 }
 
 pub async fn four_letter(addr: SocketAddr, cmd: &str) -> std::io::Result<String> {

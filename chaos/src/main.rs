@@ -5,10 +5,14 @@
 
 mod check;
 mod cluster;
+mod expiry;
 mod history;
 mod nemesis;
+mod netns;
 mod proxy;
 mod rng;
+mod soak;
+mod watch;
 mod workload;
 
 use clap::Parser;
@@ -23,6 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use workload::{Ctx, EPH, LOCK, QUEUE, ROOT};
 use zookeeper_client::{Acls, Client, CreateMode};
+
+const DEFAULT_FAULTS: &str = "kill,pause,partition,wipe,corrupt,slow-disk";
+/// Added to the default faults with `--netns`.
+const NETNS_FAULTS: &str = "one-way,loss,rate,netem,link-down,move,clock";
 
 #[derive(Parser, Debug)]
 #[command(about = "Fault injection with a linearizability checker against a loopback Warden ensemble")]
@@ -43,7 +51,7 @@ struct Args {
     #[arg(long)]
     warden_bin: Option<PathBuf>,
     /// Faults to draw from, comma separated.
-    #[arg(long, default_value = "kill,pause,partition,wipe,corrupt,slow-disk", value_delimiter = ',')]
+    #[arg(long, default_value = DEFAULT_FAULTS, value_delimiter = ',')]
     faults: Vec<String>,
     /// Registers for compare-and-set.
     #[arg(long, default_value_t = 3)]
@@ -63,28 +71,91 @@ struct Args {
     /// Keep the run dir even when every check passes.
     #[arg(long)]
     keep: bool,
+    /// Every member in its own network namespace on a bridge (root; falls
+    /// back to the loopback proxies, saying so, where that is impossible).
+    /// Adds the network and clock faults (see README).
+    #[arg(long)]
+    netns: bool,
+    /// Report every member's RSS, open fds and mailbox depths this often (s),
+    /// and fail if they keep growing (the soak mode; 0: only at the end).
+    #[arg(long, default_value_t = 60)]
+    resource_every: u64,
 }
 
 fn main() {
     let args = Args::parse();
+    // Namespaces are made and joined before any thread exists: setns moves
+    // only the calling thread, and threads started later inherit it.
+    let mut net = None;
+    if args.netns {
+        match netns::Netns::unavailable() {
+            Some(why) => println!("warden-chaos: --netns unavailable ({why}); FALLING BACK to loopback proxies"),
+            None => match netns::Netns::create(args.members) {
+                Ok(n) => {
+                    if let Err(e) = n.join_hub() {
+                        println!("warden-chaos: --netns: {e}; FALLING BACK to loopback proxies");
+                    } else {
+                        println!(
+                            "netns mode: hub namespace {} (10.77.0.{}), members {}",
+                            n.hub,
+                            netns::HUB_HOST,
+                            (1..=args.members).map(|i| format!("{}={}", n.ns(i), n.addr(i))).collect::<Vec<_>>().join(" ")
+                        );
+                        if !n.netem {
+                            println!("netns mode: this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay, jitter, duplication, reordering and corruption are skipped; loss (nft), rate (tbf), cuts, link down, moves and clocks run");
+                        }
+                        net = Some(n);
+                    }
+                }
+                Err(e) => println!("warden-chaos: --netns: could not create namespaces ({e}); FALLING BACK to loopback proxies"),
+            },
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let code = rt.block_on(run(args));
+    let code = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        // On a signal the run future is dropped: the cluster kills its members, then the namespaces go.
+        tokio::select! {
+            c = run(args, net) => c,
+            _ = tokio::signal::ctrl_c() => { eprintln!("warden-chaos: SIGINT, tearing down"); 130 }
+            _ = term.recv() => { eprintln!("warden-chaos: SIGTERM, tearing down"); 143 }
+        }
+    });
     rt.shutdown_timeout(Duration::from_secs(2));
     std::process::exit(code);
 }
 
-async fn run(args: Args) -> i32 {
+async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
     let seed = args.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
     });
     println!("warden-chaos seed: {seed} (replay with --seed {seed})");
-    let kinds: Result<Vec<Kind>, String> = args.faults.iter().filter(|s| !s.is_empty()).map(|s| Kind::parse(s)).collect();
-    let kinds = match kinds {
+    let netns_on = net.is_some();
+    let mut fault_names = args.faults.clone();
+    if netns_on && args.faults.join(",") == DEFAULT_FAULTS {
+        fault_names.extend(NETNS_FAULTS.split(',').map(str::to_string));
+    }
+    let kinds: Result<Vec<Kind>, String> = fault_names.iter().filter(|s| !s.is_empty()).map(|s| Kind::parse(s, netns_on)).collect();
+    let mut kinds = match kinds {
         Ok(k) if !k.is_empty() => k,
         Ok(_) => return harness_error("no faults chosen".into()),
         Err(e) => return harness_error(e),
     };
+    if !net.as_ref().is_some_and(|n| n.netem) && kinds.contains(&Kind::Netem) {
+        println!("fault netem dropped: no tc netem on this kernel");
+        kinds.retain(|k| *k != Kind::Netem);
+        if kinds.is_empty() {
+            return harness_error("no faults left to inject".into());
+        }
+    }
+    if cluster::libfaketime().is_none() && kinds.contains(&Kind::Clock) {
+        println!("fault clock dropped: libfaketime not found (Debian package faketime)");
+        kinds.retain(|k| *k != Kind::Clock);
+        if kinds.is_empty() {
+            return harness_error("no faults left to inject".into());
+        }
+    }
     let warden_bin = args
         .warden_bin
         .clone()
@@ -97,10 +168,11 @@ async fn run(args: Args) -> i32 {
     println!("run dir: {}", root.display());
 
     let mut rng = Rng::new(seed);
-    let mut cluster = match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms), !args.local_reads).await {
-        Ok(c) => c,
-        Err(e) => return harness_error(e),
-    };
+    let mut cluster =
+        match Cluster::start(args.members, &warden_bin, &root, args.tick_ms, Duration::from_millis(args.link_delay_ms), !args.local_reads, net).await {
+            Ok(c) => c,
+            Err(e) => return harness_error(e),
+        };
     if let Err(e) = cluster.wait_serving(Duration::from_secs(30)).await {
         return harness_error(e);
     }
@@ -113,14 +185,27 @@ async fn run(args: Args) -> i32 {
     let clock = Arc::new(Clock::new());
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let ctx = Arc::new(Ctx { connect: connect.clone(), clock: clock.clone(), history: history.clone(), stop: stop.clone(), registers: args.registers });
-    let mut clients = Vec::new();
+    let ctx = Arc::new(Ctx {
+        connect: cluster.client_connect.clone(),
+        clock: clock.clone(),
+        history: history.clone(),
+        stop: stop.clone(),
+        registers: args.registers,
+    });
+    let watch_log = watch::Log::default();
+    let watch_done = Arc::new(AtomicBool::new(false));
+    let watcher = match watch::watcher(ctx.clone(), watch_log.clone(), watch_done.clone()).await {
+        Ok(w) => w,
+        Err(e) => return harness_error(e),
+    };
+    let mut clients = vec![tokio::spawn(watch::writer(ctx.clone()))];
     for id in 0..args.clients {
         clients.push(tokio::spawn(workload::run_client(id, ctx.clone(), rng.fork())));
     }
 
     let start = Instant::now();
-    let mut nemesis = Nemesis { rng: rng.fork(), kinds, start, report: Default::default() };
+    let sample_every = (args.resource_every > 0).then(|| Duration::from_secs(args.resource_every));
+    let mut nemesis = Nemesis { rng: rng.fork(), kinds, start, report: Default::default(), resources: Default::default(), sample_every };
     nemesis.run(&mut cluster, start + Duration::from_secs(args.duration)).await;
     let crashes = nemesis::heal_all(&mut cluster);
     let healed = cluster.wait_serving(Duration::from_secs(60)).await;
@@ -128,6 +213,10 @@ async fn run(args: Args) -> i32 {
     for c in clients {
         let _ = c.await;
     }
+    // The watcher gets time to see the counter's last creates.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch_done.store(true, Ordering::Relaxed);
+    let _ = watcher.await;
     let mut findings: Vec<check::Finding> = crashes.into_iter().map(|text| check::Finding { check: "crash", text }).collect();
     if let Err(e) = healed {
         findings.push(check::Finding { check: "liveness", text: format!("after healing everything: {e}") });
@@ -135,6 +224,7 @@ async fn run(args: Args) -> i32 {
 
     // Final reads: pin each register's last value into the history.
     let mut passed = Vec::new();
+    let connect = cluster.connect_string(&cluster.ids());
     match workload::connect(&connect, Duration::from_secs(30)).await {
         Some(client) => {
             for k in 0..args.registers {
@@ -161,13 +251,21 @@ async fn run(args: Args) -> i32 {
             findings.push(check::Finding { check: "crash", text: format!("member {id} exited by itself ({st}); log tail:\n{}", cluster.log_tail(id, 12)) });
         }
     }
+    nemesis.sample(&cluster).await;
+    let growth = nemesis.resources.growth();
     let h = history.lock().unwrap();
     let results = [
+        if growth.is_empty() {
+            Ok(format!("resources flat ({} member processes sampled)", nemesis.resources.series.len()))
+        } else {
+            Err(check::Finding { check: "resources", text: growth.join("\n") })
+        },
         check::registers(&h, &keys),
         check::queue(&h, &queue_children(trees.values().next())),
         check::lock(&h),
         ephemerals_gone(&trees),
         check::members_agree(&trees),
+        watch::check(&watch_log.lock().unwrap(), &counter_values(trees.values().next())).map_err(|text| check::Finding { check: "watch", text }),
     ];
     for r in results {
         match r {
@@ -213,7 +311,7 @@ fn harness_error(e: String) -> i32 {
 async fn setup(connect: &str, keys: &[String]) -> Result<(), String> {
     let zk = workload::connect(connect, Duration::from_secs(30)).await.ok_or("no client could connect")?;
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    for p in [ROOT, QUEUE, EPH].iter().map(|s| s.to_string()).chain(keys.iter().cloned()) {
+    for p in [ROOT, QUEUE, EPH, watch::CTR].iter().map(|s| s.to_string()).chain(keys.iter().cloned()) {
         let data: &[u8] = if p.starts_with(&format!("{ROOT}/r")) { b"init" } else { b"" };
         zk.create(&p, data, &opts).await.map_err(|e| format!("create {p}: {e}"))?;
     }
@@ -305,6 +403,12 @@ fn queue_children(tree: Option<&check::Tree>) -> BTreeMap<String, String> {
             Some((name.to_string(), v[1..end].to_string()))
         })
         .collect()
+}
+
+/// The counter's values present in one member's dump.
+fn counter_values(tree: Option<&check::Tree>) -> std::collections::BTreeSet<u64> {
+    let prefix = format!("{}/v", watch::CTR);
+    tree.into_iter().flat_map(|t| t.keys()).filter_map(|p| p.strip_prefix(&prefix)?.parse().ok()).collect()
 }
 
 /// All sessions are closed or expired by now: no ephemeral may remain.

@@ -17,18 +17,36 @@ pub enum Kind {
     Wipe,
     Corrupt,
     SlowDisk,
+    OneWay,
+    Loss,
+    Rate,
+    Netem,
+    LinkDown,
+    Move,
+    Clock,
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Result<Kind, String> {
+    pub fn parse(s: &str, netns: bool) -> Result<Kind, String> {
+        let net_only = ["one-way", "loss", "rate", "netem", "link-down", "move", "clock"];
+        if net_only.contains(&s) && !netns {
+            return Err(format!("fault {s:?} needs --netns (members in their own network namespaces)"));
+        }
         Ok(match s {
+            "one-way" => Kind::OneWay,
+            "loss" => Kind::Loss,
+            "rate" => Kind::Rate,
+            "netem" => Kind::Netem,
+            "link-down" => Kind::LinkDown,
+            "move" => Kind::Move,
+            "clock" => Kind::Clock,
             "kill" => Kind::Kill,
             "pause" => Kind::Pause,
             "partition" => Kind::Partition,
             "wipe" => Kind::Wipe,
             "corrupt" => Kind::Corrupt,
             "slow-disk" => Kind::SlowDisk,
-            _ => return Err(format!("unknown fault {s:?} (kill, pause, partition, wipe, corrupt, slow-disk)")),
+            _ => return Err(format!("unknown fault {s:?} (kill, pause, partition, wipe, corrupt, slow-disk; with --netns: {})", net_only.join(", "))),
         })
     }
 }
@@ -54,6 +72,9 @@ pub struct Nemesis {
     pub kinds: Vec<Kind>,
     pub start: Instant,
     pub report: Report,
+    pub resources: crate::soak::Resources,
+    /// Sample members' resources this often (between faults); None: never.
+    pub sample_every: Option<Duration>,
 }
 
 const SERVE_AGAIN: Duration = Duration::from_secs(30);
@@ -78,7 +99,12 @@ impl Nemesis {
 
     /// Runs faults until `until`; returns with everything healed.
     pub async fn run(&mut self, c: &mut Cluster, until: Instant) {
+        let mut next_sample = Instant::now();
         while Instant::now() < until {
+            if self.sample_every.is_some() && Instant::now() >= next_sample {
+                next_sample += self.sample_every.unwrap();
+                self.sample(c).await;
+            }
             tokio::time::sleep(Duration::from_millis(self.rng.range(500, 2000))).await;
             if Instant::now() >= until {
                 break;
@@ -92,6 +118,13 @@ impl Nemesis {
                 Kind::Wipe => self.wipe(c, hold).await,
                 Kind::Corrupt => self.corrupt(c).await,
                 Kind::SlowDisk => self.slow_disk(c, hold).await,
+                Kind::OneWay => self.one_way(c, hold).await,
+                Kind::Loss => self.loss(c, hold).await,
+                Kind::Rate => self.rate(c, hold).await,
+                Kind::Netem => self.netem(c, hold).await,
+                Kind::LinkDown => self.link_down(c, hold).await,
+                Kind::Move => self.move_member(c).await,
+                Kind::Clock => self.clock(c, hold).await,
             }
             for crash in heal_all(c) {
                 self.anomaly(crash);
@@ -102,6 +135,12 @@ impl Nemesis {
                     self.log(format!("member {id} log tail:\n{}", c.log_tail(id, 15)));
                 }
             }
+        }
+    }
+
+    pub async fn sample(&mut self, c: &Cluster) {
+        for line in self.resources.sample(c).await {
+            self.log(format!("resources {line}"));
         }
     }
 
@@ -259,6 +298,12 @@ impl Nemesis {
 /// fail-stop: always a finding, the nemesis only kills with SIGKILL and
 /// reaps at once).
 pub fn heal_all(c: &mut Cluster) -> Vec<String> {
+    for id in c.ids() {
+        if c.member(id).faketime.is_some() {
+            c.kill(id);
+            c.member_mut(id).faketime = None;
+        }
+    }
     c.heal_links();
     let mut crashed = Vec::new();
     for id in c.ids() {
@@ -311,4 +356,276 @@ pub fn flip_log_byte(data_dir: &std::path::Path, rng: &mut Rng) -> Result<(std::
         return Ok((path.clone(), at));
     }
     Err(format!("no log segment under {} with a record to damage", dir.display()))
+}
+
+impl Nemesis {
+    /// A session on member `skewed` goes silent; its ephemeral must vanish
+    /// within ZooKeeper's window for the leader's clock rate.
+    async fn expiry_probe(&mut self, c: &Cluster, skewed: Id, skew_rate: f64) {
+        let Ok(leader) = c.wait_leader(SERVE_AGAIN).await else { return };
+        let rate = if leader == skewed { skew_rate } else { 1.0 };
+        let others: Vec<Id> = c.ids().into_iter().filter(|i| *i != skewed).collect();
+        let path = format!("{}/expiry-{skewed}-{}", crate::workload::EPH, self.start.elapsed().as_millis());
+        let r = crate::expiry::probe(c.client_addr(skewed), &c.connect_string(&others), &path).await;
+        let still = c.leader().await;
+        match r {
+            Ok((t, took)) => {
+                let (lo, hi) = crate::expiry::window(t, c.tick_ms(), rate);
+                let text = format!(
+                    "session on member {skewed} (leader {leader}, clock rate {rate}) with timeout {t} ms expired after {took:?}, window [{lo:?}, {hi:?}]"
+                );
+                if still != Some(leader) {
+                    self.log(format!("expiry inconclusive, leader changed to {still:?}: {text}"));
+                } else if took < lo || took > hi {
+                    self.anomaly(format!("session expiry out of bounds: {text}"));
+                } else {
+                    self.log(format!("expiry ok: {text}"));
+                }
+            }
+            Err(e) if still != Some(leader) => self.log(format!("expiry probe inconclusive (leader changed): {e}")),
+            Err(e) => self.anomaly(format!("session expiry probe on member {skewed}: {e}")),
+        }
+    }
+
+    /// Holds a network fault; a quarter of the time a member is also killed
+    /// or paused in the middle of it (combined faults).
+    async fn hold_net(&mut self, c: &mut Cluster, hold: Duration) {
+        if !self.rng.chance(1, 4) {
+            tokio::time::sleep(hold).await;
+            return;
+        }
+        tokio::time::sleep(hold / 3).await;
+        let (id, role) = self.target(c).await;
+        if self.rng.chance(1, 2) {
+            c.kill(id);
+            self.injected(format!("combined kill {role}"), format!("SIGKILL member {id} during the network fault"));
+            tokio::time::sleep(hold / 3).await;
+            if let Err(e) = c.spawn(id) {
+                self.anomaly(format!("restart of member {id}: {e}"));
+            }
+        } else {
+            c.pause(id);
+            self.injected(format!("combined pause {role}"), format!("SIGSTOP member {id} during the network fault"));
+            tokio::time::sleep(hold / 3).await;
+            c.resume(id);
+        }
+        tokio::time::sleep(hold / 3).await;
+    }
+
+    /// Packets one way only: shapes "isolate" (one member hears nobody or
+    /// nobody hears it), "ring" (each member hears only its successor: no one
+    /// has a majority of two-way links in a 3-ring, ZooKeeper must still elect
+    /// at most one leader) and "bridge" one-way.
+    async fn one_way(&mut self, c: &mut Cluster, hold: Duration) {
+        let mut ids = c.ids();
+        shuffle(&mut self.rng, &mut ids);
+        let reset = self.rng.chance(1, 4);
+        let net = c.net.as_mut().expect("netns");
+        let (label, detail) = match self.rng.below(3) {
+            0 => {
+                let (x, rest) = (ids[0], &ids[1..]);
+                if self.rng.chance(1, 2) {
+                    rest.iter().for_each(|o| net.cut(*o, x, reset));
+                    ("one-way deaf", format!("member {x} hears nobody, all hear it"))
+                } else {
+                    rest.iter().for_each(|o| net.cut(x, *o, reset));
+                    ("one-way mute", format!("nobody hears member {x}, it hears all"))
+                }
+            }
+            1 => {
+                // Member i hears only i+1 (mod n): every other direction to i is dropped.
+                for (i, to) in ids.iter().enumerate() {
+                    let succ = ids[(i + 1) % ids.len()];
+                    ids.iter().filter(|f| **f != *to && **f != succ).for_each(|f| net.cut(*f, *to, reset));
+                }
+                ("majority-ring", format!("ring {ids:?}: each member hears only the next"))
+            }
+            _ => {
+                let half = (ids.len() - 1) / 2;
+                let (a, rest) = ids.split_at(half.max(1));
+                let (mid, b) = rest.split_at(1);
+                // a cannot hear b, b hears a; both hear the middle.
+                b.iter().for_each(|y| a.iter().for_each(|x| net.cut(*y, *x, reset)));
+                ("one-way bridge", format!("{a:?} deaf to {b:?} (not vice versa), {} hears and is heard by all", mid[0]))
+            }
+        };
+        let detail = format!("{detail} ({}) for {hold:?}; {}", if reset { "tcp reset" } else { "drop" }, net.describe());
+        c.apply_net();
+        self.injected(format!("partition {label}"), detail);
+        self.hold_net(c, hold).await;
+        c.heal_links();
+    }
+
+    /// Random loss of 1-30 % of packets arriving at one member, or at all.
+    async fn loss(&mut self, c: &mut Cluster, hold: Duration) {
+        let percent = 1 + self.rng.below(30) as u32;
+        let all = self.rng.chance(1, 3);
+        let (id, role) = self.target(c).await;
+        let ids = if all { c.ids() } else { vec![id] };
+        let net = c.net.as_mut().expect("netns");
+        ids.iter().for_each(|i| net.set_loss(*i, percent));
+        c.apply_net();
+        self.injected(format!("loss {}", if all { "all" } else { role }), format!("{percent}% of packets into {ids:?} dropped (nft numgen) for {hold:?}"));
+        self.hold_net(c, hold * 2).await;
+        c.heal_links();
+    }
+
+    /// A member's egress limited to 64 kbit/s - 2 mbit/s (tbf).
+    async fn rate(&mut self, c: &mut Cluster, hold: Duration) {
+        let (id, role) = self.target(c).await;
+        let kbit = [64, 256, 1024, 2048][self.rng.below(4) as usize];
+        let rate = format!("{kbit}kbit");
+        let r = c.net.as_ref().expect("netns").qdisc(id, &["tbf", "rate", &rate, "burst", "16kb", "latency", "500ms"]);
+        match r {
+            Ok(()) => self.injected(format!("rate {role}"), format!("member {id} egress limited to {rate} for {hold:?}")),
+            Err(e) => self.anomaly(format!("tbf on member {id}: {e}")),
+        }
+        self.hold_net(c, hold * 2).await;
+        c.heal_links();
+    }
+
+    /// Delay with jitter, duplication, reordering or corruption on one
+    /// member's egress (tc netem; skipped where the kernel lacks it).
+    async fn netem(&mut self, c: &mut Cluster, hold: Duration) {
+        if !c.net.as_ref().expect("netns").netem {
+            self.log("netem skipped: the kernel has no sch_netem".into());
+            return;
+        }
+        let (id, role) = self.target(c).await;
+        let (label, spec): (&str, Vec<String>) = match self.rng.below(4) {
+            0 => {
+                let d = self.rng.range(5, 200);
+                ("delay", vec!["delay".into(), format!("{d}ms"), format!("{}ms", d / 2), "distribution".into(), "normal".into()])
+            }
+            1 => ("duplicate", vec!["duplicate".into(), format!("{}%", self.rng.range(1, 30))]),
+            2 => ("reorder", vec!["delay".into(), "20ms".into(), "reorder".into(), format!("{}%", self.rng.range(10, 50)), "50%".into()]),
+            _ => ("corrupt", vec!["corrupt".into(), format!("{}%", self.rng.range(1, 10))]),
+        };
+        let mut args = vec!["netem"];
+        args.extend(spec.iter().map(String::as_str));
+        match c.net.as_ref().unwrap().qdisc(id, &args) {
+            Ok(()) => self.injected(format!("netem {label} {role}"), format!("member {id} egress: {} for {hold:?}", args.join(" "))),
+            Err(e) => self.anomaly(format!("netem on member {id}: {e}")),
+        }
+        self.hold_net(c, hold * 2).await;
+        c.heal_links();
+    }
+
+    async fn link_down(&mut self, c: &mut Cluster, hold: Duration) {
+        let (id, role) = self.target(c).await;
+        match c.net.as_ref().expect("netns").link(id, false) {
+            Ok(()) => self.injected(format!("link-down {role}"), format!("member {id}'s eth0 down for {hold:?}")),
+            Err(e) => self.anomaly(format!("link down on member {id}: {e}")),
+        }
+        tokio::time::sleep(hold).await;
+        c.heal_links();
+    }
+
+    /// A member moves to a new address (a pod rescheduled): it restarts
+    /// there, then every other member is restarted one at a time with the
+    /// new `server.N` line (the rolling restart ZooKeeper's operators do
+    /// without dynamic reconfig), waiting for a quorum between restarts.
+    async fn move_member(&mut self, c: &mut Cluster) {
+        let (id, role) = self.target(c).await;
+        c.kill(id);
+        let old = c.host(id);
+        let new = match c.net.as_mut().expect("netns").readdress(id) {
+            Ok(a) => a,
+            Err(e) => {
+                self.anomaly(format!("readdress member {id}: {e}"));
+                let _ = c.spawn(id);
+                return;
+            }
+        };
+        self.injected(format!("move {role}"), format!("member {id} {old} -> {new}, rolling restart of the others with the new server.{id}"));
+        if let Err(e) = c.spawn(id) {
+            self.anomaly(format!("restart of member {id}: {e}"));
+        }
+        *c.client_connect.write().unwrap() = c.connect_string(&c.ids());
+        for other in c.ids().into_iter().filter(|o| *o != id) {
+            if let Err(e) = c.wait_leader(SERVE_AGAIN).await {
+                self.anomaly(format!("before restarting member {other} for the move: {e}"));
+            }
+            c.kill(other);
+            if let Err(e) = c.spawn(other) {
+                self.anomaly(format!("restart of member {other}: {e}"));
+            }
+            // As an operator does: the next restart only once this one serves again.
+            let end = Instant::now() + SERVE_AGAIN;
+            while c.mode(other).await.is_none() && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if c.mode(other).await.is_none() {
+                self.anomaly(format!("member {other} not serving {SERVE_AGAIN:?} after its restart for the move of member {id}"));
+            }
+        }
+    }
+
+    /// A member restarted under libfaketime: its clocks (monotonic too) run
+    /// at 1.5x or 0.5x, or its wall clock alone steps by +-1 h while it runs
+    /// (an NTP step). Restarted with the real clock afterwards.
+    async fn clock(&mut self, c: &mut Cluster, hold: Duration) {
+        let (id, role) = self.target(c).await;
+        let rc = c.member(id).dir.join("faketime.rc");
+        let (label, start, jump, wall_only) = match self.rng.below(4) {
+            0 => ("fast", "+0 x1.5", None, false),
+            1 => ("slow", "+0 x0.5", None, false),
+            2 => ("jump-forward", "+0", Some("+3600"), true),
+            _ => ("jump-back", "+0", Some("-3600"), true),
+        };
+        if let Err(e) = std::fs::write(&rc, start) {
+            self.anomaly(format!("{}: {e}", rc.display()));
+            return;
+        }
+        c.kill(id);
+        c.member_mut(id).faketime = Some((rc.clone(), wall_only));
+        if let Err(e) = c.spawn(id) {
+            self.anomaly(format!("start of member {id} under faketime: {e}"));
+            c.member_mut(id).faketime = None;
+            let _ = c.spawn(id);
+            return;
+        }
+        self.injected(
+            format!("clock {label} {role}"),
+            format!(
+                "member {id} under libfaketime {start:?}{} for {:?}",
+                jump.map(|j| format!(", wall clock steps {j} s mid-way")).unwrap_or_default(),
+                hold * 3
+            ),
+        );
+        let mut serving = c.wait_serving(SERVE_AGAIN).await;
+        if let (Ok(l), "leader") = (&serving, role) {
+            if *l != id {
+                // Its restart cost it the lead: restart the new leader once, so
+                // the skewed member may win the election (skew on the leader's clock).
+                let l = *l;
+                c.kill(l);
+                if let Err(e) = c.spawn(l) {
+                    self.anomaly(format!("restart of member {l}: {e}"));
+                }
+                serving = c.wait_serving(SERVE_AGAIN).await;
+                self.log(format!("member {l} restarted to hand the lead on: leader now {serving:?}"));
+            }
+        }
+        if let Err(e) = serving {
+            self.anomaly(format!("with member {id}'s clock {label}: {e}"));
+        }
+        if let Some(j) = jump {
+            let _ = std::fs::write(&rc, j);
+            // libfaketime rereads its file at most once a second.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        let rate = match label {
+            "fast" => 1.5,
+            "slow" => 0.5,
+            _ => 1.0,
+        };
+        self.expiry_probe(c, id, rate).await;
+        self.hold_net(c, hold * 3).await;
+        c.kill(id);
+        c.member_mut(id).faketime = None;
+        if let Err(e) = c.spawn(id) {
+            self.anomaly(format!("restart of member {id} with the real clock: {e}"));
+        }
+    }
 }

@@ -1,11 +1,104 @@
+//! Resource sampling for long runs: every member's RSS and open fds (from
+//! /proc, by pid) and its actors' mailbox depths (the admin endpoint's
+//! `/metrics`). A process "grows without bound" when, over at least five
+//! samples of its lifetime, its last RSS exceeds the largest of the first
+//! half by more than half plus 16 MiB, or its fds by more than 64, or its
+//! summed mailbox depth is above 1000 in each of the last three samples.
+
+use crate::cluster::{Cluster, Id, ADMIN_TOKEN};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub rss_kib: u64,
+    pub fds: u64,
+    pub mailbox: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Resources {
+    /// (member, pid) -> samples of that process's life.
+    pub series: BTreeMap<(Id, u32), Vec<Sample>>,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+}
+
+fn fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+async fn mailbox_total(addr: std::net::SocketAddr) -> Option<u64> {
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(3), io).await.ok()?.ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("warden_actor_mailbox_depth{")).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(lines.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64)
+}
+
+impl Resources {
+    /// Samples every running member; returns one line per member.
+    pub async fn sample(&mut self, c: &Cluster) -> Vec<String> {
+        let mut lines = Vec::new();
+        for id in c.ids() {
+            let Some(pid) = c.pid(id) else { continue };
+            if c.member(id).stopped {
+                continue;
+            }
+            let (Some(rss), Some(fd)) = (rss_kib(pid), fds(pid)) else { continue };
+            let mb = mailbox_total(c.admin_addr(id)).await;
+            let s = Sample { rss_kib: rss, fds: fd, mailbox: mb };
+            self.series.entry((id, pid)).or_default().push(s);
+            lines.push(format!("member {id} pid {pid}: rss {} MiB, fds {fd}, mailbox depth {}", rss / 1024, mb.map(|m| m.to_string()).unwrap_or("?".into())));
+        }
+        lines
+    }
+
+    /// The processes that grew without bound (the rule in the module doc).
+    pub fn growth(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((id, pid), v) in &self.series {
+            if v.len() < 5 {
+                continue;
+            }
+            let first = &v[..v.len() / 2];
+            let last = v.last().unwrap();
+            let rss0 = first.iter().map(|s| s.rss_kib).max().unwrap();
+            let fd0 = first.iter().map(|s| s.fds).max().unwrap();
+            if last.rss_kib > rss0 + rss0 / 2 + 16 * 1024 {
+                out.push(format!("member {id} pid {pid}: RSS {} KiB at the end vs at most {rss0} KiB in the first half", last.rss_kib));
+            }
+            if last.fds > fd0 + 64 {
+                out.push(format!("member {id} pid {pid}: {} fds at the end vs at most {fd0} in the first half", last.fds));
+            }
+            if v[v.len() - 3..].iter().all(|s| s.mailbox.unwrap_or(0) > 1000) {
+                out.push(format!("member {id} pid {pid}: mailbox depth above 1000 in the last three samples"));
+            }
+        }
+        out
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn series(rss: &[u64], fds: u64, mailbox: u64) -> Resources {
+    fn series(rss_mib: &[u64], fds: u64, mailbox: u64) -> Resources {
         let mut r = Resources::default();
-        r.series.insert((1, 100), rss.iter().map(|m| Sample { rss_kib: m * 1024, fds, mailbox: Some(mailbox) }).collect());
+        r.series.insert((1, 100), rss_mib.iter().map(|m| Sample { rss_kib: m * 1024, fds, mailbox: Some(mailbox) }).collect());
         r
     }
 

@@ -22,7 +22,7 @@ pub fn register(k: usize) -> String {
 }
 
 pub struct Ctx {
-    pub connect: String,
+    pub connect: Arc<std::sync::RwLock<String>>,
     pub clock: Arc<Clock>,
     pub history: Shared,
     pub stop: Arc<AtomicBool>,
@@ -69,7 +69,8 @@ pub async fn run_client(id: u64, ctx: Arc<Ctx>, mut rng: Rng) {
         if sess.as_ref().is_none_or(|s| s.poisoned) {
             // Dropping a client closes its session (its ephemerals go).
             sess = None;
-            let Some(client) = connect(&ctx.connect, Duration::from_secs(5)).await else { continue };
+            let addrs = ctx.connect.read().unwrap().clone();
+            let Some(client) = connect(&addrs, Duration::from_secs(5)).await else { continue };
             // A marker tied to the session: must be gone once it ends.
             let marker = format!("{EPH}/c{id}-{:x}", client.session_id().0);
             let _ = timed(client.create(&marker, b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))).await;

@@ -401,3 +401,28 @@ def test_set_watches_after_reconnect(server, zk, base):
         assert len(second.events) == 5
     finally:
         second.close()
+
+
+def test_set_watches2_rearms_persistent_recursive_watch(server, zk, base):
+    """A persistent recursive watch re-registered with SetWatches2 after a
+    reconnect delivers the changes that follow (ZooKeeper does not replay
+    the ones missed meanwhile: ZOOKEEPER-4698)."""
+    path = zk.create(base + "/pr")
+    first = RawClient(server.hostport, timeout_ms=30000)
+    sid, passwd = first.session_id, first.passwd
+    assert first.add_watch(path, ADD_WATCH_PERSISTENT_RECURSIVE).err == 0
+    seen_zxid = first.get_data(path).zxid
+    first.close()  # drop the connection, keep the session
+
+    zk.create(path + "/missed")
+    second = RawClient(server.hostport, timeout_ms=30000, session_id=sid, passwd=passwd, last_zxid=seen_zxid)
+    try:
+        assert second.session_id == sid
+        body = set_watches_body(seen_zxid) + rawzk.p_int(0) + rawzk.p_int(1) + rawzk.p_string(path)
+        assert second.request(rawzk.OP_SET_WATCHES2, body, xid=rawzk.XID_SET_WATCHES).err == 0
+        zk.create(path + "/after")
+        zk.create(path + "/after/deep")
+        raw_barrier(second)
+        assert second.events == [ev(EVENT_NODE_CREATED, path + "/after"), ev(EVENT_NODE_CREATED, path + "/after/deep")]
+    finally:
+        second.close()
