@@ -5,6 +5,8 @@
 use crate::database::TxnResult;
 use crate::proto::{Acl, CreateRequest, Id, Request};
 use crate::txn::Txn;
+use std::fmt::Write;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -19,8 +21,10 @@ pub enum Actor {
     /// A client request; its user and address are known where its connection
     /// is, so the core leaves them to the caller (`attribute`).
     Client,
-    /// Filled in: the client's users (`None` when it has none) and address.
-    Attributed { user: Option<String>, ip: String },
+    /// Filled in: the client connection's identities; its users and address
+    /// (the `ip` identity) are read from them when the line is written, off
+    /// the write path.
+    Attributed(Arc<[Id]>),
     /// The server itself (ephemerals removed with their session, start, stop):
     /// the operating-system user running it.
     Server,
@@ -57,44 +61,56 @@ impl AuditEvent {
         AuditEvent::new(None, Actor::Server, operation, None, result)
     }
 
-    /// Gives a client event its user and address (ZooKeeper's `Request.getUsersForAudit`, `getHostAddress`).
-    pub fn attribute(&mut self, auth: &[Id], ip: &str) {
+    /// Gives a client event its connection's identities (ZooKeeper's
+    /// `Request.getUsersForAudit`, `getHostAddress`: the `ip` identity, which
+    /// every connection has first).
+    pub fn attribute(&mut self, auth: &Arc<[Id]>) {
         if self.actor == Actor::Client {
-            self.actor = Actor::Attributed { user: users(auth), ip: ip.to_string() };
+            self.actor = Actor::Attributed(auth.clone());
         }
     }
 
     /// The line ZooKeeper logs; `server_user` names the server's own user.
     pub fn line(&self, server_user: &str) -> String {
-        let session = self.session.map(|s| format!("0x{s:x}"));
-        let (user, ip) = match &self.actor {
-            Actor::Client => (None, None),
-            Actor::Attributed { user, ip } => (user.clone(), Some(ip.clone())),
-            Actor::Server => (Some(server_user.to_string()), None),
-        };
-        let fields = [
-            ("session", session),
-            ("user", user),
-            ("ip", ip),
-            ("operation", Some(self.operation.to_string())),
-            ("znode", self.znode.clone()),
-            ("znode_type", self.znode_type.map(String::from)),
-            ("acl", self.acl.clone()),
-        ];
-        let mut out = String::with_capacity(128);
-        for (key, value) in fields.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))) {
-            out.push_str(key);
-            out.push('=');
-            out.push_str(value);
-            out.push('\t');
-        }
-        out.push_str("result=");
-        out.push_str(match self.result {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Invoked => "invoked",
-        });
+        let mut out = String::with_capacity(160);
+        self.write_line(&mut out, server_user);
         out
+    }
+
+    /// Appends the line to `out` (no allocation of its own).
+    pub fn write_line(&self, out: &mut String, server_user: &str) {
+        let mut field = |key: &str, value: &dyn std::fmt::Display| {
+            let _ = write!(out, "{key}={value}\t");
+        };
+        if let Some(s) = self.session {
+            field("session", &format_args!("0x{s:x}"));
+        }
+        match &self.actor {
+            Actor::Client => {}
+            Actor::Attributed(auth) => {
+                if let Some(u) = users(auth) {
+                    field("user", &u);
+                }
+                let ip = auth.iter().find(|id| id.scheme == "ip").map_or("", |id| id.id.as_str());
+                field("ip", &ip);
+            }
+            Actor::Server => field("user", &server_user),
+        }
+        field("operation", &self.operation);
+        if let Some(z) = &self.znode {
+            field("znode", z);
+        }
+        if let Some(t) = self.znode_type {
+            field("znode_type", &t);
+        }
+        if let Some(a) = &self.acl {
+            field("acl", a);
+        }
+        out.push_str(match self.result {
+            Outcome::Success => "result=success",
+            Outcome::Failure => "result=failure",
+            Outcome::Invoked => "result=invoked",
+        });
     }
 }
 
@@ -218,8 +234,8 @@ mod tests {
     }
 
     fn attributed(mut events: Vec<AuditEvent>) -> Vec<String> {
-        let auth = [Id::new("ip", "127.0.0.1"), Id::new("digest", "alice:hash=")];
-        events.iter_mut().for_each(|e| e.attribute(&auth, "127.0.0.1"));
+        let auth: Arc<[Id]> = vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "alice:hash=")].into();
+        events.iter_mut().for_each(|e| e.attribute(&auth));
         events.iter().map(|e| e.line("zk")).collect()
     }
 
@@ -288,9 +304,10 @@ mod tests {
     }
 
     #[test]
-    fn a_client_without_users_has_no_user_field() {
+    fn an_unauthenticated_client_is_its_address() {
+        // ZooKeeper gives every connection its `ip` identity, so the address is also the user.
         let mut e = for_request(5, &Request::Delete { path: "/a".into(), version: -1 }, &TxnResult::Done);
-        e[0].attribute(&[], "10.0.0.1");
-        assert_eq!(e[0].line("zk"), "session=0x5\tip=10.0.0.1\toperation=delete\tznode=/a\tresult=success");
+        e[0].attribute(&vec![Id::new("ip", "10.0.0.1")].into());
+        assert_eq!(e[0].line("zk"), "session=0x5\tuser=10.0.0.1\tip=10.0.0.1\toperation=delete\tznode=/a\tresult=success");
     }
 }

@@ -65,12 +65,18 @@ impl Auditor {
         }
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f").to_string();
         let f = self.file.as_mut().expect("opened above");
+        let mut text = String::with_capacity(events.len() * 200);
         for e in events {
             let level = if e.result == Outcome::Failure { "ERROR" } else { "INFO" };
-            let line = e.line(&self.server_user);
-            writeln!(f.out, "{now} {level} audit.Slf4jAuditLogger: {line}")?;
-            f.bytes += (now.len() + level.len() + line.len() + 27) as u64;
+            text.push_str(&now);
+            text.push(' ');
+            text.push_str(level);
+            text.push_str(" audit.Slf4jAuditLogger: ");
+            e.write_line(&mut text, &self.server_user);
+            text.push('\n');
         }
+        f.out.write_all(text.as_bytes())?;
+        f.bytes += text.len() as u64;
         f.out.flush()?;
         if f.bytes >= ROLL_BYTES {
             let path = f.path.clone();

@@ -211,7 +211,7 @@ impl Processor {
 
     pub(crate) fn answer(&mut self, caller: Caller, mut output: Output) {
         for e in &mut output.audit {
-            e.attribute(&caller.auth, caller.auth.first().map_or("", |ip| ip.id.as_str()));
+            e.attribute(&caller.auth);
         }
         self.dispatch(Dispatch::Output {
             conn: Some(caller.conn),
