@@ -1,6 +1,6 @@
 //! The typed messages actors exchange.
 
-use crate::connection::Connection;
+use bytes::Bytes;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use warden_core::server::Output;
 pub type ConnAddr = Arc<ConnHandle>;
 
 pub struct ConnHandle {
-    pub mailbox: crate::mailbox::Mailbox<Connection>,
+    pub mailbox: crate::mailbox::Inbox<ToConn>,
     pub out: crate::outbox::Outbox,
     pub info: Arc<crate::stats::ConnInfo>,
     /// The I/O thread the connection lives on.
@@ -129,9 +129,14 @@ pub enum Tracking {
     /// expires sessions; a learner forwards its touches to the leader.
     Mode {
         expire: bool,
-        forward_to: Option<crate::mailbox::Inbox<crate::ensemble::Touches>>,
+        forward_to: Option<crate::mailbox::Inbox<Touches>>,
     },
 }
+
+/// Tracker -> processor on a learner: sessions its clients kept alive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touches(pub Vec<i64>);
 
 /// Processor -> dispatcher: the server stops serving (no leader); close
 /// every client connection so clients move to a serving member.
@@ -230,7 +235,7 @@ pub type QuorumView = Arc<std::sync::Mutex<Option<warden_core::fourlw::QuorumSta
 #[rtype(result = "()")]
 pub enum ToZab {
     /// Start Zab: links, the quorum listener, the election.
-    Start { processor: crate::mailbox::Mailbox<crate::processor::Processor> },
+    Start { processor: crate::mailbox::Inbox<FromZab> },
     /// Leader: writes the processor numbered (`zab::leader::zxid_after`) and
     /// prepared, in `term` (from `FromZab::Serving`).
     Propose { term: u64, entries: Vec<Arc<warden_core::txn::LogEntry>> },
@@ -255,10 +260,10 @@ pub enum ToZab {
 #[rtype(result = "()")]
 pub enum ToElection {
     Start {
-        broadcast: crate::mailbox::Mailbox<crate::broadcast::Broadcast>,
+        broadcast: crate::mailbox::Inbox<ToZab>,
     },
     /// The peer links, whenever they change.
-    Links(std::collections::BTreeMap<u64, crate::mailbox::Mailbox<crate::peer_link::PeerLink>>),
+    Links(std::collections::BTreeMap<u64, crate::mailbox::Inbox<SendFrame>>),
     /// The replica looks for a leader: run a round from this history.
     Elect(warden_core::zab::Look),
     /// The replica activated a config.
@@ -296,3 +301,8 @@ pub enum FromZab {
     /// Runtime traffic from a peer: a forwarded request, touches, a digest.
     FromPeer(warden_core::zab::Message),
 }
+
+/// Processor, broadcast or election actor -> peer link: one encoded message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendFrame(pub Bytes);

@@ -394,7 +394,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             Mailbox::new(addr, processor_stats)
         };
         if let Some((b, _)) = &broadcast {
-            b.do_send(crate::messages::ToZab::Start { processor: processor.clone() });
+            b.do_send(crate::messages::ToZab::Start { processor: processor.inbox() });
         }
         crate::supervise::injectable(&processor);
         crate::supervise::injectable(&dispatcher);

@@ -11,6 +11,7 @@
 //! frame drops that one connection (logged), never the node.
 
 use crate::mailbox::{guarded, Inbox, Serve};
+use crate::messages::SendFrame;
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -45,11 +46,6 @@ pub enum PeerEvent {
     Msg { peer: ServerId, gen: u64, msg: Message },
     Down { peer: ServerId, gen: u64 },
 }
-
-/// Processor -> link: one encoded message.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SendFrame(pub Bytes);
 
 /// Processor -> link: a frame still being made (a SNAP the snapshotter
 /// encodes). Frames sent after it wait until it is ready, so the link keeps

@@ -407,7 +407,7 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor, after_each = flush_dispatch);
-crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, ReportStats, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::ensemble::Touches);
+crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, ReportStats, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::messages::Touches);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process

@@ -9,7 +9,7 @@
 use crate::broadcast::Broadcast;
 use crate::clock::wall_clock_ms;
 use crate::mailbox::{Mailbox, Serve};
-use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Tracking};
+use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Touches, Tracking};
 use crate::processor::{Caller, InFlight, Processor, Route, WriteKey};
 use actix::prelude::*;
 use slog::{info, warn};
@@ -480,11 +480,6 @@ impl Processor {
         }
     }
 }
-
-/// Tracker -> processor on a learner: sessions its clients kept alive.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Touches(pub Vec<i64>);
 
 impl Serve<Touches> for Processor {
     fn serve(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {

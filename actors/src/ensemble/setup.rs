@@ -168,7 +168,7 @@ impl QuorumSetup {
         });
         let mb = Mailbox::new(addr, me);
         crate::supervise::injectable(&mb);
-        election.do_send(crate::messages::ToElection::Start { broadcast: mb.clone() });
+        election.do_send(crate::messages::ToElection::Start { broadcast: mb.inbox() });
         mb
     }
 }
