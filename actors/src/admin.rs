@@ -4,7 +4,7 @@
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
 use crate::messages::{SnapshotNow, WatchData};
-use crate::node::Deps;
+use crate::deps::Deps;
 use crate::registry::{Fault, PolicyChange};
 use crate::stats::Histogram;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -114,7 +114,7 @@ async fn list_commands(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
 }
 
 async fn snapshot(state: &AdminState, word: &'static str) -> Result<ServerSnapshot, HttpResponse> {
-    crate::node::server_snapshot(&state.deps.processor, word, state.deps.config.clone())
+    crate::deps::server_snapshot(&state.deps.processor, word, state.deps.config.clone())
         .await
         .map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
 }

@@ -5,7 +5,7 @@
 use crate::codec::{FrameError, Inbound};
 use crate::mailbox::{guarded, Serve, Supervision};
 use crate::messages::{ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
-use crate::node::Deps;
+use crate::deps::Deps;
 use crate::outbox::Outbox;
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
@@ -303,7 +303,7 @@ impl Connection {
                 .wait(ctx);
             return;
         }
-        let snapshot = crate::node::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
+        let snapshot = crate::deps::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
         actix::fut::wrap_future::<_, Self>(snapshot)
             .then(move |res, act, ctx| {
                 if let Ok(snapshot) = res {

@@ -7,7 +7,7 @@
 //! already woken in this turn run before it, so their items join the batch.
 
 use crate::messages::{Submit, Submits, Tracking};
-use crate::node::Deps;
+use crate::deps::Deps;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;

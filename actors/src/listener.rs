@@ -4,7 +4,7 @@
 
 use crate::codec::ClientCodec;
 use crate::connection::{Connection, Security};
-use crate::node::Deps;
+use crate::deps::Deps;
 use crate::outbox::Outbox;
 use crate::stats::ConnInfo;
 use crate::tls::TlsSource;

@@ -3,6 +3,7 @@
 
 use crate::auditor::{Audit, Auditor};
 use crate::clock::wall_clock_ms;
+use crate::deps::Deps;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
 use crate::mailbox::Mailbox;
@@ -25,40 +26,6 @@ use warden_core::audit::{self, AuditEvent, Outcome};
 use warden_core::config::{Config, LogFormat};
 use warden_core::membership::Membership;
 use warden_core::server::{Core, Settings};
-
-/// What every connection actor needs to reach.
-pub struct Deps {
-    pub processor: Mailbox<Processor>,
-    pub dispatcher: Mailbox<Dispatcher>,
-    pub tracker: Mailbox<Tracker>,
-    pub registry: Arc<Registry>,
-    pub config: Arc<Config>,
-    pub stats: Arc<ServerStats>,
-    pub log: Logger,
-}
-
-/// The numbers four-letter words and the admin commands report: the
-/// processor's in-memory ones, then what needs the disk (directory sizes,
-/// the conf's paths, the environment), read on a blocking thread rather
-/// than an actor's.
-pub fn server_snapshot(
-    processor: &Mailbox<Processor>,
-    word: &'static str,
-    config: Arc<Config>,
-) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
-    let request = processor.send(crate::messages::ReportStats(word));
-    async move {
-        let mut s = request.await?;
-        let from_disk = tokio::task::spawn_blocking(move || {
-            let (data, logs) = (storage::version_dir(&config.data_dir), storage::version_dir(&config.data_log_dir));
-            (zookeeper_conf(&config), environment(), dir_size(&data), dir_size(&logs))
-        });
-        if let Ok((conf, env, data_bytes, log_bytes)) = from_disk.await {
-            (s.conf, s.env, s.data_dir_bytes, s.log_dir_bytes) = (conf, env, data_bytes, log_bytes);
-        }
-        Ok(s)
-    }
-}
 
 /// Passes records at or above a level that can change while the node runs.
 struct RuntimeLevel<D> {
@@ -117,62 +84,6 @@ fn session_secret(dir: &Path) -> Result<Vec<u8>, String> {
     let mut f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(&secret).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secret)
-}
-
-pub fn environment() -> Vec<(String, String)> {
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "<NA>".into());
-    vec![
-        ("host.name".into(), std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "<NA>".into())),
-        ("os.name".into(), std::env::consts::OS.into()),
-        ("os.arch".into(), std::env::consts::ARCH.into()),
-        ("user.name".into(), var("USER")),
-        ("user.home".into(), var("HOME")),
-        ("user.dir".into(), std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
-        ("process.id".into(), std::process::id().to_string()),
-    ]
-}
-
-pub fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
-}
-
-/// The lines an ensemble member's `conf` adds (QuorumZooKeeperServer.dumpConf).
-pub fn zookeeper_conf_quorum(c: &Config) -> Vec<(String, String)> {
-    let Some(me) = c.my_id.and_then(|id| c.servers.iter().find(|s| s.id == id)) else { return Vec::new() };
-    let peer_type = if me.role == warden_core::config::PeerRole::Observer { "1" } else { "0" };
-    [
-        ("initLimit", c.init_limit.to_string()),
-        ("syncLimit", c.sync_limit.to_string()),
-        ("electionAlg", "3".into()),
-        ("electionPort", me.election_port.to_string()),
-        ("quorumPort", me.quorum_port.to_string()),
-        ("peerType", peer_type.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// `conf` in ZooKeeper's key order (`ZooKeeperServer.dumpConf`).
-pub fn zookeeper_conf(c: &Config) -> Vec<(String, String)> {
-    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    [
-        ("clientPort", c.client_port.to_string()),
-        ("secureClientPort", c.secure_client_port.map_or("-1".into(), |p| p.to_string())),
-        ("dataDir", abs(&c.data_dir)),
-        ("dataDirSize", dir_size(&c.data_dir).to_string()),
-        ("dataLogDir", abs(&c.data_log_dir)),
-        ("dataLogSize", dir_size(&c.data_log_dir).to_string()),
-        ("tickTime", c.tick_time_ms.to_string()),
-        ("maxClientCnxns", c.max_client_cnxns.to_string()),
-        ("minSessionTimeout", c.min_session_timeout_ms.to_string()),
-        ("maxSessionTimeout", c.max_session_timeout_ms.to_string()),
-        ("clientPortListenBacklog", "-1".into()),
-        ("serverId", c.my_id.unwrap_or(0).to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }
 
 fn core_settings(config: &Config) -> Settings {

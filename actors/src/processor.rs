@@ -592,7 +592,7 @@ impl Serve<ReportStats> for Processor {
             ephemerals_count: db.tree.ephemeral_count() as u64,
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,
-            conf_quorum: crate::node::zookeeper_conf_quorum(&self.config),
+            conf_quorum: crate::conf_dump::zookeeper_conf_quorum(&self.config),
             membership: self
                 .zab
                 .as_ref()
