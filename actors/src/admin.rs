@@ -3,8 +3,8 @@
 //! `/metrics`, every actor's mailbox at `/actors`, live supervision changes at
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
-use crate::messages::{SnapshotNow, WatchData};
 use crate::deps::Deps;
+use crate::messages::{SnapshotNow, WatchData};
 use crate::registry::{Fault, PolicyChange};
 use crate::stats::Histogram;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};

@@ -2,12 +2,12 @@
 //! need to reach, and the server snapshot the four-letter words and admin
 //! commands report. Start-up (`node`) builds it; actors never import `node`.
 
+use crate::conf_dump;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::Mailbox;
 use crate::processor::Processor;
 use crate::registry::Registry;
 use crate::stats::ServerStats;
-use crate::conf_dump;
 use crate::storage;
 use crate::tracker::Tracker;
 use slog::Logger;

@@ -6,8 +6,8 @@
 //! bring it notifications and configs and carry its votes.
 
 use crate::mailbox::{Inbox, Serve};
-use crate::messages::{ToElection, ToZab};
 use crate::messages::SendFrame;
+use crate::messages::{ToElection, ToZab};
 use crate::peer_link::{self, PeerEvent};
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;

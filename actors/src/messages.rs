@@ -1,7 +1,7 @@
 //! The typed messages actors exchange.
 
-use bytes::Bytes;
 use actix::prelude::*;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use warden_core::fourlw::ServerSnapshot;

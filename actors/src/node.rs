@@ -145,7 +145,7 @@ fn ensemble_secret() -> Vec<u8> {
 /// the log and holds elections to both configs until it commits.
 fn starting_membership(config: &Config, db: &warden_core::database::Database) -> Result<Membership, String> {
     let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref()).and_then(|d| Membership::parse(&String::from_utf8_lossy(d)).ok());
-    let committed = crate::ensemble::read_dynamic_config(&config.data_dir)?
+    let committed = crate::broadcast::setup::read_dynamic_config(&config.data_dir)?
         .into_iter()
         .chain(stored)
         .filter(|m| m.version > 0 && !m.voters().is_empty())
@@ -180,15 +180,15 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         info!(log, "recovered data for the ensemble"; "snapshot_zxid" => format!("{:#x}", r.snapshot_zxid), "logged_txns" => r.entries.len(),
             "last_logged_zxid" => format!("{:#x}", r.entries.last().map_or(r.snapshot_zxid, |e| e.hdr.zxid)), "nodes" => r.db.tree.node_count(), "ms" => r.elapsed.as_millis() as u64);
         let durable = warden_core::zab::Durable {
-            accepted_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Accepted)?,
-            current_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Current)?,
+            accepted_epoch: crate::broadcast::setup::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Accepted)?,
+            current_epoch: crate::broadcast::setup::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Current)?,
             snapshot_zxid: r.snapshot_zxid,
             log: r.entries,
         };
         let mut db = r.db;
         let membership = starting_membership(&config, &db)?;
         if let (Some(zoo_cfg), true, None) = (&config.static_config_file, config.reconfig_enabled, &config.dynamic_config_file) {
-            crate::ensemble::setup::backup_static_config(zoo_cfg)?;
+            crate::broadcast::setup::backup_static_config(zoo_cfg)?;
         }
         if membership.version > 0 {
             info!(log, "membership from the last reconfig"; "version" => format!("{:x}", membership.version), "voters" => format!("{:?}", membership.voters()), "observers" => format!("{:?}", membership.observers()));
@@ -196,7 +196,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         // As ZooKeeper's initConfigInZKDatabase: /zookeeper/config shows the config in use.
         db.tree.init_config(membership.to_text().into_bytes(), membership.version, wall_clock_ms());
         let proposed = logged_servers(&durable.log);
-        let quorum = crate::ensemble::QuorumSetup::bind(&config, &membership, &proposed, durable)?;
+        let quorum = crate::broadcast::setup::QuorumSetup::bind(&config, &membership, &proposed, durable)?;
         (db, Some(quorum))
     } else {
         let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
@@ -298,7 +298,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 let counter_limit = config.zxid_counter_limit;
                 let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog).with_auditor(auditor.clone());
                 match broadcast {
-                    Some((b, view)) => processor.with_zab(crate::ensemble::Ensemble::new(b, view, counter_limit)),
+                    Some((b, view)) => processor.with_zab(crate::processor::ensemble::Ensemble::new(b, view, counter_limit)),
                     None => processor,
                 }
             });

@@ -57,7 +57,7 @@ pub struct QuorumSetup {
     /// The zoo.cfg the node started from, kept as ZooKeeper keeps it on reconfig.
     zoo_cfg: Option<PathBuf>,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     allow_joiners: bool,
 }
 
@@ -102,7 +102,7 @@ impl QuorumSetup {
             Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
             None => None,
         };
-        let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
+        let sasl = crate::peer_link::sasl::QuorumSasl::from_config(config)?;
         Ok(QuorumSetup {
             listener,
             replica: Replica::new(cfg, durable),
@@ -177,7 +177,7 @@ impl QuorumSetup {
 pub struct QuorumListener {
     listener: std::net::TcpListener,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     log: slog::Logger,
 }
 
@@ -193,7 +193,7 @@ impl QuorumListener {
 pub struct LinkFactory {
     my_id: ServerId,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     zab: Inbox<PeerEvent>,
     election: Inbox<PeerEvent>,
     registry: Arc<Registry>,

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use warden_core::zab::{Message, ServerId};
 
+pub(crate) mod sasl;
+
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +96,7 @@ pub struct PeerLink {
     /// While a deferred frame is being made: the frames sent after it.
     held: Option<Vec<Bytes>>,
     /// quorum.auth.enableSasl: authenticate after the Hello when dialing.
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<sasl::QuorumSasl>>,
     me: Arc<ActorStats>,
     log: Logger,
 }
@@ -106,7 +108,7 @@ impl PeerLink {
         peer: ServerId,
         peer_addr: String,
         tls: Option<crate::tls::QuorumTls>,
-        sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+        sasl: Option<Arc<sasl::QuorumSasl>>,
         max_frame_bytes: usize,
         zab: Inbox<PeerEvent>,
         election: Inbox<PeerEvent>,
@@ -193,7 +195,7 @@ impl PeerLink {
                         let ip = s.get_ref().0.peer_addr().map_err(|e| e.to_string())?.ip();
                         let by_name = host.parse::<std::net::IpAddr>().is_err().then_some(host);
                         let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-                        crate::tls_verify::check_peer_host(cert, ip, by_name)
+                        crate::tls::verify::check_peer_host(cert, ip, by_name)
                             .await
                             .map_err(|e| format!("TLS host verification of the peer failed (ssl.quorum.hostnameVerification): {e}"))?;
                     }
@@ -203,7 +205,7 @@ impl PeerLink {
             let mut w = FramedWrite::new(stream, codec(max));
             w.send(Bytes::from(hello)).await.map_err(|e| e.to_string())?;
             match sasl {
-                Some(s) => crate::quorum_sasl::dial(w.into_inner(), &s).await,
+                Some(s) => sasl::dial(w.into_inner(), &s).await,
                 None => Ok((w.into_inner(), BytesMut::new())),
             }
         };
@@ -391,7 +393,7 @@ pub fn accept_loop(
     listener: tokio::net::TcpListener,
     incoming: Inbox<Incoming>,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<sasl::QuorumSasl>>,
     max_frame_bytes: usize,
     log: Logger,
 ) {
@@ -414,7 +416,7 @@ pub fn accept_loop(
                         Ok(Ok(s)) => {
                             if t.hostname_verification {
                                 let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-                                if let Err(e) = crate::tls_verify::check_peer_host(cert, addr.ip(), None).await {
+                                if let Err(e) = crate::tls::verify::check_peer_host(cert, addr.ip(), None).await {
                                     return warn!(log, "refused peer connection: TLS host verification failed (ssl.quorum.hostnameVerification)"; "from" => addr.to_string(), "error" => e);
                                 }
                             }
@@ -425,7 +427,7 @@ pub fn accept_loop(
                     },
                 };
                 match read_hello(stream, max_frame_bytes).await {
-                    Ok((hello, stream, early)) => match crate::quorum_sasl::accept(stream, early, hello.sasl, sasl.as_deref()).await {
+                    Ok((hello, stream, early)) => match sasl::accept(stream, early, hello.sasl, sasl.as_deref()).await {
                         Ok((stream, early, user)) => {
                             if let Some(user) = user {
                                 info!(log, "peer authenticated (quorum SASL)"; "from" => addr.to_string(), "server_id" => hello.server_id, "user" => user);

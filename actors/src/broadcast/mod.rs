@@ -9,12 +9,12 @@
 //! `ToZab::Propose`; the broadcast actor sends back what Zab decided
 //! (`FromZab`: serving, looking, committed transactions, snapshots).
 
+use self::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, write_zookeeper_dynamic_config, LinkFactory};
 use crate::election::ElectionActor;
-use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, write_zookeeper_dynamic_config, LinkFactory};
 use crate::mailbox::{Inbox, Mailbox, Serve};
+use crate::messages::SendFrame;
 use crate::messages::ToElection;
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
-use crate::messages::SendFrame;
 use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset};
 use crate::registry::{ActorStats, Fault};
 use crate::storage::TxnLog;
@@ -25,6 +25,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::zab::{Command, Message, PeerState, ProposeError, Replica, ServerId, Zxid};
+
+pub(crate) mod setup;
 
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
@@ -63,7 +65,7 @@ pub struct Broadcast {
     view: QuorumView,
     /// The quorum listener and the members to link to, until `Start` runs
     /// them on this thread.
-    listener: Option<crate::ensemble::setup::QuorumListener>,
+    listener: Option<self::setup::QuorumListener>,
     members: BTreeMap<ServerId, String>,
     stats: Arc<crate::stats::ServerStats>,
     me: Arc<ActorStats>,
@@ -85,7 +87,7 @@ impl Broadcast {
         election: Mailbox<ElectionActor>,
         txn_log: TxnLog,
         link_factory: LinkFactory,
-        listener: crate::ensemble::setup::QuorumListener,
+        listener: self::setup::QuorumListener,
         members: BTreeMap<ServerId, String>,
         data_dir: PathBuf,
         view: QuorumView,

@@ -29,9 +29,7 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
 mod sessions;
-pub(crate) mod setup;
 mod snap_copy;
-pub use setup::{read_dynamic_config, read_epoch, QuorumSetup};
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {

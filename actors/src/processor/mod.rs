@@ -28,6 +28,9 @@ use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
 
+pub(crate) mod ensemble;
+mod throttler;
+
 /// Results held for the dispatcher at most, while more messages wait.
 const MAX_DISPATCH_BATCH: usize = 1024;
 
@@ -102,7 +105,7 @@ pub struct Processor {
     next_snapshot_after: u64,
     snapshot: Option<SnapshotWriter>,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
-    pub(crate) zab: Option<crate::ensemble::Ensemble>,
+    pub(crate) zab: Option<self::ensemble::Ensemble>,
     /// Results of the message being handled, sent to the dispatcher in one
     /// batch when it is done (`after_each`).
     outbound: Vec<Dispatch>,
@@ -110,7 +113,7 @@ pub struct Processor {
     auditor: Option<Mailbox<Auditor>>,
     audited: Vec<AuditEvent>,
     /// The connection throttle and the request throttler's waiting line.
-    pub(crate) throttles: crate::throttler::Throttles,
+    pub(crate) throttles: self::throttler::Throttles,
 }
 
 impl Processor {
@@ -128,7 +131,7 @@ impl Processor {
     ) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
-        let throttles = crate::throttler::Throttles::new(&config.throttle, wall_clock_ms());
+        let throttles = self::throttler::Throttles::new(&config.throttle, wall_clock_ms());
         Processor {
             core,
             dispatcher,
@@ -163,7 +166,7 @@ impl Processor {
         Mailbox::new(ctx.address(), self.me.clone())
     }
 
-    pub fn with_zab(mut self, zab: crate::ensemble::Ensemble) -> Processor {
+    pub fn with_zab(mut self, zab: self::ensemble::Ensemble) -> Processor {
         self.zab = Some(zab);
         self
     }
@@ -252,14 +255,14 @@ impl Processor {
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
-        if self.config.linearizable_reads && self.zab.is_some() && crate::ensemble::is_data_read(&msg.request) {
+        if self.config.linearizable_reads && self.zab.is_some() && self::ensemble::is_data_read(&msg.request) {
             return self.read_behind_barrier(msg);
         }
         self.serve_now(msg);
     }
 
     pub(crate) fn serve_now(&mut self, msg: Submit) {
-        if self.zab.is_some() && crate::ensemble::needs_leader(&msg.request) {
+        if self.zab.is_some() && self::ensemble::needs_leader(&msg.request) {
             if !self.is_leader() {
                 return self.forward(msg);
             }
