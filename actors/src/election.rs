@@ -6,9 +6,10 @@
 //! bring it notifications and configs and carry its votes.
 
 use crate::mailbox::{Inbox, Serve};
+use crate::messages::PeerEvent;
 use crate::messages::SendFrame;
 use crate::messages::{ToElection, ToZab};
-use crate::peer_link::{self, PeerEvent};
+use crate::peer_link;
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use slog::{info, Logger};

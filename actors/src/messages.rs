@@ -306,3 +306,57 @@ pub enum FromZab {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendFrame(pub Bytes);
+
+/// Peer link -> broadcast and election actors: a connection came up, a
+/// message arrived, the connection went down.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum PeerEvent {
+    Up { peer: u64, gen: u64 },
+    Msg { peer: u64, gen: u64, msg: warden_core::zab::Message },
+    Down { peer: u64, gen: u64 },
+}
+
+/// Processor -> link: a frame still being made (a SNAP the snapshotter
+/// encodes). Frames sent after it wait until it is ready, so the link keeps
+/// command order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
+
+/// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reset;
+
+/// A peer connection: plain TCP, or TLS over it (sslQuorum).
+pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
+pub type PeerStream = Box<dyn PeerIo>;
+
+/// Peer listener -> link: an accepted connection that said Hello, with any
+/// bytes the peer sent right behind its Hello (read together with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub PeerStream, pub bytes::BytesMut);
+
+/// Peer listener -> broadcast actor: a connection that said Hello. The
+/// broadcast actor owns the links (members come and go with reconfigs) and picks one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Incoming {
+    pub from: u64,
+    pub addr: String,
+    pub stream: PeerStream,
+    pub early: bytes::BytesMut,
+}
+
+/// Processor (or start-up / shutdown) -> auditor: events in the order they happened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Audit(pub Vec<warden_core::audit::AuditEvent>);
+
+/// Start-up timer -> snapshotter: run autopurge now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Purge;

@@ -1,17 +1,19 @@
 //! Starting and stopping a node: config, logging, data dir, the listener and
 //! the actors, and signal handling.
 
-use crate::auditor::{Audit, Auditor};
+use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
 use crate::deps::Deps;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
 use crate::mailbox::Mailbox;
+use crate::messages::Audit;
 use crate::messages::ExpireTo;
+use crate::messages::Purge;
 use crate::messages::Tracking;
 use crate::processor::Processor;
 use crate::registry::Registry;
-use crate::snapshotter::{Purge, Snapshotter};
+use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;

@@ -4,7 +4,7 @@
 //! snapshots and logs (autopurge).
 
 use crate::mailbox::{Serve, Supervision};
-use crate::messages::SnapshotPart;
+use crate::messages::{Purge, SnapshotPart};
 use crate::registry::Fault;
 use crate::storage::{fsync_dir, list};
 use actix::prelude::*;
@@ -135,11 +135,6 @@ impl Serve<SnapshotPart> for Snapshotter {
         result
     }
 }
-
-/// Run autopurge now.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Purge;
 
 impl Serve<Purge> for Snapshotter {
     fn serve(&mut self, _: Purge, _: &mut SyncContext<Self>) {

@@ -14,8 +14,9 @@ use crate::election::ElectionActor;
 use crate::mailbox::{Inbox, Mailbox, Serve};
 use crate::messages::SendFrame;
 use crate::messages::ToElection;
+use crate::messages::{Adopt, Incoming, PeerEvent, Reset, SendDeferred};
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
-use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset};
+use crate::peer_link::{self, PeerLink};
 use crate::registry::{ActorStats, Fault};
 use crate::storage::TxnLog;
 use actix::prelude::*;
@@ -325,7 +326,7 @@ impl Broadcast {
                 // messages before this one, is exactly at zxid) and the
                 // snapshotter encodes it; the link holds later frames until then.
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                link.do_send(crate::peer_link::SendDeferred(rx));
+                link.do_send(SendDeferred(rx));
                 self.to_processor(FromZab::SnapFor { to, zxid, reply: tx });
             }
             Command::InstallSnapshot { zxid, data } => {

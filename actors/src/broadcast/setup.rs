@@ -3,8 +3,9 @@
 
 use crate::broadcast::Broadcast;
 use crate::mailbox::{Inbox, Mailbox};
+use crate::messages::{Incoming, PeerEvent};
 use crate::messages::{QuorumView, Synced};
-use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
+use crate::peer_link::{self, PeerLink};
 use crate::registry::Registry;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;

@@ -11,7 +11,7 @@
 //! frame drops that one connection (logged), never the node.
 
 use crate::mailbox::{guarded, Inbox, Serve};
-use crate::messages::SendFrame;
+use crate::messages::{Adopt, Incoming, PeerEvent, PeerStream, Reset, SendDeferred, SendFrame};
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -39,38 +39,6 @@ pub fn encode(msg: &Message) -> Bytes {
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes).new_codec()
 }
-
-/// Link -> processor.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum PeerEvent {
-    Up { peer: ServerId, gen: u64 },
-    Msg { peer: ServerId, gen: u64, msg: Message },
-    Down { peer: ServerId, gen: u64 },
-}
-
-/// Processor -> link: a frame still being made (a SNAP the snapshotter
-/// encodes). Frames sent after it wait until it is ready, so the link keeps
-/// command order.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
-
-/// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reset;
-
-/// A peer connection: plain TCP, or TLS over it (sslQuorum).
-pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
-pub type PeerStream = Box<dyn PeerIo>;
-
-/// Peer listener -> link: an accepted connection that said Hello, with any
-/// bytes the peer sent right behind its Hello (read together with it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Adopt(pub PeerStream, pub BytesMut);
 
 struct Conn {
     gen: u64,
@@ -374,17 +342,6 @@ impl Serve<Reset> for PeerLink {
         self.drop_conn(ctx, "reset by the protocol");
         self.schedule_dial(ctx);
     }
-}
-
-/// Peer listener -> processor: a connection that said Hello. The processor
-/// owns the links (members come and go with reconfigs) and picks one.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Incoming {
-    pub from: ServerId,
-    pub addr: String,
-    pub stream: PeerStream,
-    pub early: BytesMut,
 }
 
 /// Accepts peer connections on the quorum port: reads the Hello (with a

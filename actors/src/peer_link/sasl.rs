@@ -4,7 +4,8 @@
 //! SaslQuorumAuthLearner / SaslQuorumAuthServer. The listener's rspauth
 //! proves it knows the password too.
 
-use crate::peer_link::{codec, PeerStream};
+use crate::messages::PeerStream;
+use crate::peer_link::codec;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;

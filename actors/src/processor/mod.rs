@@ -4,10 +4,11 @@
 //! transactions before them are durable. It also drives fuzzy snapshots and
 //! the container/TTL reaper.
 
-use crate::auditor::{Audit, Auditor};
+use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::{Mailbox, Serve};
+use crate::messages::Audit;
 use crate::messages::{
     ConnAddr, Connect, Dispatch, Dispatches, Expire, ReportStats, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, ToConn, Tracking,
 };
