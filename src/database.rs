@@ -6,7 +6,7 @@ use crate::error::Code;
 use crate::proto::Stat;
 use crate::tree::{DataTree, Trigger};
 use crate::txn::{Txn, TxnHeader};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What applying one transaction produced, for the reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +23,29 @@ pub struct Database {
     pub tree: DataTree,
     /// Live sessions and their negotiated timeouts.
     sessions: BTreeMap<i64, i32>,
+    /// Live sessions ZooKeeper created (imported from its files): their
+    /// clients hold ZooKeeper's passwords, which stay valid for them only.
+    zookeeper_sessions: BTreeSet<i64>,
     last_zxid: i64,
 }
 
 impl Database {
     /// A database as a snapshot recorded it.
     pub fn restore(tree: DataTree, sessions: impl IntoIterator<Item = (i64, i32)>, last_zxid: i64) -> Database {
-        Database { tree, sessions: sessions.into_iter().collect(), last_zxid }
+        Database { tree, sessions: sessions.into_iter().collect(), zookeeper_sessions: BTreeSet::new(), last_zxid }
+    }
+
+    /// Marks sessions as created by ZooKeeper (after an import; a closeSession unmarks).
+    pub fn mark_sessions_from_zookeeper(&mut self, ids: impl IntoIterator<Item = i64>) {
+        self.zookeeper_sessions.extend(ids);
+    }
+
+    pub fn is_zookeeper_session(&self, session_id: i64) -> bool {
+        self.zookeeper_sessions.contains(&session_id)
+    }
+
+    pub fn zookeeper_sessions(&self) -> &BTreeSet<i64> {
+        &self.zookeeper_sessions
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -57,6 +73,7 @@ impl Database {
                     let _ = self.tree.delete(path, hdr.zxid, triggers);
                 }
                 self.sessions.remove(&hdr.session_id);
+                self.zookeeper_sessions.remove(&hdr.session_id);
                 TxnResult::Done
             }
             Txn::Multi(subs) => {

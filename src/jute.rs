@@ -40,6 +40,7 @@ pub type DecodeResult<T> = Result<T, DecodeError>;
 
 /// A cursor over one frame's payload. Lengths are checked against what is left,
 /// so a hostile length field can never make us allocate more than the frame.
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -56,6 +57,11 @@ impl<'a> Reader<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
+    }
+
+    /// Bytes consumed so far (an offset for error messages).
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
     pub fn finish(&self) -> DecodeResult<()> {
@@ -84,6 +90,10 @@ impl<'a> Reader<'a> {
 
     pub fn bool(&mut self) -> DecodeResult<bool> {
         Ok(self.take(1)?[0] != 0)
+    }
+
+    pub fn byte(&mut self) -> DecodeResult<u8> {
+        Ok(self.take(1)?[0])
     }
 
     /// A length field: -1 means null, anything else must fit in what is left.

@@ -27,3 +27,4 @@ pub mod txnlog;
 pub mod watch;
 pub mod x509;
 pub mod zab;
+pub mod zkfiles;

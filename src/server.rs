@@ -428,7 +428,7 @@ impl Core {
         } else {
             let known = (self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id))
                 && !self.closing.contains(&req.session_id);
-            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+            if !known || !self.password_ok(req.session_id, &req.passwd) {
                 let mut w = Vec::new();
                 w.put_i32(0);
                 ConnectResponse::expired().encode(&mut w);
@@ -436,7 +436,7 @@ impl Core {
             }
             (req.session_id, None)
         };
-        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: false };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: self.password_of(session_id), read_only: false };
         let mut w = Vec::new();
         w.put_i32(0);
         resp.encode(&mut w);
@@ -457,7 +457,7 @@ impl Core {
             sid
         } else {
             let known = self.db.session_timeout(req.session_id).is_some() || self.local_sessions.contains_key(&req.session_id);
-            if !known || req.passwd != session::password(&self.secret, req.session_id) {
+            if !known || !self.password_ok(req.session_id, &req.passwd) {
                 let mut w = Vec::new();
                 w.put_i32(0);
                 ConnectResponse::expired().encode(&mut w);
@@ -465,11 +465,25 @@ impl Core {
             }
             req.session_id
         };
-        let resp = ConnectResponse { timeout_ms, session_id, passwd: session::password(&self.secret, session_id), read_only: true };
+        let resp = ConnectResponse { timeout_ms, session_id, passwd: self.password_of(session_id), read_only: true };
         let mut w = Vec::new();
         w.put_i32(0);
         resp.encode(&mut w);
         ConnectOutcome::Accepted { frame: finish_frame(w), session_id, timeout_ms, created: None }
+    }
+
+    /// Warden's password, or for a session ZooKeeper created (imported from
+    /// its files) the one ZooKeeper gave its client.
+    fn password_of(&self, session_id: i64) -> Vec<u8> {
+        if self.db.is_zookeeper_session(session_id) {
+            crate::zkfiles::zookeeper_password(session_id)
+        } else {
+            session::password(&self.secret, session_id)
+        }
+    }
+
+    fn password_ok(&self, session_id: i64, passwd: &[u8]) -> bool {
+        passwd == self.password_of(session_id) || passwd == session::password(&self.secret, session_id)
     }
 
     pub fn is_local_session(&self, session_id: i64) -> bool {
@@ -880,6 +894,31 @@ mod tests {
         assert!(core.apply_next(zxid).is_some());
         assert_eq!(core.take_unlogged().len(), 1);
         (core, session_id)
+    }
+
+    #[test]
+    fn zookeepers_passwords_reattach_only_the_sessions_it_created() {
+        let mut db = Database::default();
+        let hdr = |sid, zxid| crate::txn::TxnHeader { session_id: sid, cxid: 0, zxid, time_ms: 1 };
+        db.apply(&hdr(0x11, 1), &Txn::CreateSession { timeout_ms: 10_000 }, &mut Vec::new());
+        db.apply(&hdr(0x22, 2), &Txn::CreateSession { timeout_ms: 10_000 }, &mut Vec::new());
+        db.mark_sessions_from_zookeeper([0x11]);
+        let mut core = Core::restore(Settings::default(), b"secret".to_vec(), 1_700_000_000_000, db);
+        let attach = |core: &mut Core, session_id: i64, passwd: Vec<u8>| {
+            let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms: 10_000, session_id, passwd, read_only: Some(false) };
+            match core.connect(&req, 5) {
+                ConnectOutcome::Accepted { frame, .. } => Some(frame),
+                _ => None,
+            }
+        };
+        let zk = crate::zkfiles::zookeeper_password(0x11);
+        let frame = attach(&mut core, 0x11, zk.clone()).expect("ZooKeeper's password reattaches its session");
+        assert!(frame.windows(16).any(|w| w == &zk[..]), "and is handed back");
+        assert!(attach(&mut core, 0x11, vec![0; 16]).is_none());
+        assert!(attach(&mut core, 0x22, crate::zkfiles::zookeeper_password(0x22)).is_none(), "not for a session Warden created");
+        assert!(attach(&mut core, 0x22, session::password(b"secret", 0x22)).is_some());
+        core.db.apply(&hdr(0x11, 3), &Txn::CloseSession { ephemerals: vec![] }, &mut Vec::new());
+        assert!(!core.db.is_zookeeper_session(0x11));
     }
 
     fn create(path: &str) -> Request {

@@ -25,10 +25,18 @@ pub struct NodeRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SnapItem {
-    Begin { zxid: i64, sessions: Vec<(i64, i32)> },
+    Begin {
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        /// Sessions ZooKeeper created (their passwords are ZooKeeper's); absent in older snapshots.
+        #[serde(default)]
+        zookeeper_sessions: Vec<i64>,
+    },
     Acls(Vec<(u32, Vec<Acl>)>),
     Nodes(Vec<NodeRecord>),
-    End { nodes: u64 },
+    End {
+        nodes: u64,
+    },
 }
 
 fn frame(item: &SnapItem, out: &mut Vec<u8>) {
@@ -49,7 +57,8 @@ impl SnapshotWriter {
     pub fn begin(db: &Database) -> (SnapshotWriter, Vec<u8>) {
         let mut out = MAGIC.to_vec();
         let sessions = db.sessions().iter().map(|(k, v)| (*k, *v)).collect();
-        frame(&SnapItem::Begin { zxid: db.last_zxid(), sessions }, &mut out);
+        let zookeeper_sessions = db.zookeeper_sessions().iter().copied().collect();
+        frame(&SnapItem::Begin { zxid: db.last_zxid(), sessions, zookeeper_sessions }, &mut out);
         let w = SnapshotWriter { zxid: db.last_zxid(), last_path: None, acl_ids: HashMap::new(), nodes: 0, done: false };
         (w, out)
     }
@@ -143,13 +152,15 @@ pub fn load(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
     }
     let mut tree = DataTree::new();
     let mut acls: HashMap<u32, Vec<Acl>> = HashMap::new();
-    let mut begin: Option<(i64, Vec<(i64, i32)>)> = None;
+    // The Begin record: zxid, sessions, sessions ZooKeeper created.
+    type Begin = (i64, Vec<(i64, i32)>, Vec<i64>);
+    let mut begin: Option<Begin> = None;
     let mut count = 0u64;
     for rec in Records::new(bytes, MAGIC.len()) {
         let (offset, payload) = rec.map_err(|b| fail(b.offset, b.reason))?;
         let item: SnapItem = rmp_serde::from_slice(payload).map_err(|e| fail(offset, format!("undecodable item: {e}")))?;
         match (item, &begin) {
-            (SnapItem::Begin { zxid, sessions }, None) => begin = Some((zxid, sessions)),
+            (SnapItem::Begin { zxid, sessions, zookeeper_sessions }, None) => begin = Some((zxid, sessions, zookeeper_sessions)),
             (SnapItem::Begin { .. }, Some(_)) => return Err(fail(offset, "second Begin record".into())),
             (_, None) => return Err(fail(offset, "record before Begin".into())),
             (SnapItem::Acls(list), _) => acls.extend(list),
@@ -160,12 +171,13 @@ pub fn load(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
                     count += 1;
                 }
             }
-            (SnapItem::End { nodes }, Some((zxid, sessions))) => {
+            (SnapItem::End { nodes }, Some((zxid, sessions, from_zookeeper))) => {
                 if nodes != count {
                     return Err(fail(offset, format!("End says {nodes} nodes, found {count}")));
                 }
                 tree.finish_restore();
-                let db = Database::restore(tree, sessions.iter().copied(), *zxid);
+                let mut db = Database::restore(tree, sessions.iter().copied(), *zxid);
+                db.mark_sessions_from_zookeeper(from_zookeeper.iter().copied());
                 return Ok(LoadedSnapshot { zxid: *zxid, db, nodes: count });
             }
         }
@@ -228,6 +240,22 @@ mod tests {
         }
         assert_eq!(loaded.db.tree.ephemerals_of(5), vec!["/n0003".to_string()]);
         assert_eq!(loaded.db.tree.approximate_data_size(), db.tree.approximate_data_size());
+    }
+
+    #[test]
+    fn snapshots_from_before_zookeeper_sessions_still_load() {
+        #[derive(Serialize)]
+        enum OldItem {
+            Begin { zxid: i64, sessions: Vec<(i64, i32)> },
+        }
+        let bytes = rmp_serde::to_vec(&OldItem::Begin { zxid: 9, sessions: vec![(5, 4000)] }).unwrap();
+        let item: SnapItem = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(item, SnapItem::Begin { zxid: 9, sessions: vec![(5, 4000)], zookeeper_sessions: vec![] });
+        let mut db = db_with(3);
+        db.mark_sessions_from_zookeeper([5]);
+        let loaded = load(&write_all(&db, 2)).unwrap();
+        assert!(loaded.db.is_zookeeper_session(5));
+        assert!(!loaded.db.is_zookeeper_session(6));
     }
 
     #[test]

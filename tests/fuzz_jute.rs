@@ -14,6 +14,7 @@ use warden_core::record::{self, Records};
 use warden_core::snapshot::{self, SnapshotWriter};
 use warden_core::txn::{LogEntry, Txn, TxnHeader};
 use warden_core::txnlog;
+use warden_core::zkfiles;
 
 #[path = "support/mutation.rs"]
 mod mutation;
@@ -439,4 +440,114 @@ fn deeply_nested_multi_in_a_log_record() {
         let scan = txnlog::scan_segment(&seg).unwrap();
         assert!(scan.entries.len() + scan.bad.iter().count() == 1, "depth {depth}");
     }
+}
+
+// ---- Apache ZooKeeper's snapshots and logs (read in place at a migration) ----
+
+fn zk_log() -> Vec<u8> {
+    let entries: Vec<LogEntry> = [
+        Txn::CreateSession { timeout_ms: 3000 },
+        Txn::Create { path: "/a".into(), data: Some(b"x".to_vec()), acl: acls(), ephemeral_owner: 9, parent_cversion: 1 },
+        Txn::SetData { path: "/a".into(), data: None, version: 1 },
+        Txn::Multi(vec![Txn::Check { path: "/a".into(), version: 1 }, Txn::Delete { path: "/a".into() }]),
+        Txn::SetAcl { path: "/".into(), acl: vec![Acl::world_all()], version: 0 },
+        Txn::CloseSession { ephemerals: vec!["/e".into()] },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, txn)| LogEntry { hdr: TxnHeader { session_id: 9, cxid: i as i32, zxid: i as i64 + 1, time_ms: 1000 }, txn })
+    .collect();
+    zkfiles::log::encode_file(&entries, true, 64)
+}
+
+/// Re-frames ZooKeeper log records after mutating one entry, with a correct
+/// Adler32, so the mutation reaches the txn decoder.
+fn zk_mutate_entries(bytes: &[u8], muts: &[Mutation], which: usize) -> Vec<u8> {
+    let scan = zkfiles::log::scan(bytes).unwrap();
+    let mut out = bytes[..zkfiles::HEADER_BYTES].to_vec();
+    let n = scan.records.len();
+    for (i, rec) in scan.records.iter().enumerate() {
+        let len = i32::from_be_bytes(bytes[rec.offset + 8..rec.offset + 12].try_into().unwrap()) as usize;
+        let entry = bytes[rec.offset + 12..rec.offset + 12 + len].to_vec();
+        let entry = if i == which % n { mutate(entry, muts) } else { entry };
+        out.put_i64(zkfiles::adler32(&entry) as i64);
+        out.put_buffer(Some(&entry));
+        out.push(b'B');
+    }
+    out
+}
+
+fn zk_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let ((), allocated) = measured(|| {
+        if let Err(e) = zkfiles::snap::load(bytes, 1) {
+            assert!(e.offset <= bytes.len() && !e.reason.is_empty(), "{e}");
+        }
+        match zkfiles::log::scan(bytes) {
+            Ok(scan) => {
+                if let Some(bad) = scan.bad {
+                    assert!(bad.offset <= bytes.len() && !bad.reason.is_empty());
+                }
+            }
+            Err(bad) => assert!(bad.offset <= bytes.len() && !bad.reason.is_empty()),
+        }
+    });
+    prop_assert!(allocated <= 2 * alloc_bound(bytes.len()) + 64 * 1024, "{allocated} bytes for {} input bytes", bytes.len());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cfg(600))]
+
+    #[test]
+    fn mutated_zookeeper_snapshots_and_logs_never_panic(muts in proptest::collection::vec(mutation(), 1..5), which in any::<usize>(), reframe in any::<bool>()) {
+        let snap = zkfiles::snap::write(&sample_db());
+        zk_checked(&mutate(snap, &muts))?;
+        let log = zk_log();
+        let bytes = if reframe { zk_mutate_entries(&log, &muts, which) } else { mutate(log, &muts) };
+        zk_checked(&bytes)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_behind_zookeeper_headers(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+        for magic in [b"ZKSN", b"ZKLG"] {
+            let mut b = magic.to_vec();
+            b.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+            b.extend_from_slice(&tail);
+            zk_checked(&b)?;
+        }
+    }
+}
+
+#[test]
+fn valid_zookeeper_files_load() {
+    let db = sample_db();
+    assert_eq!(zkfiles::snap::load(&zkfiles::snap::write(&db), 1).unwrap().nodes, db.tree.node_count() as u64);
+    let scan = zkfiles::log::scan(&zk_log()).unwrap();
+    assert_eq!(scan.records.len(), 6);
+    assert!(scan.bad.is_none());
+}
+
+/// Multis nested in a ZooKeeper log entry are refused before recursing.
+#[test]
+fn nested_multi_in_a_zookeeper_log_entry() {
+    let mut inner: Vec<u8> = Vec::new();
+    inner.put_i32(0);
+    for _ in 0..50_000 {
+        let mut outer = Vec::new();
+        outer.put_i32(1);
+        outer.put_i32(op::MULTI);
+        outer.put_buffer(Some(&inner));
+        inner = outer;
+        if inner.len() > 1 << 20 {
+            break;
+        }
+    }
+    let mut entry = Vec::new();
+    entry.put_i64(9);
+    entry.put_i32(0);
+    entry.put_i64(1);
+    entry.put_i64(0);
+    entry.put_i32(op::MULTI);
+    entry.extend_from_slice(&inner);
+    assert!(zkfiles::log::decode_entry(&entry).is_err());
 }

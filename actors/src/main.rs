@@ -14,6 +14,7 @@ mod clock;
 mod codec;
 mod conf_dump;
 mod connection;
+mod data_files;
 mod deps;
 mod dispatcher;
 mod election;
@@ -37,6 +38,7 @@ mod supervise;
 mod tls;
 mod tools;
 mod tracker;
+mod zk_import;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -222,15 +224,26 @@ enum LogCommand {
 
 #[derive(Subcommand)]
 enum SnapshotCommand {
-    /// Print every znode and session of a snapshot.
+    /// Print every znode and session of a snapshot (Warden's or Apache ZooKeeper's).
     Dump {
         /// A snapshot.<zxid> file.
         file: PathBuf,
     },
-    /// Check a snapshot's checksum and structure; exit 1 if a server could not load it.
+    /// Check a snapshot's checksums and structure; exit 1 if a server could not load it.
     Verify {
         /// A snapshot.<zxid> file.
         file: PathBuf,
+    },
+    /// Write a stopped node's state (its dataDir) as a snapshot Apache ZooKeeper loads: the way back.
+    Export {
+        /// The directory to write (its version-2/ gets snapshot.<zxid>, acceptedEpoch, currentEpoch).
+        #[arg(long = "zookeeper", value_name = "DIR")]
+        zookeeper: PathBuf,
+        /// The stopped node's dataDir.
+        data_dir: PathBuf,
+        /// Its dataLogDir, if not the dataDir.
+        #[arg(long)]
+        data_log_dir: Option<PathBuf>,
     },
 }
 
@@ -250,6 +263,9 @@ fn main() {
         Command::Log { command: LogCommand::Dump { target } } => tools::log_dump(&target),
         Command::Snapshot { command: SnapshotCommand::Dump { file } } => tools::snapshot_dump(&file),
         Command::Snapshot { command: SnapshotCommand::Verify { file } } => tools::snapshot_verify(&file),
+        Command::Snapshot { command: SnapshotCommand::Export { zookeeper, data_dir, data_log_dir } } => {
+            tools::snapshot_export_zookeeper(&data_dir, data_log_dir.as_deref(), &zookeeper)
+        }
         Command::Cli { args } => cli::run(args),
         Command::Fourlw { word, server, expect, timeout } => fourlw_cli::run(&word, &server, timeout, expect.as_deref()),
         Command::Ensemble { command: EnsembleCommand::Up { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms } } => {

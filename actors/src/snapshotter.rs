@@ -6,7 +6,7 @@
 use crate::mailbox::{Serve, Supervision};
 use crate::messages::{Purge, SnapshotPart};
 use crate::registry::Fault;
-use crate::storage::{fsync_dir, list};
+use crate::storage::{check_not_foreign, fsync_dir, list_warden};
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::fs::File;
@@ -57,8 +57,9 @@ impl Snapshotter {
 
     /// autopurge: keep `retain` snapshots and the logs they need.
     pub fn purge(&self) {
-        let snaps = list(&self.snap_dir, SNAPSHOT_PREFIX);
-        let logs = list(&self.log_dir, LOG_PREFIX);
+        // Only Warden's files: ZooKeeper's (read in place at a migration) are never deleted.
+        let snaps = list_warden(&self.snap_dir, SNAPSHOT_PREFIX);
+        let logs = list_warden(&self.log_dir, LOG_PREFIX);
         let (old_snaps, old_logs) =
             txnlog::purge_plan(&snaps.iter().map(|s| s.0).collect::<Vec<_>>(), &logs.iter().map(|l| l.0).collect::<Vec<_>>(), self.retain);
         for (zxid, path) in snaps.iter().filter(|s| old_snaps.contains(&s.0)).chain(logs.iter().filter(|l| old_logs.contains(&l.0))) {
@@ -120,6 +121,11 @@ impl Serve<SnapshotPart> for Snapshotter {
                 let name = txnlog::snapshot_name(zxid);
                 let target = self.snap_dir.join(&name);
                 let tmp = self.snap_dir.join(format!("{name}.tmp"));
+                // A ZooKeeper snapshot of the same zxid stays; the log covers this one.
+                if let Err(e) = check_not_foreign(&target) {
+                    warn!(self.log, "snapshot skipped"; "reason" => %e);
+                    return Err(e.to_string());
+                }
                 let file = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
                 self.current = Some(InProgress { out: BufWriter::with_capacity(1 << 20, file), tmp, target, started: Instant::now(), bytes: 0 });
                 self.write(&bytes)

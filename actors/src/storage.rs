@@ -2,6 +2,7 @@
 //! log replay) and the transaction log writer thread with group commit.
 //! Formats and decisions live in the core (`record`, `txnlog`, `snapshot`).
 
+pub use crate::data_files::{check_not_foreign, fsync_dir, list, list_warden, read_segment, version_dir};
 use crate::mailbox::Inbox;
 use crate::messages::Synced;
 use crate::registry::ActorStats;
@@ -17,48 +18,6 @@ use warden_core::database::Database;
 use warden_core::snapshot;
 use warden_core::txn::LogEntry;
 use warden_core::txnlog::{self, LOG_PREFIX, SNAPSHOT_PREFIX};
-
-/// ZooKeeper's layout: `<dataDir>/version-2/snapshot.*`, `<dataLogDir>/version-2/log.*`.
-pub fn version_dir(dir: &Path) -> PathBuf {
-    dir.join("version-2")
-}
-
-/// Files in `dir` named `<prefix><hex zxid>`, sorted by zxid.
-pub fn list(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
-    let mut out: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    Some((txnlog::parse_name(&name, prefix)?, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-/// A log segment's written part: segments are preallocated as sparse files,
-/// so reading stops at the first hole instead of scanning megabytes of zeros.
-/// (Appends are contiguous; anything past a hole was never made durable.)
-pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    // SAFETY: lseek on an fd we own; SEEK_HOLE only reports an offset.
-    let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
-    let upto = if hole > 0 { (hole as u64).min(len) } else { len };
-    let mut buf = Vec::with_capacity(upto as usize);
-    file.seek(SeekFrom::Start(0))?;
-    (&mut file).take(upto).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
 
 pub struct Recovered {
     pub db: Database,
@@ -91,22 +50,30 @@ pub struct RecoveredLog {
 /// Recovery for an ensemble member (see `RecoveredLog`). Entries must rise
 /// strictly; across epochs zxids jump, so there is no +1 continuity check.
 pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<RecoveredLog, String> {
+    recover_log_with(data_dir, log_dir, true, log)
+}
+
+/// `recover_log`; with `cut_torn` false nothing on disk changes (offline tools).
+pub fn recover_log_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<RecoveredLog, String> {
     let started = Instant::now();
-    let (snapshot_zxid, db, _) = load_newest_snapshot(data_dir, log_dir, log)?;
-    let snapshot_zxid = snapshot_zxid.unwrap_or(0);
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let segments = list(&version_dir(log_dir), LOG_PREFIX);
+    let base = load_base(data_dir, log_dir, log)?;
+    let snapshot_zxid = base.snapshot_zxid.unwrap_or(0);
+    let mut db = base.db;
+    db.mark_sessions_from_zookeeper(base.zookeeper_sessions);
+    let mut entries: Vec<LogEntry> = base.zookeeper_entries;
+    let after = entries.last().map_or(snapshot_zxid, |e| e.hdr.zxid);
+    let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
     let last_index = segments.len().saturating_sub(1);
     for (i, (_, path)) in segments.iter().enumerate() {
         if let Some((next_first, _)) = segments.get(i + 1) {
-            if *next_first <= snapshot_zxid + 1 {
+            if *next_first <= after + 1 {
                 continue;
             }
         }
         let bytes = read_segment(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
         for entry in scan.entries {
-            if entry.hdr.zxid <= snapshot_zxid {
+            if entry.hdr.zxid <= after {
                 continue;
             }
             if let Some(prev) = entries.last() {
@@ -117,26 +84,38 @@ pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Reco
             entries.push(entry);
         }
         if let Some(bad) = &scan.bad {
-            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            if cut_torn || !(bad.torn && i == last_index) {
+                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            }
         }
     }
     Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
 }
 
-/// The newest snapshot that verifies (or an empty database), and what was damaged.
-fn load_newest_snapshot(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<(Option<i64>, Database, Vec<String>), String> {
+/// Where recovery starts: the newest Warden snapshot that verifies, else
+/// ZooKeeper's data in place (its snapshot, and its logged transactions
+/// still to replay), else an empty database.
+struct Base {
+    snapshot_zxid: Option<i64>,
+    db: Database,
+    zookeeper_entries: Vec<LogEntry>,
+    zookeeper_sessions: Vec<i64>,
+    damaged: Vec<String>,
+}
+
+fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, String> {
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(log_dir);
     for d in [&snap_dir, &log_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     let mut damaged = Vec::new();
-    for (zxid, path) in list(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
+    for (zxid, path) in list_warden(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         match snapshot::load(&bytes) {
             Ok(s) => {
                 info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
-                return Ok((Some(s.zxid), s.db, damaged));
+                return Ok(Base { snapshot_zxid: Some(s.zxid), db: s.db, zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged });
             }
             Err(e) => {
                 // Fall back to an older snapshot; the replay's continuity check
@@ -146,17 +125,34 @@ fn load_newest_snapshot(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result
             }
         }
     }
-    Ok((None, Database::default(), damaged))
+    if damaged.is_empty() {
+        if let Some(zk) = crate::zk_import::import(&snap_dir, &log_dir, log)? {
+            info!(log, "starting from Apache ZooKeeper's data in place (its files are only read)"; "snapshot_zxid" => format!("{:#x}", zk.snapshot_zxid), "logged_txns" => zk.entries.len());
+            return Ok(Base { snapshot_zxid: Some(zk.snapshot_zxid), db: zk.db, zookeeper_entries: zk.entries, zookeeper_sessions: zk.sessions, damaged });
+        }
+    }
+    Ok(Base { snapshot_zxid: None, db: Database::default(), zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged })
 }
 
 /// Loads the newest snapshot that verifies and replays the log after it.
 /// A torn tail is cut off; damage anywhere else stops the start, naming the
 /// file and offset.
 pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
+    recover_with(data_dir, log_dir, true, log)
+}
+
+/// `recover`; with `cut_torn` false nothing on disk changes (offline tools).
+pub fn recover_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<Recovered, String> {
     let started = Instant::now();
-    let (snapshot_zxid, mut db, damaged) = load_newest_snapshot(data_dir, log_dir, log)?;
-    let segments = list(&version_dir(log_dir), LOG_PREFIX);
+    let Base { snapshot_zxid, mut db, zookeeper_entries, zookeeper_sessions, damaged } = load_base(data_dir, log_dir, log)?;
     let mut replayed = 0;
+    // ZooKeeper's logged transactions (checked for order when read).
+    for entry in &zookeeper_entries {
+        db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
+        replayed += 1;
+    }
+    db.mark_sessions_from_zookeeper(zookeeper_sessions);
+    let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
     let last_index = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
         // Skip segments that end before the snapshot.
@@ -185,7 +181,9 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
             replayed += 1;
         }
         if let Some(bad) = &scan.bad {
-            cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            if cut_torn || !(bad.torn && i == last_index) {
+                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
+            }
         }
     }
     if snapshot_zxid.is_none() && !damaged.is_empty() && db.last_zxid() == 0 {
@@ -403,7 +401,7 @@ impl SegmentWriter {
     /// Cuts the log after `to_zxid`: later segments go, the one holding it
     /// is cut just past it. New entries start a new segment.
     fn truncate(&mut self, to_zxid: i64, log: &Logger) -> std::io::Result<()> {
-        for (first, path) in list(&self.dir, LOG_PREFIX).into_iter().rev() {
+        for (first, path) in list_warden(&self.dir, LOG_PREFIX).into_iter().rev() {
             if first > to_zxid {
                 std::fs::remove_file(&path)?;
                 info!(log, "TRUNC removed a log segment"; "file" => path.display().to_string());
@@ -424,13 +422,14 @@ impl SegmentWriter {
     /// the history they hold is either in the snapshot or not the leader's.
     fn install_snapshot(&mut self, zxid: i64, bytes: &[u8], snap_dir: &Path, log: &Logger) -> std::io::Result<()> {
         let name = txnlog::snapshot_name(zxid);
+        check_not_foreign(&snap_dir.join(&name))?;
         let tmp = snap_dir.join(format!("{name}.tmp"));
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, snap_dir.join(&name))?;
         fsync_dir(snap_dir)?;
-        for (_, path) in list(&self.dir, LOG_PREFIX) {
+        for (_, path) in list_warden(&self.dir, LOG_PREFIX) {
             std::fs::remove_file(&path)?;
         }
         fsync_dir(&self.dir)?;
@@ -438,10 +437,22 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
+    /// Where a segment starting at `first_zxid` goes: `log.<first_zxid>`, or if
+    /// ZooKeeper's file holds that name (a log it created but wrote no record
+    /// to before it was killed), the nearest free lower name that still sorts
+    /// after Warden's previous segment (a name is only a lower bound of its
+    /// segment's zxids).
+    fn segment_path(&self, first_zxid: i64) -> std::io::Result<PathBuf> {
         let path = self.dir.join(txnlog::log_name(first_zxid));
-        // A file of this name can only be a segment that got no record before a
-        // crash (else recovery would have moved the zxid past it): reuse it.
+        let Err(taken) = check_not_foreign(&path) else { return Ok(path) };
+        let floor = list_warden(&self.dir, LOG_PREFIX).into_iter().map(|(z, _)| z).filter(|z| *z < first_zxid).max().unwrap_or(0);
+        (floor + 1..first_zxid).rev().map(|z| self.dir.join(txnlog::log_name(z))).find(|p| !p.exists()).ok_or(taken)
+    }
+
+    fn open(&mut self, first_zxid: i64) -> std::io::Result<()> {
+        let path = self.segment_path(first_zxid)?;
+        // A Warden file of this name can only be a segment that got no record before
+        // a crash (else recovery would have moved the zxid past it): reuse it.
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
         file.write_all(txnlog::MAGIC)?;
         file.set_len(self.prealloc_bytes)?;
@@ -487,10 +498,118 @@ impl SegmentWriter {
 mod tests {
     use super::*;
     use warden_core::txn::{Txn, TxnHeader};
+    use warden_core::zkfiles;
 
     fn entry(zxid: i64) -> Arc<LogEntry> {
         let txn = Txn::Create { path: format!("/n{zxid}"), data: Some(vec![7; 200]), acl: vec![], ephemeral_owner: 0, parent_cversion: zxid as i32 };
         Arc::new(LogEntry { hdr: TxnHeader { session_id: 1, cxid: 0, zxid, time_ms: 0 }, txn })
+    }
+
+    /// A ZooKeeper data dir: snapshot.3 (after 3 txns) and log.1 holding 1..=6.
+    fn zookeeper_dir(dir: &Path) -> Vec<LogEntry> {
+        use warden_core::proto::Acl;
+        let v = version_dir(dir);
+        std::fs::create_dir_all(&v).unwrap();
+        let mk = |zxid: i64, txn: Txn| LogEntry { hdr: TxnHeader { session_id: 0x42, cxid: 0, zxid, time_ms: 100 + zxid }, txn };
+        let create = |p: &str, owner: i64, pcv: i32| Txn::Create {
+            path: p.into(),
+            data: Some(p.as_bytes().to_vec()),
+            acl: vec![Acl::world_all()],
+            ephemeral_owner: owner,
+            parent_cversion: pcv,
+        };
+        let entries = vec![
+            mk(1, Txn::CreateSession { timeout_ms: 30_000 }),
+            mk(2, create("/a", 0, 1)),
+            mk(3, create("/a/e", 0x42, 1)),
+            mk(4, Txn::SetData { path: "/a".into(), data: Some(b"x".to_vec()), version: 1 }),
+            mk(5, create("/b", 0, 2)),
+            mk(6, Txn::Delete { path: "/b".into() }),
+        ];
+        let mut db = Database::default();
+        for e in &entries[..3] {
+            db.apply(&e.hdr, &e.txn, &mut Vec::new());
+        }
+        std::fs::write(v.join("snapshot.3"), zkfiles::snap::write(&db)).unwrap();
+        std::fs::write(v.join("log.1"), zkfiles::log::encode_file(&entries, true, 4096)).unwrap();
+        entries
+    }
+
+    #[test]
+    fn zookeeper_files_are_read_in_place_and_never_changed() {
+        let dir = std::env::temp_dir().join(format!("warden-zkdir-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let entries = zookeeper_dir(&dir);
+        let v = version_dir(&dir);
+        let before: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let r = recover(&dir, &dir, &log).unwrap();
+        let mut expected = Database::default();
+        for e in &entries {
+            expected.apply(&e.hdr, &e.txn, &mut Vec::new());
+        }
+        assert_eq!(r.db.last_zxid(), 6);
+        assert_eq!(r.replayed, 3, "only the transactions after the snapshot");
+        for p in ["/", "/a", "/a/e"] {
+            assert_eq!(r.db.tree.get(p).unwrap().stat(), expected.tree.get(p).unwrap().stat(), "{p}");
+        }
+        assert!(r.db.tree.get("/b").is_none());
+        assert!(r.db.is_zookeeper_session(0x42));
+        // Warden's files are told apart by magic; ZooKeeper's are never overwritten.
+        assert!(list_warden(&v, SNAPSHOT_PREFIX).is_empty() && list_warden(&v, LOG_PREFIX).is_empty());
+        std::fs::write(v.join("snapshot.2"), b"not a snapshot").unwrap();
+        assert_eq!(list_warden(&v, SNAPSHOT_PREFIX).len(), 1, "garbage is Warden's to report");
+        std::fs::remove_file(v.join("snapshot.2")).unwrap();
+        assert!(check_not_foreign(&v.join("snapshot.3")).is_err());
+        assert!(check_not_foreign(&v.join("snapshot.7")).is_ok());
+        // Warden's own log continues after ZooKeeper's.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let me = crate::registry::Registry::default().register("txn-log", "0");
+        let mut w = SegmentWriter {
+            dir: v.clone(),
+            prealloc_bytes: 4096,
+            segment_max_bytes: 1 << 20,
+            force_sync: false,
+            fsync_delay: Duration::ZERO,
+            current: None,
+            buf: Vec::new(),
+            stats: Arc::new(ServerStats::default()),
+        };
+        // ZooKeeper created log.7 and was killed before its first record: Warden's segment takes log.6.
+        let zk_stub = zkfiles::log::encode_file(&[], true, 512);
+        std::fs::write(v.join("log.7"), &zk_stub).unwrap();
+        tx.send(LogCommand::Append(vec![entry(7)])).unwrap();
+        drop(tx);
+        w.run(rx, &|_| {}, &me, &log).unwrap();
+        assert_eq!(std::fs::read(v.join("log.7")).unwrap(), zk_stub);
+        assert_eq!(list_warden(&v, LOG_PREFIX).iter().map(|s| s.0).collect::<Vec<_>>(), vec![6]);
+        let r = recover(&dir, &dir, &log).unwrap();
+        assert_eq!((r.db.last_zxid(), r.replayed), (7, 4));
+        assert!(r.db.tree.get("/n7").is_some());
+        let ensemble = recover_log(&dir, &dir, &log).unwrap();
+        assert_eq!((ensemble.snapshot_zxid, ensemble.entries.iter().map(|e| e.hdr.zxid).collect::<Vec<_>>()), (3, vec![4, 5, 6, 7]));
+        std::fs::remove_file(v.join("log.7")).unwrap();
+        let after: Vec<Vec<u8>> = ["snapshot.3", "log.1"].iter().map(|n| std::fs::read(v.join(n)).unwrap()).collect();
+        assert!(before == after, "ZooKeeper's files changed");
+        // A torn last record (cut, then zeros) ends ZooKeeper's log, which stays as it is.
+        let scan = zkfiles::log::scan(&before[1]).unwrap();
+        let last = scan.records.last().unwrap().offset;
+        let mut torn = before[1][..last + 20].to_vec();
+        torn.resize(before[1].len(), 0);
+        std::fs::write(v.join("log.1"), &torn).unwrap();
+        for (_, p) in list_warden(&v, LOG_PREFIX) {
+            std::fs::remove_file(p).unwrap();
+        }
+        let r = recover(&dir, &dir, &log).unwrap();
+        assert_eq!(r.db.last_zxid(), 5, "the torn txn 6 is not applied");
+        assert_eq!(std::fs::read(v.join("log.1")).unwrap(), torn, "ZooKeeper's torn log is not cut");
+        // Damage in ZooKeeper's log stops the start with the file and offset.
+        let mut bad = before[1].clone();
+        bad[zkfiles::HEADER_BYTES + 60] ^= 0x20;
+        std::fs::write(v.join("log.1"), &bad).unwrap();
+        let err = recover(&dir, &dir, &log).err().unwrap();
+        assert!(err.contains("log.1") && err.contains("at byte"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Offline tools over a data dir, like ZooKeeper's LogFormatter and
-//! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify`.
+//! SnapshotFormatter: `warden log dump`, `warden snapshot dump|verify` (on
+//! Warden's files and on ZooKeeper's), `warden snapshot export --zookeeper`.
 
 use crate::storage::{list, read_segment, version_dir};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,10 @@ pub fn log_dump(target: &Path) -> Result<(), String> {
     for path in files {
         let bytes = read_segment(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("# {}", path.display());
+        if warden_core::zkfiles::file_kind(&bytes[..bytes.len().min(8)]) == warden_core::zkfiles::FileKind::ZooKeeper {
+            total += zookeeper_log_dump(&path, &bytes)?;
+            continue;
+        }
         let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
         for e in &scan.entries {
             println!("{}", format_entry(e));
@@ -71,9 +76,37 @@ pub fn log_dump(target: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A Warden snapshot, or ZooKeeper's (by magic; its zxid from the file name).
+/// ZooKeeper's log, in the same format (closeSession without its list before 3.6).
+fn zookeeper_log_dump(path: &Path, bytes: &[u8]) -> Result<usize, String> {
+    use warden_core::zkfiles::log::{scan, ZkTxn};
+    let scan = scan(bytes).map_err(|b| format!("{}: at byte {}: {}", path.display(), b.offset, b.reason))?;
+    for rec in &scan.records {
+        let e = match &rec.txn {
+            ZkTxn::Txn(t) => LogEntry { hdr: rec.hdr, txn: t.clone() },
+            ZkTxn::CloseSessionUnlisted => LogEntry { hdr: rec.hdr, txn: Txn::CloseSession { ephemerals: Vec::new() } },
+        };
+        println!("{}", format_entry(&e));
+    }
+    if let Some(bad) = scan.bad {
+        let kind = if bad.torn { "torn tail (ZooKeeper and Warden stop reading there)" } else { "DAMAGED" };
+        println!("# {kind} at byte {}: {}", bad.offset, bad.reason);
+    }
+    Ok(scan.records.len())
+}
+
 fn load(file: &Path) -> Result<snapshot::LoadedSnapshot, String> {
+    use warden_core::zkfiles::{self, snap::Compression, FileKind};
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    snapshot::load(&bytes).map_err(|e| format!("{}: {e}", file.display()))
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let zookeeper =
+        zkfiles::snap::parse_name(name).filter(|(_, c)| *c != Compression::None || zkfiles::file_kind(&bytes[..bytes.len().min(8)]) == FileKind::ZooKeeper);
+    match zookeeper {
+        Some((zxid, c)) => {
+            zkfiles::snap::decompress(&bytes, c).and_then(|b| zkfiles::snap::load(&b, zxid)).map_err(|e| format!("{} (ZooKeeper's): {e}", file.display()))
+        }
+        None => snapshot::load(&bytes).map_err(|e| format!("{}: {e}", file.display())),
+    }
 }
 
 pub fn snapshot_dump(file: &Path) -> Result<(), String> {
@@ -95,5 +128,48 @@ pub fn snapshot_dump(file: &Path) -> Result<(), String> {
 pub fn snapshot_verify(file: &Path) -> Result<(), String> {
     let s = load(file)?;
     println!("{}: valid snapshot of zxid {:#x}, {} nodes, {} sessions", file.display(), s.zxid, s.nodes, s.db.sessions().len());
+    Ok(())
+}
+
+/// `warden snapshot export --zookeeper OUT DATADIR`: the state a stopped
+/// node's data dir holds (its snapshot and every logged transaction, read
+/// without changing anything), written as `OUT/version-2/snapshot.<zxid>` for ZooKeeper, with
+/// the sessions and with `acceptedEpoch`/`currentEpoch` for an ensemble member.
+pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &Path) -> Result<(), String> {
+    for d in [Some(data_dir), log_dir].into_iter().flatten() {
+        if !version_dir(d).is_dir() {
+            return Err(format!("{} holds no version-2 directory: not a data dir", d.display()));
+        }
+    }
+    let quiet = slog::Logger::root(slog::Discard, slog::o!());
+    // Every logged transaction, in order: zxids jump at epochs in an ensemble member's log.
+    let recovered = crate::storage::recover_log_with(data_dir, log_dir.unwrap_or(data_dir), false, &quiet)?;
+    let mut db = recovered.db;
+    for e in &recovered.entries {
+        db.apply(&e.hdr, &e.txn, &mut Vec::new());
+    }
+    let zxid = db.last_zxid();
+    let target_dir = version_dir(out);
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("cannot create {}: {e}", target_dir.display()))?;
+    let target = target_dir.join(txnlog::snapshot_name(zxid));
+    if target.exists() {
+        return Err(format!("{} exists; export into an empty directory", target.display()));
+    }
+    let bytes = warden_core::zkfiles::snap::write(&db);
+    let tmp = target_dir.join(format!("{}.tmp", txnlog::snapshot_name(zxid)));
+    std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &target)).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    // ZooKeeper refuses a currentEpoch older than its last zxid's epoch.
+    let epoch_of_zxid = (zxid >> 32) as u32;
+    for kind in [warden_core::zab::EpochKind::Accepted, warden_core::zab::EpochKind::Current] {
+        let epoch = crate::broadcast::setup::read_epoch(data_dir, kind)?.max(epoch_of_zxid);
+        crate::broadcast::setup::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
+    }
+    println!(
+        "{}: ZooKeeper snapshot of zxid {zxid:#x}, {} nodes, {} sessions, {} bytes",
+        target.display(),
+        db.tree.node_count(),
+        db.sessions().len(),
+        bytes.len()
+    );
     Ok(())
 }

@@ -35,7 +35,7 @@ pub(crate) fn epoch_file(kind: EpochKind) -> &'static str {
     }
 }
 
-pub(crate) fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
+pub fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<()> {
     let path = dir.join(epoch_file(kind));
     let tmp = dir.join(format!("{}.tmp", epoch_file(kind)));
     let mut f = std::fs::File::create(&tmp)?;
