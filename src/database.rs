@@ -18,7 +18,7 @@ pub enum TxnResult {
     Error(i32),
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Database {
     pub tree: DataTree,
     /// Live sessions and their negotiated timeouts.
@@ -33,6 +33,11 @@ impl Database {
     /// A database as a snapshot recorded it.
     pub fn restore(tree: DataTree, sessions: impl IntoIterator<Item = (i64, i32)>, last_zxid: i64) -> Database {
         Database { tree, sessions: sessions.into_iter().collect(), zookeeper_sessions: BTreeSet::new(), last_zxid }
+    }
+
+    /// A restored backup's zxid (the admin `restore` command).
+    pub fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
     }
 
     /// Marks sessions as created by ZooKeeper (after an import; a closeSession unmarks).

@@ -69,6 +69,8 @@ pub const ZOOKEEPER: &str = "/zookeeper";
 pub const QUOTA: &str = "/zookeeper/quota";
 pub const CONFIG: &str = "/zookeeper/config";
 
+/// Clone: a backup (the admin `snapshot` command) copies the tree at one zxid.
+#[derive(Clone)]
 pub struct DataTree {
     /// Ordered, so a fuzzy snapshot can walk it in chunks, resuming after the
     /// last path it wrote while the tree keeps changing in between.

@@ -116,6 +116,28 @@ enum Command {
         timeout: u64,
     },
     /// Query the AdminServer (admin.serverPort, default 8080) as tables: mntr, actors, supervise, or any command.
+    /// Make a backup the whole state of a stopped node (its dataDir), as ZooKeeper 3.9's restore does for a live one.
+    #[command(
+        long_about = "Restore a backup: a snapshot in ZooKeeper's format (what `GET /commands/snapshot` on Warden or \
+                      ZooKeeper 3.9 answers, or a snapshot.<zxid> file ZooKeeper wrote) or Warden's own. With --data-dir the \
+                      node must be stopped: its version-2/ is kept aside as version-2.before-restore-<time> and the backup \
+                      becomes its only state (restore every member of an ensemble from the same backup). A running \
+                      standalone node restores through its AdminServer: POST /commands/restore.",
+        after_help = "Examples:\n  \
+                      curl -s -o backup.snap http://127.0.0.1:8080/commands/snapshot\n  \
+                      warden restore --data-dir /var/lib/zookeeper backup.snap\n  \
+                      curl -s --data-binary @backup.snap http://127.0.0.1:8080/commands/restore"
+    )]
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The stopped node's dataDir.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Its dataLogDir, if not the dataDir.
+        #[arg(long, value_name = "DIR")]
+        data_log_dir: Option<PathBuf>,
+    },
     #[command(long_about = "Query a running server's AdminServer (admin.enableServer, admin.serverAddress, admin.serverPort; \
                             default 127.0.0.1:8080) and print the answer as tables. The same endpoint serves \
                             /commands/<name> as ZooKeeper's AdminServer does, and Prometheus text at /metrics.")]
@@ -267,6 +289,7 @@ fn main() {
             tools::snapshot_export_zookeeper(&data_dir, data_log_dir.as_deref(), &zookeeper)
         }
         Command::Cli { args } => cli::run(args),
+        Command::Restore { file, data_dir, data_log_dir } => tools::restore_offline(&file, &data_dir, data_log_dir.as_deref()),
         Command::Fourlw { word, server, expect, timeout } => fourlw_cli::run(&word, &server, timeout, expect.as_deref()),
         Command::Ensemble { command: EnsembleCommand::Up { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms } } => {
             ensemble_up::up(ensemble_up::UpOptions { members, dir, client_port, quorum_port, election_port, admin_port, tick_ms })

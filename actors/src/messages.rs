@@ -360,3 +360,16 @@ pub struct Audit(pub Vec<warden_core::audit::AuditEvent>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Purge;
+
+/// Admin -> processor: the database as it is now (a consistent backup).
+#[derive(Message)]
+#[rtype(result = "warden_core::database::Database")]
+pub struct CopyDatabase;
+
+/// Admin -> processor: replace the data with `db`; answers the zxid it now stands at.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreDatabase {
+    pub db: warden_core::database::Database,
+    pub reply: tokio::sync::oneshot::Sender<Result<i64, String>>,
+}

@@ -318,7 +318,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         }
         tracker.do_send(ExpireTo { expire: processor.inbox(), retrack: processor.inbox() });
         let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
-        crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")) });
+        crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")), rate_limits: Default::default() });
         ports.start(deps, io);
         info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"), "io_threads" => io_threads);
         if let Err(e) = crate::sd_notify::ready() {

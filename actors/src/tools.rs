@@ -173,3 +173,48 @@ pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &
     );
     Ok(())
 }
+
+/// `warden restore --data-dir DIR FILE`: makes a backup (ZooKeeper's snapshot
+/// format or Warden's) the whole state of a stopped node. Its current files
+/// are kept aside in `version-2.before-restore-<unix seconds>`, never
+/// deleted; the epoch files carry on, at least the backup's epoch, so zxids
+/// keep rising. Restore every member of an ensemble from the same backup.
+pub fn restore_offline(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<(), String> {
+    let bytes = std::fs::read(backup).map_err(|e| format!("cannot read {}: {e}", backup.display()))?;
+    let db = warden_core::zkfiles::load_backup(&bytes).map_err(|e| format!("{}: {e}", backup.display()))?;
+    let zxid = db.last_zxid();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut epochs = Vec::new();
+    for kind in [warden_core::zab::EpochKind::Accepted, warden_core::zab::EpochKind::Current] {
+        epochs.push((kind, crate::broadcast::setup::read_epoch(data_dir, kind)?.max((zxid >> 32) as u32)));
+    }
+    let mut dirs = vec![data_dir];
+    if let Some(l) = log_dir.filter(|l| *l != data_dir) {
+        dirs.push(l);
+    }
+    for dir in &dirs {
+        let current = version_dir(dir);
+        if current.exists() {
+            let aside = dir.join(format!("version-2.before-restore-{stamp}"));
+            std::fs::rename(&current, &aside).map_err(|e| format!("cannot move {} aside: {e}", current.display()))?;
+            println!("{} kept as {}", current.display(), aside.display());
+        }
+    }
+    let target_dir = version_dir(data_dir);
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("cannot create {}: {e}", target_dir.display()))?;
+    let target = target_dir.join(txnlog::snapshot_name(zxid));
+    let tmp = target_dir.join(format!("{}.tmp", txnlog::snapshot_name(zxid)));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &warden_core::snapshot::encode_all(&db))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        crate::storage::fsync_dir(&target_dir)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    for (kind, epoch) in epochs {
+        crate::broadcast::setup::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
+    }
+    println!("{}: restored zxid {zxid:#x}, {} nodes, {} sessions", target.display(), db.tree.node_count(), db.sessions().len());
+    Ok(())
+}

@@ -179,6 +179,11 @@ pub struct Config {
     /// zookeeper.auditlog.file: the audit log's own file (ZooKeeper's RFAAUDIT
     /// appender, 10 MB × 10 files); unset: audit lines go to the server log.
     pub audit_log_file: Option<PathBuf>,
+    /// zookeeper.admin.snapshot.enabled / restore.enabled (3.9's backup and
+    /// restore commands) and the one-per-interval limit they share.
+    pub admin_snapshot_enabled: bool,
+    pub admin_restore_enabled: bool,
+    pub admin_rate_limiter_interval_ms: u64,
     /// dynamicConfigFile: where the member list (`server.N`) lives; its name
     /// ends in the config's hex version.
     pub dynamic_config_file: Option<PathBuf>,
@@ -252,6 +257,9 @@ impl Default for Config {
             skip_acl: false,
             audit_enable: false,
             audit_log_file: None,
+            admin_snapshot_enabled: true,
+            admin_restore_enabled: true,
+            admin_rate_limiter_interval_ms: 300_000,
             dynamic_config_file: None,
             static_config_file: None,
             throttle: Default::default(),

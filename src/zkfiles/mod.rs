@@ -112,6 +112,15 @@ pub(crate) fn check_header(bytes: &[u8], magic: [u8; 4], what: &str) -> Result<(
     Ok(())
 }
 
+/// A backup's bytes as a database, from either format: ZooKeeper's snapshot
+/// (the admin `snapshot` command's, ZooKeeper's own) or Warden's.
+pub fn load_backup(bytes: &[u8]) -> Result<crate::database::Database, String> {
+    match file_kind(bytes) {
+        FileKind::ZooKeeper => snap::load_stream(bytes).map(|s| s.db).map_err(|e| format!("not a usable ZooKeeper snapshot: {e}")),
+        _ => crate::snapshot::load(bytes).map(|s| s.db).map_err(|e| format!("neither a ZooKeeper nor a Warden snapshot: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

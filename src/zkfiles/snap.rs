@@ -62,6 +62,34 @@ fn optional_part(bytes: &[u8], r: &mut Reader, read: impl FnOnce(&mut Reader) ->
 
 /// Reads and fully verifies a ZooKeeper snapshot named `snapshot.<zxid>`.
 pub fn load(bytes: &[u8], zxid: i64) -> Result<LoadedSnapshot, FileError> {
+    load_with_last_zxid(bytes, zxid).map(|(loaded, _)| loaded)
+}
+
+/// A snapshot that arrives without a file name (the admin `restore`
+/// command, as ZooKeeper 3.9's): its zxid is the 3.9 last-processed-zxid part
+/// when it has one, else the newest zxid any of its nodes carries.
+pub fn load_stream(bytes: &[u8]) -> Result<LoadedSnapshot, FileError> {
+    let (mut loaded, last) = load_with_last_zxid(bytes, 0)?;
+    let zxid =
+        last.unwrap_or_else(|| loaded.db.tree.nodes_after(None, usize::MAX).map(|(_, n)| n.stat.mzxid.max(n.stat.pzxid).max(n.stat.czxid)).max().unwrap_or(0));
+    loaded.zxid = zxid;
+    loaded.db.set_last_zxid(zxid);
+    // From ZooKeeper or from Warden: its sessions may reconnect with either kind of password.
+    let ids: Vec<i64> = loaded.db.sessions().keys().copied().collect();
+    loaded.db.mark_sessions_from_zookeeper(ids);
+    Ok(loaded)
+}
+
+/// A snapshot with ZooKeeper 3.9's last-processed-zxid part, which the admin
+/// `snapshot` command streams (3.6–3.8 ignore the part).
+pub fn write_stream(db: &Database) -> Vec<u8> {
+    let mut out = write(db);
+    out.put_i64(db.last_zxid());
+    seal(&mut out);
+    out
+}
+
+fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Option<i64>), FileError> {
     check_header(bytes, SNAP_MAGIC, "snapshot")?;
     let mut r = Reader::new(bytes);
     r.i32().and_then(|_| r.i32()).and_then(|_| r.i64()).map_err(|e| at(&r, e))?;
@@ -124,13 +152,14 @@ pub fn load(bytes: &[u8], zxid: i64) -> Result<LoadedSnapshot, FileError> {
         }
         Ok(())
     })?;
-    optional_part(bytes, &mut r, |r| r.i64().map(|_| ()))?;
+    let mut last_processed = None;
+    optional_part(bytes, &mut r, |r| r.i64().map(|z| last_processed = Some(z)))?;
     if !r.is_empty() {
         return Err(FileError { offset: r.position(), reason: format!("{} unexpected bytes after the snapshot", r.remaining()) });
     }
     tree.finish_restore();
     let db = Database::restore(tree, sessions, zxid);
-    Ok(LoadedSnapshot { zxid, db, nodes })
+    Ok((LoadedSnapshot { zxid, db, nodes }, last_processed))
 }
 
 /// The database as a snapshot ZooKeeper 3.6–3.9 loads (with an empty

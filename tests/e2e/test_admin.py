@@ -225,7 +225,8 @@ def test_snapshot_command_writes_a_verifiable_snapshot(zk, server):
     import subprocess
 
     zk.ensure_path("/snap-probe")
-    reply = get_json("/commands/snapshot")
+    # streaming=false: a snapshot in the data dir (without it, the snapshot itself is the answer).
+    reply = get_json("/commands/snapshot?streaming=false")
     name = reply["snapshot_file_name"]
     path = os.path.join(server.data_dir, "version-2", name)
     end = time.monotonic() + 10

@@ -29,6 +29,7 @@ use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
 
+mod backup;
 pub(crate) mod ensemble;
 mod throttler;
 
@@ -104,7 +105,7 @@ pub struct Processor {
     pub(crate) in_flight: HashMap<i64, VecDeque<InFlight>>,
     pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
-    snapshot: Option<SnapshotWriter>,
+    pub(crate) snapshot: Option<SnapshotWriter>,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
     pub(crate) zab: Option<self::ensemble::Ensemble>,
     /// Results of the message being handled, sent to the dispatcher in one
@@ -411,7 +412,20 @@ impl Actor for Processor {
 }
 
 crate::supervise::supervised!(Processor, after_each = flush_dispatch);
-crate::mailbox::mailbox!(Processor: Connect, Submits, Expire, Synced, ReportStats, SnapshotNow, Retrack, Fault, crate::messages::FromZab, crate::messages::Touches);
+crate::mailbox::mailbox!(
+    Processor: Connect,
+    Submits,
+    Expire,
+    Synced,
+    ReportStats,
+    SnapshotNow,
+    Retrack,
+    Fault,
+    crate::messages::FromZab,
+    crate::messages::Touches,
+    crate::messages::CopyDatabase,
+    crate::messages::RestoreDatabase
+);
 
 /// The processor's state is the tree; a failure may have left it half
 /// changed and only the disk is a source of truth for it, which a process

@@ -4,7 +4,7 @@
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
 use crate::deps::Deps;
-use crate::messages::{SnapshotNow, WatchData};
+use crate::messages::WatchData;
 use crate::registry::{Fault, PolicyChange};
 use crate::stats::Histogram;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -15,10 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use warden_core::fourlw::{self, ServerSnapshot};
 
+mod backup;
+
 pub struct AdminState {
     pub deps: Arc<Deps>,
     pub level: Arc<AtomicUsize>,
     pub log: Logger,
+    /// The backup and restore commands' one-per-interval limits.
+    pub rate_limits: self::backup::RateLimits,
 }
 
 /// ZooKeeper's command names and their short (four-letter) aliases.
@@ -39,6 +43,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("stat_reset", "srst"),
     ("connection_stat_reset", "crst"),
     ("snapshot", "snap"),
+    ("restore", "rest"),
 ];
 
 fn resolve(name: &str) -> Option<(&'static str, &'static str)> {
@@ -68,6 +73,8 @@ pub fn start(state: AdminState) {
                 actix_web::error::InternalError::from_response(e, HttpResponse::BadRequest().json(json!({ "error": message }))).into()
             }))
             .route("/commands", web::get().to(list_commands))
+            // Before /commands/{name}: snapshot streams bytes, restore takes a body.
+            .configure(self::backup::routes)
             .route("/commands/{name}", web::get().to(command))
             .route("/metrics", web::get().to(metrics))
             .route("/actors", web::get().to(actors))
@@ -89,7 +96,7 @@ pub fn start(state: AdminState) {
 
 /// Checks `Authorization: Bearer <warden.adminToken>` when a token is set.
 #[allow(clippy::result_large_err)] // the refusal is the response itself, once per request
-fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
+pub(crate) fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
     let Some(token) = &state.deps.config.admin_token else { return Ok(()) };
     let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if given == Some(token.as_str()) {
@@ -141,14 +148,6 @@ async fn command(req: HttpRequest, path: web::Path<String>, state: web::Data<Adm
     };
     let mut body = Map::new();
     match word {
-        "snap" => match state.deps.processor.send(SnapshotNow).await {
-            Ok(Some(zxid)) => {
-                body.insert("last_zxid".into(), json!(zxid));
-                body.insert("snapshot_file_name".into(), json!(warden_core::txnlog::snapshot_name(zxid)));
-            }
-            Ok(None) => return HttpResponse::Conflict().json(json!({ "command": name, "error": "a snapshot is already being written" })),
-            Err(e) => return HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })),
-        },
         "wchs" | "wchc" | "wchp" => {
             let data = match state.deps.dispatcher.send(WatchData).await {
                 Ok(d) => d,

@@ -1,0 +1,123 @@
+//! Backup and restore through the admin endpoint, as ZooKeeper 3.9's
+//! AdminServer: `GET /commands/snapshot` (alias `snap`) answers a consistent
+//! snapshot of the live node in ZooKeeper's snapshot format (with 3.9's
+//! last-processed-zxid part), headers `last_zxid` and `snapshot_size`;
+//! `?streaming=false` writes a snapshot to the data dir instead and answers
+//! JSON. `POST /commands/restore` (alias `rest`) takes such a snapshot (or a
+//! Warden snapshot file) as the body and makes it the node's data. Each is
+//! allowed once per `zookeeper.admin.rateLimiterIntervalInMS` and can be
+//! switched off (`zookeeper.admin.snapshot.enabled`, `…restore.enabled`).
+
+use super::{authorized, AdminState};
+use crate::messages::SnapshotNow;
+use crate::messages::{CopyDatabase, RestoreDatabase};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The largest restore body accepted: a snapshot is bounded by memory, not by a frame limit.
+const MAX_RESTORE_BYTES: usize = 4 << 30;
+
+/// ZooKeeper's RateLimiter(1, interval): one call per interval, per command.
+#[derive(Default)]
+pub struct RateLimits {
+    snapshot: Mutex<Option<Instant>>,
+    restore: Mutex<Option<Instant>>,
+}
+
+fn allow(last: &Mutex<Option<Instant>>, interval: Duration) -> bool {
+    let mut last = last.lock().unwrap();
+    if last.is_some_and(|t| t.elapsed() < interval) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for name in ["snapshot", "snap"] {
+        cfg.route(&format!("/commands/{name}"), web::get().to(snapshot));
+    }
+    for name in ["restore", "rest"] {
+        cfg.route(&format!("/commands/{name}"), web::post().to(restore)).app_data(web::PayloadConfig::new(MAX_RESTORE_BYTES));
+    }
+}
+
+fn refused(status: actix_web::http::StatusCode, command: &str, error: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "command": command, "error": error.into() }))
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotQuery {
+    streaming: Option<String>,
+}
+
+async fn snapshot(req: HttpRequest, query: web::Query<SnapshotQuery>, state: web::Data<AdminState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if let Err(denied) = authorized(&req, &state) {
+        return denied;
+    }
+    let config = &state.deps.config;
+    if !config.admin_snapshot_enabled {
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", "the snapshot command is disabled (zookeeper.admin.snapshot.enabled)");
+    }
+    if !allow(&state.rate_limits.snapshot, Duration::from_millis(config.admin_rate_limiter_interval_ms)) {
+        return refused(StatusCode::TOO_MANY_REQUESTS, "snapshot", "rate limited (zookeeper.admin.rateLimiterIntervalInMS)");
+    }
+    // Boolean.parseBoolean: only "true" (any case) is true; absent means streaming.
+    let streaming = query.streaming.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("true"));
+    if !streaming {
+        return match state.deps.processor.send(SnapshotNow).await {
+            Ok(Some(zxid)) => HttpResponse::Ok().insert_header(("last_zxid", format!("0x{zxid:x}"))).json(json!({
+                "command": "snapshot", "error": null, "last_zxid": zxid, "snapshot_file_name": warden_core::txnlog::snapshot_name(zxid)
+            })),
+            Ok(None) => refused(StatusCode::CONFLICT, "snapshot", "a snapshot is already being written"),
+            Err(e) => refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", e.to_string()),
+        };
+    }
+    let db = match state.deps.processor.send(CopyDatabase).await {
+        Ok(db) => db,
+        Err(e) => return refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", e.to_string()),
+    };
+    let zxid = db.last_zxid();
+    let bytes = match web::block(move || warden_core::zkfiles::snap::write_stream(&db)).await {
+        Ok(b) => b,
+        Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "snapshot", e.to_string()),
+    };
+    slog::info!(state.log, "backup streamed"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes.len());
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("last_zxid", format!("0x{zxid:x}")))
+        .insert_header(("snapshot_size", bytes.len().to_string()))
+        .body(bytes)
+}
+
+async fn restore(req: HttpRequest, body: web::Bytes, state: web::Data<AdminState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if let Err(denied) = authorized(&req, &state) {
+        return denied;
+    }
+    let config = &state.deps.config;
+    if !config.admin_restore_enabled {
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "restore", "the restore command is disabled (zookeeper.admin.restore.enabled)");
+    }
+    if body.is_empty() {
+        return refused(StatusCode::BAD_REQUEST, "restore", "the request body must be a snapshot");
+    }
+    if !allow(&state.rate_limits.restore, Duration::from_millis(config.admin_rate_limiter_interval_ms)) {
+        return refused(StatusCode::TOO_MANY_REQUESTS, "restore", "rate limited (zookeeper.admin.rateLimiterIntervalInMS)");
+    }
+    let db = match web::block(move || warden_core::zkfiles::load_backup(&body)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => return refused(StatusCode::BAD_REQUEST, "restore", e),
+        Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "restore", e.to_string()),
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    state.deps.processor.do_send(RestoreDatabase { db, reply });
+    match answer.await {
+        Ok(Ok(zxid)) => HttpResponse::Ok().json(json!({ "command": "restore", "error": null, "last_zxid": zxid })),
+        Ok(Err(e)) => refused(StatusCode::CONFLICT, "restore", e),
+        Err(_) => refused(StatusCode::SERVICE_UNAVAILABLE, "restore", "the processor went away"),
+    }
+}

@@ -1,0 +1,206 @@
+"""Backup and restore through the admin endpoint, as ZooKeeper 3.9's
+AdminServer (`GET /commands/snapshot`, `POST /commands/restore`; Debian's
+3.8 has neither, so the commands are tested on Warden): the backup is a
+snapshot in ZooKeeper's format that ZooKeeper 3.8 itself loads field for
+field; a restore brings the tree back exactly, survives a restart, and
+accepts a snapshot ZooKeeper 3.8 wrote."""
+
+import json
+import os
+import signal
+import urllib.error
+import urllib.request
+
+import pytest
+from kazoo.security import make_digest_acl
+
+import conftest
+from conftest import TARGET, free_port, single_node_only
+from test_zookeeper_data import SETTINGS, ZK_JAR, Node, assert_same_tree, client, walk
+
+pytestmark = [
+    pytest.mark.skipif(TARGET != "warden", reason="the snapshot/restore commands are ZooKeeper 3.9's; Debian's 3.8 has no such commands"),
+    single_node_only,
+]
+NEEDS_ZK = pytest.mark.skipif(not os.path.exists(ZK_JAR), reason="needs Apache ZooKeeper 3.8 (Debian's zookeeper package)")
+
+
+def admin_server(tmp_path, name, **settings):
+    admin = free_port()
+    s = dict(SETTINGS, **{"admin.enableServer": "true", "admin.serverPort": str(admin), "zookeeper.admin.rateLimiterIntervalInMS": "0"})
+    s.update(settings)
+    data = tmp_path / name
+    data.mkdir()
+    node = Node("warden", str(data), free_port(), s)
+    node.admin = "http://127.0.0.1:%d" % admin
+    return node.start()
+
+
+def http(url, body=None):
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def build(zk, base="/bk"):
+    zk.create(base, b"root")
+    for i in range(200):
+        zk.create("%s/n%03d" % (base, i), b"v%d" % i)
+    zk.set(base + "/n007", b"changed")
+    zk.set_acls(base + "/n008", [make_digest_acl("super", "test", all=True)])
+    zk.create(base + "/seq-", b"s", sequence=True)
+    zk.delete(base + "/n009")
+
+
+def test_a_backup_loads_in_zookeeper_and_restores_into_warden(tmp_path):
+    w = admin_server(tmp_path, "w")
+    try:
+        zk = client(w.hostport)
+        build(zk)
+        before = walk(zk)
+        status, headers, body = http(w.admin + "/commands/snapshot?streaming=true")
+        assert status == 200 and body[:4] == b"ZKSN"
+        assert int(headers["snapshot_size"]) == len(body)
+        zxid = int(headers["last_zxid"], 16)
+        assert zxid > 0
+        # Changes after the backup, undone by the restore.
+        zk.create("/after", b"x")
+        zk.delete("/bk/n000")
+        zk.set("/bk", b"moved on")
+        zk.stop()
+        status, _, reply = http(w.admin + "/commands/restore", body)
+        assert status == 200, reply
+        restored_at = int(json.loads(reply)["last_zxid"])
+        assert restored_at >= zxid
+        zk = client(w.hostport)
+        assert_same_tree(before, walk(zk), "after restore", restamped=("/zookeeper/config",))
+        # Zxids go on from the restore, and the restored data is durable.
+        zk.create("/post-restore", b"p")
+        assert zk.exists("/post-restore").czxid > restored_at
+        zk.stop()
+        w.kill(signal.SIGTERM)
+        w.launch()
+        w.wait_ready()
+        zk = client(w.hostport)
+        got = walk(zk)
+        assert "/post-restore" in got and "/after" not in got
+        del got["/post-restore"]
+        # The root's cversion/pzxid moved with /post-restore; compare below it.
+        below = {k: v for k, v in before.items() if k.startswith("/bk")}
+        assert_same_tree(below, {k: v for k, v in got.items() if k.startswith("/bk")}, "after restart")
+        zk.stop()
+    finally:
+        w.stop()
+    if not os.path.exists(ZK_JAR):
+        return
+    # The backup is a snapshot ZooKeeper 3.8 loads as it stands.
+    zdir = tmp_path / "zk"
+    (zdir / "version-2").mkdir(parents=True)
+    (zdir / "version-2" / ("snapshot.%x" % zxid)).write_bytes(body)
+    z = Node("zookeeper", str(zdir), free_port(), SETTINGS).start()
+    try:
+        zk = client(z.hostport)
+        assert_same_tree(before, walk(zk), "ZooKeeper 3.8 on the backup", restamped=("/zookeeper/config",))
+        zk.stop()
+    finally:
+        z.stop()
+
+
+@NEEDS_ZK
+def test_a_snapshot_zookeeper_wrote_restores_into_warden(tmp_path):
+    zdir = tmp_path / "zk"
+    zdir.mkdir()
+    z = Node("zookeeper", str(zdir), free_port(), dict(SETTINGS, snapCount="2")).start()
+    try:
+        zk = client(z.hostport)
+        build(zk, "/from-zk")
+        expected = walk(zk)
+        zk.stop()
+    finally:
+        z.stop()
+    # ZooKeeper writes a snapshot of everything it loaded when it starts: restart it once.
+    z = Node("zookeeper", str(zdir), free_port(), dict(SETTINGS, snapCount="2")).start()
+    z.stop()
+    snaps = sorted((zdir / "version-2").glob("snapshot.*"), key=lambda p: int(p.name.split(".")[1], 16))
+    newest = snaps[-1].read_bytes()
+    w = admin_server(tmp_path, "w2")
+    try:
+        status, _, reply = http(w.admin + "/commands/restore", newest)
+        assert status == 200, reply
+        zk = client(w.hostport)
+        got = walk(zk)
+        want = {k: v for k, v in expected.items() if k.startswith("/from-zk")}
+        assert_same_tree(want, {k: v for k, v in got.items() if k.startswith("/from-zk")}, "a ZooKeeper snapshot restored into Warden")
+        zk.stop()
+    finally:
+        w.stop()
+
+
+def test_limits_switches_and_bad_bodies(tmp_path):
+    w = admin_server(tmp_path, "w3", **{"zookeeper.admin.rateLimiterIntervalInMS": "600000", "zookeeper.admin.restore.enabled": "false"})
+    try:
+        status, _, _ = http(w.admin + "/commands/snapshot")
+        assert status == 200
+        status, _, _ = http(w.admin + "/commands/snap")
+        assert status == 429  # one per interval
+        assert http(w.admin + "/commands/restore", b"ZKSN-not-really")[0] == 503
+    finally:
+        w.stop()
+    w = admin_server(tmp_path, "w4")
+    try:
+        status, _, reply = http(w.admin + "/commands/restore", b"definitely not a snapshot")
+        assert status == 400 and b"snapshot" in reply
+        status, _, reply = http(w.admin + "/commands/snapshot?streaming=false")
+        assert status == 200 and b"snapshot_file_name" in reply
+        # Nothing was lost by the bad restore.
+        zk = client(w.hostport)
+        assert zk.exists("/zookeeper") is not None
+        zk.stop()
+    finally:
+        w.stop()
+
+
+def test_warden_restore_makes_a_backup_a_stopped_nodes_state(tmp_path):
+    import subprocess
+
+    w = admin_server(tmp_path, "src")
+    try:
+        zk = client(w.hostport)
+        build(zk, "/offline")
+        expected = {k: v for k, v in walk(zk).items() if k.startswith("/offline")}
+        zk.stop()
+        status, _, body = http(w.admin + "/commands/snapshot")
+        assert status == 200
+    finally:
+        w.stop()
+    backup = tmp_path / "backup.snap"
+    backup.write_bytes(body)
+    # Another node with state of its own, stopped: the backup replaces it, the old files are kept aside.
+    t = admin_server(tmp_path, "dst")
+    zk = client(t.hostport)
+    zk.create("/mine", b"old")
+    zk.stop()
+    t.kill(signal.SIGTERM)
+    out = subprocess.run([conftest.WARDEN_BIN, "restore", "--data-dir", t.data_dir, str(backup)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    aside = [d for d in os.listdir(t.data_dir) if d.startswith("version-2.before-restore-")]
+    assert len(aside) == 1 and any(f.startswith("log.") for f in os.listdir(os.path.join(t.data_dir, aside[0])))
+    t.launch()
+    t.wait_ready()
+    try:
+        zk = client(t.hostport)
+        got = walk(zk)
+        assert "/mine" not in got
+        assert_same_tree(expected, {k: v for k, v in got.items() if k.startswith("/offline")}, "warden restore --data-dir")
+        zk.create("/next", b"n")
+        assert zk.exists("/next").czxid > max(v[2][1] for v in expected.values())
+        zk.stop()
+    finally:
+        t.stop()
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(b"not a snapshot at all")
+    out = subprocess.run([conftest.WARDEN_BIN, "restore", "--data-dir", t.data_dir, str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "snapshot" in out.stderr
