@@ -75,6 +75,10 @@ pub struct ServerSnapshot {
     /// Local sessions on this member (localSessionsEnabled, read-only mode).
     pub local_sessions: u64,
     pub throttle: ThrottleCounts,
+    /// ZooKeeper's readlatency, updatelatency and fsynctime summaries.
+    pub read_latency: LatencySummary,
+    pub update_latency: LatencySummary,
+    pub fsync_time: LatencySummary,
 }
 
 /// The throttles' counters, under ZooKeeper's metric names in `mntr`.
@@ -86,6 +90,38 @@ pub struct ThrottleCounts {
     pub request_throttle_wait_count: u64,
     /// Requests waiting in the request throttler (ZooKeeper's throttler queue, part of zk_outstanding_requests).
     pub request_throttle_queue: u64,
+}
+
+/// A latency summary in milliseconds, as ZooKeeper's AvgMinMaxPercentileCounter
+/// reports it in `mntr` (the server fills it from an HdrHistogram).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub sum: u64,
+    pub min: u64,
+    pub max: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+}
+
+impl LatencySummary {
+    /// `zk_avg_NAME` ... `zk_sum_NAME`, and with `percentiles` `zk_p50_NAME` ... `zk_p999_NAME`.
+    fn pairs(&self, name: &str, percentiles: bool, out: &mut Vec<(String, String)>) {
+        // Java prints the average as a double: "0.0", "1.5".
+        let avg = if self.count == 0 { 0.0 } else { self.sum as f64 / self.count as f64 };
+        let avg = if avg.fract() == 0.0 { format!("{avg:.1}") } else { avg.to_string() };
+        out.push((format!("zk_avg_{name}"), avg));
+        for (k, v) in [("min", self.min), ("max", self.max), ("cnt", self.count), ("sum", self.sum)] {
+            out.push((format!("zk_{k}_{name}"), v.to_string()));
+        }
+        if percentiles {
+            for (k, v) in [("p50", self.p50), ("p95", self.p95), ("p99", self.p99), ("p999", self.p999)] {
+                out.push((format!("zk_{k}_{name}"), v.to_string()));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -216,7 +252,7 @@ pub fn reply(cmd: &str, s: &ServerSnapshot) -> String {
 }
 
 /// `mntr`'s keys and values, in ZooKeeper's order (also the admin monitor command).
-pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
+pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(String, String)> {
     let mut pairs = vec![
         ("zk_version", full_version(&s.warden_version)),
         ("zk_server_state", s.mode.clone()),
@@ -262,6 +298,10 @@ pub fn mntr_pairs(s: &ServerSnapshot) -> Vec<(&'static str, String)> {
             pairs.push(("zk_warden_max_learner_lag", q.learners.iter().map(|l| l.lag).max().unwrap_or(0).to_string()));
         }
     }
+    let mut pairs: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    s.read_latency.pairs("readlatency", true, &mut pairs);
+    s.update_latency.pairs("updatelatency", true, &mut pairs);
+    s.fsync_time.pairs("fsynctime", false, &mut pairs);
     pairs
 }
 
@@ -324,5 +364,18 @@ mod tests {
         assert!(m.contains("zk_znode_count\t5\n"));
         assert_eq!(reply("ruok", &snap()), "imok");
         assert_eq!(reply("isro", &snap()), "rw");
+    }
+
+    #[test]
+    fn mntr_has_zookeepers_latency_summaries() {
+        let mut s = snap();
+        s.read_latency = LatencySummary { count: 4, sum: 6, min: 1, max: 3, p50: 1, p95: 3, p99: 3, p999: 3 };
+        let m = reply("mntr", &s);
+        for line in ["zk_avg_readlatency\t1.5\n", "zk_min_readlatency\t1\n", "zk_cnt_readlatency\t4\n", "zk_sum_readlatency\t6\n", "zk_p99_readlatency\t3\n"] {
+            assert!(m.contains(line), "{line:?} missing from {m}");
+        }
+        // An empty summary still reports, with a Java double average; fsynctime has no percentiles in ZooKeeper.
+        assert!(m.contains("zk_avg_updatelatency\t0.0\nzk_min_updatelatency\t0\n"));
+        assert!(m.contains("zk_sum_fsynctime\t0\n") && !m.contains("zk_p99_fsynctime"));
     }
 }

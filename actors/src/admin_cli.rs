@@ -2,8 +2,6 @@
 //! read than curl.
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 pub struct Target {
@@ -11,23 +9,18 @@ pub struct Target {
     pub token: Option<String>,
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+/// One request with ureq (blocking, plain HTTP: the endpoint has no TLS);
+/// returns (status, body), whatever the status.
 fn request(t: &Target, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(&t.address).map_err(|e| format!("cannot reach the admin endpoint at {}: {e}", t.address))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let body = body.unwrap_or("");
-    let auth = t.token.as_ref().map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        t.address,
-        body.len()
-    );
-    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP response")?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
+    let mut req = ureq::http::Request::builder().method(method).uri(format!("http://{}{path}", t.address)).header("Content-Type", "application/json");
+    if let Some(k) = &t.token {
+        req = req.header("Authorization", format!("Bearer {k}"));
+    }
+    let req = req.body(body.unwrap_or("").to_string()).map_err(|e| format!("bad request for {path}: {e}"))?;
+    let mut resp = agent.run(req).map_err(|e| format!("cannot reach the admin endpoint at {}: {e}", t.address))?;
+    let text = resp.body_mut().read_to_string().map_err(|e| format!("reading the reply from {}: {e}", t.address))?;
+    Ok((resp.status().as_u16(), text))
 }
 
 fn json(t: &Target, method: &str, path: &str, body: Option<&str>) -> Result<Value, String> {
@@ -119,6 +112,50 @@ pub fn command(t: &Target, name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot HTTP server on loopback that answers in chunks and hands
+    /// back the request head it saw.
+    fn chunked_server(chunks: &'static [&'static str]) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim_end().is_empty() {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let mut out = stream;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+            for c in chunks {
+                write!(out, "{:x}\r\n{c}\r\n", c.len()).unwrap();
+                out.flush().unwrap();
+            }
+            write!(out, "0\r\n\r\n").unwrap();
+            head
+        });
+        (address, handle)
+    }
+
+    #[test]
+    fn reads_a_chunked_reply_and_sends_the_bearer_token() {
+        let (address, server) = chunked_server(&["{\"command\": \"monitor\", ", "\"znode_count\": 7, ", "\"error\": null}"]);
+        let t = super::Target { address, token: Some("s3cret".into()) };
+        let v = super::json(&t, "GET", "/commands/monitor", None).unwrap();
+        assert_eq!(v["znode_count"], 7);
+        assert_eq!(v["command"], "monitor");
+        let head = server.join().unwrap();
+        assert_eq!(head[0], "GET /commands/monitor HTTP/1.1");
+        assert!(head.iter().any(|h| h.eq_ignore_ascii_case("authorization: Bearer s3cret")), "{head:?}");
+    }
+
     #[test]
     fn tables_align_columns() {
         let t = super::table(&["A", "LONGER"], vec![vec!["wide cell".into(), "x".into()]]);

@@ -205,8 +205,8 @@ impl Dispatcher {
     fn dispatch(&mut self, msg: Dispatch) {
         match msg {
             Dispatch::Output { conn, session_id, output, received } => {
-                if let Some((t, op)) = received {
-                    self.stats.record_latency(t, op);
+                if let Some((t, op, update)) = received {
+                    self.stats.record_latency(t, op, update);
                     self.stats.outstanding.fetch_sub(1, Relaxed);
                 }
                 self.deliver(conn, session_id, output);

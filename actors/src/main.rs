@@ -24,6 +24,7 @@ mod io_batch;
 mod listener;
 mod mailbox;
 mod messages;
+mod metrics;
 mod node;
 mod nonce;
 mod outbox;

@@ -81,12 +81,12 @@ pub struct Dispatches(pub Vec<Dispatch>);
 
 /// One result for the dispatcher to deliver.
 pub enum Dispatch {
-    /// `received`: when and which operation arrived, for latency metrics.
+    /// `received`: when and which operation arrived and whether it wrote, for latency metrics.
     Output {
         conn: Option<ConnAddr>,
         session_id: i64,
         output: Output,
-        received: Option<(Instant, &'static str)>,
+        received: Option<(Instant, &'static str, bool)>,
     },
     Attach {
         session_id: i64,

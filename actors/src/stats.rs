@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use warden_core::fourlw::LatencySummary;
 
 pub struct ConnInfo {
     pub address: String,
@@ -21,28 +22,95 @@ impl ConnInfo {
     }
 }
 
-/// A latency histogram with power-of-two microsecond buckets, as Prometheus
-/// reports it (cumulative buckets, sum, count).
-#[derive(Clone, Default)]
-pub struct Histogram {
-    pub buckets: [u64; 24],
-    pub sum_us: u64,
-    pub count: u64,
+/// Latencies are kept in microseconds, 1 µs to 1 h, at two significant
+/// digits (quantiles within 1%, ~26 KiB per histogram), as the registry does.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// A latency histogram (HdrHistogram) plus the exact sum Prometheus wants.
+#[derive(Clone)]
+pub struct Latency {
+    hdr: hdrhistogram::Histogram<u64>,
+    sum_us: u64,
 }
 
-impl Histogram {
-    pub fn record(&mut self, d: std::time::Duration) {
-        let us = d.as_micros() as u64;
-        let i = (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
-        self.buckets[i] += 1;
+impl Default for Latency {
+    fn default() -> Self {
+        Latency { hdr: hdrhistogram::Histogram::new_with_max(LATENCY_MAX_US, 2).expect("valid histogram bounds"), sum_us: 0 }
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
+        self.hdr.saturating_record(us.max(1));
         self.sum_us += us;
-        self.count += 1;
     }
 
-    /// Upper bound in microseconds of bucket `i`.
-    pub fn bound_us(i: usize) -> u64 {
-        1u64 << i
+    pub fn count(&self) -> u64 {
+        self.hdr.len()
     }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us as f64 / 1e6
+    }
+
+    /// The value at quantile `q` (0..=1) in microseconds; 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.hdr.is_empty() {
+            0
+        } else {
+            self.hdr.value_at_quantile(q)
+        }
+    }
+
+    pub fn min_us(&self) -> u64 {
+        if self.hdr.is_empty() {
+            0
+        } else {
+            self.hdr.min()
+        }
+    }
+
+    pub fn max_us(&self) -> u64 {
+        self.hdr.max()
+    }
+
+    /// Non-cumulative counts per upper bound (seconds), for Prometheus
+    /// buckets; values above the last bound are left for `+Inf`.
+    pub fn buckets(&self, bounds_s: &[f64]) -> Vec<(f64, u64)> {
+        let mut lower = 0u64;
+        bounds_s
+            .iter()
+            .map(|&b| {
+                let upper = (b * 1e6) as u64;
+                let n = if upper < lower { 0 } else { self.hdr.count_between(lower, upper) };
+                lower = self.hdr.next_non_equivalent(upper);
+                (b, n)
+            })
+            .collect()
+    }
+
+    /// ZooKeeper's summary in milliseconds (AvgMinMaxPercentileCounter).
+    pub fn summary_ms(&self) -> LatencySummary {
+        let ms = |us: u64| (us + 500) / 1000;
+        LatencySummary {
+            count: self.count(),
+            sum: self.sum_us / 1000,
+            min: ms(self.min_us()),
+            max: ms(self.max_us()),
+            p50: ms(self.quantile_us(0.5)),
+            p95: ms(self.quantile_us(0.95)),
+            p99: ms(self.quantile_us(0.99)),
+            p999: ms(self.quantile_us(0.999)),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct OpLatency {
+    pub by_op: BTreeMap<&'static str, Latency>,
+    pub read: Latency,
+    pub update: Latency,
 }
 
 pub struct ServerStats {
@@ -57,9 +125,10 @@ pub struct ServerStats {
     pub watch_count: AtomicU64,
     pub auth_failed: AtomicU64,
     pub fsyncs: AtomicU64,
-    /// Request latency per operation, and fsync latency, for /metrics.
-    pub op_latency: Mutex<BTreeMap<&'static str, Histogram>>,
-    pub fsync_latency: Mutex<Histogram>,
+    /// Request latency per operation, and fsync latency, for /metrics; reads
+    /// and updates as ZooKeeper splits them (readlatency, updatelatency) for mntr.
+    pub op_latency: Mutex<OpLatency>,
+    pub fsync_latency: Mutex<Latency>,
     pub txns_logged: AtomicU64,
     /// Transactions applied to the tree (committed), for commit rates.
     pub txns_applied: AtomicU64,
@@ -87,8 +156,8 @@ impl Default for ServerStats {
             watch_count: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
-            op_latency: Mutex::new(BTreeMap::new()),
-            fsync_latency: Mutex::new(Histogram::default()),
+            op_latency: Mutex::new(OpLatency::default()),
+            fsync_latency: Mutex::new(Latency::default()),
             txns_logged: AtomicU64::new(0),
             txns_applied: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
@@ -102,9 +171,14 @@ impl Default for ServerStats {
 }
 
 impl ServerStats {
-    pub fn record_latency(&self, started: Instant, op: &'static str) {
+    /// `update`: the request wrote (ZooKeeper: it carried a txn header).
+    pub fn record_latency(&self, started: Instant, op: &'static str, update: bool) {
         let elapsed = started.elapsed();
-        self.op_latency.lock().unwrap().entry(op).or_default().record(elapsed);
+        {
+            let mut l = self.op_latency.lock().unwrap();
+            l.by_op.entry(op).or_default().record(elapsed);
+            if update { &mut l.update } else { &mut l.read }.record(elapsed);
+        }
         let ms = elapsed.as_millis() as u64;
         self.latency_total_ms.fetch_add(ms, Relaxed);
         self.latency_count.fetch_add(1, Relaxed);
@@ -147,6 +221,12 @@ impl ServerStats {
             request_throttle_wait_count: self.request_throttle_waits.load(Relaxed),
             request_throttle_queue: self.throttle_queue.load(Relaxed),
         };
+        {
+            let l = self.op_latency.lock().unwrap();
+            s.read_latency = l.read.summary_ms();
+            s.update_latency = l.update.summary_ms();
+        }
+        s.fsync_time = self.fsync_latency.lock().unwrap().summary_ms();
         s.uptime_ms = self.started.elapsed().as_millis() as u64;
         let conns = self.connections.lock().unwrap();
         s.connections = conns.len() as u64;
@@ -162,5 +242,54 @@ impl ServerStats {
                 established_ms: c.established_ms,
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+    use std::time::Duration;
+
+    fn uniform_1_to_10ms() -> Latency {
+        let mut l = Latency::default();
+        for us in 1..=10_000 {
+            l.record(Duration::from_micros(us));
+        }
+        l
+    }
+
+    #[test]
+    fn quantiles_are_within_hdr_precision() {
+        let l = uniform_1_to_10ms();
+        assert_eq!(l.count(), 10_000);
+        // Two significant digits: within 1% (a power-of-two bucket would say 16384 for p99).
+        for (q, want) in [(0.5, 5_000.0), (0.99, 9_900.0), (0.999, 9_990.0)] {
+            let got = l.quantile_us(q) as f64;
+            assert!((got - want).abs() / want <= 0.01, "p{q}: {got} vs {want}");
+        }
+        assert_eq!(l.min_us(), 1);
+        assert!((l.max_us() as f64 - 10_000.0).abs() <= 100.0);
+        assert!((l.sum_seconds() - 50.005).abs() < 1e-9, "exact sum, not from buckets");
+    }
+
+    #[test]
+    fn buckets_split_the_count_without_double_counting() {
+        let l = uniform_1_to_10ms();
+        let b = l.buckets(&[0.001, 0.005, 0.01]);
+        let total: u64 = b.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 10_000);
+        // ≤1 ms holds ~1000 values, ≤5 ms ~5000 (HDR resolution at the edges).
+        assert!(b[0].1.abs_diff(1_000) <= 10, "{b:?}");
+        assert!((b[0].1 + b[1].1).abs_diff(5_000) <= 50, "{b:?}");
+        // Values beyond the last bound are left for +Inf.
+        assert_eq!(l.buckets(&[0.001]).iter().map(|(_, n)| n).sum::<u64>(), b[0].1);
+    }
+
+    #[test]
+    fn zookeeper_summary_is_in_milliseconds() {
+        let s = uniform_1_to_10ms().summary_ms();
+        assert_eq!((s.count, s.sum, s.min), (10_000, 50_005, 0));
+        assert_eq!((s.p50, s.p99), (5, 10));
+        assert_eq!(Latency::default().summary_ms().p99, 0);
     }
 }

@@ -362,6 +362,26 @@ def test_mntr(server):
         assert values[key].isdigit(), key
 
 
+def test_mntr_latency_summaries(server, zk, base):
+    """ZooKeeper's readlatency/updatelatency (AvgMinMaxPercentileCounter) and fsynctime (AvgMinMaxCounter)."""
+    before = mntr(server.hostport)
+    zk.create(base + "/lat", b"x")
+    for _ in range(5):
+        zk.get(base + "/lat")
+    after = mntr(server.hostport)
+    assert int(after["zk_cnt_updatelatency"]) >= int(before["zk_cnt_updatelatency"]) + 1
+    assert int(after["zk_cnt_readlatency"]) >= int(before["zk_cnt_readlatency"]) + 5
+    for name in ("readlatency", "updatelatency"):
+        p = [int(after["zk_%s_%s" % (q, name)]) for q in ("min", "p50", "p95", "p99", "p999")]
+        assert p == sorted(p), (name, p)
+        assert int(after["zk_max_" + name]) >= p[-1] - 1
+        assert float(after["zk_avg_" + name]) >= 0 and "." in after["zk_avg_" + name]
+        assert int(after["zk_sum_" + name]) >= 0
+    for key in ("zk_avg_fsynctime", "zk_min_fsynctime", "zk_max_fsynctime", "zk_cnt_fsynctime", "zk_sum_fsynctime"):
+        assert key in after, key
+    assert "zk_p99_fsynctime" not in after
+
+
 def test_mntr_and_srvr_counts_track_the_tree(server, zk, base):
     before = mntr(server.hostport)
     _, srvr_before = srvr(server.hostport)

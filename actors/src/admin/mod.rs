@@ -6,11 +6,9 @@
 use crate::deps::Deps;
 use crate::messages::WatchData;
 use crate::registry::{Fault, PolicyChange};
-use crate::stats::Histogram;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
 use slog::{error, info, warn, Logger};
-use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use warden_core::fourlw::{self, ServerSnapshot};
@@ -247,84 +245,14 @@ fn connections(s: &ServerSnapshot) -> Value {
         .collect::<Vec<_>>())
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-}
-
-fn counter(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (i, c) in h.buckets.iter().enumerate() {
-        cumulative += c;
-        let le = Histogram::bound_us(i) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
-}
-
 async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     guard!(req, state);
     let s = match snapshot(&state, "mntr").await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let stats = &state.deps.stats;
-    let mut out = String::new();
-    gauge(&mut out, "warden_znode_count", "Znodes in the data tree.", s.node_count);
-    gauge(&mut out, "warden_watch_count", "Watch registrations (session, path).", s.watch_count);
-    gauge(&mut out, "warden_sessions", "Live sessions.", s.global_sessions);
-    gauge(&mut out, "warden_ephemerals", "Ephemeral znodes.", s.ephemerals_count);
-    gauge(&mut out, "warden_alive_connections", "Open client connections.", s.connections);
-    gauge(&mut out, "warden_outstanding_requests", "Requests received and not yet answered.", s.outstanding);
-    gauge(&mut out, "warden_approximate_data_size_bytes", "Bytes of paths and data in the tree.", s.approximate_data_size);
-    gauge(&mut out, "warden_last_zxid", "Last committed zxid.", s.last_zxid);
-    counter(&mut out, "warden_packets_received_total", "Client packets received.", s.packets_received);
-    counter(&mut out, "warden_packets_sent_total", "Client packets sent.", s.packets_sent);
-    counter(&mut out, "warden_proposals_total", "Transactions handed to the log.", stats.txns_logged.load(Relaxed));
-    counter(&mut out, "warden_commits_total", "Transactions committed and applied to the tree.", stats.txns_applied.load(Relaxed));
-    counter(&mut out, "warden_fsyncs_total", "Transaction log fsyncs (group commit: fewer than proposals).", s.fsync_count);
-    // Standalone: no election has run and there are no followers to lag.
-    let q = s.quorum.clone().unwrap_or_default();
-    gauge(&mut out, "warden_election_time_seconds", "Duration of the last leader election (0 when standalone).", q.last_election_ms as f64 / 1000.0);
-    gauge(
-        &mut out,
-        "warden_follower_max_lag_txns",
-        "Largest learner lag in transactions, on the leader (0 elsewhere).",
-        q.learners.iter().map(|l| l.lag).max().unwrap_or(0),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP warden_learner_lag_txns Proposals a learner has not acknowledged, per learner (leader only).\n# TYPE warden_learner_lag_txns gauge"
-    );
-    for l in &q.learners {
-        let _ = writeln!(out, "warden_learner_lag_txns{{server_id=\"{}\",observer=\"{}\"}} {}", l.id, l.observer, l.lag);
-    }
-    gauge(&mut out, "warden_quorum_epoch", "The member's current epoch (0 when standalone).", q.epoch);
-    let _ = writeln!(
-        out,
-        "# HELP warden_server_state 1 for the member's role (standalone, leader, follower, observer, looking, read-only).\n# TYPE warden_server_state gauge"
-    );
-    let _ = writeln!(out, "warden_server_state{{state=\"{}\"}} 1", s.mode);
-    let _ =
-        writeln!(out, "# HELP warden_request_latency_seconds Request latency by operation, receipt to reply.\n# TYPE warden_request_latency_seconds histogram");
-    for (op, h) in stats.op_latency.lock().unwrap().iter() {
-        histogram(&mut out, "warden_request_latency_seconds", &format!("op=\"{op}\""), h);
-    }
-    let _ = writeln!(out, "# HELP warden_fsync_latency_seconds Transaction log fsync latency.\n# TYPE warden_fsync_latency_seconds histogram");
-    let fsync = stats.fsync_latency.lock().unwrap().clone();
-    histogram(&mut out, "warden_fsync_latency_seconds", "", &fsync);
-    let _ = writeln!(out, "# HELP warden_actor_mailbox_depth Messages waiting in each actor's mailbox.\n# TYPE warden_actor_mailbox_depth gauge");
-    for a in state.deps.registry.views() {
-        let _ = writeln!(out, "warden_actor_mailbox_depth{{kind=\"{}\",instance=\"{}\"}} {}", a.kind, a.instance, a.mailbox_depth);
-    }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+    let text = crate::metrics::render(s, &state.deps.stats, state.deps.registry.views());
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 
 async fn actors(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {

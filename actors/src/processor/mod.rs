@@ -56,6 +56,8 @@ pub(crate) struct Caller {
     pub auth: Arc<[warden_core::proto::Id]>,
     pub received: std::time::Instant,
     pub op: &'static str,
+    /// A write (ZooKeeper's updatelatency rather than readlatency).
+    pub update: bool,
 }
 
 /// Which write a session waits for: one this server prepared (its zxid), or
@@ -216,7 +218,12 @@ impl Processor {
         for e in &mut output.audit {
             e.attribute(&caller.auth, caller.auth.first().map_or("", |ip| ip.id.as_str()));
         }
-        self.dispatch(Dispatch::Output { conn: Some(caller.conn), session_id: caller.session_id, output, received: Some((caller.received, caller.op)) });
+        self.dispatch(Dispatch::Output {
+            conn: Some(caller.conn),
+            session_id: caller.session_id,
+            output,
+            received: Some((caller.received, caller.op, caller.update)),
+        });
     }
 
     /// Queues a result for the dispatcher; sent with the others of this
@@ -274,7 +281,7 @@ impl Processor {
         }
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let rctx = RequestCtx { session_id, xid, auth: &auth, now_ms: wall_clock_ms() };
-        let caller = Caller { conn, session_id, auth: auth.clone(), received, op: request.name() };
+        let caller = Caller { conn, session_id, auth: auth.clone(), received, op: request.name(), update: request.is_write() };
         let processed = self.core.process(&rctx, request);
         for msg in self.core.take_warnings() {
             warn!(self.log, "{}", msg);

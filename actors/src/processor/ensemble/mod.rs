@@ -216,7 +216,7 @@ impl Processor {
         }
         let fwd = Forward { session_id, cxid: xid, auth: auth.to_vec(), op: ForwardOp::Client(request.clone()), local };
         z.send_to_leader(Message::Request(fwd));
-        let caller = Caller { conn, session_id, auth, received, op: request.name() };
+        let caller = Caller { conn, session_id, auth, received, op: request.name(), update: request.is_write() };
         z.forwarded.insert((session_id, xid), Forwarded::Request(caller, request));
         self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Xid(xid)));
     }
