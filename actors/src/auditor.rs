@@ -6,6 +6,7 @@
 //! rolled at 10 MB, 10 files kept); without it, to the server log.
 
 use crate::mailbox::{Serve, Supervision};
+use crate::messages::Audit;
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
@@ -17,11 +18,6 @@ use warden_core::audit::{AuditEvent, Outcome};
 
 const ROLL_BYTES: u64 = 10 * 1024 * 1024;
 const KEPT_FILES: u32 = 10;
-
-/// Processor (or start-up / shutdown) -> auditor: events in the order they happened.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Audit(pub Vec<AuditEvent>);
 
 struct AuditFile {
     path: PathBuf,

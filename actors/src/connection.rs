@@ -3,9 +3,9 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
+use crate::deps::Deps;
 use crate::mailbox::{guarded, Serve, Supervision};
 use crate::messages::{ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
-use crate::node::Deps;
 use crate::outbox::Outbox;
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
@@ -46,15 +46,6 @@ impl Security {
         let users = warden_core::sasl::digest_users(&text, "Server").map_err(fail)?;
         Ok(Security { sasl_users: Some(users) })
     }
-}
-
-/// A fresh DIGEST-MD5 nonce: 16 random bytes, hex.
-pub(crate) fn nonce() -> String {
-    let mut b = [0u8; 16];
-    // Without the OS's random source no nonce is safe: the handler fails
-    // (its supervision closes this connection) rather than guess.
-    getrandom::fill(&mut b).expect("the OS random source for a SASL nonce");
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// How often a busy connection refreshes its session's expiry clock.
@@ -256,7 +247,7 @@ impl Connection {
         let step = match &self.security.sasl_users {
             None => Step::Failed("SASL is not configured (no java.security.auth.login.config)".into()),
             Some(users) => {
-                let server = self.sasl.get_or_insert_with(|| DigestMd5Server::zookeeper(&nonce()));
+                let server = self.sasl.get_or_insert_with(|| DigestMd5Server::zookeeper(&crate::nonce::nonce()));
                 server.step(&token, |u| users.get(u).cloned())
             }
         };
@@ -303,7 +294,7 @@ impl Connection {
                 .wait(ctx);
             return;
         }
-        let snapshot = crate::node::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
+        let snapshot = crate::deps::server_snapshot(&self.deps.processor, cmd, self.deps.config.clone());
         actix::fut::wrap_future::<_, Self>(snapshot)
             .then(move |res, act, ctx| {
                 if let Ok(snapshot) = res {

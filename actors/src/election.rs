@@ -5,10 +5,11 @@
 //! (`ToElection::Elect`) and hears the outcome (`ToZab::Elected`); the links
 //! bring it notifications and configs and carry its votes.
 
-use crate::broadcast::Broadcast;
-use crate::mailbox::{Mailbox, Serve};
+use crate::mailbox::{Inbox, Serve};
+use crate::messages::PeerEvent;
+use crate::messages::SendFrame;
 use crate::messages::{ToElection, ToZab};
-use crate::peer_link::{self, PeerEvent, PeerLink, SendFrame};
+use crate::peer_link;
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use slog::{info, Logger};
@@ -23,9 +24,9 @@ const ELECTION_TICK: Duration = Duration::from_millis(20);
 pub struct ElectionActor {
     elector: Elector,
     /// Set by `ToElection::Start`.
-    broadcast: Option<Mailbox<Broadcast>>,
+    broadcast: Option<Inbox<ToZab>>,
     /// The broadcast actor's links (it makes them; this actor sends on them).
-    links: BTreeMap<ServerId, Mailbox<PeerLink>>,
+    links: BTreeMap<ServerId, Inbox<SendFrame>>,
     /// The live connection generation per peer (events of older ones are stale).
     link_gen: HashMap<ServerId, u64>,
     started: Instant,

@@ -6,8 +6,8 @@
 //! The first item of a turn spawns the flush as a task; the connections
 //! already woken in this turn run before it, so their items join the batch.
 
+use crate::deps::Deps;
 use crate::messages::{Submit, Submits, Tracking};
-use crate::node::Deps;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use crate::codec::ClientCodec;
 use crate::connection::{Connection, Security};
-use crate::node::Deps;
+use crate::deps::Deps;
 use crate::outbox::Outbox;
 use crate::stats::ConnInfo;
 use crate::tls::TlsSource;
@@ -134,7 +134,7 @@ where
     let max_frame = deps.config.jute_max_buffer_bytes;
     let me = deps.registry.register("session", id.to_string());
     let addr = Connection::create(|ctx| {
-        let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone());
+        let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone()).inbox();
         let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info, io });
         let frames = FramedRead::new(read, ClientCodec::new(max_frame));
         ctx.add_stream(crate::connection::gated(frames, &handle, deps.processor.stats.clone()));

@@ -198,11 +198,6 @@ impl<A: Actor> Mailbox<A> {
         }
     }
 
-    /// Whether the actor still runs (a stopped one drops what is sent).
-    pub fn connected(&self) -> bool {
-        self.addr.connected()
-    }
-
     /// Whether the mailbox holds at least its kind's capacity.
     pub fn full(&self) -> bool {
         self.stats.full()
@@ -244,6 +239,15 @@ where
 {
     pub fn do_send(&self, msg: M) {
         self.to.do_send(Counted { msg, _ticket: Ticket::new(&self.stats) });
+    }
+
+    /// Enqueues unless the mailbox is at its capacity.
+    pub fn try_send(&self, msg: M) -> Result<(), M> {
+        if self.stats.full() {
+            return Err(msg);
+        }
+        self.do_send(msg);
+        Ok(())
     }
 
     /// Whether the actor still runs (a stopped one drops what is sent).

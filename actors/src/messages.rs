@@ -1,7 +1,7 @@
 //! The typed messages actors exchange.
 
-use crate::connection::Connection;
 use actix::prelude::*;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use warden_core::fourlw::ServerSnapshot;
@@ -13,7 +13,7 @@ use warden_core::server::Output;
 pub type ConnAddr = Arc<ConnHandle>;
 
 pub struct ConnHandle {
-    pub mailbox: crate::mailbox::Mailbox<Connection>,
+    pub mailbox: crate::mailbox::Inbox<ToConn>,
     pub out: crate::outbox::Outbox,
     pub info: Arc<crate::stats::ConnInfo>,
     /// The I/O thread the connection lives on.
@@ -129,9 +129,14 @@ pub enum Tracking {
     /// expires sessions; a learner forwards its touches to the leader.
     Mode {
         expire: bool,
-        forward_to: Option<crate::mailbox::Inbox<crate::ensemble::Touches>>,
+        forward_to: Option<crate::mailbox::Inbox<Touches>>,
     },
 }
+
+/// Tracker -> processor on a learner: sessions its clients kept alive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touches(pub Vec<i64>);
 
 /// Processor -> dispatcher: the server stops serving (no leader); close
 /// every client connection so clients move to a serving member.
@@ -230,7 +235,7 @@ pub type QuorumView = Arc<std::sync::Mutex<Option<warden_core::fourlw::QuorumSta
 #[rtype(result = "()")]
 pub enum ToZab {
     /// Start Zab: links, the quorum listener, the election.
-    Start { processor: crate::mailbox::Mailbox<crate::processor::Processor> },
+    Start { processor: crate::mailbox::Inbox<FromZab> },
     /// Leader: writes the processor numbered (`zab::leader::zxid_after`) and
     /// prepared, in `term` (from `FromZab::Serving`).
     Propose { term: u64, entries: Vec<Arc<warden_core::txn::LogEntry>> },
@@ -255,10 +260,10 @@ pub enum ToZab {
 #[rtype(result = "()")]
 pub enum ToElection {
     Start {
-        broadcast: crate::mailbox::Mailbox<crate::broadcast::Broadcast>,
+        broadcast: crate::mailbox::Inbox<ToZab>,
     },
     /// The peer links, whenever they change.
-    Links(std::collections::BTreeMap<u64, crate::mailbox::Mailbox<crate::peer_link::PeerLink>>),
+    Links(std::collections::BTreeMap<u64, crate::mailbox::Inbox<SendFrame>>),
     /// The replica looks for a leader: run a round from this history.
     Elect(warden_core::zab::Look),
     /// The replica activated a config.
@@ -295,4 +300,76 @@ pub enum FromZab {
     SyncedLearners(std::collections::BTreeSet<u64>),
     /// Runtime traffic from a peer: a forwarded request, touches, a digest.
     FromPeer(warden_core::zab::Message),
+}
+
+/// Processor, broadcast or election actor -> peer link: one encoded message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendFrame(pub Bytes);
+
+/// Peer link -> broadcast and election actors: a connection came up, a
+/// message arrived, the connection went down.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum PeerEvent {
+    Up { peer: u64, gen: u64 },
+    Msg { peer: u64, gen: u64, msg: warden_core::zab::Message },
+    Down { peer: u64, gen: u64 },
+}
+
+/// Processor -> link: a frame still being made (a SNAP the snapshotter
+/// encodes). Frames sent after it wait until it is ready, so the link keeps
+/// command order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
+
+/// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reset;
+
+/// A peer connection: plain TCP, or TLS over it (sslQuorum).
+pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
+pub type PeerStream = Box<dyn PeerIo>;
+
+/// Peer listener -> link: an accepted connection that said Hello, with any
+/// bytes the peer sent right behind its Hello (read together with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt(pub PeerStream, pub bytes::BytesMut);
+
+/// Peer listener -> broadcast actor: a connection that said Hello. The
+/// broadcast actor owns the links (members come and go with reconfigs) and picks one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Incoming {
+    pub from: u64,
+    pub addr: String,
+    pub stream: PeerStream,
+    pub early: bytes::BytesMut,
+}
+
+/// Processor (or start-up / shutdown) -> auditor: events in the order they happened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Audit(pub Vec<warden_core::audit::AuditEvent>);
+
+/// Start-up timer -> snapshotter: run autopurge now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Purge;
+
+/// Admin -> processor: the database as it is now (a consistent backup).
+#[derive(Message)]
+#[rtype(result = "warden_core::database::Database")]
+pub struct CopyDatabase;
+
+/// Admin -> processor: replace the data with `db`; answers the zxid it now stands at.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreDatabase {
+    pub db: warden_core::database::Database,
+    pub reply: tokio::sync::oneshot::Sender<Result<i64, String>>,
 }

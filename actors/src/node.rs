@@ -1,16 +1,19 @@
 //! Starting and stopping a node: config, logging, data dir, the listener and
 //! the actors, and signal handling.
 
-use crate::auditor::{Audit, Auditor};
+use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
+use crate::deps::Deps;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
 use crate::mailbox::Mailbox;
+use crate::messages::Audit;
 use crate::messages::ExpireTo;
+use crate::messages::Purge;
 use crate::messages::Tracking;
 use crate::processor::Processor;
 use crate::registry::Registry;
-use crate::snapshotter::{Purge, Snapshotter};
+use crate::snapshotter::Snapshotter;
 use crate::stats::ServerStats;
 use crate::storage::{self, TxnLog};
 use crate::tracker::Tracker;
@@ -25,40 +28,6 @@ use warden_core::audit::{self, AuditEvent, Outcome};
 use warden_core::config::{Config, LogFormat};
 use warden_core::membership::Membership;
 use warden_core::server::{Core, Settings};
-
-/// What every connection actor needs to reach.
-pub struct Deps {
-    pub processor: Mailbox<Processor>,
-    pub dispatcher: Mailbox<Dispatcher>,
-    pub tracker: Mailbox<Tracker>,
-    pub registry: Arc<Registry>,
-    pub config: Arc<Config>,
-    pub stats: Arc<ServerStats>,
-    pub log: Logger,
-}
-
-/// The numbers four-letter words and the admin commands report: the
-/// processor's in-memory ones, then what needs the disk (directory sizes,
-/// the conf's paths, the environment), read on a blocking thread rather
-/// than an actor's.
-pub fn server_snapshot(
-    processor: &Mailbox<Processor>,
-    word: &'static str,
-    config: Arc<Config>,
-) -> impl std::future::Future<Output = Result<warden_core::fourlw::ServerSnapshot, actix::MailboxError>> + 'static {
-    let request = processor.send(crate::messages::ReportStats(word));
-    async move {
-        let mut s = request.await?;
-        let from_disk = tokio::task::spawn_blocking(move || {
-            let (data, logs) = (storage::version_dir(&config.data_dir), storage::version_dir(&config.data_log_dir));
-            (zookeeper_conf(&config), environment(), dir_size(&data), dir_size(&logs))
-        });
-        if let Ok((conf, env, data_bytes, log_bytes)) = from_disk.await {
-            (s.conf, s.env, s.data_dir_bytes, s.log_dir_bytes) = (conf, env, data_bytes, log_bytes);
-        }
-        Ok(s)
-    }
-}
 
 /// Passes records at or above a level that can change while the node runs.
 struct RuntimeLevel<D> {
@@ -117,62 +86,6 @@ fn session_secret(dir: &Path) -> Result<Vec<u8>, String> {
     let mut f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(&secret).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secret)
-}
-
-pub fn environment() -> Vec<(String, String)> {
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "<NA>".into());
-    vec![
-        ("host.name".into(), std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "<NA>".into())),
-        ("os.name".into(), std::env::consts::OS.into()),
-        ("os.arch".into(), std::env::consts::ARCH.into()),
-        ("user.name".into(), var("USER")),
-        ("user.home".into(), var("HOME")),
-        ("user.dir".into(), std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
-        ("process.id".into(), std::process::id().to_string()),
-    ]
-}
-
-pub fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()).unwrap_or(0)
-}
-
-/// The lines an ensemble member's `conf` adds (QuorumZooKeeperServer.dumpConf).
-pub fn zookeeper_conf_quorum(c: &Config) -> Vec<(String, String)> {
-    let Some(me) = c.my_id.and_then(|id| c.servers.iter().find(|s| s.id == id)) else { return Vec::new() };
-    let peer_type = if me.role == warden_core::config::PeerRole::Observer { "1" } else { "0" };
-    [
-        ("initLimit", c.init_limit.to_string()),
-        ("syncLimit", c.sync_limit.to_string()),
-        ("electionAlg", "3".into()),
-        ("electionPort", me.election_port.to_string()),
-        ("quorumPort", me.quorum_port.to_string()),
-        ("peerType", peer_type.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// `conf` in ZooKeeper's key order (`ZooKeeperServer.dumpConf`).
-pub fn zookeeper_conf(c: &Config) -> Vec<(String, String)> {
-    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    [
-        ("clientPort", c.client_port.to_string()),
-        ("secureClientPort", c.secure_client_port.map_or("-1".into(), |p| p.to_string())),
-        ("dataDir", abs(&c.data_dir)),
-        ("dataDirSize", dir_size(&c.data_dir).to_string()),
-        ("dataLogDir", abs(&c.data_log_dir)),
-        ("dataLogSize", dir_size(&c.data_log_dir).to_string()),
-        ("tickTime", c.tick_time_ms.to_string()),
-        ("maxClientCnxns", c.max_client_cnxns.to_string()),
-        ("minSessionTimeout", c.min_session_timeout_ms.to_string()),
-        ("maxSessionTimeout", c.max_session_timeout_ms.to_string()),
-        ("clientPortListenBacklog", "-1".into()),
-        ("serverId", c.my_id.unwrap_or(0).to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }
 
 fn core_settings(config: &Config) -> Settings {
@@ -234,7 +147,7 @@ fn ensemble_secret() -> Vec<u8> {
 /// the log and holds elections to both configs until it commits.
 fn starting_membership(config: &Config, db: &warden_core::database::Database) -> Result<Membership, String> {
     let stored = db.tree.get(warden_core::tree::CONFIG).and_then(|n| n.data.as_deref()).and_then(|d| Membership::parse(&String::from_utf8_lossy(d)).ok());
-    let committed = crate::ensemble::read_dynamic_config(&config.data_dir)?
+    let committed = crate::broadcast::setup::read_dynamic_config(&config.data_dir)?
         .into_iter()
         .chain(stored)
         .filter(|m| m.version > 0 && !m.voters().is_empty())
@@ -269,15 +182,15 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         info!(log, "recovered data for the ensemble"; "snapshot_zxid" => format!("{:#x}", r.snapshot_zxid), "logged_txns" => r.entries.len(),
             "last_logged_zxid" => format!("{:#x}", r.entries.last().map_or(r.snapshot_zxid, |e| e.hdr.zxid)), "nodes" => r.db.tree.node_count(), "ms" => r.elapsed.as_millis() as u64);
         let durable = warden_core::zab::Durable {
-            accepted_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Accepted)?,
-            current_epoch: crate::ensemble::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Current)?,
+            accepted_epoch: crate::broadcast::setup::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Accepted)?,
+            current_epoch: crate::broadcast::setup::read_epoch(&config.data_dir, warden_core::zab::EpochKind::Current)?,
             snapshot_zxid: r.snapshot_zxid,
             log: r.entries,
         };
         let mut db = r.db;
         let membership = starting_membership(&config, &db)?;
         if let (Some(zoo_cfg), true, None) = (&config.static_config_file, config.reconfig_enabled, &config.dynamic_config_file) {
-            crate::ensemble::setup::backup_static_config(zoo_cfg)?;
+            crate::broadcast::setup::backup_static_config(zoo_cfg)?;
         }
         if membership.version > 0 {
             info!(log, "membership from the last reconfig"; "version" => format!("{:x}", membership.version), "voters" => format!("{:?}", membership.voters()), "observers" => format!("{:?}", membership.observers()));
@@ -285,7 +198,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         // As ZooKeeper's initConfigInZKDatabase: /zookeeper/config shows the config in use.
         db.tree.init_config(membership.to_text().into_bytes(), membership.version, wall_clock_ms());
         let proposed = logged_servers(&durable.log);
-        let quorum = crate::ensemble::QuorumSetup::bind(&config, &membership, &proposed, durable)?;
+        let quorum = crate::broadcast::setup::QuorumSetup::bind(&config, &membership, &proposed, durable)?;
         (db, Some(quorum))
     } else {
         let recovered = storage::recover(&config.data_dir, &config.data_log_dir, &log)?;
@@ -387,14 +300,14 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 let counter_limit = config.zxid_counter_limit;
                 let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog).with_auditor(auditor.clone());
                 match broadcast {
-                    Some((b, view)) => processor.with_zab(crate::ensemble::Ensemble::new(b, view, counter_limit)),
+                    Some((b, view)) => processor.with_zab(crate::processor::ensemble::Ensemble::new(b, view, counter_limit)),
                     None => processor,
                 }
             });
             Mailbox::new(addr, processor_stats)
         };
         if let Some((b, _)) = &broadcast {
-            b.do_send(crate::messages::ToZab::Start { processor: processor.clone() });
+            b.do_send(crate::messages::ToZab::Start { processor: processor.inbox() });
         }
         crate::supervise::injectable(&processor);
         crate::supervise::injectable(&dispatcher);

@@ -4,7 +4,7 @@
 //! snapshots and logs (autopurge).
 
 use crate::mailbox::{Serve, Supervision};
-use crate::messages::SnapshotPart;
+use crate::messages::{Purge, SnapshotPart};
 use crate::registry::Fault;
 use crate::storage::{check_not_foreign, fsync_dir, list_warden};
 use actix::prelude::*;
@@ -141,11 +141,6 @@ impl Serve<SnapshotPart> for Snapshotter {
         result
     }
 }
-
-/// Run autopurge now.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Purge;
 
 impl Serve<Purge> for Snapshotter {
     fn serve(&mut self, _: Purge, _: &mut SyncContext<Self>) {

@@ -161,8 +161,8 @@ pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &
     // ZooKeeper refuses a currentEpoch older than its last zxid's epoch.
     let epoch_of_zxid = (zxid >> 32) as u32;
     for kind in [warden_core::zab::EpochKind::Accepted, warden_core::zab::EpochKind::Current] {
-        let epoch = crate::ensemble::read_epoch(data_dir, kind)?.max(epoch_of_zxid);
-        crate::ensemble::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
+        let epoch = crate::broadcast::setup::read_epoch(data_dir, kind)?.max(epoch_of_zxid);
+        crate::broadcast::setup::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
     }
     println!(
         "{}: ZooKeeper snapshot of zxid {zxid:#x}, {} nodes, {} sessions, {} bytes",
@@ -186,7 +186,7 @@ pub fn restore_offline(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut epochs = Vec::new();
     for kind in [warden_core::zab::EpochKind::Accepted, warden_core::zab::EpochKind::Current] {
-        epochs.push((kind, crate::ensemble::read_epoch(data_dir, kind)?.max((zxid >> 32) as u32)));
+        epochs.push((kind, crate::broadcast::setup::read_epoch(data_dir, kind)?.max((zxid >> 32) as u32)));
     }
     let mut dirs = vec![data_dir];
     if let Some(l) = log_dir.filter(|l| *l != data_dir) {
@@ -213,7 +213,7 @@ pub fn restore_offline(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -
     };
     write().map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     for (kind, epoch) in epochs {
-        crate::ensemble::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
+        crate::broadcast::setup::write_epoch(&target_dir, kind, epoch).map_err(|e| format!("cannot write an epoch file in {}: {e}", target_dir.display()))?;
     }
     println!("{}: restored zxid {zxid:#x}, {} nodes, {} sessions", target.display(), db.tree.node_count(), db.sessions().len());
     Ok(())

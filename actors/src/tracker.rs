@@ -22,7 +22,7 @@ pub struct Tracker {
     /// False on an ensemble learner (or while looking): only the leader expires.
     expiring: bool,
     /// Learner: where touched sessions are sent, batched each half tick.
-    forward_to: Option<Inbox<crate::ensemble::Touches>>,
+    forward_to: Option<Inbox<crate::messages::Touches>>,
     touched: std::collections::HashSet<i64>,
     /// Local sessions, expired here even when not `expiring`.
     local: std::collections::HashSet<i64>,
@@ -70,7 +70,7 @@ impl Tracker {
     fn forward_touches(&mut self) {
         if let Some(to) = &self.forward_to {
             if !self.touched.is_empty() {
-                to.do_send(crate::ensemble::Touches(self.touched.drain().collect()));
+                to.do_send(crate::messages::Touches(self.touched.drain().collect()));
             }
         }
     }

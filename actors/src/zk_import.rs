@@ -2,7 +2,7 @@
 //! that verifies and ZooKeeper's logs after it, converted to Warden's
 //! transactions. Nothing here writes: ZooKeeper's files stay as they were.
 
-use crate::storage::{kind_of, list_kind, read_segment};
+use crate::data_files::{kind_of, list_kind, read_segment};
 use slog::{info, warn, Logger};
 use std::path::{Path, PathBuf};
 use warden_core::database::Database;

@@ -9,13 +9,14 @@
 //! `ToZab::Propose`; the broadcast actor sends back what Zab decided
 //! (`FromZab`: serving, looking, committed transactions, snapshots).
 
+use self::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, write_zookeeper_dynamic_config, LinkFactory};
 use crate::election::ElectionActor;
-use crate::ensemble::setup::{epoch_file, quorum_addr, write_dynamic_config, write_epoch, write_zookeeper_dynamic_config, LinkFactory};
-use crate::mailbox::{Mailbox, Serve};
+use crate::mailbox::{Inbox, Mailbox, Serve};
+use crate::messages::SendFrame;
 use crate::messages::ToElection;
+use crate::messages::{Adopt, Incoming, PeerEvent, Reset, SendDeferred};
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
-use crate::peer_link::{self, Adopt, Incoming, PeerEvent, PeerLink, Reset, SendFrame};
-use crate::processor::Processor;
+use crate::peer_link::{self, PeerLink};
 use crate::registry::{ActorStats, Fault};
 use crate::storage::TxnLog;
 use actix::prelude::*;
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::zab::{Command, Message, PeerState, ProposeError, Replica, ServerId, Zxid};
 
+pub(crate) mod setup;
+
 /// How often the Zab state machine sees the clock.
 const ZAB_TICK: Duration = Duration::from_millis(20);
 
@@ -33,7 +36,7 @@ pub struct Broadcast {
     replica: Replica,
     election: Mailbox<ElectionActor>,
     /// Set by `ToZab::Start`; nothing runs before.
-    processor: Option<Mailbox<Processor>>,
+    processor: Option<Inbox<FromZab>>,
     txn_log: TxnLog,
     links: BTreeMap<ServerId, Mailbox<PeerLink>>,
     link_factory: LinkFactory,
@@ -63,7 +66,7 @@ pub struct Broadcast {
     view: QuorumView,
     /// The quorum listener and the members to link to, until `Start` runs
     /// them on this thread.
-    listener: Option<crate::ensemble::setup::QuorumListener>,
+    listener: Option<self::setup::QuorumListener>,
     members: BTreeMap<ServerId, String>,
     stats: Arc<crate::stats::ServerStats>,
     me: Arc<ActorStats>,
@@ -85,7 +88,7 @@ impl Broadcast {
         election: Mailbox<ElectionActor>,
         txn_log: TxnLog,
         link_factory: LinkFactory,
-        listener: crate::ensemble::setup::QuorumListener,
+        listener: self::setup::QuorumListener,
         members: BTreeMap<ServerId, String>,
         data_dir: PathBuf,
         view: QuorumView,
@@ -133,6 +136,11 @@ impl Broadcast {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The election actor sends votes on the links this actor makes.
+    fn send_links(&self) {
+        self.election.do_send(ToElection::Links(self.links.iter().map(|(id, l)| (*id, l.inbox())).collect()));
+    }
+
     fn to_processor(&self, msg: FromZab) {
         if let Some(p) = &self.processor {
             p.do_send(msg);
@@ -145,12 +153,12 @@ impl Broadcast {
         }
     }
 
-    fn start(&mut self, processor: Mailbox<Processor>, ctx: &mut Context<Self>) {
+    fn start(&mut self, processor: Inbox<FromZab>, ctx: &mut Context<Self>) {
         self.processor = Some(processor);
         for (id, addr) in std::mem::take(&mut self.members) {
             self.links.insert(id, self.link_factory.link(id, addr));
         }
-        self.election.do_send(ToElection::Links(self.links.clone()));
+        self.send_links();
         if let Some(l) = self.listener.take() {
             l.run(crate::mailbox::Mailbox::new(ctx.address(), self.me.clone()).inbox());
         }
@@ -318,7 +326,7 @@ impl Broadcast {
                 // messages before this one, is exactly at zxid) and the
                 // snapshotter encodes it; the link holds later frames until then.
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                link.do_send(crate::peer_link::SendDeferred(rx));
+                link.do_send(SendDeferred(rx));
                 self.to_processor(FromZab::SnapFor { to, zxid, reply: tx });
             }
             Command::InstallSnapshot { zxid, data } => {
@@ -423,7 +431,7 @@ impl Broadcast {
             }
         }
         if self.links.len() != before {
-            self.election.do_send(ToElection::Links(self.links.clone()));
+            self.send_links();
         }
         info!(self.log, "reconfig activated"; "version" => format!("{:x}", m.version), "voters" => format!("{:?}", m.voters()), "observers" => format!("{:?}", m.observers()),
             "role" => format!("{:?}", self.replica.state()));
@@ -519,7 +527,7 @@ impl Serve<Incoming> for Broadcast {
                 let link = self.link_factory.link(m.from, String::new());
                 link.do_send(Adopt(m.stream, m.early));
                 self.links.insert(m.from, link);
-                self.election.do_send(ToElection::Links(self.links.clone()));
+                self.send_links();
             }
             None => warn!(self.log, "refused peer connection from an unknown server id"; "from" => m.addr, "server_id" => m.from),
         }

@@ -8,9 +8,9 @@
 //! allowed once per `zookeeper.admin.rateLimiterIntervalInMS` and can be
 //! switched off (`zookeeper.admin.snapshot.enabled`, `…restore.enabled`).
 
-use crate::admin::{authorized, AdminState};
-use crate::backup::{CopyDatabase, RestoreDatabase};
+use super::{authorized, AdminState};
 use crate::messages::SnapshotNow;
+use crate::messages::{CopyDatabase, RestoreDatabase};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use std::sync::Mutex;

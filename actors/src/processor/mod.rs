@@ -4,10 +4,11 @@
 //! transactions before them are durable. It also drives fuzzy snapshots and
 //! the container/TTL reaper.
 
-use crate::auditor::{Audit, Auditor};
+use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::{Mailbox, Serve};
+use crate::messages::Audit;
 use crate::messages::{
     ConnAddr, Connect, Dispatch, Dispatches, Expire, ReportStats, Retrack, SnapshotNow, SnapshotPart, Submit, Submits, Synced, ToConn, Tracking,
 };
@@ -27,6 +28,10 @@ use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
 use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
+
+mod backup;
+pub(crate) mod ensemble;
+mod throttler;
 
 /// Results held for the dispatcher at most, while more messages wait.
 const MAX_DISPATCH_BATCH: usize = 1024;
@@ -104,7 +109,7 @@ pub struct Processor {
     next_snapshot_after: u64,
     pub(crate) snapshot: Option<SnapshotWriter>,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
-    pub(crate) zab: Option<crate::ensemble::Ensemble>,
+    pub(crate) zab: Option<self::ensemble::Ensemble>,
     /// Results of the message being handled, sent to the dispatcher in one
     /// batch when it is done (`after_each`).
     outbound: Vec<Dispatch>,
@@ -112,7 +117,7 @@ pub struct Processor {
     auditor: Option<Mailbox<Auditor>>,
     audited: Vec<AuditEvent>,
     /// The connection throttle and the request throttler's waiting line.
-    pub(crate) throttles: crate::throttler::Throttles,
+    pub(crate) throttles: self::throttler::Throttles,
 }
 
 impl Processor {
@@ -130,7 +135,7 @@ impl Processor {
     ) -> Processor {
         let zxid = core.last_zxid();
         let next_snapshot_after = snapshot_threshold(config.snap_count);
-        let throttles = crate::throttler::Throttles::new(&config.throttle, wall_clock_ms());
+        let throttles = self::throttler::Throttles::new(&config.throttle, wall_clock_ms());
         Processor {
             core,
             dispatcher,
@@ -165,7 +170,7 @@ impl Processor {
         Mailbox::new(ctx.address(), self.me.clone())
     }
 
-    pub fn with_zab(mut self, zab: crate::ensemble::Ensemble) -> Processor {
+    pub fn with_zab(mut self, zab: self::ensemble::Ensemble) -> Processor {
         self.zab = Some(zab);
         self
     }
@@ -259,14 +264,14 @@ impl Processor {
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
-        if self.config.linearizable_reads && self.zab.is_some() && crate::ensemble::is_data_read(&msg.request) {
+        if self.config.linearizable_reads && self.zab.is_some() && self::ensemble::is_data_read(&msg.request) {
             return self.read_behind_barrier(msg);
         }
         self.serve_now(msg);
     }
 
     pub(crate) fn serve_now(&mut self, msg: Submit) {
-        if self.zab.is_some() && crate::ensemble::needs_leader(&msg.request) {
+        if self.zab.is_some() && self::ensemble::needs_leader(&msg.request) {
             if !self.is_leader() {
                 return self.forward(msg);
             }
@@ -424,9 +429,9 @@ crate::mailbox::mailbox!(
     Retrack,
     Fault,
     crate::messages::FromZab,
-    crate::ensemble::Touches,
-    crate::backup::CopyDatabase,
-    crate::backup::RestoreDatabase
+    crate::messages::Touches,
+    crate::messages::CopyDatabase,
+    crate::messages::RestoreDatabase
 );
 
 /// The processor's state is the tree; a failure may have left it half
@@ -612,7 +617,7 @@ impl Serve<ReportStats> for Processor {
             ephemerals_count: db.tree.ephemeral_count() as u64,
             approximate_data_size: db.tree.approximate_data_size(),
             global_sessions: db.sessions().len() as u64,
-            conf_quorum: crate::node::zookeeper_conf_quorum(&self.config),
+            conf_quorum: crate::conf_dump::zookeeper_conf_quorum(&self.config),
             membership: self
                 .zab
                 .as_ref()

@@ -4,26 +4,12 @@
 //! durable, with requests held meanwhile (as ZooKeeper's restoreLatch).
 
 use crate::mailbox::Serve;
-use crate::messages::{SnapshotPart, ToConn};
+use crate::messages::{CopyDatabase, RestoreDatabase, SnapshotPart, ToConn};
 use crate::processor::{Processor, Route};
 use actix::prelude::*;
 use slog::{info, warn};
-use tokio::sync::oneshot;
 use warden_core::database::Database;
 use warden_core::snapshot::SnapshotWriter;
-
-/// Admin -> processor: the database as it is now (a consistent backup).
-#[derive(Message)]
-#[rtype(result = "Database")]
-pub struct CopyDatabase;
-
-/// Admin -> processor: replace the data with `db`; answers the zxid it now stands at.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RestoreDatabase {
-    pub db: Database,
-    pub reply: oneshot::Sender<Result<i64, String>>,
-}
 
 impl Serve<CopyDatabase> for Processor {
     fn serve(&mut self, _: CopyDatabase, _: &mut Context<Self>) -> Database {

@@ -11,6 +11,7 @@
 //! frame drops that one connection (logged), never the node.
 
 use crate::mailbox::{guarded, Inbox, Serve};
+use crate::messages::{Adopt, Incoming, PeerEvent, PeerStream, Reset, SendDeferred, SendFrame};
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -22,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use warden_core::zab::{Message, ServerId};
+
+pub(crate) mod sasl;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
@@ -36,43 +39,6 @@ pub fn encode(msg: &Message) -> Bytes {
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes).new_codec()
 }
-
-/// Link -> processor.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum PeerEvent {
-    Up { peer: ServerId, gen: u64 },
-    Msg { peer: ServerId, gen: u64, msg: Message },
-    Down { peer: ServerId, gen: u64 },
-}
-
-/// Processor -> link: one encoded message.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SendFrame(pub Bytes);
-
-/// Processor -> link: a frame still being made (a SNAP the snapshotter
-/// encodes). Frames sent after it wait until it is ready, so the link keeps
-/// command order.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
-
-/// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reset;
-
-/// A peer connection: plain TCP, or TLS over it (sslQuorum).
-pub trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
-pub type PeerStream = Box<dyn PeerIo>;
-
-/// Peer listener -> link: an accepted connection that said Hello, with any
-/// bytes the peer sent right behind its Hello (read together with it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Adopt(pub PeerStream, pub BytesMut);
 
 struct Conn {
     gen: u64,
@@ -98,7 +64,7 @@ pub struct PeerLink {
     /// While a deferred frame is being made: the frames sent after it.
     held: Option<Vec<Bytes>>,
     /// quorum.auth.enableSasl: authenticate after the Hello when dialing.
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<sasl::QuorumSasl>>,
     me: Arc<ActorStats>,
     log: Logger,
 }
@@ -110,7 +76,7 @@ impl PeerLink {
         peer: ServerId,
         peer_addr: String,
         tls: Option<crate::tls::QuorumTls>,
-        sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+        sasl: Option<Arc<sasl::QuorumSasl>>,
         max_frame_bytes: usize,
         zab: Inbox<PeerEvent>,
         election: Inbox<PeerEvent>,
@@ -197,7 +163,7 @@ impl PeerLink {
                         let ip = s.get_ref().0.peer_addr().map_err(|e| e.to_string())?.ip();
                         let by_name = host.parse::<std::net::IpAddr>().is_err().then_some(host);
                         let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-                        crate::tls_verify::check_peer_host(cert, ip, by_name)
+                        crate::tls::verify::check_peer_host(cert, ip, by_name)
                             .await
                             .map_err(|e| format!("TLS host verification of the peer failed (ssl.quorum.hostnameVerification): {e}"))?;
                     }
@@ -207,7 +173,7 @@ impl PeerLink {
             let mut w = FramedWrite::new(stream, codec(max));
             w.send(Bytes::from(hello)).await.map_err(|e| e.to_string())?;
             match sasl {
-                Some(s) => crate::quorum_sasl::dial(w.into_inner(), &s).await,
+                Some(s) => sasl::dial(w.into_inner(), &s).await,
                 None => Ok((w.into_inner(), BytesMut::new())),
             }
         };
@@ -378,24 +344,13 @@ impl Serve<Reset> for PeerLink {
     }
 }
 
-/// Peer listener -> processor: a connection that said Hello. The processor
-/// owns the links (members come and go with reconfigs) and picks one.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Incoming {
-    pub from: ServerId,
-    pub addr: String,
-    pub stream: PeerStream,
-    pub early: BytesMut,
-}
-
 /// Accepts peer connections on the quorum port: reads the Hello (with a
 /// timeout), checks its version, and hands the stream to the processor.
 pub fn accept_loop(
     listener: tokio::net::TcpListener,
     incoming: Inbox<Incoming>,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<sasl::QuorumSasl>>,
     max_frame_bytes: usize,
     log: Logger,
 ) {
@@ -418,7 +373,7 @@ pub fn accept_loop(
                         Ok(Ok(s)) => {
                             if t.hostname_verification {
                                 let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-                                if let Err(e) = crate::tls_verify::check_peer_host(cert, addr.ip(), None).await {
+                                if let Err(e) = crate::tls::verify::check_peer_host(cert, addr.ip(), None).await {
                                     return warn!(log, "refused peer connection: TLS host verification failed (ssl.quorum.hostnameVerification)"; "from" => addr.to_string(), "error" => e);
                                 }
                             }
@@ -429,7 +384,7 @@ pub fn accept_loop(
                     },
                 };
                 match read_hello(stream, max_frame_bytes).await {
-                    Ok((hello, stream, early)) => match crate::quorum_sasl::accept(stream, early, hello.sasl, sasl.as_deref()).await {
+                    Ok((hello, stream, early)) => match sasl::accept(stream, early, hello.sasl, sasl.as_deref()).await {
                         Ok((stream, early, user)) => {
                             if let Some(user) = user {
                                 info!(log, "peer authenticated (quorum SASL)"; "from" => addr.to_string(), "server_id" => hello.server_id, "user" => user);

@@ -4,7 +4,8 @@
 //! SaslQuorumAuthLearner / SaslQuorumAuthServer. The listener's rspauth
 //! proves it knows the password too.
 
-use crate::peer_link::{codec, PeerStream};
+use crate::messages::PeerStream;
+use crate::peer_link::codec;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
@@ -81,7 +82,7 @@ pub async fn accept(
         }
         (true, Some(s)) => {
             let mut f = framed(stream, early);
-            let mut server = DigestMd5Server::new(ZK_QUORUM_REALM, ZK_QUORUM_DIGEST_URI, &crate::connection::nonce());
+            let mut server = DigestMd5Server::new(ZK_QUORUM_REALM, ZK_QUORUM_DIGEST_URI, &crate::nonce::nonce());
             let Step::Continue(challenge) = server.step(b"", |_| None) else { return Err("DIGEST-MD5 did not start".into()) };
             send(&mut f, &SaslFrame::Challenge(challenge)).await?;
             let SaslFrame::Response(response) = next(&mut f).await? else { return Err("expected a SASL response".into()) };
@@ -109,7 +110,7 @@ pub async fn dial(stream: PeerStream, sasl: &QuorumSasl) -> Result<(PeerStream, 
         SaslFrame::Skipped => {}
         SaslFrame::Challenge(challenge) => {
             let (user, password) = &sasl.learner;
-            let mut client = DigestMd5Client::new(user, password, ZK_QUORUM_DIGEST_URI, &crate::connection::nonce());
+            let mut client = DigestMd5Client::new(user, password, ZK_QUORUM_DIGEST_URI, &crate::nonce::nonce());
             send(&mut f, &SaslFrame::Response(client.respond(&challenge)?)).await?;
             match next(&mut f).await? {
                 SaslFrame::Success(token) => client.verify(&token)?,

@@ -3,7 +3,6 @@
 //! them), and rebuilds the client port's when those files change so new
 //! connections get a renewed certificate without a restart.
 
-use crate::tls_verify::StoreVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use slog::{info, warn, Logger};
@@ -13,8 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_rustls::rustls::sign::{CertifiedKey, SingleCertAndKey};
 use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use verify::StoreVerifier;
 use warden_core::config::{ClientAuth, TlsSettings};
 use warden_core::keystore::{self, StoreType};
+
+pub(crate) mod verify;
 
 /// How often the store files are checked for changes (on accept).
 const RELOAD_CHECK: Duration = Duration::from_secs(1);

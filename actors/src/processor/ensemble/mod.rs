@@ -9,7 +9,7 @@
 use crate::broadcast::Broadcast;
 use crate::clock::wall_clock_ms;
 use crate::mailbox::{Mailbox, Serve};
-use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Tracking};
+use crate::messages::{Dispatch, FromZab, QuorumView, Submit, ToConn, ToZab, Touches, Tracking};
 use crate::processor::{Caller, InFlight, Processor, Route, WriteKey};
 use actix::prelude::*;
 use slog::{info, warn};
@@ -29,9 +29,7 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
 mod sessions;
-pub(crate) mod setup;
 mod snap_copy;
-pub use setup::{read_dynamic_config, read_epoch, write_epoch, QuorumSetup};
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {
@@ -480,11 +478,6 @@ impl Processor {
         }
     }
 }
-
-/// Tracker -> processor on a learner: sessions its clients kept alive.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Touches(pub Vec<i64>);
 
 impl Serve<Touches> for Processor {
     fn serve(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {

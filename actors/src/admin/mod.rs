@@ -3,8 +3,8 @@
 //! `/metrics`, every actor's mailbox at `/actors`, live supervision changes at
 //! `PUT /actors/<kind>/supervision`, and the log level at `/log/level`.
 
+use crate::deps::Deps;
 use crate::messages::WatchData;
-use crate::node::Deps;
 use crate::registry::{Fault, PolicyChange};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use warden_core::fourlw::{self, ServerSnapshot};
 
+mod backup;
+
 pub struct AdminState {
     pub deps: Arc<Deps>,
     pub level: Arc<AtomicUsize>,
     pub log: Logger,
     /// The backup and restore commands' one-per-interval limits.
-    pub rate_limits: crate::admin_backup::RateLimits,
+    pub rate_limits: self::backup::RateLimits,
 }
 
 /// ZooKeeper's command names and their short (four-letter) aliases.
@@ -70,7 +72,7 @@ pub fn start(state: AdminState) {
             }))
             .route("/commands", web::get().to(list_commands))
             // Before /commands/{name}: snapshot streams bytes, restore takes a body.
-            .configure(crate::admin_backup::routes)
+            .configure(self::backup::routes)
             .route("/commands/{name}", web::get().to(command))
             .route("/metrics", web::get().to(metrics))
             .route("/actors", web::get().to(actors))
@@ -117,7 +119,7 @@ async fn list_commands(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
 }
 
 async fn snapshot(state: &AdminState, word: &'static str) -> Result<ServerSnapshot, HttpResponse> {
-    crate::node::server_snapshot(&state.deps.processor, word, state.deps.config.clone())
+    crate::deps::server_snapshot(&state.deps.processor, word, state.deps.config.clone())
         .await
         .map_err(|e| HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })))
 }

@@ -3,8 +3,9 @@
 
 use crate::broadcast::Broadcast;
 use crate::mailbox::{Inbox, Mailbox};
+use crate::messages::{Incoming, PeerEvent};
 use crate::messages::{QuorumView, Synced};
-use crate::peer_link::{self, Incoming, PeerEvent, PeerLink};
+use crate::peer_link::{self, PeerLink};
 use crate::registry::Registry;
 use crate::stats::ServerStats;
 use crate::storage::TxnLog;
@@ -57,7 +58,7 @@ pub struct QuorumSetup {
     /// The zoo.cfg the node started from, kept as ZooKeeper keeps it on reconfig.
     zoo_cfg: Option<PathBuf>,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     allow_joiners: bool,
 }
 
@@ -102,7 +103,7 @@ impl QuorumSetup {
             Some(settings) => Some(crate::tls::quorum_tls(&settings)?),
             None => None,
         };
-        let sasl = crate::quorum_sasl::QuorumSasl::from_config(config)?;
+        let sasl = crate::peer_link::sasl::QuorumSasl::from_config(config)?;
         Ok(QuorumSetup {
             listener,
             replica: Replica::new(cfg, durable),
@@ -168,7 +169,7 @@ impl QuorumSetup {
         });
         let mb = Mailbox::new(addr, me);
         crate::supervise::injectable(&mb);
-        election.do_send(crate::messages::ToElection::Start { broadcast: mb.clone() });
+        election.do_send(crate::messages::ToElection::Start { broadcast: mb.inbox() });
         mb
     }
 }
@@ -177,7 +178,7 @@ impl QuorumSetup {
 pub struct QuorumListener {
     listener: std::net::TcpListener,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     log: slog::Logger,
 }
 
@@ -193,7 +194,7 @@ impl QuorumListener {
 pub struct LinkFactory {
     my_id: ServerId,
     tls: Option<crate::tls::QuorumTls>,
-    sasl: Option<Arc<crate::quorum_sasl::QuorumSasl>>,
+    sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     zab: Inbox<PeerEvent>,
     election: Inbox<PeerEvent>,
     registry: Arc<Registry>,
