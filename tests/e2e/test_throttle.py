@@ -15,6 +15,11 @@ THROTTLED_OP = -127
 NO_NODE = -101
 
 
+def pipelined_creates(prefix, n):
+    """n create requests (xids 1..n) for prefix-000, prefix-001, ... in one write."""
+    return b"".join(rawzk.frame(rawzk.p_int(i + 1) + rawzk.p_int(OP_CREATE) + create_body("%s-%03d" % (prefix, i))) for i in range(n))
+
+
 def mntr(server):
     lines = four_letter(server.hostport, "mntr").decode().splitlines()
     return dict(line.split("\t", 1) for line in lines if "\t" in line)
@@ -58,8 +63,7 @@ def test_requests_that_waited_too_long_are_answered_throttled_in_order():
     try:
         c = RawClient(srv.hostport)
         n = 200
-        payload = b"".join(rawzk.frame(rawzk.p_int(i + 1) + rawzk.p_int(OP_CREATE) + create_body("/thr-%03d" % i)) for i in range(n))
-        c.send_raw(payload)
+        c.send_raw(pipelined_creates("/thr", n))
         replies = [c.read_reply() for _ in range(n)]
         assert [r.xid for r in replies] == list(range(1, n + 1))
         codes = [r.err for r in replies]
@@ -85,8 +89,7 @@ def test_a_throttler_without_wait_limit_serves_everything():
     try:
         c = RawClient(srv.hostport)
         n = 100
-        payload = b"".join(rawzk.frame(rawzk.p_int(i + 1) + rawzk.p_int(OP_CREATE) + create_body("/all-%03d" % i)) for i in range(n))
-        c.send_raw(payload)
+        c.send_raw(pipelined_creates("/all", n))
         replies = [c.read_reply() for _ in range(n)]
         assert [(r.xid, r.err) for r in replies] == [(i + 1, 0) for i in range(n)]
         assert int(mntr(srv)["zk_throttled_ops"]) == 0

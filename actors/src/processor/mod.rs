@@ -60,6 +60,20 @@ pub(crate) struct Caller {
     pub update: bool,
 }
 
+impl Caller {
+    /// Who asked `msg`, to answer it later.
+    pub fn of(msg: &Submit) -> Caller {
+        Caller {
+            conn: msg.conn.clone(),
+            session_id: msg.session_id,
+            auth: msg.auth.clone(),
+            received: msg.received,
+            op: msg.request.name(),
+            update: msg.request.is_write(),
+        }
+    }
+}
+
 /// Which write a session waits for: one this server prepared (its zxid), or
 /// one forwarded to the leader (its client xid).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -134,14 +134,7 @@ impl Processor {
                 self.stats.throttled_ops.fetch_add(1, Relaxed);
                 let zxid = self.core.db.last_zxid();
                 let frame = reply_frame(msg.xid, zxid, Code::ThrottledOp as i32, |_| {});
-                let caller = Caller {
-                    conn: msg.conn,
-                    session_id: msg.session_id,
-                    auth: msg.auth,
-                    received: msg.received,
-                    op: msg.request.name(),
-                    update: msg.request.is_write(),
-                };
+                let caller = Caller::of(&msg);
                 self.answer(caller, Output { reply: Reply::Frame(frame), zxid, ..Default::default() });
                 continue;
             }

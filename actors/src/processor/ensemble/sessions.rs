@@ -28,14 +28,7 @@ impl Processor {
     pub(crate) fn serve_read_only(&mut self, msg: Submit) {
         use warden_core::server::{reply_frame, Output, Reply};
         let zxid = self.core.db.last_zxid();
-        let caller = Caller {
-            conn: msg.conn.clone(),
-            session_id: msg.session_id,
-            auth: msg.auth.clone(),
-            received: msg.received,
-            op: msg.request.name(),
-            update: msg.request.is_write(),
-        };
+        let caller = Caller::of(&msg);
         if self.core.refused_read_only(msg.session_id, &msg.request) {
             let frame = reply_frame(msg.xid, zxid, warden_core::error::Code::NotReadOnly as i32, |_| {});
             return self.answer(caller, Output { reply: Reply::Frame(frame), zxid, ..Default::default() });
@@ -58,14 +51,7 @@ impl Processor {
         let zxid = self.core.db.last_zxid();
         self.core.close_local_session(msg.session_id);
         self.tracker.do_send(Tracking::Untrack { session_id: msg.session_id });
-        let caller = Caller {
-            conn: msg.conn.clone(),
-            session_id: msg.session_id,
-            auth: msg.auth.clone(),
-            received: msg.received,
-            op: msg.request.name(),
-            update: msg.request.is_write(),
-        };
+        let caller = Caller::of(&msg);
         let frame = reply_frame(msg.xid, zxid, 0, |_| {});
         self.answer(caller, Output { reply: Reply::Frame(frame), zxid, session_closed: Some(msg.session_id), ..Default::default() });
     }
