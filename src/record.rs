@@ -88,9 +88,96 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// Reads records from a stream (a snapshot file too big to hold in memory):
+/// the same framing and checks as `Records`, one payload at a time.
+pub struct RecordReader<R> {
+    inner: R,
+    pos: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: std::io::Read> RecordReader<R> {
+    /// `start` is the offset the stream is at (for error messages).
+    pub fn new(inner: R, start: usize) -> RecordReader<R> {
+        RecordReader { inner, pos: start, buf: Vec::new() }
+    }
+
+    /// The next record as `(offset, payload)`, or None at the end of the
+    /// data (end of stream, or a zero header as in a preallocated file).
+    pub fn next_record(&mut self) -> Result<Option<(usize, &[u8])>, BadRecord> {
+        let at = self.pos;
+        let bad = |reason: String| BadRecord { offset: at, reason, torn: false };
+        let mut header = [0u8; HEADER_BYTES];
+        let got = read_up_to(&mut self.inner, &mut header).map_err(|e| bad(format!("read error: {e}")))?;
+        if got == 0 || (header[..got].iter().all(|b| *b == 0) && got == HEADER_BYTES) {
+            return Ok(None);
+        }
+        if got < HEADER_BYTES {
+            return Err(bad(format!("{got} stray bytes, shorter than a record header")));
+        }
+        let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+        let crc = u32::from_be_bytes(header[4..].try_into().unwrap());
+        if len == 0 {
+            return Err(bad("zero length with a non-zero checksum".into()));
+        }
+        self.buf.clear();
+        // Grows as bytes arrive: a damaged length cannot allocate more than the stream holds.
+        let read =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut self.inner, len as u64), &mut self.buf).map_err(|e| bad(format!("read error: {e}")))?;
+        if read < len {
+            return Err(bad(format!("record of {len} bytes runs past the end of the file")));
+        }
+        if crc32c::crc32c(&self.buf) != crc {
+            return Err(bad(format!("checksum mismatch in a record of {len} bytes")));
+        }
+        self.pos = at + HEADER_BYTES + len;
+        Ok(Some((at, &self.buf)))
+    }
+
+    /// Where the next record would start.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+/// Fills `buf` unless the stream ends first; returns how much was read.
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_reader_reads_what_the_slice_reader_reads() {
+        let mut buf = three_records();
+        buf.extend_from_slice(&[0; 16]);
+        let mut r = RecordReader::new(&buf[..], 0);
+        let mut got = Vec::new();
+        while let Some((at, p)) = r.next_record().unwrap() {
+            got.push((at, p.to_vec()));
+        }
+        let want: Vec<_> = Records::new(&buf, 0).map(|r| r.map(|(at, p)| (at, p.to_vec())).unwrap()).collect();
+        assert_eq!(got, want);
+        let cut = three_records();
+        let mut r = RecordReader::new(&cut[..cut.len() - 1], 0);
+        r.next_record().unwrap();
+        r.next_record().unwrap();
+        assert!(r.next_record().unwrap_err().reason.contains("past the end"));
+        let mut flipped = three_records();
+        flipped[HEADER_BYTES] ^= 1;
+        assert!(RecordReader::new(&flipped[..], 0).next_record().unwrap_err().reason.contains("checksum"));
+    }
 
     fn three_records() -> Vec<u8> {
         let mut buf = Vec::new();

@@ -6,12 +6,15 @@
 
 use crate::database::Database;
 use crate::proto::Acl;
-use crate::record::{self, Records};
+use crate::record::{self, RecordReader};
 use crate::tree::{DataTree, NodeStat};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub const MAGIC: &[u8; 8] = b"WRDNSNP1";
+
+/// About what a node's Stat and framing add to its path and data when encoded.
+const NODE_OVERHEAD_BYTES: usize = 80;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -70,16 +73,23 @@ impl SnapshotWriter {
     /// The next up-to-`max_nodes` nodes as framed bytes; after the last node,
     /// the End record (then `is_done`).
     pub fn next_chunk(&mut self, tree: &DataTree, max_nodes: usize) -> Vec<u8> {
-        encode_items(&self.next_items(tree, max_nodes))
+        encode_items(&self.next_items(tree, max_nodes, usize::MAX))
     }
 
     /// The next items, unencoded: copying nodes out is all that must happen
-    /// where the tree lives; encoding can happen on another thread.
-    pub fn next_items(&mut self, tree: &DataTree, max_nodes: usize) -> Vec<SnapItem> {
+    /// where the tree lives; encoding can happen on another thread. Stops
+    /// after `max_nodes` nodes or once about `max_bytes` are copied (at
+    /// least one node), so a chunk's size does not depend on the tree's.
+    pub fn next_items(&mut self, tree: &DataTree, max_nodes: usize, max_bytes: usize) -> Vec<SnapItem> {
         let mut out = Vec::new();
         let mut new_acls = Vec::new();
-        let mut nodes = Vec::with_capacity(max_nodes);
+        let mut nodes = Vec::with_capacity(max_nodes.min(4096));
+        let mut bytes = 0usize;
         for (path, node) in tree.nodes_after(self.last_path.as_deref(), max_nodes) {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += path.len() + node.data.as_ref().map_or(0, |d| d.len()) + NODE_OVERHEAD_BYTES;
             let next_id = self.acl_ids.len() as u32;
             let acl = *self.acl_ids.entry(node.acl.to_vec()).or_insert_with(|| {
                 new_acls.push((next_id, node.acl.to_vec()));
@@ -146,18 +156,25 @@ pub struct LoadedSnapshot {
 
 /// Reads and fully verifies a snapshot.
 pub fn load(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
+    load_from(bytes)
+}
+
+/// Reads and fully verifies a snapshot from a stream (a file), holding one
+/// record at a time besides the tree it builds.
+pub fn load_from(mut input: impl std::io::Read) -> Result<LoadedSnapshot, SnapshotError> {
     let fail = |offset, reason: String| SnapshotError { offset, reason };
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+    let mut magic = [0u8; MAGIC.len()];
+    if input.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(fail(0, "not a Warden snapshot (bad magic)".into()));
     }
+    let mut records = RecordReader::new(input, MAGIC.len());
     let mut tree = DataTree::new();
     let mut acls: HashMap<u32, Vec<Acl>> = HashMap::new();
     // The Begin record: zxid, sessions, sessions ZooKeeper created.
     type Begin = (i64, Vec<(i64, i32)>, Vec<i64>);
     let mut begin: Option<Begin> = None;
     let mut count = 0u64;
-    for rec in Records::new(bytes, MAGIC.len()) {
-        let (offset, payload) = rec.map_err(|b| fail(b.offset, b.reason))?;
+    while let Some((offset, payload)) = records.next_record().map_err(|b| fail(b.offset, b.reason))? {
         let item: SnapItem = rmp_serde::from_slice(payload).map_err(|e| fail(offset, format!("undecodable item: {e}")))?;
         match (item, &begin) {
             (SnapItem::Begin { zxid, sessions, zookeeper_sessions }, None) => begin = Some((zxid, sessions, zookeeper_sessions)),
@@ -182,7 +199,7 @@ pub fn load(bytes: &[u8]) -> Result<LoadedSnapshot, SnapshotError> {
             }
         }
     }
-    Err(fail(bytes.len(), "snapshot ends without its End record (incomplete)".into()))
+    Err(fail(records.position(), "snapshot ends without its End record (incomplete)".into()))
 }
 
 #[cfg(test)]
@@ -304,5 +321,31 @@ mod tests {
         }
         assert_eq!(loaded.db.session_timeout(5), None);
         assert_eq!(loaded.db.last_zxid(), db.last_zxid());
+        // A learner compares tree digests with its leader's once it has caught up.
+        assert_eq!(loaded.db.tree.digest(), db.tree.digest());
+    }
+
+    #[test]
+    fn chunks_are_bounded_by_bytes_whatever_the_node_count() {
+        let mut db = db_with(0);
+        for (zxid, i) in (db.last_zxid() + 1..).zip(0..20) {
+            let hdr = TxnHeader { session_id: 5, cxid: 0, zxid, time_ms: 1 };
+            let txn =
+                Txn::Create { path: format!("/big{i:02}"), data: Some(vec![7; 100_000]), acl: vec![Acl::world_all()], ephemeral_owner: 0, parent_cversion: 1 };
+            db.apply(&hdr, &txn, &mut Vec::new());
+        }
+        let (mut w, mut bytes) = SnapshotWriter::begin(&db);
+        let mut chunks = 0;
+        while !w.is_done() {
+            let chunk = encode_items(&w.next_items(&db.tree, 10_000, 250_000));
+            // At most one node past the budget.
+            assert!(chunk.len() < 250_000 + 100_000 + 1000, "{}", chunk.len());
+            bytes.extend(chunk);
+            chunks += 1;
+        }
+        assert!(chunks >= 7, "2 MB in chunks of 250 kB: {chunks}");
+        let loaded = load_from(std::io::BufReader::new(&bytes[..])).unwrap();
+        assert_eq!(loaded.db.tree.node_count(), db.tree.node_count());
+        assert_eq!(loaded.db.tree.digest(), db.tree.digest());
     }
 }

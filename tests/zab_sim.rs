@@ -110,6 +110,8 @@ struct Node {
     disk_free_at: u64,
     /// The in-memory database: what was applied, in order.
     db: Vec<Item>,
+    /// A streamed snapshot being received (lost with a crash).
+    receiving: Option<Vec<u8>>,
     /// This leader term already established an epoch (for counting bumps).
     leading_established: bool,
     /// The epoch this server last established as leader.
@@ -248,6 +250,7 @@ impl Sim {
                 pending: VecDeque::new(),
                 disk_free_at: 0,
                 db: Vec::new(),
+                receiving: None,
                 leading_established: false,
                 leading_epoch: 0,
                 config: None,
@@ -376,7 +379,16 @@ impl Sim {
                     let committed = self.history.len();
                     self.disk_op(id, DiskOp::Truncate { to: to_zxid, committed, leader_epoch });
                 }
-                Command::InstallSnapshot { zxid, data } => {
+                Command::BeginSnapshot { .. } => self.node(id).receiving = Some(Vec::new()),
+                Command::SnapshotChunk { data } => match self.node(id).receiving.as_mut() {
+                    Some(r) => r.extend(data),
+                    None => self.fail(format!("server {id} got a snapshot chunk outside a stream")),
+                },
+                Command::InstallSnapshot { zxid, bytes, crc, .. } => {
+                    let data = self.node(id).receiving.take().unwrap_or_default();
+                    if (data.len() as u64, crc32c::crc32c(&data)) != (bytes, crc) {
+                        self.fail(format!("server {id} installs a snapshot stream that did not arrive whole"));
+                    }
                     let image: Vec<Item> = rmp_serde::from_slice(&data).unwrap();
                     if image.last().map_or(0, |i| i.0) != zxid || !self.is_history_prefix(&image) {
                         self.fail(format!("server {id} installs a snapshot that is not committed history"));
@@ -397,7 +409,14 @@ impl Sim {
                     }
                     let data = rmp_serde::to_vec(db).unwrap();
                     self.stats.snaps += 1;
-                    self.send(id, to, Message::Snap { zxid, data });
+                    // Streamed in pieces (faults may fall between them).
+                    self.send(id, to, Message::SnapStart { zxid });
+                    let pieces = self.rng.range(1, 4) as usize;
+                    for chunk in data.chunks(data.len() / pieces + 1) {
+                        self.send(id, to, Message::SnapChunk { data: chunk.to_vec() });
+                    }
+                    let (bytes, crc) = (data.len() as u64, crc32c::crc32c(&data));
+                    self.send(id, to, Message::SnapEnd { bytes, crc, fuzzy_until: zxid });
                 }
                 Command::Apply { entries } => self.apply(id, entries),
                 Command::Serving { leader, epoch } if leader == id => {
@@ -585,6 +604,7 @@ impl Sim {
         node.incarnation += 1;
         node.pending.clear();
         node.db.clear();
+        node.receiving = None;
         for other in 1..=self.n {
             if other != id && self.link(id, other).up {
                 self.link(id, other).gen += 1;

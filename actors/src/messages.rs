@@ -215,15 +215,23 @@ pub struct WatchData;
 #[rtype(result = "String")]
 pub struct WatchReport(pub &'static str);
 
-/// Processor -> snapshotter: encode a leader's SNAP for a learner (the
-/// nodes were copied out of the tree at `zxid`); answers the framed
-/// `Message::Snap`, ready for the peer link.
+/// Processor -> snapshotter: encode the next piece of a SNAP streamed to a
+/// learner; answers the framed `Message::SnapChunk` (ready for the peer
+/// link) with the stream's crc32c after it and the piece's length.
 #[derive(Message)]
-#[rtype(result = "bytes::Bytes")]
-pub struct EncodeSnap {
-    pub zxid: i64,
+#[rtype(result = "SnapChunkFrame")]
+pub struct EncodeSnapChunk {
+    /// Bytes that go before the items (the file header, in the first piece).
     pub header: Vec<u8>,
     pub items: Vec<warden_core::snapshot::SnapItem>,
+    /// crc32c of the stream so far.
+    pub crc: u32,
+}
+
+pub struct SnapChunkFrame {
+    pub frame: Bytes,
+    pub crc: u32,
+    pub bytes: u64,
 }
 
 /// What `srvr`/`mntr` report of the quorum, as the broadcast actor last
@@ -292,10 +300,13 @@ pub enum FromZab {
     LookForLeader { reason: &'static str },
     /// Committed transactions, in zxid order.
     Apply(Vec<warden_core::txn::LogEntry>),
-    /// Leader: a learner needs the tree at `zxid`, encoded as a SNAP frame.
-    SnapFor { to: u64, zxid: i64, reply: tokio::sync::oneshot::Sender<bytes::Bytes> },
-    /// Learner: the leader's snapshot replaces the tree.
-    Install { zxid: i64, data: Vec<u8> },
+    /// Leader: a learner needs the tree at `zxid`, streamed as SNAP frames
+    /// into `out` (bounded: the link takes one when the socket took the last).
+    SnapFor { to: u64, zxid: i64, out: tokio::sync::mpsc::Sender<Bytes> },
+    /// Learner: the leader's snapshot replaces the tree once the log thread
+    /// has made it durable (`ready` gives its file). The tree is fuzzy until
+    /// the transactions up to `fuzzy_until` are applied.
+    Install { zxid: i64, fuzzy_until: i64, ready: tokio::sync::oneshot::Receiver<Result<std::path::PathBuf, String>> },
     /// Leader: itself and the learners synced with it.
     SyncedLearners(std::collections::BTreeSet<u64>),
     /// Runtime traffic from a peer: a forwarded request, touches, a digest.
@@ -317,12 +328,12 @@ pub enum PeerEvent {
     Down { peer: u64, gen: u64 },
 }
 
-/// Processor -> link: a frame still being made (a SNAP the snapshotter
-/// encodes). Frames sent after it wait until it is ready, so the link keeps
-/// command order.
+/// Broadcast actor -> link: frames still being made (a SNAP streamed in
+/// pieces). They are written as they come and frames sent after this wait
+/// until the stream ends, so the link keeps command order.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SendDeferred(pub tokio::sync::oneshot::Receiver<Bytes>);
+pub struct SendStream(pub tokio::sync::mpsc::Receiver<Bytes>);
 
 /// Processor -> link: drop the connection (Zab's CloseLink); a dialer redials.
 #[derive(Message)]

@@ -75,7 +75,7 @@ impl Actor for Snapshotter {
     type Context = SyncContext<Self>;
 }
 
-crate::mailbox::mailbox!(Snapshotter: SnapshotPart, Purge, crate::messages::EncodeSnap, Fault);
+crate::mailbox::mailbox!(Snapshotter: SnapshotPart, Purge, crate::messages::EncodeSnapChunk, Fault);
 
 /// A failed snapshotter is replaced by a fresh one (SyncArbiter calls the
 /// factory again): the snapshot it was writing is abandoned (its temp file
@@ -148,13 +148,12 @@ impl Serve<Purge> for Snapshotter {
     }
 }
 
-impl Serve<crate::messages::EncodeSnap> for Snapshotter {
-    fn serve(&mut self, msg: crate::messages::EncodeSnap, _: &mut SyncContext<Self>) -> bytes::Bytes {
-        let started = Instant::now();
+impl Serve<crate::messages::EncodeSnapChunk> for Snapshotter {
+    fn serve(&mut self, msg: crate::messages::EncodeSnapChunk, _: &mut SyncContext<Self>) -> crate::messages::SnapChunkFrame {
         let mut data = msg.header;
         data.extend(encode_items(&msg.items));
-        let frame = crate::peer_link::encode(&warden_core::zab::Message::Snap { zxid: msg.zxid, data });
-        info!(self.log, "encoded a SNAP for a learner"; "zxid" => format!("{:#x}", msg.zxid), "bytes" => frame.len(), "ms" => started.elapsed().as_millis() as u64);
-        frame
+        let (crc, bytes) = (crc32c::crc32c_append(msg.crc, &data), data.len() as u64);
+        let frame = crate::peer_link::encode(&warden_core::zab::Message::SnapChunk { data });
+        crate::messages::SnapChunkFrame { frame, crc, bytes }
     }
 }

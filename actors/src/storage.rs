@@ -111,8 +111,8 @@ fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, Stri
     }
     let mut damaged = Vec::new();
     for (zxid, path) in list_warden(&snap_dir, SNAPSHOT_PREFIX).into_iter().rev() {
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        match snapshot::load(&bytes) {
+        let file = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        match snapshot::load_from(std::io::BufReader::with_capacity(1 << 20, file)) {
             Ok(s) => {
                 info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
                 return Ok(Base { snapshot_zxid: Some(s.zxid), db: s.db, zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged });
@@ -203,12 +203,20 @@ pub enum LogCommand {
     Truncate {
         to_zxid: i64,
     },
-    /// Ensemble (Zab SNAP): `bytes` become the snapshot at `zxid` and the
-    /// log starts over empty.
+    /// Ensemble (Zab SNAP): a snapshot at `zxid` arrives in pieces; it is
+    /// written aside in `snap_dir` until it is installed.
+    BeginSnapshot {
+        zxid: i64,
+        snap_dir: PathBuf,
+    },
+    SnapshotChunk(Vec<u8>),
+    /// The received snapshot (`bytes` long, crc32c `crc`) becomes the
+    /// snapshot at its zxid and the log starts over empty; `ready` gets its file.
     InstallSnapshot {
         zxid: i64,
-        bytes: Vec<u8>,
-        snap_dir: PathBuf,
+        bytes: u64,
+        crc: u32,
+        ready: tokio::sync::oneshot::Sender<Result<PathBuf, String>>,
     },
     /// An operator-injected fault (`POST /actors/txn-log/fault`).
     Fault(crate::registry::Fault),
@@ -222,7 +230,34 @@ pub enum LogCommand {
 #[derive(Clone)]
 pub struct TxnLog {
     tx: Sender<LogCommand>,
+    snapshot_backlog: Arc<Backlog>,
     pub me: Arc<ActorStats>,
+}
+
+/// Bytes of received snapshot queued for the log thread, with a ceiling the
+/// sender waits under.
+struct Backlog {
+    bytes: std::sync::Mutex<usize>,
+    drained: std::sync::Condvar,
+}
+
+/// How much of a received snapshot may wait in memory for the disk.
+const SNAPSHOT_BACKLOG_BYTES: usize = 32 << 20;
+
+impl Backlog {
+    fn add(&self, n: usize) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *queued > SNAPSHOT_BACKLOG_BYTES {
+            queued = self.drained.wait(queued).unwrap_or_else(|e| e.into_inner());
+        }
+        *queued += n;
+    }
+
+    fn done(&self, n: usize) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = queued.saturating_sub(n);
+        self.drained.notify_all();
+    }
 }
 
 impl TxnLog {
@@ -239,6 +274,8 @@ impl TxnLog {
     ) -> TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats_of_me = me.clone();
+        let snapshot_backlog = Arc::new(Backlog { bytes: std::sync::Mutex::new(0), drained: std::sync::Condvar::new() });
+        let backlog = snapshot_backlog.clone();
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
@@ -251,6 +288,8 @@ impl TxnLog {
                     current: None,
                     buf: Vec::new(),
                     stats,
+                    receiving: None,
+                    backlog,
                 };
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx, &|s| synced.do_send(s), &stats_of_me, &log)));
                 match run {
@@ -270,7 +309,7 @@ impl TxnLog {
                 }
             })
             .expect("spawn the log thread");
-        let handle = TxnLog { tx, me };
+        let handle = TxnLog { tx, snapshot_backlog, me };
         let injector = handle.clone();
         handle.me.set_injector(move |f| {
             injector.send(LogCommand::Fault(f));
@@ -298,8 +337,20 @@ impl TxnLog {
         self.send(LogCommand::Truncate { to_zxid });
     }
 
-    pub fn install_snapshot(&self, zxid: i64, bytes: Vec<u8>, snap_dir: PathBuf) {
-        self.send(LogCommand::InstallSnapshot { zxid, bytes, snap_dir });
+    pub fn begin_snapshot(&self, zxid: i64, snap_dir: PathBuf) {
+        self.send(LogCommand::BeginSnapshot { zxid, snap_dir });
+    }
+
+    /// Queues a piece of a received snapshot. Waits while the pieces queued
+    /// but not yet written pass a bound, so a disk slower than the network
+    /// holds the link (TCP then slows the leader) instead of filling memory.
+    pub fn snapshot_chunk(&self, data: Vec<u8>) {
+        self.snapshot_backlog.add(data.len());
+        self.send(LogCommand::SnapshotChunk(data));
+    }
+
+    pub fn install_snapshot(&self, zxid: i64, bytes: u64, crc: u32, ready: tokio::sync::oneshot::Sender<Result<PathBuf, String>>) {
+        self.send(LogCommand::InstallSnapshot { zxid, bytes, crc, ready });
     }
 }
 
@@ -324,6 +375,18 @@ struct SegmentWriter {
     /// Records for the current segment not yet written.
     buf: Vec<u8>,
     stats: Arc<ServerStats>,
+    /// A leader's snapshot being received.
+    receiving: Option<Receiving>,
+    backlog: Arc<Backlog>,
+}
+
+struct Receiving {
+    zxid: i64,
+    snap_dir: PathBuf,
+    tmp: PathBuf,
+    out: std::io::BufWriter<File>,
+    bytes: u64,
+    crc: u32,
 }
 
 impl SegmentWriter {
@@ -366,13 +429,27 @@ impl SegmentWriter {
                         last_zxid = None;
                         ops += 1;
                     }
-                    LogCommand::InstallSnapshot { zxid, bytes, snap_dir } => {
+                    LogCommand::BeginSnapshot { zxid, snap_dir } => self.begin_snapshot(zxid, snap_dir, log)?,
+                    LogCommand::SnapshotChunk(data) => {
+                        let written = self.snapshot_chunk(&data);
+                        self.backlog.done(data.len());
+                        written?;
+                    }
+                    LogCommand::InstallSnapshot { zxid, bytes, crc, ready } => {
                         self.flush()?;
                         self.current = None;
-                        self.install_snapshot(zxid, &bytes, &snap_dir, log)?;
-                        durable_zxid = zxid;
-                        last_zxid = None;
-                        ops += 1;
+                        match self.install_snapshot(zxid, bytes, crc, log)? {
+                            Ok(path) => {
+                                let _ = ready.send(Ok(path));
+                                durable_zxid = zxid;
+                                last_zxid = None;
+                                ops += 1;
+                            }
+                            // Not this disk's fault: the processor stops the node with the reason.
+                            Err(reason) => {
+                                let _ = ready.send(Err(reason));
+                            }
+                        }
                     }
                     LogCommand::Fault(f) => {
                         slog::warn!(log, "fault injected by the operator"; "fault" => format!("{f:?}"));
@@ -418,23 +495,57 @@ impl SegmentWriter {
         fsync_dir(&self.dir)
     }
 
-    /// Writes the leader's snapshot durably, then removes every log segment:
-    /// the history they hold is either in the snapshot or not the leader's.
-    fn install_snapshot(&mut self, zxid: i64, bytes: &[u8], snap_dir: &Path, log: &Logger) -> std::io::Result<()> {
+    /// Starts writing a leader's snapshot aside (`snapshot.<zxid>.received.tmp`); a
+    /// stream cut off before (a lost link) is discarded.
+    fn begin_snapshot(&mut self, zxid: i64, snap_dir: PathBuf, log: &Logger) -> std::io::Result<()> {
+        if let Some(old) = self.receiving.take() {
+            info!(log, "discarding a snapshot stream that never ended"; "zxid" => format!("{:#x}", old.zxid));
+            drop(old.out);
+            let _ = std::fs::remove_file(&old.tmp);
+        }
         let name = txnlog::snapshot_name(zxid);
         check_not_foreign(&snap_dir.join(&name))?;
-        let tmp = snap_dir.join(format!("{name}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, snap_dir.join(&name))?;
-        fsync_dir(snap_dir)?;
-        for (_, path) in list_warden(&self.dir, LOG_PREFIX) {
-            std::fs::remove_file(&path)?;
+        // Not the snapshotter's temp name: it may be writing one of its own.
+        let tmp = snap_dir.join(format!("{name}.received.tmp"));
+        let out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        self.receiving = Some(Receiving { zxid, snap_dir, tmp, out, bytes: 0, crc: 0 });
+        Ok(())
+    }
+
+    fn snapshot_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
+        // No stream: its begin was refused or it was discarded; the install will say so.
+        let Some(r) = self.receiving.as_mut() else { return Ok(()) };
+        r.bytes += data.len() as u64;
+        r.crc = crc32c::crc32c_append(r.crc, data);
+        r.out.write_all(data)
+    }
+
+    /// Makes the received snapshot durable and visible, then removes every
+    /// log segment: the history they hold is either in the snapshot or not
+    /// the leader's. The outer error is the disk's; the inner one says the
+    /// stream did not arrive whole (nothing was changed then).
+    fn install_snapshot(&mut self, zxid: i64, bytes: u64, crc: u32, log: &Logger) -> std::io::Result<Result<PathBuf, String>> {
+        let Some(r) = self.receiving.take().filter(|r| r.zxid == zxid) else {
+            return Ok(Err(format!("no snapshot stream at {zxid:#x} was received")));
+        };
+        if (r.bytes, r.crc) != (bytes, crc) {
+            let _ = std::fs::remove_file(&r.tmp);
+            return Ok(Err(format!(
+                "the snapshot stream at {zxid:#x} arrived damaged: {} bytes crc {:#x}, the leader sent {bytes} crc {crc:#x}",
+                r.bytes, r.crc
+            )));
+        }
+        let file = r.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let path = r.snap_dir.join(txnlog::snapshot_name(zxid));
+        std::fs::rename(&r.tmp, &path)?;
+        fsync_dir(&r.snap_dir)?;
+        for (_, seg) in list_warden(&self.dir, LOG_PREFIX) {
+            std::fs::remove_file(&seg)?;
         }
         fsync_dir(&self.dir)?;
-        info!(log, "installed the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes.len());
-        Ok(())
+        info!(log, "installed the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes);
+        Ok(Ok(path))
     }
 
     /// Where a segment starting at `first_zxid` goes: `log.<first_zxid>`, or if
@@ -499,6 +610,53 @@ mod tests {
     use super::*;
     use warden_core::txn::{Txn, TxnHeader};
     use warden_core::zkfiles;
+
+    fn test_writer(dir: PathBuf, segment_max_bytes: u64) -> SegmentWriter {
+        SegmentWriter {
+            dir,
+            prealloc_bytes: 4096,
+            segment_max_bytes,
+            force_sync: false,
+            fsync_delay: Duration::ZERO,
+            current: None,
+            buf: Vec::new(),
+            stats: Arc::new(ServerStats::default()),
+            receiving: None,
+            backlog: Arc::new(Backlog { bytes: std::sync::Mutex::new(0), drained: std::sync::Condvar::new() }),
+        }
+    }
+
+    #[test]
+    fn a_received_snapshot_is_installed_only_when_it_arrived_whole() {
+        let dir = std::env::temp_dir().join(format!("warden-recv-{}-{}", std::process::id(), line!()));
+        let v = version_dir(&dir);
+        std::fs::create_dir_all(&v).unwrap();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let mut w = test_writer(v.clone(), 1 << 20);
+        std::fs::write(v.join(txnlog::log_name(1)), txnlog::MAGIC).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let crc = crc32c::crc32c(&data);
+        // Damaged in transit: refused, nothing changed.
+        w.begin_snapshot(9, v.clone(), &log).unwrap();
+        w.snapshot_chunk(&data[..5000]).unwrap();
+        let refused = w.install_snapshot(9, data.len() as u64, crc, &log).unwrap().unwrap_err();
+        assert!(refused.contains("arrived damaged"), "{refused}");
+        assert!(!v.join("snapshot.9.received.tmp").exists() && !v.join("snapshot.9").exists());
+        assert_eq!(list_warden(&v, LOG_PREFIX).len(), 1, "the log is kept");
+        // A stream cut off by a lost link is discarded by the next one.
+        w.begin_snapshot(9, v.clone(), &log).unwrap();
+        w.snapshot_chunk(&data[..100]).unwrap();
+        w.begin_snapshot(9, v.clone(), &log).unwrap();
+        for piece in data.chunks(3000) {
+            w.snapshot_chunk(piece).unwrap();
+        }
+        let path = w.install_snapshot(9, data.len() as u64, crc, &log).unwrap().unwrap();
+        assert_eq!(path, v.join("snapshot.9"));
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert!(list_warden(&v, LOG_PREFIX).is_empty(), "the log starts over");
+        assert!(!v.join("snapshot.9.received.tmp").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn entry(zxid: i64) -> Arc<LogEntry> {
         let txn = Txn::Create { path: format!("/n{zxid}"), data: Some(vec![7; 200]), acl: vec![], ephemeral_owner: 0, parent_cversion: zxid as i32 };
@@ -565,16 +723,7 @@ mod tests {
         // Warden's own log continues after ZooKeeper's.
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = crate::registry::Registry::default().register("txn-log", "0");
-        let mut w = SegmentWriter {
-            dir: v.clone(),
-            prealloc_bytes: 4096,
-            segment_max_bytes: 1 << 20,
-            force_sync: false,
-            fsync_delay: Duration::ZERO,
-            current: None,
-            buf: Vec::new(),
-            stats: Arc::new(ServerStats::default()),
-        };
+        let mut w = test_writer(v.clone(), 1 << 20);
         // ZooKeeper created log.7 and was killed before its first record: Warden's segment takes log.6.
         let zk_stub = zkfiles::log::encode_file(&[], true, 512);
         std::fs::write(v.join("log.7"), &zk_stub).unwrap();
@@ -620,16 +769,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = crate::registry::Registry::default().register("txn-log", "0");
         let log = Logger::root(slog::Discard, slog::o!());
-        let mut w = SegmentWriter {
-            dir: logs.clone(),
-            prealloc_bytes: 4096,
-            segment_max_bytes: 8 << 10,
-            force_sync: false,
-            fsync_delay: Duration::ZERO,
-            current: None,
-            buf: Vec::new(),
-            stats: Arc::new(ServerStats::default()),
-        };
+        let mut w = test_writer(logs.clone(), 8 << 10);
         for z in 1..=200 {
             tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
         }

@@ -218,11 +218,11 @@ async fn create_many(zk: &Client, parent: &str, n: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snap_copied_in_steps_while_writes_commit_is_the_tree_at_its_zxid() {
-    // The leader copies a SNAP 10,000 nodes per step and serves clients
-    // between steps; the commits of writes made meanwhile must wait, or the
-    // learner would get a tree that is at no zxid (its digests then differ
-    // from the leader's and it fail-stops).
+async fn a_snap_streamed_while_writes_commit_is_exact_once_the_learner_caught_up() {
+    // The leader streams a SNAP in pieces and serves clients, commits
+    // included, between them: the learner gets a fuzzy tree and the
+    // proposals after it. It must end up with every write and must not
+    // compare digests while still fuzzy (a mismatch fail-stops it).
     let mut e = Ensemble::start(3, 0, &[("commitLogCount", "50")]);
     let leader = e.wait_serving(SERVE);
     let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
@@ -277,15 +277,74 @@ async fn a_snap_copied_in_steps_while_writes_commit_is_the_tree_at_its_zxid() {
         assert_eq!(f.get_data("/big").await.unwrap().0, b"v99");
     })
     .await;
-    let steps = member_log(&e, leader)
-        .lines()
-        .filter(|l| l.contains("sending a snapshot to a learner"))
-        .filter_map(|l| l.split("steps: ").nth(1))
-        .filter_map(|s| s.split(',').next()?.trim().parse::<u32>().ok())
-        .max();
-    assert!(steps.unwrap_or(0) >= 3, "the copy ran in several steps: {steps:?}");
+    let pieces = log_numbers(&member_log(&e, leader), "sent a snapshot to a learner", "pieces").into_iter().max();
+    assert!(pieces.unwrap_or(0) >= 2, "the snapshot went in several pieces: {pieces:?}");
     assert!(e.mode(follower).is_some(), "the follower still serves (no digest mismatch)");
     assert!(!member_log(&e, follower).contains("differs from the leader"));
+}
+
+/// The values of `key` on the log lines that contain `what`.
+fn log_numbers(log: &str, what: &str, key: &str) -> Vec<u64> {
+    let key = format!("{key}: ");
+    log.lines().filter(|l| l.contains(what)).filter_map(|l| l.split(key.as_str()).nth(1)?.split(',').next()?.trim().parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_rejoins_by_a_snapshot_larger_than_any_peer_frame() {
+    // jute.maxbuffer=100000 keeps the peer frame limit near 5 MiB; 100
+    // values of 95,000 bytes make a 9.5 MB snapshot. A SNAP in one frame
+    // (as before streaming) could never reach the wiped follower.
+    let jute_max = 100_000;
+    let mut e = Ensemble::start(3, 0, &[("jute.maxbuffer", "100000"), ("commitLogCount", "20")]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = e.all_ids().into_iter().filter(|id| *id != follower).collect();
+    let zk = within(30, "connect", connect(&e, &others)).await;
+    let value = |i: usize| -> Vec<u8> { (0..95_000).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+    within(120, "100 large values", async {
+        zk.create("/large", b"", &persistent()).await.unwrap();
+        for i in 0..100 {
+            zk.create(&format!("/large/v{i:03}"), &value(i), &persistent()).await.unwrap();
+        }
+    })
+    .await;
+    e.kill(follower, "KILL");
+    std::fs::remove_dir_all(e.member(follower).dir.join("data")).unwrap();
+    e.start_member(follower);
+    within(90, "the wiped follower serves again", async {
+        assert!(eventually(Duration::from_secs(80), || async { e.mode(follower).as_deref() == Some("follower") }).await, "the wiped follower rejoined");
+    })
+    .await;
+    let f = within(30, "connect to the follower", connect(&e, &[follower])).await;
+    within(60, "every value intact on the follower", async {
+        f.sync("/large").await.unwrap();
+        assert_eq!(f.get_children("/large").await.unwrap().0.len(), 100);
+        for i in 0..100 {
+            let (data, stat) = f.get_data(&format!("/large/v{i:03}")).await.unwrap();
+            assert!(data == value(i), "/large/v{i:03} differs on the follower");
+            let (_, leader_stat) = zk.get_data(&format!("/large/v{i:03}")).await.unwrap();
+            assert_eq!(stat, leader_stat, "/large/v{i:03}'s Stat");
+        }
+    })
+    .await;
+    let log = member_log(&e, leader);
+    let bytes = log_numbers(&log, "sent a snapshot to a learner", "bytes").into_iter().max().unwrap_or(0);
+    let frame_limit = (2 * jute_max + (4 << 20) + (1 << 20)) as u64;
+    assert!(bytes > frame_limit, "the snapshot ({bytes} bytes) is larger than the peer frame limit ({frame_limit})");
+    let pieces = log_numbers(&log, "sent a snapshot to a learner", "pieces").into_iter().max().unwrap_or(0);
+    assert!(pieces >= 3, "{pieces} pieces");
+    // And the follower keeps up afterwards, across its own restart from the received snapshot.
+    zk.create("/after", b"x", &persistent()).await.unwrap();
+    e.kill(follower, "KILL");
+    e.start_member(follower);
+    e.wait_serving(SERVE);
+    let f = within(30, "reconnect to the follower", connect(&e, &[follower])).await;
+    within(30, "read after restart", async {
+        f.sync("/after").await.unwrap();
+        assert_eq!(f.get_data("/after").await.unwrap().0, b"x");
+        assert_eq!(f.get_data("/large/v099").await.unwrap().0, value(99));
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

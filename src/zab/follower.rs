@@ -39,6 +39,8 @@ pub struct Follower {
     /// Proposals after NEWLEADER are ACKed one by one once durable.
     ack_proposals: bool,
     ack_waits: VecDeque<(u64, Zxid)>,
+    /// A streamed snapshot at this zxid is arriving: only its chunks and end may come.
+    receiving_snapshot: Option<Zxid>,
     last_heard_ms: u64,
     tick_ms: u64,
     init_limit_ticks: u64,
@@ -60,6 +62,7 @@ impl Follower {
             newleader_acked: false,
             ack_proposals: false,
             ack_waits: VecDeque::new(),
+            receiving_snapshot: None,
             last_heard_ms: 0,
             tick_ms,
             init_limit_ticks,
@@ -85,6 +88,9 @@ impl Follower {
     /// A message from the leader (the caller filters other senders).
     pub(crate) fn on_message(&mut self, store: &mut Store, msg: Message, now_ms: u64, out: &mut Vec<Command>) -> Flow {
         self.last_heard_ms = now_ms;
+        if let Some(zxid) = self.receiving_snapshot {
+            return self.on_snapshot_message(store, zxid, msg, out);
+        }
         match msg {
             Message::LeaderInfo { epoch, .. } => return self.on_leader_info(store, epoch, out),
             Message::Diff { .. } if self.phase == Phase::Syncing => {}
@@ -94,11 +100,21 @@ impl Follower {
                     return Flow::StepDown("unsafe TRUNC");
                 }
             }
-            Message::Snap { zxid, data } if self.phase == Phase::Syncing => {
-                if let Err(reason) = store.install_snapshot(zxid, data, out) {
+            Message::SnapStart { zxid } if self.phase == Phase::Syncing => {
+                if let Err(reason) = store.check_snapshot(zxid) {
                     out.push(Command::Fatal { reason });
                     return Flow::StepDown("unsafe SNAP");
                 }
+                self.receiving_snapshot = Some(zxid);
+                out.push(Command::BeginSnapshot { zxid });
+            }
+            Message::Snap { zxid, data } if self.phase == Phase::Syncing => {
+                // An older leader's SNAP in one message: the same steps.
+                let (bytes, crc) = (data.len() as u64, crc32c::crc32c(&data));
+                self.receiving_snapshot = Some(zxid);
+                out.push(Command::BeginSnapshot { zxid });
+                out.push(Command::SnapshotChunk { data });
+                return self.on_snapshot_message(store, zxid, Message::SnapEnd { bytes, crc, fuzzy_until: zxid }, out);
             }
             Message::Proposal(entry) if self.phase != Phase::Connecting => {
                 let z = entry.hdr.zxid;
@@ -184,6 +200,27 @@ impl Follower {
     }
 
     /// Gives up on a silent leader: initLimit while syncing, syncLimit after.
+    /// While a streamed snapshot arrives: its chunks, then its end; anything
+    /// else breaks the stream (the leader resyncs us from the start).
+    fn on_snapshot_message(&mut self, store: &mut Store, zxid: Zxid, msg: Message, out: &mut Vec<Command>) -> Flow {
+        match msg {
+            Message::SnapChunk { data } => {
+                out.push(Command::SnapshotChunk { data });
+                // The leader's pings wait behind the stream: tell it we are alive.
+                out.push(Command::Send { to: self.leader, msg: Message::Ping });
+            }
+            Message::SnapEnd { bytes, crc, fuzzy_until } => {
+                self.receiving_snapshot = None;
+                if let Err(reason) = store.install_snapshot(zxid, bytes, crc, fuzzy_until, out) {
+                    out.push(Command::Fatal { reason });
+                    return Flow::StepDown("unsafe SNAP");
+                }
+            }
+            _ => return Flow::StepDown("a message inside a snapshot stream"),
+        }
+        Flow::Continue
+    }
+
     pub(crate) fn on_tick(&mut self, now_ms: u64) -> Flow {
         let limit = if self.phase == Phase::Serving { self.sync_limit_ticks } else { self.init_limit_ticks };
         if now_ms.saturating_sub(self.last_heard_ms) > limit * self.tick_ms {

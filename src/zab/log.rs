@@ -137,17 +137,25 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces everything with the leader's database at `zxid`.
-    pub fn install_snapshot(&mut self, zxid: Zxid, data: Vec<u8>, out: &mut Vec<Command>) -> Result<(), String> {
+    /// A snapshot at `zxid` may replace everything: refused if it would
+    /// take back a commit.
+    pub fn check_snapshot(&self, zxid: Zxid) -> Result<(), String> {
         if zxid < self.committed {
             return Err(format!("SNAP at {zxid:#x} is older than committed {:#x}", self.committed));
         }
+        Ok(())
+    }
+
+    /// Replaces everything with the leader's database at `zxid`, received
+    /// as `bytes` with crc32c `crc` (see `Command::InstallSnapshot`).
+    pub fn install_snapshot(&mut self, zxid: Zxid, bytes: u64, crc: u32, fuzzy_until: Zxid, out: &mut Vec<Command>) -> Result<(), String> {
+        self.check_snapshot(zxid)?;
         self.entries.clear();
         self.base = zxid;
         self.committed = zxid;
         self.applied = zxid;
         self.issue(zxid);
-        out.push(Command::InstallSnapshot { zxid, data });
+        out.push(Command::InstallSnapshot { zxid, bytes, crc, fuzzy_until });
         Ok(())
     }
 

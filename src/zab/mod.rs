@@ -24,9 +24,14 @@
 //!   side learns of a broken link via `on_disconnected`. `CloseLink` asks the
 //!   runtime to reset a connection: queued messages are dropped and the other
 //!   side sees a disconnect (the runtime may reconnect at once).
-//! * `SendSnapshot{to, zxid}` means: serialize the database (which, because
-//!   `Apply` is synchronous, is exactly at `zxid`) and send it as
-//!   `Message::Snap` on that link, in command order.
+//! * `SendSnapshot{to, zxid}` means: stream the database, which because
+//!   `Apply` is synchronous is at `zxid` when the command runs, on that link
+//!   in command order: `SnapStart`, `SnapChunk`s, `SnapEnd`. The copy may be
+//!   fuzzy (transactions after `zxid` applied while it is taken); the
+//!   proposals that follow it on the link make it exact, as in ZooKeeper.
+//! * `BeginSnapshot`, `SnapshotChunk` and `InstallSnapshot` write a received
+//!   snapshot to disk in order; only `InstallSnapshot` is a disk operation
+//!   reported by `on_persisted`.
 //!
 //! ## Epoch counter exhaustion (ZOOKEEPER-1277)
 //! ZooKeeper throws `XidRolloverException` and re-elects, dropping every
@@ -184,7 +189,8 @@ pub enum Message {
     Trunc {
         zxid: Zxid,
     },
-    /// Sync: the leader's database at `zxid`, then proposals after it.
+    /// Sync: the leader's database at `zxid` in one message (from leaders
+    /// before streamed snapshots; `SnapStart` supersedes it).
     Snap {
         zxid: Zxid,
         #[serde(with = "serde_bytes")]
@@ -231,6 +237,24 @@ pub enum Message {
     Config {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+    },
+    /// Sync: the leader's database at `zxid` follows as `SnapChunk`s (the
+    /// bytes of a snapshot file, in bounded pieces) and a `SnapEnd`; then
+    /// proposals after `zxid`.
+    SnapStart {
+        zxid: Zxid,
+    },
+    SnapChunk {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The stream's length and crc32c over all chunks, and the leader's last
+    /// applied zxid when its copy ended: the copy is fuzzy up to there, so
+    /// the learner's tree is exact only once it has applied that far.
+    SnapEnd {
+        bytes: u64,
+        crc: u32,
+        fuzzy_until: Zxid,
     },
 }
 
@@ -293,16 +317,28 @@ pub enum Command {
     TruncateLog {
         to_zxid: Zxid,
     },
-    /// Send the database (at `zxid`) to `to` as `Message::Snap`.
+    /// Stream the database (at `zxid`) to `to`: `SnapStart`, chunks, `SnapEnd`.
     SendSnapshot {
         to: ServerId,
         zxid: Zxid,
     },
-    /// Load `data` as the database, write it as a snapshot and empty the
-    /// log; completion reported by `on_persisted(zxid)`.
+    /// A snapshot at `zxid` is arriving: start writing it aside.
+    BeginSnapshot {
+        zxid: Zxid,
+    },
+    /// The next piece of the snapshot being received.
+    SnapshotChunk {
+        data: Vec<u8>,
+    },
+    /// The received snapshot is complete (`bytes` long, crc32c `crc`): make
+    /// it durable, load it as the database and empty the log; completion
+    /// reported by `on_persisted(zxid)`. Transactions up to `fuzzy_until`
+    /// follow that the snapshot may already partly reflect.
     InstallSnapshot {
         zxid: Zxid,
-        data: Vec<u8>,
+        bytes: u64,
+        crc: u32,
+        fuzzy_until: Zxid,
     },
     /// Committed transactions, in zxid order, for the database.
     Apply {

@@ -27,6 +27,8 @@ pub struct Net {
     disks: Vec<Disk>,
     disk_ops: Vec<VecDeque<DiskOp>>,
     dbs: Vec<Vec<LogEntry>>,
+    /// A snapshot stream being received, per server.
+    receiving: Vec<Option<Vec<u8>>>,
     queue: VecDeque<(ServerId, ServerId, Message)>,
     down: BTreeSet<(ServerId, ServerId)>,
     now: u64,
@@ -47,6 +49,7 @@ impl Net {
             disks: vec![Disk::default(); n as usize],
             disk_ops: (0..n).map(|_| VecDeque::new()).collect(),
             dbs: vec![Vec::new(); n as usize],
+            receiving: vec![None; n as usize],
             queue: VecDeque::new(),
             down: BTreeSet::new(),
             now: 0,
@@ -127,6 +130,7 @@ impl Net {
     pub fn crash(&mut self, id: ServerId) {
         self.peers[id as usize - 1] = None;
         self.disk_ops[id as usize - 1].clear();
+        self.receiving[id as usize - 1] = None;
         for other in 1..=self.n {
             if other != id {
                 self.drop_between(id, other);
@@ -172,7 +176,11 @@ impl Net {
                 Command::PersistEpoch { kind: EpochKind::Current, epoch } => self.disks[i].current = epoch,
                 Command::AppendLog { entries } => self.disk_ops[i].push_back(DiskOp::Append(entries)),
                 Command::TruncateLog { to_zxid } => self.disk_ops[i].push_back(DiskOp::Truncate(to_zxid)),
-                Command::InstallSnapshot { data, .. } => {
+                Command::BeginSnapshot { .. } => self.receiving[i] = Some(Vec::new()),
+                Command::SnapshotChunk { data } => self.receiving[i].as_mut().expect("a snapshot begun").extend(data),
+                Command::InstallSnapshot { bytes, crc, .. } => {
+                    let data = self.receiving[i].take().expect("a snapshot begun");
+                    assert_eq!((data.len() as u64, crc32c::crc32c(&data)), (bytes, crc), "the stream arrived whole");
                     let image: Vec<LogEntry> = rmp_serde::from_slice(&data).unwrap();
                     self.dbs[i] = image.clone();
                     self.disk_ops[i].push_back(DiskOp::Install(image));
@@ -181,7 +189,14 @@ impl Net {
                     assert_eq!(self.dbs[i].last().map_or(0, |e| e.hdr.zxid), zxid);
                     self.sent_snap = true;
                     let data = rmp_serde::to_vec(&self.dbs[i]).unwrap();
-                    self.send(id, to, Message::Snap { zxid, data });
+                    // Streamed in three pieces, as the runtime streams in bounded ones.
+                    self.send(id, to, Message::SnapStart { zxid });
+                    let piece = data.len() / 3 + 1;
+                    for chunk in data.chunks(piece) {
+                        self.send(id, to, Message::SnapChunk { data: chunk.to_vec() });
+                    }
+                    let (bytes, crc) = (data.len() as u64, crc32c::crc32c(&data));
+                    self.send(id, to, Message::SnapEnd { bytes, crc, fuzzy_until: zxid });
                 }
                 Command::Apply { entries } => self.dbs[i].extend(entries),
                 Command::Fatal { reason } => panic!("server {id}: {reason}"),

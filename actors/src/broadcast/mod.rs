@@ -14,7 +14,7 @@ use crate::election::ElectionActor;
 use crate::mailbox::{Inbox, Mailbox, Serve};
 use crate::messages::SendFrame;
 use crate::messages::ToElection;
-use crate::messages::{Adopt, Incoming, PeerEvent, Reset, SendDeferred};
+use crate::messages::{Adopt, Incoming, PeerEvent, Reset, SendStream};
 use crate::messages::{FromZab, QuorumView, Synced, ToZab};
 use crate::peer_link::{self, PeerLink};
 use crate::registry::{ActorStats, Fault};
@@ -322,18 +322,25 @@ impl Broadcast {
             }
             Command::SendSnapshot { to, zxid } => {
                 let Some(link) = self.links.get(&to) else { return };
-                // The processor copies the tree (which, after the Apply
-                // messages before this one, is exactly at zxid) and the
-                // snapshotter encodes it; the link holds later frames until then.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                link.do_send(SendDeferred(rx));
-                self.to_processor(FromZab::SnapFor { to, zxid, reply: tx });
+                // The processor streams the tree (which, after the Apply
+                // messages before this one, is at zxid when it starts) in
+                // pieces; the link writes them as they come and holds later
+                // frames until the stream ends. Two pieces in flight at most.
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                link.do_send(SendStream(rx));
+                self.to_processor(FromZab::SnapFor { to, zxid, out: tx });
             }
-            Command::InstallSnapshot { zxid, data } => {
-                info!(self.log, "installing the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => data.len());
+            Command::BeginSnapshot { zxid } => {
+                info!(self.log, "receiving the leader's snapshot"; "zxid" => format!("{zxid:#x}"));
+                self.txn_log.begin_snapshot(zxid, crate::storage::version_dir(&self.data_dir));
+            }
+            Command::SnapshotChunk { data } => self.txn_log.snapshot_chunk(data),
+            Command::InstallSnapshot { zxid, bytes, crc, fuzzy_until } => {
+                info!(self.log, "installing the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes, "fuzzy_until" => format!("{fuzzy_until:#x}"));
                 self.disk_ops.push_back(zxid);
-                self.txn_log.install_snapshot(zxid, data.clone(), crate::storage::version_dir(&self.data_dir));
-                self.to_processor(FromZab::Install { zxid, data });
+                let (ready, installed) = tokio::sync::oneshot::channel();
+                self.txn_log.install_snapshot(zxid, bytes, crc, ready);
+                self.to_processor(FromZab::Install { zxid, fuzzy_until, ready: installed });
             }
             Command::Apply { entries } => {
                 for e in &entries {

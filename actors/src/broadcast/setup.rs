@@ -45,8 +45,12 @@ pub fn write_epoch(dir: &Path, kind: EpochKind, epoch: u32) -> std::io::Result<(
     crate::storage::fsync_dir(dir)
 }
 
-/// Largest peer frame (a SNAP of the whole tree is one frame).
-const MAX_PEER_FRAME_BYTES: usize = 1 << 30;
+/// Largest peer frame: a proposal or forwarded request holds at most one
+/// client packet (jute.maxbuffer), a SNAP piece about `SNAP_PIECE_BYTES` plus
+/// one node; room for both twice over. No frame grows with the tree.
+pub fn max_peer_frame_bytes(jute_max_buffer_bytes: usize) -> usize {
+    2 * jute_max_buffer_bytes + crate::processor::ensemble::SNAP_PIECE_BYTES + (1 << 20)
+}
 
 /// The ensemble part of startup: the quorum port is bound before anything
 /// runs (a port in use stops the start), links start with the processor.
@@ -60,6 +64,7 @@ pub struct QuorumSetup {
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
     allow_joiners: bool,
+    max_frame_bytes: usize,
 }
 
 impl QuorumSetup {
@@ -113,6 +118,7 @@ impl QuorumSetup {
             tls,
             sasl,
             allow_joiners: config.reconfig_enabled,
+            max_frame_bytes: max_peer_frame_bytes(config.jute_max_buffer_bytes),
         })
     }
 
@@ -161,9 +167,16 @@ impl QuorumSetup {
                 registry,
                 thread: thread2,
                 allow_joiners: self.allow_joiners,
+                max_frame_bytes: self.max_frame_bytes,
                 log: link_log.clone(),
             };
-            let listener = QuorumListener { listener: self.listener, tls: self.tls, sasl: self.sasl, log: link_log.new(slog::o!("actor" => "peer-listener")) };
+            let listener = QuorumListener {
+                listener: self.listener,
+                tls: self.tls,
+                sasl: self.sasl,
+                max_frame_bytes: self.max_frame_bytes,
+                log: link_log.new(slog::o!("actor" => "peer-listener")),
+            };
             Broadcast::new(self.replica, election2, txn_log(mine.inbox()), factory, listener, self.members, self.data_dir, view, stats, me2, blog)
                 .with_zoo_cfg(self.zoo_cfg)
         });
@@ -179,13 +192,14 @@ pub struct QuorumListener {
     listener: std::net::TcpListener,
     tls: Option<crate::tls::QuorumTls>,
     sasl: Option<Arc<crate::peer_link::sasl::QuorumSasl>>,
+    max_frame_bytes: usize,
     log: slog::Logger,
 }
 
 impl QuorumListener {
     pub fn run(self, incoming: Inbox<Incoming>) {
         let listener = tokio::net::TcpListener::from_std(self.listener).expect("quorum listener joins the runtime");
-        peer_link::accept_loop(listener, incoming, self.tls, self.sasl, MAX_PEER_FRAME_BYTES, self.log);
+        peer_link::accept_loop(listener, incoming, self.tls, self.sasl, self.max_frame_bytes, self.log);
     }
 }
 
@@ -201,6 +215,7 @@ pub struct LinkFactory {
     thread: ArbiterHandle,
     /// reconfigEnabled: servers outside the config may connect to join.
     pub allow_joiners: bool,
+    max_frame_bytes: usize,
     log: slog::Logger,
 }
 
@@ -216,7 +231,7 @@ impl LinkFactory {
             addr,
             self.tls.clone(),
             self.sasl.clone(),
-            MAX_PEER_FRAME_BYTES,
+            self.max_frame_bytes,
             self.zab.clone(),
             self.election.clone(),
             me.clone(),

@@ -11,7 +11,7 @@
 //! frame drops that one connection (logged), never the node.
 
 use crate::mailbox::{guarded, Inbox, Serve};
-use crate::messages::{Adopt, Incoming, PeerEvent, PeerStream, Reset, SendDeferred, SendFrame};
+use crate::messages::{Adopt, Incoming, PeerEvent, PeerStream, Reset, SendFrame, SendStream};
 use crate::registry::{ActorStats, Fault};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -40,10 +40,47 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes).new_codec()
 }
 
+/// What the writer task writes: a frame, or every frame of a stream (later
+/// ones queue behind it).
+enum Out {
+    Frame(Bytes),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
 struct Conn {
     gen: u64,
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Out>,
     reader: SpawnHandle,
+    /// Dropped with the connection: stops its writer even mid-stream.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+type Sink = FramedWrite<tokio::io::WriteHalf<PeerStream>, LengthDelimitedCodec>;
+
+/// Writes one `Out`; a stream's next piece is taken only once the socket
+/// took the last (flushed), so a slow peer slows whoever fills the stream.
+async fn write_out(sink: &mut Sink, out: Out) -> std::io::Result<()> {
+    match out {
+        Out::Frame(frame) => sink.feed(frame).await,
+        Out::Stream(mut pieces) => {
+            while let Some(frame) = pieces.recv().await {
+                sink.send(frame).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn write_all(mut sink: Sink, mut rx: mpsc::UnboundedReceiver<Out>) -> std::io::Result<()> {
+    while let Some(out) = rx.recv().await {
+        write_out(&mut sink, out).await?;
+        // Write out whatever else is queued with the same flush.
+        while let Ok(more) = rx.try_recv() {
+            write_out(&mut sink, more).await?;
+        }
+        SinkExt::<Bytes>::flush(&mut sink).await?;
+    }
+    Ok(())
 }
 
 pub struct PeerLink {
@@ -61,8 +98,6 @@ pub struct PeerLink {
     gen: u64,
     backoff: Duration,
     dialing: bool,
-    /// While a deferred frame is being made: the frames sent after it.
-    held: Option<Vec<Bytes>>,
     /// quorum.auth.enableSasl: authenticate after the Hello when dialing.
     sasl: Option<Arc<sasl::QuorumSasl>>,
     me: Arc<ActorStats>,
@@ -84,28 +119,10 @@ impl PeerLink {
         log: Logger,
     ) -> PeerLink {
         let dial_addr = (my_id > peer && !peer_addr.is_empty()).then_some(peer_addr);
-        PeerLink {
-            my_id,
-            peer,
-            dial_addr,
-            tls,
-            max_frame_bytes,
-            zab,
-            election,
-            conn: None,
-            gen: 0,
-            backoff: BACKOFF_MIN,
-            dialing: false,
-            held: None,
-            sasl,
-            me,
-            log,
-        }
+        PeerLink { my_id, peer, dial_addr, tls, max_frame_bytes, zab, election, conn: None, gen: 0, backoff: BACKOFF_MIN, dialing: false, sasl, me, log }
     }
 
     fn drop_conn(&mut self, ctx: &mut Context<Self>, why: &str) {
-        // Held frames belonged to this connection's stream; they are lost with it.
-        self.held = None;
         if let Some(c) = self.conn.take() {
             ctx.cancel_future(c.reader);
             self.tell_both(PeerEvent::Down { peer: self.peer, gen: c.gen });
@@ -202,22 +219,14 @@ impl PeerLink {
         self.gen += 1;
         let gen = self.gen;
         let (read, write) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        let mut sink = FramedWrite::new(write, codec(self.max_frame_bytes));
+        let (tx, rx) = mpsc::unbounded_channel::<Out>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sink = FramedWrite::new(write, codec(self.max_frame_bytes));
         actix_rt::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if sink.feed(frame).await.is_err() {
-                    return;
-                }
-                // Write out whatever else is queued with the same flush.
-                while let Ok(more) = rx.try_recv() {
-                    if sink.feed(more).await.is_err() {
-                        return;
-                    }
-                }
-                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                    return;
-                }
+            // A write error shows up as the reader ending; nothing to do here.
+            tokio::select! {
+                _ = write_all(sink, rx) => {}
+                _ = stopped => {}
             }
         });
         let (peer, zab, election) = (self.peer, self.zab.clone(), self.election.clone());
@@ -248,7 +257,7 @@ impl PeerLink {
             }),
         );
         self.tell_both(PeerEvent::Up { peer: self.peer, gen });
-        self.conn = Some(Conn { gen, tx, reader });
+        self.conn = Some(Conn { gen, tx, reader, _stop: stop });
         self.backoff = BACKOFF_MIN;
         info!(self.log, "peer link up"; "peer" => self.peer, "gen" => gen);
     }
@@ -260,20 +269,6 @@ impl PeerLink {
             }
             info!(self.log, "peer link down"; "peer" => self.peer, "reason" => why);
             self.schedule_dial(ctx);
-        }
-    }
-
-    /// The deferred frame is ready (None: it was never made).
-    fn deferred_ready(&mut self, gen: u64, frame: Option<Bytes>, ctx: &mut Context<Self>) {
-        let Some(c) = self.conn.as_ref().filter(|c| c.gen == gen) else { return };
-        let Some(frame) = frame else {
-            warn!(self.log, "a deferred frame was never made; dropping the link"; "peer" => self.peer);
-            self.drop_conn(ctx, "deferred frame lost");
-            return self.schedule_dial(ctx);
-        };
-        let _ = c.tx.send(frame);
-        for f in self.held.take().unwrap_or_default() {
-            let _ = c.tx.send(f);
         }
     }
 }
@@ -289,7 +284,7 @@ impl Actor for PeerLink {
 }
 
 crate::supervise::supervised!(PeerLink);
-crate::mailbox::mailbox!(PeerLink: SendFrame, SendDeferred, Reset, Adopt, Fault);
+crate::mailbox::mailbox!(PeerLink: SendFrame, SendStream, Reset, Adopt, Fault);
 
 /// A restarted link trusts nothing of its connection: it drops it (Zab sees
 /// the peer go down and resyncs it) and redials if it is the dialer.
@@ -309,30 +304,20 @@ impl Serve<Adopt> for PeerLink {
     }
 }
 
-impl Serve<SendDeferred> for PeerLink {
-    fn serve(&mut self, SendDeferred(rx): SendDeferred, ctx: &mut Context<Self>) {
-        let Some(gen) = self.conn.as_ref().map(|c| c.gen) else { return };
-        if self.held.is_some() {
-            // One at a time: a second deferred frame waits like any other.
-            warn!(self.log, "a second deferred frame while one is pending; dropping the link to resync"; "peer" => self.peer);
-            self.drop_conn(ctx, "overlapping deferred frames");
-            return self.schedule_dial(ctx);
+impl Serve<SendStream> for PeerLink {
+    fn serve(&mut self, SendStream(pieces): SendStream, _: &mut Context<Self>) {
+        // Without a connection the stream is dropped: its maker sees it closed.
+        if let Some(c) = &self.conn {
+            let _ = c.tx.send(Out::Stream(pieces));
         }
-        self.held = Some(Vec::new());
-        ctx.spawn(actix::fut::wrap_future(rx).map(move |res, act: &mut Self, ctx: &mut Context<Self>| {
-            guarded(act, ctx, |act, ctx| act.deferred_ready(gen, res.ok(), ctx));
-        }));
     }
 }
 
 impl Serve<SendFrame> for PeerLink {
     fn serve(&mut self, SendFrame(frame): SendFrame, _: &mut Context<Self>) {
-        if let Some(held) = &mut self.held {
-            return held.push(frame);
-        }
         if let Some(c) = &self.conn {
             // A closed writer shows up as the reader ending; drop silently here.
-            let _ = c.tx.send(frame);
+            let _ = c.tx.send(Out::Frame(frame));
         }
     }
 }

@@ -38,7 +38,7 @@ impl Serve<RestoreDatabase> for Processor {
         let (mut writer, header) = SnapshotWriter::begin(&db);
         let mut items = Vec::new();
         while !writer.is_done() {
-            items.extend(writer.next_items(&db.tree, db.tree.node_count() + 1));
+            items.extend(writer.next_items(&db.tree, db.tree.node_count() + 1, usize::MAX));
         }
         self.snapshotter.do_send(SnapshotPart::Begin { zxid, bytes: header });
         let written = self.snapshotter.send(SnapshotPart::End(items));

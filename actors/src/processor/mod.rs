@@ -378,7 +378,7 @@ impl Processor {
 
     fn snapshot_step(&mut self, ctx: &mut Context<Self>) {
         let Some(writer) = self.snapshot.as_mut() else { return };
-        let items = writer.next_items(&self.core.db.tree, SNAPSHOT_CHUNK_NODES);
+        let items = writer.next_items(&self.core.db.tree, SNAPSHOT_CHUNK_NODES, crate::processor::ensemble::SNAP_PIECE_BYTES);
         let done = writer.is_done();
         let part = if done { SnapshotPart::End(items) } else { SnapshotPart::Chunk(items) };
         self.snapshotter

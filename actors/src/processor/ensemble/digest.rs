@@ -45,6 +45,11 @@ impl Processor {
         }
         let digest = self.core.db.tree.digest();
         let Some(z) = self.zab.as_mut() else { return };
+        if zxid <= z.fuzzy_until {
+            // Still catching up on a fuzzy SNAP: the tree may be ahead of zxid.
+            z.expected_digest = z.expected_digest.filter(|(want, _)| *want > zxid);
+            return;
+        }
         if z.applied_digests.len() >= DIGEST_MEMORY {
             z.applied_digests.pop_front();
         }

@@ -29,7 +29,8 @@ const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
 mod sessions;
-mod snap_copy;
+mod snap_stream;
+pub(crate) use snap_stream::PIECE_BYTES as SNAP_PIECE_BYTES;
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {
@@ -69,9 +70,13 @@ pub struct Ensemble {
     pub read_only: bool,
     /// Bumped at every LookForLeader, so a stale read-only timer does nothing.
     looking_round: u64,
-    /// Leader: a learner's SNAP being copied (Zab's messages wait meanwhile).
-    snap_copy: Option<Box<snap_copy::SnapCopy>>,
+    /// Learner: the tree came from a fuzzy SNAP and may be ahead of the
+    /// applied zxid until this one (digests are not compared before).
+    fuzzy_until: Zxid,
 }
+
+/// Sessions per Touch message (9 bytes each at most, encoded).
+const TOUCH_BATCH: usize = 50_000;
 
 /// Digests a learner remembers for comparison with the leader's.
 pub(super) const DIGEST_MEMORY: usize = 4096;
@@ -96,7 +101,7 @@ impl Ensemble {
             barriers: 0,
             read_only: false,
             looking_round: 0,
-            snap_copy: None,
+            fuzzy_until: 0,
         }
     }
 
@@ -352,19 +357,46 @@ impl Processor {
 
     /// Learner: the leader's snapshot replaces the tree (the broadcast
     /// actor has the log install it).
-    fn install(&mut self, zxid: Zxid, data: Vec<u8>) {
-        let loaded = match snapshot::load(&data) {
+    /// Learner: waits (serving nothing else, so later commits apply after
+    /// it) until the log thread made the leader's snapshot durable, then
+    /// loads it from its file.
+    fn install_when_ready(
+        &mut self,
+        zxid: Zxid,
+        fuzzy_until: Zxid,
+        ready: tokio::sync::oneshot::Receiver<Result<std::path::PathBuf, String>>,
+        ctx: &mut Context<Self>,
+    ) {
+        ctx.wait(actix::fut::wrap_future(ready).map(move |res, act: &mut Self, ctx: &mut Context<Self>| {
+            let path = match res.map_err(|_| "the log thread stopped".to_string()).and_then(|r| r) {
+                Ok(path) => path,
+                Err(e) => act.fatal(format!("the leader's snapshot at {zxid:#x} could not be installed: {e}")),
+            };
+            crate::mailbox::guarded(act, ctx, |act, _| act.install(zxid, fuzzy_until, &path));
+        }));
+    }
+
+    fn install(&mut self, zxid: Zxid, fuzzy_until: Zxid, path: &std::path::Path) {
+        let started = std::time::Instant::now();
+        let loaded = std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| snapshot::load_from(std::io::BufReader::with_capacity(1 << 20, f)).map_err(|e| e.to_string()));
+        let loaded = match loaded {
             Ok(s) => s,
-            Err(e) => self.fatal(format!("the leader's snapshot at {zxid:#x} does not load: {e}")),
+            Err(e) => self.fatal(format!("the leader's snapshot at {zxid:#x} does not load from {}: {e}", path.display())),
         };
-        info!(self.log, "installed the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "nodes" => loaded.nodes);
+        info!(self.log, "installed the leader's snapshot"; "zxid" => format!("{zxid:#x}"), "nodes" => loaded.nodes,
+            "fuzzy_until" => format!("{fuzzy_until:#x}"), "load_ms" => started.elapsed().as_millis() as u64);
         self.core.install(loaded.db);
         self.routes.clear();
         let digest = self.core.db.tree.digest();
         let Some(z) = self.zab.as_mut() else { return };
         z.applied_digests.clear();
-        z.applied_digests.push_back((zxid, digest));
-        z.expected_digest = z.expected_digest.filter(|(want, _)| *want > zxid);
+        z.fuzzy_until = fuzzy_until;
+        if fuzzy_until <= zxid {
+            z.applied_digests.push_back((zxid, digest));
+        }
+        z.expected_digest = z.expected_digest.filter(|(want, _)| *want > fuzzy_until);
         self.membership_from_tree();
     }
 
@@ -451,9 +483,7 @@ impl Processor {
 
 impl Serve<FromZab> for Processor {
     fn serve(&mut self, msg: FromZab, ctx: &mut Context<Self>) {
-        if let Some(msg) = self.hold_during_snap_copy(msg) {
-            self.on_zab(msg, ctx);
-        }
+        self.on_zab(msg, ctx);
     }
 }
 
@@ -468,8 +498,8 @@ impl Processor {
             }
             FromZab::LookForLeader { reason } => self.on_looking(reason, ctx),
             FromZab::Apply(entries) => self.apply_committed(entries, ctx),
-            FromZab::SnapFor { to, zxid, reply } => self.snapshot_for(to, zxid, reply, ctx),
-            FromZab::Install { zxid, data } => self.install(zxid, data),
+            FromZab::SnapFor { to, zxid, out } => self.snapshot_for(to, zxid, out, ctx),
+            FromZab::Install { zxid, fuzzy_until, ready } => self.install_when_ready(zxid, fuzzy_until, ready, ctx),
             FromZab::SyncedLearners(synced) => self.core.quorum_synced = Some(synced),
             FromZab::FromPeer(Message::Request(fwd)) => self.on_forwarded(fwd, ctx),
             FromZab::FromPeer(Message::Digest { zxid, digest }) => self.check_digest(zxid, digest),
@@ -483,8 +513,11 @@ impl Serve<Touches> for Processor {
     fn serve(&mut self, Touches(sessions): Touches, _: &mut Context<Self>) {
         let leading = self.is_leader();
         let Some(z) = self.zab.as_ref() else { return };
-        if z.serving && !leading && !sessions.is_empty() {
-            z.send_to_leader(Message::Touch { sessions });
+        if z.serving && !leading {
+            // In batches that stay far below the peer frame limit, however many sessions.
+            for batch in sessions.chunks(TOUCH_BATCH) {
+                z.send_to_leader(Message::Touch { sessions: batch.to_vec() });
+            }
         }
     }
 }
