@@ -283,6 +283,49 @@ async fn a_snap_streamed_while_writes_commit_is_exact_once_the_learner_caught_up
     assert!(!member_log(&e, follower).contains("differs from the leader"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_mib_values_under_a_64_mib_jute_maxbuffer_go_everywhere() {
+    // jute.maxbuffer=64 MiB end to end: client frames, the log, proposals
+    // between members, a SNAP to a wiped follower, recovery from the log.
+    let mut e = Ensemble::start(3, 0, &[("jute.maxbuffer", "67108864")]);
+    let leader = e.wait_serving(SERVE);
+    let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = e.all_ids().into_iter().filter(|id| *id != follower).collect();
+    let zk = within(30, "connect", connect(&e, &others)).await;
+    let value = |i: u8| -> Vec<u8> { (0..10 << 20).map(|j: usize| (j % 249) as u8 ^ i).collect() };
+    within(120, "three 10 MiB values", async {
+        for i in 0..3u8 {
+            zk.create(&format!("/ten{i}"), &value(i), &persistent()).await.unwrap();
+        }
+        zk.set_data("/ten2", &value(7), None).await.unwrap();
+    })
+    .await;
+    let check = |f: Client| async move {
+        for (path, want) in [("/ten0", value(0)), ("/ten1", value(1)), ("/ten2", value(7))] {
+            f.sync(path).await.unwrap();
+            let (data, stat) = f.get_data(path).await.unwrap();
+            assert!(data == want, "{path} differs");
+            assert_eq!(stat.data_length as usize, 10 << 20);
+        }
+    };
+    // Replicated by proposals to the follower.
+    within(60, "the follower has them", check(connect(&e, &[follower]).await)).await;
+    // A wiped follower gets them by SNAP.
+    e.kill(follower, "KILL");
+    std::fs::remove_dir_all(e.member(follower).dir.join("data")).unwrap();
+    e.start_member(follower);
+    within(60, "the wiped follower rejoins", async {
+        assert!(eventually(Duration::from_secs(50), || async { e.mode(follower).as_deref() == Some("follower") }).await);
+    })
+    .await;
+    within(60, "the wiped follower has them", check(connect(&e, &[follower]).await)).await;
+    // The leader recovers them from its log after a crash.
+    e.kill(leader, "KILL");
+    e.start_member(leader);
+    e.wait_serving(SERVE);
+    within(60, "the restarted leader has them", check(connect(&e, &[leader]).await)).await;
+}
+
 /// The values of `key` on the log lines that contain `what`.
 fn log_numbers(log: &str, what: &str, key: &str) -> Vec<u64> {
     let key = format!("{key}: ");
