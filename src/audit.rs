@@ -79,32 +79,26 @@ impl AuditEvent {
 
     /// Appends the line to `out` (no allocation of its own).
     pub fn write_line(&self, out: &mut String, server_user: &str) {
-        let mut field = |key: &str, value: &dyn std::fmt::Display| {
-            let _ = write!(out, "{key}={value}\t");
-        };
         if let Some(s) = self.session {
-            field("session", &format_args!("0x{s:x}"));
+            let _ = write!(out, "session=0x{s:x}\t");
         }
         match &self.actor {
             Actor::Client => {}
             Actor::Attributed(auth) => {
-                if let Some(u) = users(auth) {
-                    field("user", &u);
-                }
-                let ip = auth.iter().find(|id| id.scheme == "ip").map_or("", |id| id.id.as_str());
-                field("ip", &ip);
+                write_users(out, auth);
+                push_field(out, "ip", auth.iter().find(|id| id.scheme == "ip").map_or("", |id| id.id.as_str()));
             }
-            Actor::Server => field("user", &server_user),
+            Actor::Server => push_field(out, "user", server_user),
         }
-        field("operation", &self.operation);
+        push_field(out, "operation", self.operation);
         if let Some(z) = &self.znode {
-            field("znode", z);
+            push_field(out, "znode", z);
         }
         if let Some(t) = self.znode_type {
-            field("znode_type", &t);
+            push_field(out, "znode_type", t);
         }
         if let Some(a) = &self.acl {
-            field("acl", a);
+            push_field(out, "acl", a);
         }
         out.push_str(match self.result {
             Outcome::Success => "result=success",
@@ -114,17 +108,37 @@ impl AuditEvent {
     }
 }
 
+fn push_field(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push('=');
+    out.push_str(value);
+    out.push('\t');
+}
+
+/// The `user=` field when there are users (as `users`), written in place.
+fn write_users(out: &mut String, auth: &[Id]) {
+    let mut first = true;
+    for name in auth.iter().map(user_of).filter(|n| !n.trim().is_empty()) {
+        out.push_str(if first { "user=" } else { "," });
+        out.push_str(name);
+        first = false;
+    }
+    if !first {
+        out.push('\t');
+    }
+}
+
+fn user_of(id: &Id) -> &str {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').next().unwrap_or(""),
+        _ => id.id.as_str(),
+    }
+}
+
 /// `AuthUtil.getUsers`: each id's user name, comma-separated; digest ids
 /// name their user before the ':', other schemes are the user themselves.
 pub fn users(auth: &[Id]) -> Option<String> {
-    let names: Vec<&str> = auth
-        .iter()
-        .map(|id| match id.scheme.as_str() {
-            "digest" => id.id.split(':').next().unwrap_or(""),
-            _ => id.id.as_str(),
-        })
-        .filter(|n| !n.trim().is_empty())
-        .collect();
+    let names: Vec<&str> = auth.iter().map(user_of).filter(|n| !n.trim().is_empty()).collect();
     (!names.is_empty()).then(|| names.join(","))
 }
 
