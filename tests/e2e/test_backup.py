@@ -153,6 +153,11 @@ def test_limits_switches_and_bad_bodies(tmp_path):
     try:
         status, _, reply = http(w.admin + "/commands/restore", b"definitely not a snapshot")
         assert status == 400 and b"snapshot" in reply
+        status, _, reply = http(w.admin + "/commands/restore", b"")
+        assert status == 400 and b"must be a snapshot" in reply
+        # A restore body passes through a temp file in the data dir; none is left behind.
+        left = [p.name for p in (tmp_path / "w4").rglob("restore.*")]
+        assert left == [], left
         status, _, reply = http(w.admin + "/commands/snapshot?streaming=false")
         assert status == 200 and b"snapshot_file_name" in reply
         # Nothing was lost by the bad restore.

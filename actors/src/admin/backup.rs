@@ -16,9 +16,6 @@ use serde_json::json;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The largest restore body accepted: a snapshot is bounded by memory, not by a frame limit.
-const MAX_RESTORE_BYTES: usize = 4 << 30;
-
 /// ZooKeeper's RateLimiter(1, interval): one call per interval, per command.
 #[derive(Default)]
 pub struct RateLimits {
@@ -40,7 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         cfg.route(&format!("/commands/{name}"), web::get().to(snapshot));
     }
     for name in ["restore", "rest"] {
-        cfg.route(&format!("/commands/{name}"), web::post().to(restore)).app_data(web::PayloadConfig::new(MAX_RESTORE_BYTES));
+        cfg.route(&format!("/commands/{name}"), web::post().to(restore));
     }
 }
 
@@ -93,7 +90,33 @@ async fn snapshot(req: HttpRequest, query: web::Query<SnapshotQuery>, state: web
         .body(bytes)
 }
 
-async fn restore(req: HttpRequest, body: web::Bytes, state: web::Data<AdminState>) -> HttpResponse {
+/// Writes a request body to `path` as it arrives: a backup of any size
+/// passes through the disk, not memory.
+async fn receive_to(path: &std::path::Path, mut body: web::Payload) -> Result<u64, String> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the request body broke off: {e}"))?;
+        received += chunk.len() as u64;
+        out.write_all(&chunk).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    out.flush().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(received)
+}
+
+/// A received backup as a database, read through a memory map (the page
+/// cache, not the heap, holds the file while it is parsed).
+fn load_received(path: &std::path::Path) -> Result<warden_core::database::Database, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: the file is this request's own temp file; nothing else writes it while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+    warden_core::zkfiles::load_backup(&map)
+}
+
+async fn restore(req: HttpRequest, body: web::Payload, state: web::Data<AdminState>) -> HttpResponse {
     use actix_web::http::StatusCode;
     if let Err(denied) = authorized(&req, &state) {
         return denied;
@@ -102,13 +125,30 @@ async fn restore(req: HttpRequest, body: web::Bytes, state: web::Data<AdminState
     if !config.admin_restore_enabled {
         return refused(StatusCode::SERVICE_UNAVAILABLE, "restore", "the restore command is disabled (zookeeper.admin.restore.enabled)");
     }
-    if body.is_empty() {
-        return refused(StatusCode::BAD_REQUEST, "restore", "the request body must be a snapshot");
+    static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = crate::storage::version_dir(&config.data_dir).join(format!("restore.{}.{n}.tmp", std::process::id()));
+    let received = receive_to(&tmp, body).await;
+    let refuse = |status, why: String| {
+        let _ = std::fs::remove_file(&tmp);
+        refused(status, "restore", why)
+    };
+    match received {
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+        Ok(0) => return refuse(StatusCode::BAD_REQUEST, "the request body must be a snapshot".into()),
+        Ok(_) => {}
     }
     if !allow(&state.rate_limits.restore, Duration::from_millis(config.admin_rate_limiter_interval_ms)) {
-        return refused(StatusCode::TOO_MANY_REQUESTS, "restore", "rate limited (zookeeper.admin.rateLimiterIntervalInMS)");
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limited (zookeeper.admin.rateLimiterIntervalInMS)".into());
     }
-    let db = match web::block(move || warden_core::zkfiles::load_backup(&body)).await {
+    let path = tmp.clone();
+    let loaded = web::block(move || {
+        let db = load_received(&path);
+        let _ = std::fs::remove_file(&path);
+        db
+    })
+    .await;
+    let db = match loaded {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => return refused(StatusCode::BAD_REQUEST, "restore", e),
         Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "restore", e.to_string()),
