@@ -261,6 +261,8 @@ pub enum ToZab {
     ConfigAdopted(Vec<u8>),
     /// Election actor: it restarted empty and needs a round.
     ElectionRestarted,
+    /// warden.linearizableReads: a read index for the processor's reads `id`.
+    ReadIndex { id: u64 },
 }
 
 /// Broadcast actor (and start-up) -> election actor.
@@ -307,6 +309,10 @@ pub enum FromZab {
     /// has made it durable (`ready` gives its file). The tree is fuzzy until
     /// the transactions up to `fuzzy_until` are applied.
     Install { zxid: i64, fuzzy_until: i64, ready: tokio::sync::oneshot::Receiver<Result<std::path::PathBuf, String>> },
+    /// Reads `id` may be served once `zxid` is applied (a read index).
+    ReadReady { id: u64, zxid: i64 },
+    /// Reads `id` got no read index (this member stopped serving).
+    ReadRefused { id: u64 },
     /// Leader: itself and the learners synced with it.
     SyncedLearners(std::collections::BTreeSet<u64>),
     /// Runtime traffic from a peer: a forwarded request, touches, a digest.

@@ -149,6 +149,11 @@ impl Follower {
                 }
             }
             Message::Ping => out.push(Command::Send { to: self.leader, msg: Message::Ping }),
+            // Still following this leader: it may answer its reads (read_index.rs).
+            Message::Heartbeat { round } if self.phase != Phase::Connecting => {
+                out.push(Command::Send { to: self.leader, msg: Message::HeartbeatAck { round } })
+            }
+            Message::ReadIndexOk { id, zxid } if self.phase == Phase::Serving => out.push(Command::ReadReady { id, zxid }),
             _ => return Flow::StepDown("unexpected message from leader"),
         }
         Flow::Continue
@@ -200,6 +205,14 @@ impl Follower {
     }
 
     /// Gives up on a silent leader: initLimit while syncing, syncLimit after.
+    /// Reads `id` of this learner's clients: ask the leader for a read index.
+    pub(crate) fn read_index(&mut self, id: u64, out: &mut Vec<Command>) {
+        match self.phase {
+            Phase::Serving => out.push(Command::Send { to: self.leader, msg: Message::ReadIndex { id } }),
+            _ => out.push(Command::ReadRefused { id }),
+        }
+    }
+
     /// While a streamed snapshot arrives: its chunks, then its end; anything
     /// else breaks the stream (the leader resyncs us from the start).
     fn on_snapshot_message(&mut self, store: &mut Store, zxid: Zxid, msg: Message, out: &mut Vec<Command>) -> Flow {

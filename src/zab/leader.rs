@@ -11,6 +11,7 @@
 //! (the leader counting once its own disk has it) has logged it; commits
 //! are cumulative so they are always in zxid order.
 
+use super::read_index::{ReadRounds, Reader};
 use super::{zxid, Command, Config, Epoch, EpochKind, Flow, Message, Quorum, ServerId, Store, SyncPlan, Zxid, PROTOCOL_VERSION};
 use crate::txn::{LogEntry, Txn, TxnHeader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -100,6 +101,8 @@ pub struct Leader {
     started_ms: u64,
     last_ping_ms: u64,
     now_ms: u64,
+    /// Read-index rounds (linearizable reads).
+    reads: ReadRounds,
 }
 
 /// The zxid a serving leader of `epoch` gives the write after `prev` (the
@@ -141,6 +144,7 @@ impl Leader {
             started_ms: 0,
             last_ping_ms: 0,
             now_ms: 0,
+            reads: ReadRounds::default(),
         }
     }
 
@@ -174,9 +178,58 @@ impl Leader {
             Message::FollowerInfo { accepted_epoch, observer, .. } => self.on_follower_info(store, from, accepted_epoch, observer, out),
             Message::AckEpoch { current_epoch, last_zxid } => return self.on_ack_epoch(store, from, current_epoch, last_zxid, out),
             Message::Ack { zxid } => self.on_ack(store, from, zxid, out),
+            Message::HeartbeatAck { round } if self.is_forwarding(from) => {
+                self.reads.ack(from, round);
+                self.finish_reads(out);
+            }
+            Message::ReadIndex { id } if self.is_forwarding(from) => self.read_index(store, Reader::Learner(from, id), out),
             _ => {}
         }
         Flow::Continue
+    }
+
+    fn is_forwarding(&self, id: ServerId) -> bool {
+        self.learners.get(&id).is_some_and(|l| l.forwarding)
+    }
+
+    /// A read index for `reader` (`read_index.rs`): its commit index now,
+    /// answered once a heartbeat round sent after this has a quorum.
+    pub(crate) fn read_index(&mut self, store: &Store, reader: Reader, out: &mut Vec<Command>) {
+        if self.epoch.is_none() {
+            if let Reader::Local(id) = reader {
+                out.push(Command::ReadRefused { id });
+            }
+            return;
+        }
+        if let Some(round) = self.reads.ask(reader, store.committed(), self.me) {
+            self.send_heartbeat(round, out);
+        }
+        self.finish_reads(out);
+    }
+
+    fn send_heartbeat(&self, round: u64, out: &mut Vec<Command>) {
+        let to: Vec<ServerId> = self.learners.iter().filter(|(_, l)| l.forwarding).map(|(id, _)| *id).collect();
+        if !to.is_empty() {
+            out.push(Command::Broadcast { to, msg: Message::Heartbeat { round } });
+        }
+    }
+
+    fn finish_reads(&mut self, out: &mut Vec<Command>) {
+        let mut reads = std::mem::take(&mut self.reads);
+        while let Some((done, next)) = reads.complete(|acks| self.is_quorum(None, acks.iter().copied()), self.me) {
+            for (reader, zxid) in done {
+                match reader {
+                    Reader::Local(id) => out.push(Command::ReadReady { id, zxid }),
+                    Reader::Learner(to, id) if self.learners.contains_key(&to) => out.push(Command::Send { to, msg: Message::ReadIndexOk { id, zxid } }),
+                    Reader::Learner(..) => {}
+                }
+            }
+            match next {
+                Some(round) => self.send_heartbeat(round, out),
+                None => break,
+            }
+        }
+        self.reads = reads;
     }
 
     pub(crate) fn on_persisted(&mut self, store: &mut Store, out: &mut Vec<Command>) {
@@ -223,6 +276,11 @@ impl Leader {
 
     /// Leaving leadership: close every learner link so they re-elect at once.
     pub fn shutdown(&mut self, out: &mut Vec<Command>) {
+        for reader in self.reads.abandon() {
+            if let Reader::Local(id) = reader {
+                out.push(Command::ReadRefused { id });
+            }
+        }
         for id in std::mem::take(&mut self.learners).into_keys() {
             out.push(Command::CloseLink { peer: id });
         }

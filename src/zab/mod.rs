@@ -72,6 +72,7 @@ pub mod leader;
 pub mod log;
 pub mod peer;
 pub mod quorum;
+pub mod read_index;
 #[cfg(test)]
 mod testkit;
 pub mod wire;
@@ -256,6 +257,22 @@ pub enum Message {
         crc: u32,
         fuzzy_until: Zxid,
     },
+    /// Learner → leader: a read index for the learner's reads `id`.
+    ReadIndex {
+        id: u64,
+    },
+    /// Leader → learner: reads `id` may be served once `zxid` is applied.
+    ReadIndexOk {
+        id: u64,
+        zxid: Zxid,
+    },
+    /// Leader → learners: confirm you still follow me (a read-index round).
+    Heartbeat {
+        round: u64,
+    },
+    HeartbeatAck {
+        round: u64,
+    },
 }
 
 /// A request a learner forwards to the leader. `cxid` is the client's xid,
@@ -339,6 +356,17 @@ pub enum Command {
         bytes: u64,
         crc: u32,
         fuzzy_until: Zxid,
+    },
+    /// Reads `id` (asked with `Replica::read_index`) may be served once the
+    /// database has applied `zxid`.
+    ReadReady {
+        id: u64,
+        zxid: Zxid,
+    },
+    /// Reads `id` cannot get a read index here (not serving): their clients
+    /// must go elsewhere.
+    ReadRefused {
+        id: u64,
     },
     /// Committed transactions, in zxid order, for the database.
     Apply {

@@ -274,6 +274,18 @@ impl Replica {
         }
     }
 
+    /// Reads `id` want a read index (linearizable reads): answered by
+    /// `Command::ReadReady` (or `ReadRefused`), now or later.
+    pub fn read_index(&mut self, id: u64) -> Vec<Command> {
+        let mut out = Vec::new();
+        match &mut self.role {
+            Role::Leading(l) => l.read_index(&self.store, super::read_index::Reader::Local(id), &mut out),
+            Role::Following(f) => f.read_index(id, &mut out),
+            _ => out.push(Command::ReadRefused { id }),
+        }
+        out
+    }
+
     /// A client write at the leader: returns its zxid and the commands that
     /// propose it. `hdr.zxid` is ignored.
     pub fn propose(&mut self, hdr: TxnHeader, txn: Txn) -> Result<(Zxid, Vec<Command>), ProposeError> {
@@ -499,6 +511,11 @@ impl Peer {
         self.replica.epoch()
     }
 
+    pub fn read_index(&mut self, id: u64) -> Vec<Command> {
+        let out = self.replica.read_index(id);
+        self.route(out)
+    }
+
     pub fn propose(&mut self, hdr: TxnHeader, txn: Txn) -> Result<(Zxid, Vec<Command>), ProposeError> {
         let (zxid, out) = self.replica.propose(hdr, txn)?;
         Ok((zxid, self.route(out)))
@@ -583,6 +600,31 @@ mod tests {
         assert!(net.sent_trunc, "3 held 1:2, which the new leader never had");
         assert_eq!(net.applied(3), net.applied(2));
         assert_eq!(net.applied(3), vec![zxid::make(1, 1), zxid::make(2, 1)]);
+    }
+
+    #[test]
+    fn zab_read_index_needs_a_quorum_round_and_covers_every_commit_before_it() {
+        let mut net = Net::new(3);
+        net.run_until(|n| n.serving_count() == 3, 5_000);
+        net.write(1);
+        net.write(2);
+        net.settle();
+        let leader = net.leader().unwrap();
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let committed = net.peer(leader).store().committed();
+        net.read_index(leader, 7);
+        net.read_index(follower, 8);
+        net.settle();
+        assert_eq!(net.reads_ready.get(&(leader, 7)), Some(&committed));
+        assert_eq!(net.reads_ready.get(&(follower, 8)), Some(&committed), "the follower gets the leader's commit index");
+        // A leader cut off from both followers confirms nothing, and refuses when it steps down.
+        for other in (1..=3).filter(|id| *id != leader) {
+            net.partition(leader, other);
+        }
+        net.read_index(leader, 9);
+        net.run_for(20);
+        assert!(!net.reads_ready.contains_key(&(leader, 9)), "no quorum answered the round");
+        net.run_until(|n| n.reads_refused.contains(&(leader, 9)), 10_000);
     }
 
     #[test]

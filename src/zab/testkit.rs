@@ -27,6 +27,9 @@ pub struct Net {
     disks: Vec<Disk>,
     disk_ops: Vec<VecDeque<DiskOp>>,
     dbs: Vec<Vec<LogEntry>>,
+    /// Read indexes answered, by (server, read id), and reads refused.
+    pub reads_ready: std::collections::BTreeMap<(ServerId, u64), Zxid>,
+    pub reads_refused: std::collections::BTreeSet<(ServerId, u64)>,
     /// A snapshot stream being received, per server.
     receiving: Vec<Option<Vec<u8>>>,
     queue: VecDeque<(ServerId, ServerId, Message)>,
@@ -50,6 +53,8 @@ impl Net {
             disk_ops: (0..n).map(|_| VecDeque::new()).collect(),
             dbs: vec![Vec::new(); n as usize],
             receiving: vec![None; n as usize],
+            reads_ready: Default::default(),
+            reads_refused: Default::default(),
             queue: VecDeque::new(),
             down: BTreeSet::new(),
             now: 0,
@@ -99,6 +104,10 @@ impl Net {
         let hdr = TxnHeader { session_id: 1, cxid, zxid: 0, time_ms: 0 };
         let (_, out) = self.peers[id as usize - 1].as_mut().unwrap().propose(hdr, Txn::Error { code: cxid }).expect("accepted");
         self.exec(id, out);
+    }
+
+    pub fn read_index(&mut self, id: ServerId, read: u64) {
+        self.event(id, |p| p.read_index(read));
     }
 
     fn drop_between(&mut self, a: ServerId, b: ServerId) {
@@ -199,6 +208,12 @@ impl Net {
                     self.send(id, to, Message::SnapEnd { bytes, crc, fuzzy_until: zxid });
                 }
                 Command::Apply { entries } => self.dbs[i].extend(entries),
+                Command::ReadReady { id: read, zxid } => {
+                    self.reads_ready.insert((id, read), zxid);
+                }
+                Command::ReadRefused { id: read } => {
+                    self.reads_refused.insert((id, read));
+                }
                 Command::Fatal { reason } => panic!("server {id}: {reason}"),
                 _ => {}
             }

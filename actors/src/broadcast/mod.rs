@@ -342,6 +342,8 @@ impl Broadcast {
                 self.txn_log.install_snapshot(zxid, bytes, crc, ready);
                 self.to_processor(FromZab::Install { zxid, fuzzy_until, ready: installed });
             }
+            Command::ReadReady { id, zxid } => self.to_processor(FromZab::ReadReady { id, zxid }),
+            Command::ReadRefused { id } => self.to_processor(FromZab::ReadRefused { id }),
             Command::Apply { entries } => {
                 for e in &entries {
                     if let warden_core::txn::Txn::Reconfig { data } = &e.txn {
@@ -497,6 +499,10 @@ impl Serve<ToZab> for Broadcast {
             ToZab::ConfigAdopted(data) => {
                 self.config_activated(&data, ctx);
                 let cmds = self.replica.set_membership(&data);
+                self.run_commands(cmds, ctx);
+            }
+            ToZab::ReadIndex { id } => {
+                let cmds = self.replica.read_index(id);
                 self.run_commands(cmds, ctx);
             }
             ToZab::ElectionRestarted => {

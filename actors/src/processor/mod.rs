@@ -80,6 +80,8 @@ impl Caller {
 pub(crate) enum WriteKey {
     Zxid(i64),
     Xid(i32),
+    /// A batch of linearizable reads waiting for its read index.
+    ReadIndex(u64),
 }
 
 /// A session's request waiting for an earlier write of the same session.
@@ -97,8 +99,6 @@ pub(crate) enum Route {
     Attach(Dispatch),
     /// A learner's forwarded request: the learner answers its own client.
     Remote,
-    /// A read barrier of this session: releases the reads behind it.
-    Barrier(i64),
 }
 
 pub struct Processor {
@@ -196,6 +196,8 @@ impl Processor {
             return;
         }
         if self.zab.is_some() {
+            // Reads asked before these writes get an index that does not cover them.
+            self.ask_read_index();
             return self.propose(entries);
         }
         self.txns_since_snapshot += entries.len() as u64;
@@ -266,6 +268,7 @@ impl Processor {
     }
 
     pub(crate) fn send_outbound(&mut self) {
+        self.ask_read_index();
         if let (Some(auditor), false) = (&self.auditor, self.audited.is_empty()) {
             auditor.do_send(Audit(std::mem::take(&mut self.audited)));
         }
@@ -278,9 +281,6 @@ impl Processor {
 
     /// Serves one request: reads from committed state at once, writes once durable.
     fn serve(&mut self, msg: Submit) {
-        if self.config.linearizable_reads && self.zab.is_some() && self::ensemble::is_data_read(&msg.request) {
-            return self.read_behind_barrier(msg);
-        }
         self.serve_now(msg);
     }
 
@@ -332,6 +332,10 @@ impl Processor {
                 self.serve(read);
             }
         }
+        // Next, reads whose read index is already applied.
+        if let Some(key) = self.ready_placeholder(session_id) {
+            self.release_reads_after(session_id, key);
+        }
     }
 
     /// Applies every transaction the log has made durable, delivering each
@@ -350,7 +354,6 @@ impl Processor {
                     self.release_reads_after(sid, WriteKey::Zxid(zxid));
                 }
                 Some(Route::Attach(d)) => self.dispatch(d),
-                Some(Route::Barrier(sid)) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
                 Some(Route::Remote) | None => {
                     self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None })
                 }
@@ -569,6 +572,9 @@ impl Processor {
             if self.config.local_sessions_upgrading_enabled && warden_core::server::creates_ephemeral(&msg.request) {
                 self.upgrade_local_session(msg.session_id, ctx);
             }
+        }
+        if self.config.linearizable_reads && self.zab.is_some() && self::ensemble::is_data_read(&msg.request) {
+            return self.read_behind_index(msg);
         }
         if !msg.request.is_write() {
             if let Some(queue) = self.in_flight.get_mut(&msg.session_id) {

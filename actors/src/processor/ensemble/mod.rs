@@ -28,6 +28,7 @@ use warden_core::zab::{Message, PeerState, ServerId, Zxid};
 const DIGEST_INTERVAL: Duration = Duration::from_millis(100);
 
 mod digest;
+mod read_index;
 mod sessions;
 mod snap_stream;
 pub(crate) use snap_stream::PIECE_BYTES as SNAP_PIECE_BYTES;
@@ -36,8 +37,6 @@ pub(crate) use snap_stream::PIECE_BYTES as SNAP_PIECE_BYTES;
 pub(crate) enum Forwarded {
     Request(Caller, Request),
     Attach(Dispatch),
-    /// A read barrier (warden.linearizableReads) of this session.
-    Barrier,
 }
 
 /// The processor's view of Zab (what the broadcast actor last told it)
@@ -64,8 +63,8 @@ pub struct Ensemble {
     /// Leader: the last zxid whose digest went out.
     digest_sent_for: Zxid,
     pub digests_checked: u64,
-    /// Read barriers issued (their negative xids).
-    barriers: u64,
+    /// warden.linearizableReads: reads waiting for a read index.
+    reads: read_index::ReadBatches,
     /// readonlymode.enabled: serving read-only clients while looking.
     pub read_only: bool,
     /// Bumped at every LookForLeader, so a stale read-only timer does nothing.
@@ -98,7 +97,7 @@ impl Ensemble {
             expected_digest: None,
             digest_sent_for: 0,
             digests_checked: 0,
-            barriers: 0,
+            reads: read_index::ReadBatches::default(),
             read_only: false,
             looking_round: 0,
             fuzzy_until: 0,
@@ -213,6 +212,8 @@ impl Processor {
 
     /// Learner: sends a client request to the leader and remembers who waits.
     pub(crate) fn forward(&mut self, msg: Submit) {
+        // Reads asked before this write get an index that does not cover it.
+        self.ask_read_index();
         let Submit { conn, session_id, xid, request, auth, received } = msg;
         let local = self.core.is_local_session(session_id);
         let Some(z) = self.zab.as_mut() else { return };
@@ -224,45 +225,6 @@ impl Processor {
         let caller = Caller { conn, session_id, auth, received, op: request.name(), update: request.is_write() };
         z.forwarded.insert((session_id, xid), Forwarded::Request(caller, request));
         self.in_flight.entry(session_id).or_default().push_back(InFlight::Write(WriteKey::Xid(xid)));
-    }
-
-    /// warden.linearizableReads: a no-op goes through the leader first and
-    /// the read is served once it is applied here, so the read sees every
-    /// write that completed before it was asked.
-    pub(crate) fn read_behind_barrier(&mut self, msg: Submit) {
-        let session_id = msg.session_id;
-        let leading = self.is_leader();
-        let Some(z) = self.zab.as_mut() else { return };
-        z.barriers = z.barriers.wrapping_add(1);
-        // Negative xids never collide with a client's own.
-        let cxid = i32::MIN + (z.barriers % (i32::MAX as u64)) as i32;
-        let key = if leading {
-            if !self.prime_zxid() {
-                return msg.conn.do_send(ToConn::Close { frame: None, reason: "the leader has too many proposals in flight" });
-            }
-            let rctx = RequestCtx { session_id, xid: cxid, auth: &[], now_ms: wall_clock_ms() };
-            match self.core.process(&rctx, Request::Sync { path: "/".into() }) {
-                warden_core::server::Processed::Pending(zxid) => {
-                    self.routes.insert(zxid, Route::Barrier(session_id));
-                    WriteKey::Zxid(zxid)
-                }
-                // The session is gone: answer the read as it would be answered.
-                warden_core::server::Processed::Done(_) => return self.serve_now(msg),
-            }
-        } else {
-            if !z.serving || z.leader.is_none() {
-                return msg.conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
-            }
-            let local = self.core.is_local_session(session_id);
-            let Some(z) = self.zab.as_mut() else { return };
-            let fwd = Forward { session_id, cxid, auth: Vec::new(), op: ForwardOp::Client(Request::Sync { path: "/".into() }), local };
-            z.send_to_leader(Message::Request(fwd));
-            z.forwarded.insert((session_id, cxid), Forwarded::Barrier);
-            WriteKey::Xid(cxid)
-        };
-        let queue = self.in_flight.entry(session_id).or_default();
-        queue.push_back(InFlight::Write(key));
-        queue.push_back(InFlight::ReadAfterBarrier(msg));
     }
 
     pub(crate) fn forward_create_session(&mut self, session_id: i64, timeout_ms: i32, attach: Dispatch) {
@@ -355,8 +317,6 @@ impl Processor {
         }
     }
 
-    /// Learner: the leader's snapshot replaces the tree (the broadcast
-    /// actor has the log install it).
     /// Learner: waits (serving nothing else, so later commits apply after
     /// it) until the log thread made the leader's snapshot durable, then
     /// loads it from its file.
@@ -420,6 +380,7 @@ impl Processor {
             }
         }
         self.in_flight.clear();
+        self.forget_reads();
         self.send_outbound();
         self.dispatcher.do_send(crate::messages::CloseAll);
         info!(self.log, "closed client connections until a leader is found"; "abandoned_proposals" => dropped);
@@ -440,7 +401,34 @@ impl Processor {
 
     /// Committed transactions, in zxid order: apply, answer who waits, fire watches.
     fn apply_committed(&mut self, entries: Vec<LogEntry>, ctx: &mut Context<Self>) {
-        for entry in entries {
+        if let Some(z) = self.zab.as_mut() {
+            z.reads.held.extend(entries);
+        }
+        self.apply_held();
+        self.release_ready_reads();
+        // Reads released above may have prepared writes (on the leader):
+        // propose them once the commands being run are done, not in the
+        // middle of them.
+        if self.core.has_unlogged() {
+            ctx.run_later(Duration::ZERO, |act, ctx| act.flush_log(ctx));
+        }
+        self.maybe_snapshot(ctx);
+    }
+
+    /// Applies committed entries in order until one is fenced by a read.
+    fn apply_held(&mut self) {
+        loop {
+            let Some(entry) = self.zab.as_ref().and_then(|z| z.reads.held.front()) else { return };
+            if self.fenced(entry) {
+                return;
+            }
+            let entry = self.zab.as_mut().and_then(|z| z.reads.held.pop_front()).expect("checked");
+            self.apply_one(entry);
+        }
+    }
+
+    fn apply_one(&mut self, entry: LogEntry) {
+        {
             let zxid = entry.hdr.zxid;
             let key = (entry.hdr.session_id, entry.hdr.cxid);
             let local = self.routes.contains_key(&zxid);
@@ -449,7 +437,7 @@ impl Processor {
                 Some(Forwarded::Request(_, req)) => Some((entry.hdr.cxid, req.clone())),
                 _ => None,
             };
-            let Some(output) = self.core.apply_committed(&entry, answer) else { continue };
+            let Some(output) = self.core.apply_committed(&entry, answer) else { return };
             self.txns_since_snapshot += 1;
             self.stats.txns_applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.note_applied_digest(zxid);
@@ -466,18 +454,9 @@ impl Processor {
                     self.release_reads_after(sid, key);
                 }
                 (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatch(d),
-                (Some(Route::Barrier(sid)), _) => self.release_reads_after(sid, WriteKey::Zxid(zxid)),
-                (None, Some(Forwarded::Barrier)) => self.release_reads_after(entry.hdr.session_id, WriteKey::Xid(entry.hdr.cxid)),
                 _ => self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
             }
         }
-        // Reads released above may have prepared barriers (on the leader):
-        // propose them once the commands being run are done, not in the
-        // middle of them.
-        if self.core.has_unlogged() {
-            ctx.run_later(Duration::ZERO, |act, ctx| act.flush_log(ctx));
-        }
-        self.maybe_snapshot(ctx);
     }
 }
 
@@ -500,6 +479,8 @@ impl Processor {
             FromZab::Apply(entries) => self.apply_committed(entries, ctx),
             FromZab::SnapFor { to, zxid, out } => self.snapshot_for(to, zxid, out, ctx),
             FromZab::Install { zxid, fuzzy_until, ready } => self.install_when_ready(zxid, fuzzy_until, ready, ctx),
+            FromZab::ReadReady { id, zxid } => self.on_read_ready(id, zxid),
+            FromZab::ReadRefused { id } => self.on_read_refused(id),
             FromZab::SyncedLearners(synced) => self.core.quorum_synced = Some(synced),
             FromZab::FromPeer(Message::Request(fwd)) => self.on_forwarded(fwd, ctx),
             FromZab::FromPeer(Message::Digest { zxid, digest }) => self.check_digest(zxid, digest),
