@@ -221,7 +221,7 @@ clients() {
   fi
   kill -0 "${PID[1]}" 2>/dev/null || problem "$name clients: the server process exited during the run"
   local k
-  for k in sessions_opened sessions_open_secs sessions_open_per_sec rss_bytes_per_session heap_bytes_per_session churn_per_sec \
+  for k in rss_kb_base rss_kb_sessions rss_kb_sessions_closed sessions_opened sessions_open_secs sessions_open_per_sec rss_bytes_per_session heap_bytes_per_session churn_per_sec \
     sessions_close_secs rss_bytes_per_watch_one heap_bytes_per_watch_one fanout_ms_median fanout_ms_max watches_set watches_set_secs \
     rss_bytes_per_watch heap_bytes_per_watch; do
     put "$name" "$k" "$(jget "$WORK/clients-$name.json" ".figures.$k")"
@@ -307,6 +307,9 @@ mkdir -p "$(dirname "$OUT")"
     row "B. live heap per session, bytes (JVM only)" heap_bytes_per_session
     row "B. session churn while they are held (open + close, $CHURN_PARALLEL loops), per s" churn_per_sec
     row "B. time to close them all, s" sessions_close_secs 2
+    row "B. RSS before opening them, MiB" rss_kb_base 0 mib
+    row "B. RSS with them all open, MiB" rss_kb_sessions 0 mib
+    row "B. RSS after closing them all, MiB" rss_kb_sessions_closed 0 mib
     row "B. $WATCHERS_ONE watchers on one znode: RSS per watch, bytes" rss_bytes_per_watch_one
     row "B. $WATCHERS_ONE watchers on one znode: live heap per watch, bytes (JVM only)" heap_bytes_per_watch_one
     row "B. fan-out: setData to the last of $WATCHERS_ONE notifications, ms (median of $FANOUT_ROUNDS)" fanout_ms_median 1

@@ -387,6 +387,8 @@ mod tests {
             assert!(cfg(&["--prefix", p]).is_err(), "{p}");
         }
         assert_eq!(cfg(&["--prefix", "/a/b"]).unwrap().prefix, "/a/b");
+        assert_eq!(cfg(&[]).unwrap().parents, 0);
+        assert_eq!(cfg(&["--parents", "1000"]).unwrap().parents, 1000);
     }
 
     #[test]
@@ -400,5 +402,11 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Summarize { ratio: Some(_), ref files }) if files.len() == 1));
         let cli = Cli::try_parse_from(["warden-bench", "four-letter", "--server", "h:1", "mntr"]).unwrap();
         assert!(matches!(cli.command, Some(Command::FourLetter { .. })));
+        let cli = Cli::try_parse_from(["warden-bench", "wait-read", "--server", "h:1", "--path", "/a"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::WaitRead { ref path, .. }) if path == "/a"));
+        let cli = Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "5"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::ScaleClients(ref a)) if a.sources == 5 && a.sessions == 1000));
+        assert!(Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "0"]).is_err());
+        assert!(Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "251"]).is_err());
     }
 }

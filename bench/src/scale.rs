@@ -1,7 +1,8 @@
 //! `warden-bench scale-clients`: many sessions on one server (issue 14, "many clients").
 //! Lean sessions (a small read buffer, no writer task) so the client can hold
 //! 100,000 of them; sockets are bound to source addresses 127.0.0.1..N first,
-//! since loopback has ~28k ephemeral ports per source address. Phases:
+//! since loopback has ~28k ephemeral ports per source address (open+close churn
+//! uses 127.0.0.(N+1)). Phases:
 //!  1. open --sessions sessions (timed), memory per session, open+close churn
 //!     while they are held, then close them all (timed);
 //!  2. --watchers-one sessions watch one znode: memory per watch, fan-out time
@@ -42,8 +43,8 @@ pub struct ClientsArgs {
     /// The server's pid, for RSS.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Bind client sockets to 127.0.0.1..127.0.0.N, round-robin (1: no bind).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    /// Bind held sessions' sockets to 127.0.0.1..127.0.0.N, round-robin; churn uses 127.0.0.(N+1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
     pub sources: u8,
     /// Concurrent sessions held in phase 1.
     #[arg(long, default_value_t = 1000)]
@@ -122,9 +123,18 @@ impl ScaleReport {
     }
 }
 
-/// Where session `i` binds: 127.0.0.(1 + i % sources), or nowhere with one source.
-pub fn source_for(i: u64, sources: u8) -> Option<Ipv4Addr> {
-    (sources > 1).then(|| Ipv4Addr::new(127, 0, 0, 1 + (i % sources as u64) as u8))
+/// Where held session `i` binds: 127.0.0.(1 + i % sources). Binding (rather than
+/// letting connect pick a port) keeps the kernel's port search short: connect()
+/// walks the ports already connected to the same server one by one, which with
+/// tens of thousands held made every new connection cost milliseconds of CPU.
+pub fn source_for(i: u64, sources: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 1 + (i % sources.max(1) as u64) as u8)
+}
+
+/// Churn connections bind to an address no held session uses, so their port
+/// search does not depend on how many sessions are held.
+pub fn churn_source(sources: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, sources.saturating_add(1).min(254))
 }
 
 /// The tree indexes session `s` of `sessions` watches: `per` consecutive ones from
@@ -241,11 +251,9 @@ impl Lean {
         Ok(Some(Header { xid, err, event_type }))
     }
 
-    async fn open(addr: SocketAddr, source: Option<Ipv4Addr>, timeout_ms: i32) -> Result<(Lean, i32), ClientError> {
+    async fn open(addr: SocketAddr, source: Ipv4Addr, timeout_ms: i32) -> Result<(Lean, i32), ClientError> {
         let sock = TcpSocket::new_v4()?;
-        if let Some(ip) = source {
-            sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
-        }
+        sock.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
         let stream = sock.connect(addr).await?;
         stream.set_nodelay(true)?;
         let (rd, mut wr) = stream.into_split();
@@ -408,8 +416,9 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn open(&self) -> Result<(Lean, i32), String> {
-        let source = source_for(self.next_source.fetch_add(1, Ordering::Relaxed), self.args.sources);
+    /// Opens a session from the next held-session source address, or from the churn one.
+    async fn open(&self, churn: bool) -> Result<(Lean, i32), String> {
+        let source = if churn { churn_source(self.args.sources) } else { source_for(self.next_source.fetch_add(1, Ordering::Relaxed), self.args.sources) };
         match tokio::time::timeout(self.timeout, Lean::open(self.addr, source, self.args.session_timeout_ms)).await {
             Ok(Ok(x)) => Ok(x),
             Ok(Err(e)) => Err(format!("open: {e}")),
@@ -437,7 +446,7 @@ async fn open_group(ctx: &Arc<Ctx>, n: usize, targets: impl Fn(u64) -> Targets, 
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
         let (ctx, stage_rx, ev_tx, done_tx, t) = (ctx.clone(), stage_rx.clone(), ev_tx.clone(), done_tx.clone(), targets(i as u64));
         tokio::spawn(async move {
-            let opened = ctx.open().await;
+            let opened = ctx.open(false).await;
             drop(permit);
             match opened {
                 Ok((c, timeout_ms)) => {
@@ -509,7 +518,6 @@ impl Group {
 /// heap command runs first so that, for a JVM, every RSS reading follows a full GC
 /// (RSS read before it would include garbage the next GC gives back).
 async fn memory(ctx: &Ctx, report: &mut ScaleReport, name: &str) -> (Option<f64>, Option<f64>) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let heap = match ctx.args.heap_cmd.clone() {
         None => None,
         Some(cmd) => {
@@ -524,7 +532,7 @@ async fn memory(ctx: &Ctx, report: &mut ScaleReport, name: &str) -> (Option<f64>
             })
         }
     };
-    let rss = ctx.args.server_pid.and_then(|p| procstat::rss_kb(&p.to_string()).ok()).map(|k| k as f64);
+    let rss = settled_rss(ctx.args.server_pid).await;
     if let Some(r) = rss {
         report.set(&format!("rss_kb_{name}"), r);
     }
@@ -532,6 +540,22 @@ async fn memory(ctx: &Ctx, report: &mut ScaleReport, name: &str) -> (Option<f64>
         report.set(&format!("heap_kb_{name}"), h);
     }
     (rss, heap)
+}
+
+/// The server's RSS once it stopped moving: two readings 0.5 s apart within 1 %
+/// (allocators such as mimalloc give freed memory back with a delay), at most 15 s.
+async fn settled_rss(pid: Option<u32>) -> Option<f64> {
+    let read = || pid.and_then(|p| procstat::rss_kb(&p.to_string()).ok()).map(|k| k as f64);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut prev = read()?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cur = read()?;
+        if (cur - prev).abs() <= prev * 0.01 || Instant::now() >= deadline {
+            return Some(cur);
+        }
+        prev = cur;
+    }
 }
 
 /// Bytes per unit between two checkpoints.
@@ -558,7 +582,7 @@ async fn churn(ctx: &Arc<Ctx>, secs: f64, parallel: usize, report: &mut ScaleRep
             let (mut ok, mut failed) = (0u64, BTreeMap::<String, u64>::new());
             while Instant::now() < until {
                 let cycle = async {
-                    let (mut c, _) = ctx.open().await?;
+                    let (mut c, _) = ctx.open(true).await?;
                     tokio::time::timeout(ctx.timeout, c.close(1)).await.map_err(|_| "close: timed out".to_string())?.map_err(|e| format!("close: {e}"))
                 };
                 match cycle.await {
@@ -616,6 +640,7 @@ pub async fn run_async(args: ClientsArgs) -> Result<ScaleReport, String> {
     }
     let closed = group.close(timeout, &mut report).await;
     report.set("sessions_close_secs", closed.as_secs_f64());
+    memory(&ctx, &mut report, "sessions_closed").await;
 
     // 2. Watchers on one znode.
     if a.watchers_one > 0 {
@@ -737,11 +762,12 @@ mod tests {
 
     #[test]
     fn sources_rotate_over_loopback_addresses() {
-        assert_eq!(source_for(0, 1), None);
-        assert_eq!(source_for(5, 1), None);
-        assert_eq!(source_for(0, 4), Some(Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(source_for(3, 4), Some(Ipv4Addr::new(127, 0, 0, 4)));
-        assert_eq!(source_for(4, 4), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(source_for(5, 1), Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(source_for(0, 4), Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(source_for(3, 4), Ipv4Addr::new(127, 0, 0, 4));
+        assert_eq!(source_for(4, 4), Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(churn_source(4), Ipv4Addr::new(127, 0, 0, 5));
+        assert_eq!(churn_source(250), Ipv4Addr::new(127, 0, 0, 251));
     }
 
     #[test]

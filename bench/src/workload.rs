@@ -793,6 +793,13 @@ mod tests {
     }
 
     #[test]
+    fn tree_keys_are_flat_or_spread_over_parents() {
+        assert_eq!(tree_key("/b", 0, 7), "/b/k7");
+        assert_eq!(tree_key("/scale", 1000, 9_999_999), "/scale/p999/k9999999");
+        assert_eq!(tree_key("/scale", 3, 4), "/scale/p1/k4");
+    }
+
+    #[test]
     fn rng_is_deterministic_and_in_range() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
         for _ in 0..1000 {
