@@ -9,7 +9,8 @@
 #  B. Many clients on one node: SESSIONS concurrent sessions (time to open, memory per
 #     session, open+close churn while they are held), WATCHERS_ONE watchers on one znode
 #     (memory per watch, fan-out time of one setData), WATCHES data watches spread over a
-#     WATCH_TREE-znode tree by WATCH_SESSIONS sessions (time to set, memory per watch).
+#     WATCH_TREE-znode tree by WATCH_SESSIONS sessions (time to set, memory per watch);
+#     each of the three on a fresh server.
 # Prints one markdown table (Warden, ZooKeeper, ratio) and writes it to OUT. Every server
 # it starts is stopped by pid, also on failure.
 #
@@ -201,33 +202,48 @@ ensemble() {
   rm -rf "$WORK/$name-ens"
 }
 
-clients() {
-  local name=$1 rc=0 heap_cmd=()
-  say "$name: many clients ($SESSIONS sessions, $WATCHERS_ONE watchers on one znode, $WATCHES spread watches)"
-  layout 1 "$name-clients"
+# clients_phase NAME PHASE [scale-clients args]: one scale-clients phase on a fresh server
+# (memory freed by one phase is returned to the OS lazily and would blur the next one's).
+clients_phase() {
+  local name=$1 phase=$2 rc=0 heap_cmd=() k
+  shift 2
+  layout 1 "$name-$phase"
   start "$name" 1 1
   if ! "$BENCH" ready --servers "$(hosts 1)" --timeout "$READY_TIMEOUT" >/dev/null; then
-    problem "$name clients: not serving"; stop_cluster 1; return
+    problem "$name $phase: not serving"; stop_cluster 1; return
   fi
-  if [ "$WATCHES" -gt 0 ]; then populate "$name" watch-tree "$WATCH_TREE" "${PID[1]}" || true; fi
+  if [ "$phase" = watches ]; then populate "$name" watch-tree "$WATCH_TREE" "${PID[1]}" || true; fi
   if [ "$name" = zookeeper ]; then heap_cmd=(--heap-cmd ". '$repo/bench/lib.sh' && jvm_live_heap_kb ${PID[1]}"); fi
+  local base="$WORK/$phase-$name"
   "$BENCH" scale-clients --server "127.0.0.1:${PORT[1]}" --server-pid "${PID[1]}" --sources "$SOURCES" \
-    --sessions "$SESSIONS" --churn-secs "$CHURN_SECS" --churn-parallel "$CHURN_PARALLEL" \
-    --watchers-one "$WATCHERS_ONE" --fanout-rounds "$FANOUT_ROUNDS" --watches "$WATCHES" --watch-sessions "$WATCH_SESSIONS" \
-    --tree-size "$WATCH_TREE" --parents "$PARENTS" --prefix "$PREFIX" --timeout "$STEP_TIMEOUT" "${heap_cmd[@]}" --threads "${CLIENT_THREADS:-1}" \
-    --json "$WORK/clients-$name.json" >"$WORK/clients-$name.txt" 2>"$WORK/clients-$name.err" || rc=$?
+    --sessions 0 --watchers-one 0 --watches 0 "$@" --timeout "$STEP_TIMEOUT" "${heap_cmd[@]}" --threads "${CLIENT_THREADS:-1}" \
+    --json "$base.json" >"$base.txt" 2>"$base.err" || rc=$?
   if [ "$rc" != 0 ]; then
-    problem "$name clients: warden-bench scale-clients exited $rc: $(grep -E '^failure|warden-bench' "$WORK/clients-$name.txt" "$WORK/clients-$name.err" | cut -d: -f2- | tr '\n' ';' | cut -c1-600)"
+    problem "$name $phase: warden-bench scale-clients exited $rc: $(grep -hE '^failure|warden-bench' "$base.txt" "$base.err" | tr '\n' ';' | cut -c1-600)"
   fi
-  kill -0 "${PID[1]}" 2>/dev/null || problem "$name clients: the server process exited during the run"
-  local k
-  for k in rss_kb_base rss_kb_sessions rss_kb_sessions_closed sessions_opened sessions_open_secs sessions_open_per_sec rss_bytes_per_session heap_bytes_per_session churn_per_sec \
-    sessions_close_secs rss_bytes_per_watch_one heap_bytes_per_watch_one fanout_ms_median fanout_ms_max watches_set watches_set_secs \
-    rss_bytes_per_watch heap_bytes_per_watch; do
-    put "$name" "$k" "$(jget "$WORK/clients-$name.json" ".figures.$k")"
+  kill -0 "${PID[1]}" 2>/dev/null || problem "$name $phase: the server process exited during the run"
+  for k in $(jq -r '.figures | keys[]' "$base.json" 2>/dev/null || true); do
+    put "$name" "$k" "$(jget "$base.json" ".figures.$k")"
   done
   stop_cluster 1
-  rm -rf "$WORK/$name-clients"
+  rm -rf "$WORK/$name-$phase"
+}
+
+clients() {
+  local name=$1
+  if [ "$SESSIONS" -gt 0 ]; then
+    say "$name: $SESSIONS sessions, churn, close"
+    clients_phase "$name" sessions --sessions "$SESSIONS" --churn-secs "$CHURN_SECS" --churn-parallel "$CHURN_PARALLEL"
+  fi
+  if [ "$WATCHERS_ONE" -gt 0 ]; then
+    say "$name: $WATCHERS_ONE watchers on one znode"
+    clients_phase "$name" watch-one --watchers-one "$WATCHERS_ONE" --fanout-rounds "$FANOUT_ROUNDS"
+  fi
+  if [ "$WATCHES" -gt 0 ]; then
+    say "$name: $WATCHES watches over $WATCH_TREE znodes"
+    clients_phase "$name" watches --watches "$WATCHES" --watch-sessions "$WATCH_SESSIONS" --tree-size "$WATCH_TREE" \
+      --parents "$PARENTS" --prefix "$PREFIX"
+  fi
 }
 
 # Open files: the server holds every session's socket, so does the one client process.
