@@ -47,14 +47,6 @@ mkdir -p "$WORK/reports"
 declare -A PID PORT QPORT EPORT DIR
 PROBLEMS=()
 
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local k
   for k in "${!PID[@]}"; do stop_pid "${PID[$k]}"; done
@@ -65,54 +57,7 @@ trap 'exit 130' INT TERM
 
 write_zk_log4j "$WORK"
 
-# layout N TAG: ports and dirs for members 1..N of a fresh cluster TAG.
-layout() {
-  local n=$1 tag=$2 i
-  for i in $(seq 1 "$n"); do
-    PORT[$i]=$("$BENCH" free-port); QPORT[$i]=$("$BENCH" free-port); EPORT[$i]=$("$BENCH" free-port)
-    DIR[$i]="$WORK/$tag/m$i"; mkdir -p "${DIR[$i]}"
-  done
-}
-
-# start_member NAME N I: start member I of an N-member cluster (N=1: standalone).
-start_member() {
-  local name=$1 n=$2 i=$3 j lines=()
-  if [ "$n" -gt 1 ]; then
-    for j in $(seq 1 "$n"); do lines+=("server.$j=127.0.0.1:${QPORT[$j]}:${EPORT[$j]}"); done
-  fi
-  case $name in
-    zookeeper)
-      {
-        echo "tickTime=$TICK"; echo "initLimit=10"; echo "syncLimit=5"
-        echo "dataDir=${DIR[$i]}"; echo "clientPort=${PORT[$i]}"; echo "clientPortAddress=127.0.0.1"
-        echo "admin.enableServer=false"; echo "4lw.commands.whitelist=*"; echo "maxClientCnxns=0"
-        for j in "${lines[@]}"; do echo "$j"; done
-      } >"${DIR[$i]}.cfg"
-      [ "$n" -gt 1 ] && echo "$i" >"${DIR[$i]}/myid"
-      java -Xmx"$ZK_HEAP" -Dlog4j.configuration="file:$WORK/log4j.properties" -cp "$ZK_CP" \
-        org.apache.zookeeper.server.quorum.QuorumPeerMain "${DIR[$i]}.cfg" >>"$WORK/zookeeper.out" 2>&1 </dev/null &
-      ;;
-    warden)
-      local sets=(--set "clientPort=${PORT[$i]}" --set clientPortAddress=127.0.0.1 --set "dataDir=${DIR[$i]}"
-        --set "tickTime=$TICK" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 --set admin.enableServer=false)
-      for j in "${lines[@]}"; do sets+=(--set "$j"); done
-      [ "$n" -gt 1 ] && sets+=(--set "warden.myid=$i")
-      "$WARDEN" server "${sets[@]}" >>"$WORK/warden-m$i.out" 2>&1 </dev/null &
-      ;;
-  esac
-  PID[$i]=$!
-}
-
-hosts() { local n=$1 i out=(); for i in $(seq 1 "$n"); do out+=("127.0.0.1:${PORT[$i]}"); done; (IFS=,; echo "${out[*]}"); }
-pids() { local n=$1 i out=(); for i in $(seq 1 "$n"); do out+=("${PID[$i]}"); done; (IFS=,; echo "${out[*]}"); }
 ready() { "$BENCH" ready --servers "$(hosts "$1")" --timeout 120 >/dev/null; }
-mode_of() { { "$BENCH" four-letter --server "127.0.0.1:${PORT[$1]}" srvr 2>/dev/null || true; } | awk -F': ' '/^Mode/ {print $2}'; }
-zxid_of() { { "$BENCH" four-letter --server "127.0.0.1:${PORT[$1]}" srvr 2>/dev/null || true; } | awk -F': ' '/^Zxid/ {print $2}'; }
-leader_of() { local n=$1 i; for i in $(seq 1 "$n"); do [ "$(mode_of "$i")" = leader ] && { echo "$i"; return; }; done; echo ""; }
-# find_leader N: the leader's member number, waiting up to 10 s for one.
-find_leader() { local l=""; for _ in $(seq 200); do l=$(leader_of "$1"); [ -n "$l" ] && break; sleep 0.05; done; echo "$l"; }
-stop_cluster() { local n=$1 i; for i in $(seq 1 "$n"); do stop_pid "${PID[$i]}"; unset "PID[$i]"; done; }
-
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "–"; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 REPORTS=()

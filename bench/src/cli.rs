@@ -62,6 +62,19 @@ pub enum Command {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+    /// Poll getData of --path on --server (a fresh session per try) until it succeeds;
+    /// prints the milliseconds waited.
+    WaitRead {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
+    /// Many sessions and watches on one server: open/churn/close, memory per
+    /// session and per watch, watch fan-out (bench/scale.sh).
+    ScaleClients(crate::scale::ClientsArgs),
     /// Run the ceiling server: ZooKeeper framing, every request answered at once from nothing.
     CeilingServer {
         #[arg(long)]
@@ -138,6 +151,10 @@ pub struct BenchArgs {
     /// Key-space size for set/get/exists/mixed; node count for populate.
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
+    /// Spread the keys over this many parent znodes: key i is <prefix>/p<i % parents>/k<i>
+    /// (0: flat, <prefix>/k<i>). The parents are created before the measured phase.
+    #[arg(long, default_value_t = 0)]
+    pub parents: u64,
     #[arg(long, value_enum, default_value_t = Workload::Mixed)]
     pub workload: Workload,
     /// Fraction of reads in mixed, in [0, 1].
@@ -192,6 +209,7 @@ pub struct Config {
     pub limit: Limit,
     pub value_size: usize,
     pub keys: u64,
+    pub parents: u64,
     pub workload: Workload,
     pub read_fraction: f64,
     pub watchers: usize,
@@ -276,6 +294,7 @@ impl BenchArgs {
             limit,
             value_size: self.value_size,
             keys: self.keys,
+            parents: self.parents,
             workload: self.workload,
             read_fraction: self.read_fraction,
             watchers: self.watchers,
@@ -368,6 +387,8 @@ mod tests {
             assert!(cfg(&["--prefix", p]).is_err(), "{p}");
         }
         assert_eq!(cfg(&["--prefix", "/a/b"]).unwrap().prefix, "/a/b");
+        assert_eq!(cfg(&[]).unwrap().parents, 0);
+        assert_eq!(cfg(&["--parents", "1000"]).unwrap().parents, 1000);
     }
 
     #[test]
@@ -381,5 +402,11 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Summarize { ratio: Some(_), ref files }) if files.len() == 1));
         let cli = Cli::try_parse_from(["warden-bench", "four-letter", "--server", "h:1", "mntr"]).unwrap();
         assert!(matches!(cli.command, Some(Command::FourLetter { .. })));
+        let cli = Cli::try_parse_from(["warden-bench", "wait-read", "--server", "h:1", "--path", "/a"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::WaitRead { ref path, .. }) if path == "/a"));
+        let cli = Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "5"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::ScaleClients(ref a)) if a.sources == 5 && a.sessions == 1000));
+        assert!(Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "0"]).is_err());
+        assert!(Cli::try_parse_from(["warden-bench", "scale-clients", "--server", "h:1", "--sources", "251"]).is_err());
     }
 }

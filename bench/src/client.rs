@@ -224,6 +224,26 @@ fn finish_frame(w: &mut [u8]) {
     w[..4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// A whole ConnectRequest frame for a new session (length prefix included).
+pub fn connect_frame(timeout_ms: i32) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    start_frame(&mut frame);
+    ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms, session_id: 0, passwd: vec![0; 16], read_only: Some(false) }.encode(&mut frame);
+    finish_frame(&mut frame);
+    frame
+}
+
+/// Appends a whole request frame (length prefix, xid, opcode, body) to `w`.
+pub fn append_request(w: &mut Vec<u8>, xid: i32, opcode: i32, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = w.len();
+    w.put_i32(0);
+    w.put_i32(xid);
+    w.put_i32(opcode);
+    body(w);
+    let len = (w.len() - start - 4) as i32;
+    w[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// The ConnectResponse fields a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectResponse {
@@ -265,10 +285,7 @@ impl Session {
         let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout("TCP connect"))??;
         stream.set_nodelay(true)?;
         let (rd, mut wr) = stream.into_split();
-        let mut frame = Vec::with_capacity(64);
-        start_frame(&mut frame);
-        ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms, session_id: 0, passwd: vec![0; 16], read_only: Some(false) }.encode(&mut frame);
-        finish_frame(&mut frame);
+        let frame = connect_frame(timeout_ms);
         tokio::time::timeout_at(deadline, wr.write_all(&frame)).await.map_err(|_| ClientError::Timeout("handshake write"))??;
         let mut reader = FrameReader { rd, buf: Vec::new(), pos: 0 };
         let resp = tokio::time::timeout_at(deadline, reader.next()).await.map_err(|_| ClientError::Timeout("ConnectResponse"))??;
@@ -291,11 +308,7 @@ impl Session {
 
     fn send_frame(&mut self, xid: i32, opcode: i32, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClientError> {
         let mut w = Vec::with_capacity(96);
-        start_frame(&mut w);
-        w.put_i32(xid);
-        w.put_i32(opcode);
-        body(&mut w);
-        finish_frame(&mut w);
+        append_request(&mut w, xid, opcode, body);
         self.tx.send(w).map_err(|_| ClientError::Closed)?;
         self.last_send = Instant::now();
         Ok(())
@@ -458,6 +471,31 @@ pub fn multi_error(body: &[u8]) -> Result<i32, DecodeError> {
             other => return Err(DecodeError::BadValue("multi result type", other as i64)),
         }
     }
+}
+
+/// Milliseconds until a getData of `path` on `server` succeeded, trying a fresh
+/// session every 20 ms (connection refused, NONODE, not yet serving: try again).
+pub async fn wait_read(server: &str, path: &str, timeout: Duration) -> Result<u128, String> {
+    let start = Instant::now();
+    let mut last_err = String::new();
+    while start.elapsed() < timeout {
+        let attempt = async {
+            let mut s = Session::connect(server, 30_000, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+            let r = s.call(op::GET_DATA, |w| body::path_watch(w, path, false), Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+            let _ = s.close(Duration::from_secs(2)).await;
+            if r.err == 0 {
+                Ok(())
+            } else {
+                Err(format!("getData {path} answered {}", error_name(r.err)))
+            }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(start.elapsed().as_millis()),
+            Err(e) => last_err = e,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("no successful read of {path} within {timeout:?}; last error: {last_err}"))
 }
 
 /// A four-letter word over a fresh connection; the whole reply as text.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod procstat;
 pub mod report;
+pub mod scale;
 pub mod workload;
 
 pub use cli::{Config, Limit, Workload};

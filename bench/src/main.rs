@@ -164,6 +164,17 @@ fn helper(cmd: Command) -> ExitCode {
             print!("{}", report::summarize(&reports, ratio));
             ExitCode::SUCCESS
         }
+        Command::WaitRead { server, path, timeout } => match runtime().block_on(client::wait_read(&server, &path, Duration::from_secs_f64(timeout.max(0.0)))) {
+            Ok(ms) => {
+                println!("{ms}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("warden-bench: {server}: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::ScaleClients(args) => warden_bench::scale::run(args),
         Command::CeilingServer { port, value_size } => match warden_bench::ceiling::run(port, value_size) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

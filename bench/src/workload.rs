@@ -49,7 +49,10 @@ pub async fn run_async(cfg: &Config) -> Result<Report, BenchError> {
     ensure_prefix(cfg).await?;
     let mut notes = Vec::new();
     match cfg.workload {
-        Workload::Populate => notes.push(format!("creates exactly --keys nodes {}/k<i> (--duration/--ops ignored)", cfg.prefix)),
+        Workload::Populate => {
+            let layout = if cfg.parents == 0 { format!("{}/k<i>", cfg.prefix) } else { format!("{}/p<i % {}>/k<i>", cfg.prefix, cfg.parents) };
+            notes.push(format!("creates exactly --keys nodes {layout} (--duration/--ops ignored)"))
+        }
         Workload::WatchStorm => notes.push(format!("runs --rounds {} rounds (--duration/--ops ignored)", cfg.rounds)),
         _ => {}
     }
@@ -136,6 +139,9 @@ async fn ensure_prefix(cfg: &Config) -> Result<(), BenchError> {
             return Err(BenchError::Setup(format!("create {path}: error {} {}", r.err, client::error_name(r.err))));
         }
     }
+    if cfg.workload == Workload::Populate || cfg.workload.needs_keys() {
+        ensure_parents(&mut s, cfg).await?;
+    }
     if cfg.workload == Workload::WatchStorm {
         let node = storm_node(cfg);
         let r = s
@@ -147,6 +153,40 @@ async fn ensure_prefix(cfg: &Config) -> Result<(), BenchError> {
         }
     }
     let _ = s.close(cfg.request_timeout).await;
+    Ok(())
+}
+
+/// Key `i` of a key space under `prefix`: flat, or spread over `parents` parent znodes.
+pub fn tree_key(prefix: &str, parents: u64, i: u64) -> String {
+    if parents == 0 {
+        format!("{prefix}/k{i}")
+    } else {
+        format!("{prefix}/p{}/k{i}", i % parents)
+    }
+}
+
+/// Creates the parents p0..p<n-1> under the prefix, pipelined (NODEEXISTS is fine).
+async fn ensure_parents(s: &mut Session, cfg: &Config) -> Result<(), BenchError> {
+    const WINDOW: u64 = 256;
+    let mut next = 0;
+    while next < cfg.parents {
+        let end = (next + WINDOW).min(cfg.parents);
+        let mut xids = Vec::with_capacity((end - next) as usize);
+        for p in next..end {
+            let path = format!("{}/p{p}", cfg.prefix);
+            xids.push((
+                s.send(op::CREATE, |w| body::create(w, &path, b"", flags::PERSISTENT)).map_err(|e| BenchError::Setup(format!("create {path}: {e}")))?,
+                path,
+            ));
+        }
+        for (xid, path) in xids {
+            let r = s.reply_to(xid, cfg.request_timeout).await.map_err(|e| BenchError::Setup(format!("create {path}: {e}")))?;
+            if r.err != 0 && r.err != NODE_EXISTS {
+                return Err(BenchError::Setup(format!("create {path}: error {} {}", r.err, client::error_name(r.err))));
+            }
+        }
+        next = end;
+    }
     Ok(())
 }
 
@@ -239,6 +279,7 @@ impl Budget {
 /// What a workload needs to build requests.
 struct OpCtx {
     prefix: String,
+    parents: u64,
     value: Vec<u8>,
     keys: u64,
     read_fraction: f64,
@@ -248,7 +289,7 @@ struct OpCtx {
 
 impl OpCtx {
     fn key(&self, i: u64) -> String {
-        format!("{}/k{}", self.prefix, i)
+        tree_key(&self.prefix, self.parents, i)
     }
 
     /// Sends the request for op `idx`; returns (xid, reply is a MultiResponse).
@@ -390,6 +431,7 @@ async fn run_pipelined(cfg: &Config, mode: Mode, limit: PhaseLimit, measure: boo
     let n = cfg.connections;
     let ctx = Arc::new(OpCtx {
         prefix: cfg.prefix.clone(),
+        parents: cfg.parents,
         value: vec![b'x'; cfg.value_size],
         keys: cfg.keys,
         read_fraction: cfg.read_fraction,
@@ -748,6 +790,13 @@ mod tests {
         assert_eq!(b.claim(), Some(0));
         let past = Budget::new(PhaseLimit::Duration(Duration::from_millis(1)), Instant::now() - Duration::from_secs(1));
         assert_eq!(past.claim(), None);
+    }
+
+    #[test]
+    fn tree_keys_are_flat_or_spread_over_parents() {
+        assert_eq!(tree_key("/b", 0, 7), "/b/k7");
+        assert_eq!(tree_key("/scale", 1000, 9_999_999), "/scale/p999/k9999999");
+        assert_eq!(tree_key("/scale", 3, 4), "/scale/p1/k4");
     }
 
     #[test]

@@ -162,3 +162,68 @@ fn unreachable_server_is_a_clear_error() {
     let err = warden_bench::run(&cfg).unwrap_err().to_string();
     assert!(err.contains("connect"), "{err}");
 }
+
+/// bench/scale.sh's modes: populate over parents, wait-read, scale-clients. The spread
+/// watches only succeed if scale-clients and populate agree on the tree's layout.
+#[test]
+fn scale_modes_run_against_warden() {
+    use clap::Parser;
+    use warden_bench::cli::{Cli, Command};
+
+    let server = Server::start();
+    let r = bench(&server, &["--workload", "populate", "--keys", "300", "--parents", "7", "--prefix", "/tree", "--connections", "2"]);
+    assert_eq!((r.ops, r.ok), (300, 300), "{}", r.to_text());
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Key 299 lives under parent 299 % 7 = 5; a flat path does not exist.
+    rt.block_on(warden_bench::client::wait_read(&server.addr(), "/tree/p5/k299", Duration::from_secs(10))).expect("layout p<i % parents>/k<i>");
+    let err = rt.block_on(warden_bench::client::wait_read(&server.addr(), "/tree/k299", Duration::from_millis(200))).unwrap_err();
+    assert!(err.contains("NONODE"), "{err}");
+
+    let pid = server.child.id().to_string();
+    let addr = server.addr();
+    let argv = [
+        "warden-bench",
+        "scale-clients",
+        "--server",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--sources",
+        "3",
+        "--sessions",
+        "60",
+        "--churn-secs",
+        "0.3",
+        "--churn-parallel",
+        "2",
+        "--watchers-one",
+        "20",
+        "--fanout-rounds",
+        "2",
+        "--watches",
+        "300",
+        "--watch-sessions",
+        "4",
+        "--tree-size",
+        "300",
+        "--parents",
+        "7",
+        "--prefix",
+        "/tree",
+        "--timeout",
+        "30",
+    ];
+    let Some(Command::ScaleClients(args)) = Cli::try_parse_from(argv).unwrap().command else { panic!("not parsed as scale-clients") };
+    let report = rt.block_on(warden_bench::scale::run_async(args)).unwrap();
+    let text = report.to_text();
+    assert!(report.failures.is_empty(), "{text}");
+    let fig = |k: &str| *report.figures.get(k).unwrap_or_else(|| panic!("no {k} in\n{text}"));
+    assert_eq!(fig("sessions_opened"), 60.0, "{text}");
+    assert_eq!(fig("watchers_one_sessions"), 20.0, "{text}");
+    assert_eq!(fig("fanout_rounds"), 2.0, "{text}");
+    assert!(fig("fanout_ms_median") > 0.0 && fig("fanout_ms_median") <= fig("fanout_ms_max"), "{text}");
+    assert_eq!(fig("watches_set"), 300.0, "{text}");
+    assert!(fig("churn_cycles") > 0.0, "{text}");
+    assert!(fig("rss_kb_sessions") > 0.0, "{text}");
+}
