@@ -136,7 +136,9 @@ where
     let addr = Connection::create(|ctx| {
         let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone()).inbox();
         let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info, io });
-        let frames = FramedRead::new(read, ClientCodec::new(max_frame));
+        // Requests are small; the buffer grows for a large one. (The default
+        // 8 KiB per connection is most of an idle session's memory.)
+        let frames = FramedRead::with_capacity(read, ClientCodec::new(max_frame), 1024);
         ctx.add_stream(crate::connection::gated(frames, &handle, deps.processor.stats.clone()));
         Connection::new(id, peer, deps, handle, ids, security)
     });

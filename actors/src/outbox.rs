@@ -37,24 +37,40 @@ impl Outbox {
         let abort = Arc::new(Notify::new());
         let aborted = abort.clone();
         actix_rt::spawn(async move {
-            let mut batch = Vec::with_capacity(64 << 10);
+            // Grown only when frames gather, and given back after a burst:
+            // an idle connection holds no write buffer.
+            let mut batch = Vec::new();
             let mut closing = false;
             while !closing {
                 let first = tokio::select! {
                     f = rx.recv() => match f { Some(f) if !f.is_empty() => f, _ => break },
                     _ = aborted.notified() => return reset(socket, fd),
                 };
+                if batch.capacity() > (256 << 10) {
+                    batch = Vec::new();
+                }
                 batch.clear();
-                batch.extend_from_slice(&first);
-                while batch.len() < (1 << 20) {
-                    match rx.try_recv() {
-                        Ok(more) if more.is_empty() => {
-                            closing = true;
-                            break;
-                        }
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
+                let mut next = rx.try_recv().ok();
+                if next.is_none() {
+                    // One frame: written as it is, no copy.
+                    tokio::select! {
+                        r = socket.write_all(&first) => if r.is_err() { break },
+                        _ = aborted.notified() => return reset(socket, fd),
                     }
+                    counter.fetch_sub(first.len(), Relaxed);
+                    continue;
+                }
+                batch.extend_from_slice(&first);
+                while let Some(frame) = next.take() {
+                    if frame.is_empty() {
+                        closing = true;
+                        break;
+                    }
+                    batch.extend_from_slice(&frame);
+                    if batch.len() >= (1 << 20) {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
                 }
                 tokio::select! {
                     r = socket.write_all(&batch) => if r.is_err() { break },
