@@ -2,8 +2,10 @@
 //! /proc, by pid) and its actors' mailbox depths (the admin endpoint's
 //! `/metrics`). A process "grows without bound" when, over at least five
 //! samples of its lifetime, its last RSS exceeds the largest of the first
-//! half by more than half plus 16 MiB, or its fds by more than 64, or its
-//! summed mailbox depth is above 1000 in each of the last three samples.
+//! half by more than half plus 16 MiB plus 1 KiB per znode the tree gained
+//! meanwhile (the workload's queue only grows: data, not a leak), or its fds
+//! by more than 64, or its summed mailbox depth is above 1000 in each of the
+//! last three samples.
 
 use crate::cluster::{Cluster, Id, ADMIN_TOKEN};
 use std::collections::BTreeMap;
@@ -15,7 +17,12 @@ pub struct Sample {
     pub rss_kib: u64,
     pub fds: u64,
     pub mailbox: Option<u64>,
+    /// Znodes in the member's tree (`warden_znode_count`).
+    pub znodes: Option<u64>,
 }
+
+/// What a znode of the workload may cost in RSS.
+const KIB_PER_ZNODE: u64 = 1;
 
 #[derive(Default)]
 pub struct Resources {
@@ -32,7 +39,8 @@ fn fds(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
-async fn mailbox_total(addr: std::net::SocketAddr) -> Option<u64> {
+/// The summed mailbox depth and the znode count from the member's `/metrics`.
+async fn metrics(addr: std::net::SocketAddr) -> (Option<u64>, Option<u64>) {
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n");
@@ -41,12 +49,11 @@ async fn mailbox_total(addr: std::net::SocketAddr) -> Option<u64> {
         s.read_to_string(&mut out).await?;
         Ok::<_, std::io::Error>(out)
     };
-    let text = tokio::time::timeout(Duration::from_secs(3), io).await.ok()?.ok()?;
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("warden_actor_mailbox_depth{")).collect();
-    if lines.is_empty() {
-        return None;
-    }
-    Some(lines.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64)
+    let Ok(Ok(text)) = tokio::time::timeout(Duration::from_secs(3), io).await else { return (None, None) };
+    let value = |l: &str| l.rsplit(' ').next()?.parse::<f64>().ok();
+    let depths: Vec<f64> = text.lines().filter(|l| l.starts_with("warden_actor_mailbox_depth{")).filter_map(value).collect();
+    let znodes = text.lines().find(|l| l.starts_with("warden_znode_count ")).and_then(value).map(|v| v as u64);
+    ((!depths.is_empty()).then(|| depths.iter().sum::<f64>() as u64), znodes)
 }
 
 impl Resources {
@@ -59,10 +66,11 @@ impl Resources {
                 continue;
             }
             let (Some(rss), Some(fd)) = (rss_kib(pid), fds(pid)) else { continue };
-            let mb = mailbox_total(c.admin_addr(id)).await;
-            let s = Sample { rss_kib: rss, fds: fd, mailbox: mb };
+            let (mb, znodes) = metrics(c.admin_addr(id)).await;
+            let s = Sample { rss_kib: rss, fds: fd, mailbox: mb, znodes };
             self.series.entry((id, pid)).or_default().push(s);
-            lines.push(format!("member {id} pid {pid}: rss {} MiB, fds {fd}, mailbox depth {}", rss / 1024, mb.map(|m| m.to_string()).unwrap_or("?".into())));
+            let shown = |v: Option<u64>| v.map(|m| m.to_string()).unwrap_or("?".into());
+            lines.push(format!("member {id} pid {pid}: rss {} MiB, fds {fd}, mailbox depth {}, znodes {}", rss / 1024, shown(mb), shown(znodes)));
         }
         lines
     }
@@ -78,7 +86,10 @@ impl Resources {
             let last = v.last().unwrap();
             let rss0 = first.iter().map(|s| s.rss_kib).max().unwrap();
             let fd0 = first.iter().map(|s| s.fds).max().unwrap();
-            if last.rss_kib > rss0 + rss0 / 2 + 16 * 1024 {
+            // The tree's growth since the first half's largest count is data, not a leak.
+            let znodes0 = first.iter().filter_map(|s| s.znodes).max().unwrap_or(0);
+            let data_kib = last.znodes.unwrap_or(0).saturating_sub(znodes0) * KIB_PER_ZNODE;
+            if last.rss_kib > rss0 + rss0 / 2 + 16 * 1024 + data_kib {
                 out.push(format!("member {id} pid {pid}: RSS {} KiB at the end vs at most {rss0} KiB in the first half", last.rss_kib));
             }
             if last.fds > fd0 + 64 {
@@ -98,7 +109,7 @@ mod tests {
 
     fn series(rss_mib: &[u64], fds: u64, mailbox: u64) -> Resources {
         let mut r = Resources::default();
-        r.series.insert((1, 100), rss_mib.iter().map(|m| Sample { rss_kib: m * 1024, fds, mailbox: Some(mailbox) }).collect());
+        r.series.insert((1, 100), rss_mib.iter().map(|m| Sample { rss_kib: m * 1024, fds, mailbox: Some(mailbox), znodes: Some(1000) }).collect());
         r
     }
 
@@ -112,5 +123,21 @@ mod tests {
     fn growth_and_full_mailboxes_fail() {
         assert_eq!(series(&[20, 30, 40, 60, 80, 100], 40, 0).growth().len(), 1);
         assert_eq!(series(&[20, 20, 20, 20, 20], 40, 5000).growth().len(), 1);
+    }
+
+    #[test]
+    fn rss_that_follows_the_tree_is_data_but_more_is_a_leak() {
+        // 20 -> 100 MiB while the tree gains 80,000 znodes (1 KiB each allowed): data.
+        let mut r = series(&[20, 30, 40, 60, 80, 100], 40, 0);
+        let counts = [1_000u64, 17_000, 33_000, 49_000, 65_000, 81_000];
+        for (s, n) in r.series.get_mut(&(1, 100)).unwrap().iter_mut().zip(counts) {
+            s.znodes = Some(n);
+        }
+        assert!(r.growth().is_empty(), "{:?}", r.growth());
+        // The same RSS with a tree that stays put: a leak.
+        for s in r.series.get_mut(&(1, 100)).unwrap() {
+            s.znodes = Some(1_000);
+        }
+        assert_eq!(r.growth().len(), 1);
     }
 }
