@@ -142,6 +142,16 @@ pub enum Incoming {
 
 /// Reads 4-byte big-endian length-prefixed frames; `fill` is cancel-safe, so a
 /// read can be raced against a timer without losing bytes.
+/// The length of the frame starting `avail`, once its 4-byte header is there.
+pub fn frame_len(avail: &[u8]) -> Result<Option<usize>, ClientError> {
+    let Some(header) = avail.get(..4) else { return Ok(None) };
+    let len = i32::from_be_bytes(header.try_into().unwrap());
+    if len < 0 || len as usize > MAX_FRAME {
+        return Err(ClientError::Protocol(format!("bad frame length {len}")));
+    }
+    Ok(Some(len as usize))
+}
+
 struct FrameReader {
     rd: OwnedReadHalf,
     buf: Vec<u8>,
@@ -151,14 +161,7 @@ struct FrameReader {
 impl FrameReader {
     fn parse(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         let avail = &self.buf[self.pos..];
-        if avail.len() < 4 {
-            return Ok(None);
-        }
-        let len = i32::from_be_bytes(avail[..4].try_into().unwrap());
-        if len < 0 || len as usize > MAX_FRAME {
-            return Err(ClientError::Protocol(format!("bad frame length {len}")));
-        }
-        let len = len as usize;
+        let Some(len) = frame_len(avail)? else { return Ok(None) };
         if avail.len() < 4 + len {
             return Ok(None);
         }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use warden_core::jute::Reader;
 use warden_core::proto::{op, xid};
 
-use crate::client::{self, body, event, ClientError, ConnectResponse, Session, MAX_FRAME};
+use crate::client::{self, body, event, ClientError, ConnectResponse, Session};
 use crate::procstat;
 use crate::workload::tree_key;
 
@@ -226,14 +226,7 @@ impl Lean {
     /// The next whole frame in the buffer, if any.
     fn frame(&mut self) -> Result<Option<&[u8]>, ClientError> {
         let avail = &self.buf[self.pos..];
-        if avail.len() < 4 {
-            return Ok(None);
-        }
-        let len = i32::from_be_bytes(avail[..4].try_into().unwrap());
-        if len < 0 || len as usize > MAX_FRAME {
-            return Err(ClientError::Protocol(format!("bad frame length {len}")));
-        }
-        let len = len as usize;
+        let Some(len) = client::frame_len(avail)? else { return Ok(None) };
         if avail.len() < 4 + len {
             if self.buf.capacity() < self.pos + 4 + len {
                 self.buf.reserve(4 + len);
