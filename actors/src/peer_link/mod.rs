@@ -36,6 +36,16 @@ pub fn encode(msg: &Message) -> Bytes {
     Bytes::from(warden_core::zab::wire::encode(msg))
 }
 
+/// TCP keepalive on peer connections, probing after 2 s idle: a link only
+/// one side writes to (a follower's to another follower) would otherwise
+/// never learn that the other side dropped it (a one-way cut answered by a
+/// reset, a peer's crash without FIN), and as the dialer it would never
+/// redial, leaving the other unable to reach it (seen in a netns soak).
+fn keepalive(tcp: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(2)).with_interval(Duration::from_secs(1)).with_retries(3);
+    let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka);
+}
+
 pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame_bytes).new_codec()
 }
@@ -169,6 +179,7 @@ impl PeerLink {
                 .map_err(|_| "connect timed out".to_string())?
                 .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
+            keepalive(&tcp);
             let stream: PeerStream = match tls {
                 None => Box::new(tcp),
                 Some(t) => {
@@ -351,6 +362,7 @@ pub fn accept_loop(
             };
             let (incoming, log, tls, sasl) = (incoming.clone(), log.clone(), tls.clone(), sasl.clone());
             let _ = stream.set_nodelay(true);
+            keepalive(&stream);
             actix_rt::spawn(async move {
                 let stream: PeerStream = match tls {
                     None => Box::new(stream),
@@ -402,6 +414,17 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
     use tokio_util::codec::{Decoder, Encoder};
+
+    #[tokio::test]
+    async fn peer_sockets_probe_an_idle_peer_within_seconds() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        keepalive(&tcp);
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(2));
+        assert_eq!((sock.tcp_keepalive_interval().unwrap(), sock.tcp_keepalive_retries().unwrap()), (Duration::from_secs(1), 3));
+    }
 
     #[test]
     fn oversized_frames_are_refused_before_buffering() {
