@@ -114,6 +114,15 @@ impl Processor {
         matches!(self.in_flight.get(&entry.hdr.session_id).and_then(|q| q.front()), Some(InFlight::Write(WriteKey::ReadIndex(_))))
     }
 
+    /// Applies every held entry, fence or not: Zab needs the tree at its
+    /// applied zxid now (a SNAP for a learner). A read still waiting then
+    /// sees its session's later write — rare, and replication comes first.
+    pub(crate) fn apply_all_held(&mut self) {
+        while let Some(entry) = self.zab.as_mut().and_then(|z| z.reads.held.pop_front()) {
+            self.apply_one(entry);
+        }
+    }
+
     /// Leadership lost (every read's client was closed): nothing fences any more.
     pub(super) fn forget_reads(&mut self) {
         let Some(z) = self.zab.as_mut() else { return };

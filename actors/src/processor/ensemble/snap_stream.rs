@@ -40,6 +40,8 @@ pub(crate) struct SnapStream {
 impl Processor {
     /// Leader: stream the tree, which is at `zxid` now, to learner `to`.
     pub(crate) fn snapshot_for(&mut self, to: ServerId, zxid: Zxid, out: mpsc::Sender<Bytes>, ctx: &mut Context<Self>) {
+        // Entries a linearizable read holds back are committed: the tree must have them.
+        self.apply_all_held();
         if self.core.db.last_zxid() != zxid {
             self.fatal(format!("SNAP for {to} at {zxid:#x}, but the database is at {:#x}", self.core.db.last_zxid()));
         }
