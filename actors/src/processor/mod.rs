@@ -550,6 +550,8 @@ impl Serve<Submits> for Processor {
             self.submit(msg, ctx);
         }
         self.flush_log(ctx);
+        // One read-index request per batch, even while the mailbox stays busy.
+        self.ask_read_index();
         self.hold_while_downstream_full(ctx);
     }
 }
