@@ -170,6 +170,19 @@ def build_tree(zk, hostport, nodes=NODES):
     assert all(not isinstance(r, Exception) for r in tx.commit())
 
 
+
+def stop_all(clients, servers, work):
+    """Closes every client, stops every server by its pid, removes the work dir."""
+    for zk in clients:
+        try:
+            zk.stop()
+            zk.close()
+        except Exception:
+            pass
+    for s in servers:
+        s.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
 def test_zookeeper_data_dir_comes_up_in_warden_and_goes_back():
     work = tempfile.mkdtemp(prefix="warden-zkdata-")
     data_dir, back_dir = os.path.join(work, "data"), os.path.join(work, "back")
@@ -274,15 +287,7 @@ def test_zookeeper_data_dir_comes_up_in_warden_and_goes_back():
         assert_same_tree(served_by_warden, served_back, "ZooKeeper (exported) vs Warden")
         assert checker.exists("/eph/one").ephemeralOwner == session_id
     finally:
-        for zk in clients:
-            try:
-                zk.stop()
-                zk.close()
-            except Exception:
-                pass
-        for s in servers:
-            s.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(clients, servers, work)
 
 
 def test_zookeeper_ensemble_migrates_to_warden_members_on_the_same_dirs():
@@ -368,15 +373,7 @@ def test_zookeeper_ensemble_migrates_to_warden_members_on_the_same_dirs():
         clients.append(checker)
         assert_same_tree(served_by_warden, walk(checker), "ZooKeeper (exported from a member) vs Warden", restamped=("/zookeeper/config",))
     finally:
-        for zk in clients:
-            try:
-                zk.stop()
-                zk.close()
-            except Exception:
-                pass
-        for s in servers:
-            s.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(clients, servers, work)
 
 
 @pytest.mark.parametrize("method", ["gz", "snappy"])
