@@ -152,6 +152,8 @@ pub struct LoadedSnapshot {
     pub zxid: i64,
     pub db: Database,
     pub nodes: u64,
+    /// Nodes skipped for want of a parent (see `DataTree::restore_node`).
+    pub skipped: u64,
 }
 
 /// Reads and fully verifies a snapshot.
@@ -192,10 +194,10 @@ pub fn load_from(mut input: impl std::io::Read) -> Result<LoadedSnapshot, Snapsh
                 if nodes != count {
                     return Err(fail(offset, format!("End says {nodes} nodes, found {count}")));
                 }
-                tree.finish_restore();
+                let skipped = tree.finish_restore();
                 let mut db = Database::restore(tree, sessions.iter().copied(), *zxid);
                 db.mark_sessions_from_zookeeper(from_zookeeper.iter().copied());
-                return Ok(LoadedSnapshot { zxid: *zxid, db, nodes: count });
+                return Ok(LoadedSnapshot { zxid: *zxid, db, nodes: count - skipped, skipped });
             }
         }
     }
@@ -315,7 +317,7 @@ mod tests {
         }
         assert_eq!(loaded.db.tree.node_count(), db.tree.node_count());
         for (path, node) in db.tree.nodes_after(None, usize::MAX) {
-            let got = loaded.db.tree.get(path).unwrap_or_else(|| panic!("{path} missing"));
+            let got = loaded.db.tree.get(&path).unwrap_or_else(|| panic!("{path} missing"));
             assert_eq!(got.stat(), node.stat(), "{path}");
             assert_eq!(got.data, node.data, "{path}");
         }

@@ -8,7 +8,8 @@ use crate::proto::{Acl, Stat};
 use crate::quota::{self, QuotaPaths, StatsTrack};
 use crate::txn::owner;
 use crate::watch::event;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use compact_str::CompactString;
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -32,7 +33,48 @@ pub struct Node {
     pub data: Option<Box<[u8]>>,
     pub acl: Arc<[Acl]>,
     pub stat: NodeStat,
-    pub children: BTreeSet<Box<str>>,
+    pub children: Children,
+}
+
+/// A node's place in the tree's arena. Paths are not stored: a node is found
+/// by walking its parents' children, so each znode costs one name, not a path.
+type NodeId = u32;
+const ROOT_ID: NodeId = 0;
+
+/// A node's children by name, in name order.
+#[derive(Debug, Clone, Default)]
+pub struct Children(BTreeMap<CompactString, NodeId>);
+
+impl Children {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    pub fn iter(&self) -> Names<'_> {
+        self.0.keys().map(CompactString::as_str)
+    }
+
+    fn all(&self) -> btree_map::Range<'_, CompactString, NodeId> {
+        self.0.range::<str, _>(..)
+    }
+}
+
+pub type Names<'a> = std::iter::Map<btree_map::Keys<'a, CompactString, NodeId>, fn(&CompactString) -> &str>;
+
+impl<'a> IntoIterator for &'a Children {
+    type Item = &'a str;
+    type IntoIter = Names<'a>;
+    fn into_iter(self) -> Names<'a> {
+        self.iter()
+    }
 }
 
 impl Node {
@@ -72,9 +114,12 @@ pub const CONFIG: &str = "/zookeeper/config";
 /// Clone: a backup (the admin `snapshot` command) copies the tree at one zxid.
 #[derive(Clone)]
 pub struct DataTree {
-    /// Ordered, so a fuzzy snapshot can walk it in chunks, resuming after the
-    /// last path it wrote while the tree keeps changing in between.
-    nodes: BTreeMap<Box<str>, Node>,
+    /// Every node, by id; the root is `ROOT_ID`. A freed slot is reused.
+    slots: Vec<Option<Node>>,
+    free: Vec<NodeId>,
+    count: usize,
+    /// Nodes a snapshot load skipped because their parent was missing.
+    orphans: u64,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: HashSet<String>,
     ttls: HashSet<String>,
@@ -121,7 +166,10 @@ impl DataTree {
     /// and the read-only /zookeeper/config.
     pub fn new() -> DataTree {
         let mut t = DataTree {
-            nodes: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            count: 0,
+            orphans: 0,
             ephemerals: HashMap::new(),
             containers: HashSet::new(),
             ttls: HashSet::new(),
@@ -138,12 +186,13 @@ impl DataTree {
                 // ZooKeeper sets its ACL with version -1 (ZOOKEEPER-2014).
                 stat.aversion = -1;
             }
-            let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat, children: BTreeSet::new() };
+            let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat, children: Children::default() };
             t.data_bytes += Self::node_size(p, &node.data);
-            t.nodes.insert(p.into(), node);
+            // System nodes are linked in without counting as creates (cversion -1 on /, as ZooKeeper).
+            let id = t.alloc(node);
             if p != ROOT {
-                // System nodes are linked in without counting as creates (cversion -1 on /, as ZooKeeper).
-                t.nodes.get_mut(path::parent(p)).unwrap().children.insert(path::name(p).into());
+                let parent = t.id_of(path::parent(p)).unwrap();
+                slot_mut(&mut t.slots, parent).children.0.insert(path::name(p).into(), id);
             }
         }
         t.digest = t.compute_digest();
@@ -157,15 +206,56 @@ impl DataTree {
 
     /// The digest recomputed from every node (for checks and after restores).
     pub fn compute_digest(&self) -> u64 {
-        self.nodes.iter().fold(0u64, |d, (p, n)| d.wrapping_add(node_hash(p, n)))
+        let mut digest = 0u64;
+        let mut walk = self.walk_after(None);
+        while let Some((p, n)) = walk.next_ref() {
+            digest = digest.wrapping_add(node_hash(p, n));
+        }
+        digest
     }
 
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.id_of(path).map(|id| self.node(id))
+    }
+
+    /// The node at `path`, found from the root one name at a time.
+    fn id_of(&self, path: &str) -> Option<NodeId> {
+        if path == ROOT {
+            return Some(ROOT_ID);
+        }
+        let mut id = ROOT_ID;
+        for name in path.strip_prefix('/')?.split('/') {
+            id = *self.node(id).children.0.get(name)?;
+        }
+        Some(id)
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        self.slots[id as usize].as_ref().expect("a linked node id names a live slot")
+    }
+
+    fn alloc(&mut self, node: Node) -> NodeId {
+        self.count += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(node);
+                id
+            }
+            None => {
+                self.slots.push(Some(node));
+                NodeId::try_from(self.slots.len() - 1).expect("fewer than 2^32 znodes")
+            }
+        }
+    }
+
+    fn release(&mut self, id: NodeId) -> Node {
+        self.count -= 1;
+        self.free.push(id);
+        self.slots[id as usize].take().expect("a linked node id names a live slot")
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// Bytes of paths and data, as ZooKeeper's approximate data size.
@@ -187,7 +277,7 @@ impl DataTree {
 
     /// Every node in the subtree below `path`, not counting `path` itself.
     pub fn descendant_count(&self, path: &str) -> usize {
-        let Some(node) = self.nodes.get(path) else { return 0 };
+        let Some(node) = self.get(path) else { return 0 };
         node.children
             .iter()
             .map(|c| {
@@ -236,10 +326,11 @@ impl DataTree {
         triggers: &mut Vec<Trigger>,
     ) -> ZkResult<Stat> {
         let parent_path = path::parent(path);
-        if self.nodes.contains_key(path) {
+        if self.id_of(path).is_some() {
             // Replaying over a fuzzy snapshot that already holds the node: the
             // parent still moves forward, as ZooKeeper's processTxn does.
-            if let Some(parent) = self.nodes.get_mut(parent_path) {
+            if let Some(parent_id) = self.id_of(parent_path) {
+                let parent = slot_mut(&mut self.slots, parent_id);
                 if parent_cversion > parent.stat.cversion {
                     let before = node_hash(parent_path, parent);
                     parent.stat.cversion = parent_cversion;
@@ -249,9 +340,17 @@ impl DataTree {
             }
             return Err(Code::NodeExists);
         }
+        let parent_id = self.id_of(parent_path).ok_or(Code::NoNode)?;
         let acl = self.intern_acl(acl);
-        let parent = self.nodes.get_mut(parent_path).ok_or(Code::NoNode)?;
-        parent.children.insert(path::name(path).into());
+        let stat = NodeStat { czxid: zxid, mzxid: zxid, pzxid: zxid, ctime: time_ms, mtime: time_ms, ephemeral_owner, ..Default::default() };
+        let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: Children::default() };
+        self.data_bytes += Self::node_size(path, &node.data);
+        let client_stat = node.stat();
+        let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+        self.digest = self.digest.wrapping_add(node_hash(path, &node));
+        let id = self.alloc(node);
+        let parent = slot_mut(&mut self.slots, parent_id);
+        parent.children.0.insert(path::name(path).into(), id);
         // Replays may see an older create: only ever move cversion forward.
         if parent_cversion > parent.stat.cversion {
             let before = node_hash(parent_path, parent);
@@ -259,12 +358,6 @@ impl DataTree {
             parent.stat.pzxid = zxid;
             self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
         }
-        let stat = NodeStat { czxid: zxid, mzxid: zxid, pzxid: zxid, ctime: time_ms, mtime: time_ms, ephemeral_owner, ..Default::default() };
-        let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: BTreeSet::new() };
-        self.data_bytes += Self::node_size(path, &node.data);
-        let client_stat = node.stat();
-        self.digest = self.digest.wrapping_add(node_hash(path, &node));
-        self.nodes.insert(path.into(), node);
         if ephemeral_owner == owner::CONTAINER {
             self.containers.insert(path.to_owned());
         } else if owner::ttl_of(ephemeral_owner).is_some() {
@@ -280,7 +373,6 @@ impl DataTree {
                 _ => {}
             }
         }
-        let bytes = self.nodes[path].data.as_ref().map_or(0, |d| d.len() as i64);
         self.update_quota_usage(path, bytes, 1);
         triggers.push((path.to_owned(), event::NODE_CREATED));
         triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
@@ -289,16 +381,31 @@ impl DataTree {
 
     pub fn delete(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) -> ZkResult<()> {
         let parent_path = path::parent(path);
+        let mut removed = None;
         // The parent's pzxid moves even if the child is already gone (replay).
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            parent.children.remove(path::name(path));
+        if let Some(parent_id) = self.id_of(parent_path) {
+            let parent = slot_mut(&mut self.slots, parent_id);
+            removed = parent.children.0.remove(path::name(path));
             if zxid > parent.stat.pzxid {
                 let before = node_hash(parent_path, parent);
                 parent.stat.pzxid = zxid;
                 self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
             }
         }
-        let node = self.nodes.remove(path).ok_or(Code::NoNode)?;
+        let id = removed.ok_or(Code::NoNode)?;
+        self.remove_unlinked(id, path);
+        triggers.push((path.to_owned(), event::NODE_DELETED));
+        triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
+        Ok(())
+    }
+
+    /// Frees a node already taken out of its parent's children, and anything
+    /// still below it (a consistent history never deletes a parent first).
+    fn remove_unlinked(&mut self, id: NodeId, path: &str) {
+        let node = self.release(id);
+        for (name, child) in &node.children.0 {
+            self.remove_unlinked(*child, &path::child(path, name));
+        }
         self.digest = self.digest.wrapping_sub(node_hash(path, &node));
         self.data_bytes -= Self::node_size(path, &node.data);
         let o = node.stat.ephemeral_owner;
@@ -314,19 +421,18 @@ impl DataTree {
                 }
             }
         }
+        let parent_path = path::parent(path);
         if parent_path.starts_with(ZOOKEEPER) && path::name(path) == quota::LIMIT_NODE {
             if let Some(real) = parent_path.get(QUOTA.len()..) {
                 self.quotas.remove(real);
             }
         }
         self.update_quota_usage(path, -(node.data.as_ref().map_or(0, |d| d.len() as i64)), -1);
-        triggers.push((path.to_owned(), event::NODE_DELETED));
-        triggers.push((parent_path.to_owned(), event::NODE_CHILDREN_CHANGED));
-        Ok(())
     }
 
     pub fn set_data(&mut self, path: &str, data: Option<Vec<u8>>, version: i32, zxid: i64, time_ms: i64, triggers: &mut Vec<Trigger>) -> ZkResult<Stat> {
-        let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        let id = self.id_of(path).ok_or(Code::NoNode)?;
+        let node = slot_mut(&mut self.slots, id);
         let before = node_hash(path, node);
         let new_data = data.map(Vec::into_boxed_slice);
         let len = |d: &Option<Box<[u8]>>| d.as_ref().map_or(0, |d| d.len() as i64);
@@ -352,7 +458,8 @@ impl DataTree {
 
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> ZkResult<Stat> {
         let acl = self.intern_acl(acl);
-        let node = self.nodes.get_mut(path).ok_or(Code::NoNode)?;
+        let id = self.id_of(path).ok_or(Code::NoNode)?;
+        let node = slot_mut(&mut self.slots, id);
         let before = node_hash(path, node);
         node.acl = acl;
         node.stat.aversion = aversion;
@@ -360,50 +467,85 @@ impl DataTree {
         Ok(node.stat())
     }
 
-    /// Up to `max` nodes in path order strictly after `after` (from the start
-    /// when None): the fuzzy snapshot's cursor.
-    pub fn nodes_after(&self, after: Option<&str>, max: usize) -> impl Iterator<Item = (&str, &Node)> {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.nodes.range::<str, _>((lower, Bound::Unbounded)).take(max).map(|(k, v)| (&**k, v))
+    /// Up to `max` nodes strictly after `after` (from the start when None) in
+    /// depth-first order, children by name: the fuzzy snapshot's cursor. A
+    /// subtree is contiguous, so a parent created during a walk is never left
+    /// out while a child of it is written.
+    pub fn nodes_after(&self, after: Option<&str>, max: usize) -> impl Iterator<Item = (String, &Node)> {
+        let mut walk = self.walk_after(after);
+        std::iter::from_fn(move || walk.next_ref().map(|(p, n)| (p.to_owned(), n))).take(max)
     }
 
-    /// Inserts a node read from a snapshot; children links and indexes are
-    /// rebuilt by `finish_restore`.
+    /// A depth-first walk positioned after `after`, which need not exist: the
+    /// walk resumes at the first node that sorts after it.
+    fn walk_after(&self, after: Option<&str>) -> Walk<'_> {
+        let mut walk = Walk { tree: self, path: String::new(), stack: Vec::new(), root_pending: after.is_none() };
+        let Some(after) = after else { return walk };
+        let mut id = ROOT_ID;
+        if after != ROOT {
+            let Some(rest) = after.strip_prefix('/') else { return walk };
+            for name in rest.split('/') {
+                let children = &self.node(id).children.0;
+                walk.stack.push((walk.path.len(), children.range::<str, _>((Bound::Excluded(name), Bound::Unbounded))));
+                let Some(&child) = children.get(name) else { return walk };
+                walk.path.push('/');
+                walk.path.push_str(name);
+                id = child;
+            }
+        }
+        walk.stack.push((walk.path.len(), self.node(id).children.all()));
+        walk
+    }
+
+    /// Inserts a node read from a snapshot (parents come before their
+    /// children); the owner indexes are rebuilt by `finish_restore`. A node
+    /// whose parent is missing is skipped: only an old fuzzy snapshot written
+    /// in path order holds one, and the log after it creates both again.
     pub fn restore_node(&mut self, path: &str, data: Option<Vec<u8>>, acl: Vec<Acl>, stat: NodeStat) {
         let acl = self.intern_acl(acl);
-        let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: BTreeSet::new() };
-        if let Some(old) = self.nodes.insert(path.into(), node) {
-            self.data_bytes -= Self::node_size(path, &old.data);
+        let data = data.map(Vec::into_boxed_slice);
+        self.data_bytes += Self::node_size(path, &data);
+        if let Some(id) = self.id_of(path) {
+            let node = slot_mut(&mut self.slots, id);
+            self.data_bytes -= Self::node_size(path, &node.data);
+            (node.data, node.acl, node.stat) = (data, acl, stat);
+            return;
         }
-        self.data_bytes += Self::node_size(path, &self.nodes[path].data);
+        let Some(parent) = (path != ROOT).then(|| self.id_of(path::parent(path))).flatten() else {
+            self.data_bytes -= Self::node_size(path, &data);
+            self.orphans += 1;
+            return;
+        };
+        let id = self.alloc(Node { data, acl, stat, children: Children::default() });
+        slot_mut(&mut self.slots, parent).children.0.insert(path::name(path).into(), id);
     }
 
-    /// Rebuilds children sets and the ephemeral/container/TTL indexes after
-    /// nodes were restored from a snapshot.
-    pub fn finish_restore(&mut self) {
-        let paths: Vec<(Box<str>, i64)> = self.nodes.iter().map(|(p, n)| (p.clone(), n.stat.ephemeral_owner)).collect();
+    /// Rebuilds the ephemeral/container/TTL and quota indexes and the digest
+    /// after nodes were restored from a snapshot. Returns how many nodes were
+    /// skipped for want of a parent.
+    pub fn finish_restore(&mut self) -> u64 {
+        let mut owned = Vec::new();
+        let mut walk = self.walk_after(None);
+        while let Some((p, n)) = walk.next_ref() {
+            if n.stat.ephemeral_owner != 0 {
+                owned.push((p.to_owned(), n.stat.ephemeral_owner));
+            }
+        }
         self.ephemerals.clear();
         self.containers.clear();
         self.ttls.clear();
-        for n in self.nodes.values_mut() {
-            n.children.clear();
-        }
-        for (p, o) in paths {
-            if &*p != ROOT {
-                if let Some(parent) = self.nodes.get_mut(path::parent(&p)) {
-                    parent.children.insert(path::name(&p).into());
-                }
-            }
+        for (p, o) in owned {
             if o == owner::CONTAINER {
-                self.containers.insert(p.to_string());
+                self.containers.insert(p);
             } else if owner::ttl_of(o).is_some() {
-                self.ttls.insert(p.to_string());
-            } else if o != 0 {
-                self.ephemerals.entry(o).or_default().insert(p.to_string());
+                self.ttls.insert(p);
+            } else {
+                self.ephemerals.entry(o).or_default().insert(p);
             }
         }
         self.setup_quotas();
         self.digest = self.compute_digest();
+        std::mem::take(&mut self.orphans)
     }
 
     /// The quota'd path that governs `path`, if any (`getMaxPrefixWithQuota`).
@@ -419,7 +561,8 @@ impl DataTree {
     /// Replaces a node's data outside any transaction (quota stats): its Stat
     /// stays, as ZooKeeper rewrites `DataNode.data` only.
     fn rewrite_data(&mut self, path: &str, data: Vec<u8>) {
-        let Some(node) = self.nodes.get_mut(path) else { return };
+        let Some(id) = self.id_of(path) else { return };
+        let node = slot_mut(&mut self.slots, id);
         let before = node_hash(path, node);
         let new_data = Some(data.into_boxed_slice());
         self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
@@ -432,7 +575,7 @@ impl DataTree {
     fn update_quota_usage(&mut self, path: &str, bytes_diff: i64, count_diff: i64) {
         let Some(prefix) = self.quotas.max_prefix(path) else { return };
         let stat_path = quota::stat_path(&prefix);
-        let Some(node) = self.nodes.get(&*stat_path) else { return };
+        let Some(node) = self.get(&stat_path) else { return };
         let Ok(mut usage) = StatsTrack::parse(node.data().unwrap_or_default()) else { return };
         usage.set_count(usage.count() + count_diff);
         usage.set_bytes(usage.bytes() + bytes_diff);
@@ -445,13 +588,13 @@ impl DataTree {
         let (mut count, mut bytes) = (0i64, 0i64);
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
-            let Some(node) = self.nodes.get(&*p) else { continue };
+            let Some(node) = self.get(&p) else { continue };
             count += 1;
             bytes += node.data.as_ref().map_or(0, |d| d.len() as i64);
             stack.extend(node.children.iter().map(|c| path::child(&p, c)));
         }
         let stat_path = quota::stat_path(path);
-        if self.nodes.contains_key(&*stat_path) {
+        if self.id_of(&stat_path).is_some() {
             self.rewrite_data(&stat_path, StatsTrack::usage(count, bytes).to_bytes());
         }
     }
@@ -462,16 +605,55 @@ impl DataTree {
         self.quotas.clear();
         let suffix = format!("/{}", quota::LIMIT_NODE);
         let prefix = format!("{QUOTA}/");
-        let limits: Vec<String> = self
-            .nodes
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter(|(p, n)| n.children.is_empty() && p.ends_with(&suffix))
-            .map(|(p, _)| p[QUOTA.len()..p.find(&suffix).unwrap()].to_string())
-            .collect();
+        let mut limits = Vec::new();
+        let mut walk = self.walk_after(Some(QUOTA));
+        while let Some((p, n)) = walk.next_ref() {
+            if !p.starts_with(&prefix) {
+                break;
+            }
+            if n.children.is_empty() && p.ends_with(&suffix) {
+                limits.push(p[QUOTA.len()..p.find(&suffix).unwrap()].to_string());
+            }
+        }
         for real in limits {
             self.recount_quota(&real);
             self.quotas.add(&real);
+        }
+    }
+}
+
+fn slot_mut(slots: &mut [Option<Node>], id: NodeId) -> &mut Node {
+    slots[id as usize].as_mut().expect("a linked node id names a live slot")
+}
+
+/// A depth-first walk that builds each path in one buffer.
+struct Walk<'a> {
+    tree: &'a DataTree,
+    path: String,
+    /// Per level: the parent's path length in `path`, and its children left to visit.
+    stack: Vec<(usize, btree_map::Range<'a, CompactString, NodeId>)>,
+    root_pending: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn next_ref(&mut self) -> Option<(&str, &'a Node)> {
+        if std::mem::take(&mut self.root_pending) {
+            let root = self.tree.node(ROOT_ID);
+            self.stack.push((0, root.children.all()));
+            return Some((ROOT, root));
+        }
+        loop {
+            let (base, children) = self.stack.last_mut()?;
+            let Some((name, &id)) = children.next() else {
+                self.stack.pop();
+                continue;
+            };
+            self.path.truncate(*base);
+            self.path.push('/');
+            self.path.push_str(name);
+            let node = self.tree.node(id);
+            self.stack.push((self.path.len(), node.children.all()));
+            return Some((&self.path, node));
         }
     }
 }
@@ -606,7 +788,7 @@ mod tests {
         let stats = t.get("/zookeeper/quota/a/zookeeper_stats").unwrap().stat();
         assert_eq!((stats.mzxid, stats.version, stats.data_length), (6, 0, 15), "only the data changes");
         assert_eq!(t.digest(), t.compute_digest());
-        assert_eq!(t.approximate_data_size(), t.nodes.iter().map(|(p, n)| DataTree::node_size(p, &n.data)).sum::<u64>());
+        assert_eq!(t.approximate_data_size(), t.nodes_after(None, usize::MAX).map(|(p, n)| DataTree::node_size(&p, &n.data)).sum::<u64>());
         // Deleting the limits node ends the tracking; the stats node stays as it was.
         t.delete("/zookeeper/quota/a/zookeeper_limits", 11, &mut Vec::new()).unwrap();
         mk(&mut t, "/a/d", b"zz", 12);
@@ -626,7 +808,7 @@ mod tests {
         t.set_data("/zookeeper/quota/q/zookeeper_stats", Some(b"count=99,bytes=99".to_vec()), 1, 6, 0, &mut Vec::new()).unwrap();
         let mut u = DataTree::new();
         for (p, n) in t.nodes_after(None, usize::MAX) {
-            u.restore_node(p, n.data().map(<[u8]>::to_vec), n.acl.to_vec(), n.stat);
+            u.restore_node(&p, n.data().map(<[u8]>::to_vec), n.acl.to_vec(), n.stat);
         }
         u.finish_restore();
         assert_eq!(text(&u, "/zookeeper/quota/q/zookeeper_stats"), "count=2,bytes=5");
@@ -635,5 +817,116 @@ mod tests {
         mk(&mut u, "/q/s", b"", 7);
         assert_eq!(text(&u, "/zookeeper/quota/q/zookeeper_stats"), "count=3,bytes=5");
         assert_eq!(u.digest(), u.compute_digest());
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    fn tree(paths: &[&str]) -> DataTree {
+        let mut t = DataTree::new();
+        for (i, p) in paths.iter().enumerate() {
+            t.create(p, Some(p.as_bytes().to_vec()), vec![Acl::world_all()], 0, 1, i as i64 + 1, 0, &mut Vec::new()).unwrap();
+        }
+        t
+    }
+
+    fn paths(t: &DataTree, after: Option<&str>) -> Vec<String> {
+        t.nodes_after(after, usize::MAX).map(|(p, _)| p).collect()
+    }
+
+    #[test]
+    fn walks_depth_first_with_each_subtree_contiguous() {
+        let t = tree(&["/a", "/a-x", "/a/b", "/a/b/c", "/b"]);
+        let all = paths(&t, None);
+        assert_eq!(all, ["/", "/a", "/a/b", "/a/b/c", "/a-x", "/b", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"]);
+        assert_eq!(all.len(), t.node_count());
+        // Resuming after any node gives the rest of the same order.
+        for (i, p) in all.iter().enumerate() {
+            assert_eq!(paths(&t, Some(p)), all[i + 1..], "after {p}");
+        }
+    }
+
+    #[test]
+    fn resumes_after_a_path_that_no_longer_exists() {
+        let mut t = tree(&["/a", "/a/b", "/a/b/c", "/a/d", "/e"]);
+        t.delete("/a/b/c", 10, &mut Vec::new()).unwrap();
+        t.delete("/a/b", 11, &mut Vec::new()).unwrap();
+        assert_eq!(paths(&t, Some("/a/b/c")), ["/a/d", "/e", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"]);
+        assert_eq!(paths(&t, Some("/a/b")), paths(&t, Some("/a/b/c")));
+        assert_eq!(paths(&t, Some("/a/a")), paths(&t, Some("/a/b/c")), "a name that never existed");
+        assert_eq!(paths(&t, Some("/zz/y")), Vec::<String>::new());
+        assert_eq!(paths(&t, Some("/zookeeper/quota")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_chunked_walk_sees_every_node_that_lives_throughout_exactly_once() {
+        let mut t = DataTree::new();
+        let mut zxid = 1;
+        let mut mk = |t: &mut DataTree, p: &str| {
+            zxid += 1;
+            t.create(p, None, vec![Acl::world_all()], 0, 1, zxid, 0, &mut Vec::new()).unwrap();
+        };
+        for i in 0..20 {
+            mk(&mut t, &format!("/n{i:02}"));
+            mk(&mut t, &format!("/n{i:02}/c"));
+        }
+        let stable: Vec<String> = paths(&t, None).into_iter().filter(|p| !p.starts_with("/n0")).collect();
+        let (mut seen, mut cursor, mut round) = (Vec::new(), None::<String>, 0);
+        loop {
+            let chunk: Vec<String> = t.nodes_after(cursor.as_deref(), 3).map(|(p, _)| p).collect();
+            let Some(last) = chunk.last().cloned() else { break };
+            seen.extend(chunk);
+            cursor = Some(last);
+            // Between chunks the tree changes: the /n0x subtrees go and new ones come.
+            round += 1;
+            if round <= 10 {
+                let victim = format!("/n{:02}", round - 1);
+                t.delete(&format!("{victim}/c"), 100 + round, &mut Vec::new()).unwrap();
+                t.delete(&victim, 100 + round, &mut Vec::new()).unwrap();
+                mk(&mut t, &format!("/m{round:02}"));
+            }
+        }
+        for p in &stable {
+            assert_eq!(seen.iter().filter(|s| *s == p).count(), 1, "{p} in {seen:?}");
+        }
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "no node twice");
+    }
+
+    #[test]
+    fn restore_skips_a_node_without_parent_and_says_so() {
+        let mut t = DataTree::new();
+        t.restore_node("/a", Some(b"x".to_vec()), vec![Acl::world_all()], NodeStat { czxid: 3, ..Default::default() });
+        t.restore_node("/lost/child", None, vec![Acl::world_all()], NodeStat::default());
+        t.restore_node("/a/b", None, vec![Acl::world_all()], NodeStat { ephemeral_owner: 9, ..Default::default() });
+        assert_eq!(t.finish_restore(), 1);
+        assert!(t.get("/lost/child").is_none());
+        assert_eq!(t.node_count(), 6);
+        assert_eq!(t.get("/a").unwrap().children.iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(t.ephemerals_of(9), ["/a/b"]);
+        assert_eq!(t.approximate_data_size(), t.nodes_after(None, usize::MAX).map(|(p, n)| DataTree::node_size(&p, &n.data)).sum::<u64>());
+        // Restoring a node again replaces it in place and keeps its children.
+        t.restore_node("/a", Some(b"yz".to_vec()), vec![Acl::world_all()], NodeStat::default());
+        assert_eq!((t.get("/a").unwrap().data(), t.get("/a").unwrap().children.len()), (Some(&b"yz"[..]), 1));
+        assert_eq!(t.finish_restore(), 0);
+    }
+
+    #[test]
+    fn deleting_a_parent_frees_what_is_left_below_it() {
+        let mut t = tree(&["/a", "/a/b", "/a/b/c"]);
+        t.create("/a/e", None, vec![Acl::world_all()], 77, 1, 9, 0, &mut Vec::new()).unwrap();
+        let before = t.node_count();
+        t.delete("/a", 20, &mut Vec::new()).unwrap();
+        assert_eq!(t.node_count(), before - 4);
+        assert!(t.ephemerals_of(77).is_empty());
+        assert_eq!(t.digest(), t.compute_digest());
+        // Freed slots are reused.
+        let slots = t.slots.len();
+        let _ = tree(&[]);
+        t.create("/z", None, vec![Acl::world_all()], 0, 1, 21, 0, &mut Vec::new()).unwrap();
+        assert_eq!(t.slots.len(), slots);
     }
 }

@@ -114,7 +114,7 @@ fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, Stri
         let file = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         match snapshot::load_from(std::io::BufReader::with_capacity(1 << 20, file)) {
             Ok(s) => {
-                info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes);
+                info!(log, "loaded snapshot"; "file" => path.display().to_string(), "zxid" => format!("{:#x}", s.zxid), "nodes" => s.nodes, "skipped_without_parent" => s.skipped);
                 return Ok(Base { snapshot_zxid: Some(s.zxid), db: s.db, zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged });
             }
             Err(e) => {

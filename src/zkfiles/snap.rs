@@ -157,9 +157,10 @@ fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Optio
     if !r.is_empty() {
         return Err(FileError { offset: r.position(), reason: format!("{} unexpected bytes after the snapshot", r.remaining()) });
     }
-    tree.finish_restore();
+    // Parents were checked above, so nothing is skipped.
+    let skipped = tree.finish_restore();
     let db = Database::restore(tree, sessions, zxid);
-    Ok((LoadedSnapshot { zxid, db, nodes }, last_processed))
+    Ok((LoadedSnapshot { zxid, db, nodes, skipped }, last_processed))
 }
 
 /// The database as a snapshot ZooKeeper 3.6–3.9 loads (with an empty
@@ -185,9 +186,9 @@ pub fn write(db: &Database) -> Vec<u8> {
         out.put_i64(ids[acl]);
         write_acls(&mut out, acl);
     }
-    // Path order puts every parent before its children, as ZooKeeper needs.
+    // Depth-first order puts every parent before its children, as ZooKeeper needs.
     for (path, node) in db.tree.nodes_after(None, usize::MAX) {
-        out.put_string(if path == "/" { "" } else { path });
+        out.put_string(if path == "/" { "" } else { &path });
         out.put_buffer(node.data.as_deref());
         out.put_i64(ids[&*node.acl]);
         let s = &node.stat;
@@ -318,7 +319,7 @@ mod tests {
     fn assert_same(a: &Database, b: &Database) {
         assert_eq!(a.tree.node_count(), b.tree.node_count());
         for (path, node) in a.tree.nodes_after(None, usize::MAX) {
-            let got = b.tree.get(path).unwrap_or_else(|| panic!("{path} missing"));
+            let got = b.tree.get(&path).unwrap_or_else(|| panic!("{path} missing"));
             assert_eq!((got.stat(), got.stat, &got.data, &got.acl), (node.stat(), node.stat, &node.data, &node.acl), "{path}");
         }
         assert_eq!(a.sessions(), b.sessions());
