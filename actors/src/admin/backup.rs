@@ -32,6 +32,12 @@ fn allow(last: &Mutex<Option<Instant>>, interval: Duration) -> bool {
     true
 }
 
+/// A call that did nothing (a snapshot was already being written) does not
+/// use up the interval: the caller may retry at once.
+fn give_back(last: &Mutex<Option<Instant>>) {
+    *last.lock().unwrap() = None;
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for name in ["snapshot", "snap"] {
         cfg.route(&format!("/commands/{name}"), web::get().to(snapshot));
@@ -69,7 +75,10 @@ async fn snapshot(req: HttpRequest, query: web::Query<SnapshotQuery>, state: web
             Ok(Some(zxid)) => HttpResponse::Ok().insert_header(("last_zxid", format!("0x{zxid:x}"))).json(json!({
                 "command": "snapshot", "error": null, "last_zxid": zxid, "snapshot_file_name": warden_core::txnlog::snapshot_name(zxid)
             })),
-            Ok(None) => refused(StatusCode::CONFLICT, "snapshot", "a snapshot is already being written"),
+            Ok(None) => {
+                give_back(&state.rate_limits.snapshot);
+                refused(StatusCode::CONFLICT, "snapshot", "a snapshot is already being written")
+            }
             Err(e) => refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", e.to_string()),
         };
     }
@@ -159,5 +168,21 @@ async fn restore(req: HttpRequest, body: web::Payload, state: web::Data<AdminSta
         Ok(Ok(zxid)) => HttpResponse::Ok().json(json!({ "command": "restore", "error": null, "last_zxid": zxid })),
         Ok(Err(e)) => refused(StatusCode::CONFLICT, "restore", e),
         Err(_) => refused(StatusCode::SERVICE_UNAVAILABLE, "restore", "the processor went away"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_found_a_snapshot_in_progress_leaves_the_interval_unused() {
+        let last = Mutex::new(None);
+        let hour = Duration::from_secs(3600);
+        assert!(allow(&last, hour));
+        assert!(!allow(&last, hour), "once per interval");
+        give_back(&last);
+        assert!(allow(&last, hour), "the 409 did not count");
+        assert!(!allow(&last, hour));
     }
 }
