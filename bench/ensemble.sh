@@ -18,6 +18,8 @@
 #
 #   bash bench/ensemble.sh                                    # full run
 #   ROUNDS=1 DURATION=3 FAILOVERS=5 CATCHUP=20000 bash bench/ensemble.sh
+#   SERVERS="warden warden-lin" WORKLOADS="get mixed" FAILOVERS=0 CATCHUP=0 bash bench/ensemble.sh
+#     # linearizable reads (read index) against local reads, throughput only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -86,6 +88,7 @@ done
 
 declare -A FAILOVER_MS CATCHUP_MS CATCHUP_ZXID
 for name in $SERVERS; do
+  [ "$FAILOVERS" = 0 ] && [ "$CATCHUP" = 0 ] && break # throughput only
   echo "== $name: $FAILOVERS leader fail-overs (tickTime $TICK) ==" >&2
   layout 3 "$name-failover"
   for i in 1 2 3; do start_member "$name" 3 "$i"; done
@@ -155,6 +158,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "Ensemble vs single node (ratio rows warden-3/warden-1):"
     echo
     "$BENCH" summarize --ratio warden-3/warden-1 $(printf '%s\n' "${REPORTS[@]}" | grep -- '-warden-')
+    if [[ " $SERVERS " == *" warden-lin "* ]]; then
+      echo
+      echo "Linearizable reads (warden-lin: warden.linearizableReads=true, a read index) vs local reads (ratio rows warden-lin-3/warden-3):"
+      echo
+      "$BENCH" summarize --ratio warden-lin-3/warden-3 $(printf '%s\n' "${REPORTS[@]}" | grep -E -- '-warden(-lin)?-3-')
+    fi
   fi
   echo
   echo "### Leader fail-over and follower catch-up"

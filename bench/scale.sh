@@ -19,7 +19,7 @@
 #
 # Knobs (env): ZNODES=10000000 PARENTS=1000 SESSIONS=100000 WATCHERS_ONE=10000 WATCHES=1000000
 # WATCH_SESSIONS=1000 WATCH_TREE=$WATCHES CHURN_SECS=10 CHURN_PARALLEL=32 FANOUT_ROUNDS=3
-# ENSEMBLE=0 PARTS="trees clients" SERVERS="zookeeper warden" ZK_HEAP (default: 1 GiB + 800 B
+# ENSEMBLE=0 PARTS="trees clients" (also "ensemble": the ensemble part alone) SERVERS="zookeeper warden" ZK_HEAP (default: 1 GiB + 800 B
 # per znode) SOURCES (127.0.0.x source addresses; default from the ephemeral port range)
 # READY_TIMEOUT=1800 STEP_TIMEOUT=600 BUILD=1 (0: use the existing release binaries)
 # CLIENT_THREADS=1 (scale-clients runtime threads) WARDEN_BINARY=path WARDEN_SET="key=value ..."
@@ -263,10 +263,8 @@ fi
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for name in $SERVERS; do
-  if [[ " $PARTS " == *" trees "* ]]; then
-    trees "$name"
-    if [ "$ENSEMBLE" = 1 ]; then ensemble "$name"; fi
-  fi
+  if [[ " $PARTS " == *" trees "* ]]; then trees "$name"; fi
+  if { [[ " $PARTS " == *" trees "* ]] && [ "$ENSEMBLE" = 1 ]; } || [[ " $PARTS " == *" ensemble "* ]]; then ensemble "$name"; fi
   if [[ " $PARTS " == *" clients "* ]]; then clients "$name"; fi
 done
 
