@@ -10,7 +10,8 @@
 #
 # Knobs (env): ROUNDS=3 DURATION=5 ZNODES=1000000 CONNECTIONS=8 OUTSTANDING=32 KEYS=10000
 # VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=100 STORM_ROUNDS=50 THREADS=1 ZK_HEAP=1000m
-# WORKLOADS="create set get exists mixed multi session-churn watch-storm"
+# WORKLOADS="create set get exists mixed delete multi session-churn watch-storm"
+# DELETE_KEYS=200000 (delete: that many nodes created untimed, then each deleted once)
 # SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
 # WARDEN_BINARY=path: measure that warden build instead of target/release/warden;
 # WARDEN_SET="key=value ...": extra --set settings for Warden (e.g. warden.ioThreads=1).
@@ -36,7 +37,8 @@ STORM_ROUNDS=${STORM_ROUNDS:-50}
 THREADS=${THREADS:-1}
 ZK_HEAP=${ZK_HEAP:-1000m}
 READY_TIMEOUT=${READY_TIMEOUT:-300}
-WORKLOADS=${WORKLOADS:-"create set get exists mixed multi session-churn watch-storm"}
+WORKLOADS=${WORKLOADS:-"create set get exists mixed delete multi session-churn watch-storm"}
+DELETE_KEYS=${DELETE_KEYS:-200000}
 SERVERS=${SERVERS:-"zookeeper warden"}
 OUT=${OUT:-$repo/bench/results/latest.md}
 
@@ -133,12 +135,14 @@ bench() {
   local name=$1 port=$2 pid=$3 workload=$4 tag=$5
   shift 5
   local base="$WORK/reports/$workload-$name-$tag"
+  local keys=$KEYS
+  [ "$workload" = delete ] && keys=$DELETE_KEYS # deletes each key once: enough for a measurable run
   local args=(--servers "127.0.0.1:$port" --server-pid "$pid" --label "$name" --workload "$workload"
     --json "$base.json" --connections "$CONNECTIONS" --outstanding "$OUTSTANDING"
-    --value-size "$VALUE_SIZE" --keys "$KEYS" --threads "$THREADS")
+    --value-size "$VALUE_SIZE" --keys "$keys" --threads "$THREADS")
   case $workload in
     watch-storm) args+=(--watchers "$WATCHERS" --rounds "$STORM_ROUNDS") ;;
-    populate) ;;
+    populate | delete) ;;
     mixed) args+=(--duration "$DURATION" --read-fraction "$READ_FRACTION") ;;
     *) args+=(--duration "$DURATION") ;;
   esac
@@ -234,6 +238,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "ZooKeeper with -Xmx$ZK_HEAP). Latencies in µs; ratio rows are warden/zookeeper (higher is better for"
   echo "ops/s and ops per CPU-s, lower is better for latency and RSS). watch-storm: one op = one round of $WATCHERS"
   echo "notifications, latency = until the last one arrived. populate: $ZNODES creates of 100 B, RSS measured right after."
+  echo "delete: $DELETE_KEYS znodes created untimed, then each deleted once (the timed part)."
   echo
   if [ "${#REPORT_FILES[@]}" -gt 0 ]; then
     "$BENCH" summarize "${ratio[@]}" "${REPORT_FILES[@]}"

@@ -105,6 +105,8 @@ pub enum Workload {
     Multi,
     /// Create the --keys nodes <prefix>/k<i> of --value-size bytes (timed); NODEEXISTS is expected.
     Populate,
+    /// Delete the --keys nodes <prefix>/k<i>, created untimed first (timed: the deletes).
+    Delete,
 }
 
 impl Workload {
@@ -119,12 +121,13 @@ impl Workload {
             Workload::SessionChurn => "session-churn",
             Workload::Multi => "multi",
             Workload::Populate => "populate",
+            Workload::Delete => "delete",
         }
     }
 
     /// Workloads that read or write the key space and so pre-populate it (untimed).
     pub fn needs_keys(self) -> bool {
-        matches!(self, Workload::Set | Workload::Get | Workload::Exists | Workload::Mixed)
+        matches!(self, Workload::Set | Workload::Get | Workload::Exists | Workload::Mixed | Workload::Delete)
     }
 }
 

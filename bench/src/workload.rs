@@ -84,6 +84,10 @@ pub async fn run_async(cfg: &Config) -> Result<Report, BenchError> {
             (run_pipelined(cfg, Mode::Pipelined(Gen::Multi), limit, true).await?, |_| false)
         }
         Workload::Populate => (run_pipelined(cfg, Mode::Pipelined(Gen::Populate), PhaseLimit::Ops(cfg.keys), true).await?, |c| c == NODE_EXISTS),
+        Workload::Delete => {
+            notes.push(format!("deletes each of the --keys nodes {}/k<i> once (--duration/--ops ignored)", cfg.prefix));
+            (run_pipelined(cfg, Mode::Pipelined(Gen::Delete), PhaseLimit::Ops(cfg.keys), true).await?, |_| false)
+        }
         Workload::SessionChurn => {
             notes.push("each op is connect + create ephemeral + closeSession on a new connection".into());
             (run_pipelined(cfg, Mode::Churn, limit, true).await?, |_| false)
@@ -218,6 +222,7 @@ impl Rng {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gen {
     Populate,
+    Delete,
     Create,
     Set,
     Get,
@@ -299,6 +304,10 @@ impl OpCtx {
             Gen::Populate => {
                 let path = self.key(idx);
                 s.send(op::CREATE, |w| body::create(w, &path, v, flags::PERSISTENT))?
+            }
+            Gen::Delete => {
+                let path = self.key(idx);
+                s.send(op::DELETE, |w| body::delete(w, &path, -1))?
             }
             Gen::Create => {
                 let path = format!("{}/c-", self.prefix);

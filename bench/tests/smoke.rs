@@ -150,6 +150,12 @@ fn every_workload_runs_against_warden() {
     assert_eq!(r.errors.len(), 1);
     assert!(r.errors[0].expected && r.errors[0].code == -110 && r.errors[0].count == 200);
 
+    // Delete removes each key once: populating again creates every one anew.
+    let r = bench(&server, &["--workload", "delete", "--keys", "150", "--prefix", "/del", "--connections", "3", "--outstanding", "8"]);
+    assert_eq!((r.ops, r.ok), (150, 150), "{}", r.to_text());
+    let r = bench(&server, &["--workload", "populate", "--keys", "150", "--prefix", "/del"]);
+    assert_eq!((r.ops, r.ok), (150, 150), "no key was left: {}", r.to_text());
+
     // A --duration run ends by itself and counts what it did.
     let r = bench(&server, &["--workload", "get", "--keys", "20", "--duration", "0.3", "--connections", "2"]);
     assert!(r.ops > 0 && r.ops == r.ok, "{}", r.to_text());
