@@ -23,7 +23,8 @@
 # per znode) SOURCES (127.0.0.x source addresses; default from the ephemeral port range)
 # READY_TIMEOUT=1800 STEP_TIMEOUT=600 BUILD=1 (0: use the existing release binaries)
 # CLIENT_THREADS=1 (scale-clients runtime threads) WARDEN_BINARY=path WARDEN_SET="key=value ..."
-# (extra --set for Warden) KEEP_WORK=0 OUT=bench/results/scale-<date>.md
+# (extra --set for Warden) SNAP_COUNT (snapCount for both; neither purges by default, so a 10M
+# ensemble at the default 100,000 keeps ~100 snapshots per member: over 30 GB) KEEP_WORK=0 OUT=bench/results/scale-<date>.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -82,7 +83,9 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # start NAME N I: start_member with Warden's admin server on its own port (for the snapshot command).
 start() {
   APORT[$3]=$("$BENCH" free-port)
-  MEMBER_WARDEN_SET="${WARDEN_SET:-} admin.enableServer=true admin.serverPort=${APORT[$3]}" start_member "$1" "$2" "$3"
+  local snap=""
+  [ -n "${SNAP_COUNT:-}" ] && snap="snapCount=$SNAP_COUNT"
+  MEMBER_ZK_CFG="$snap" MEMBER_WARDEN_SET="${WARDEN_SET:-} $snap admin.enableServer=true admin.serverPort=${APORT[$3]}" start_member "$1" "$2" "$3"
 }
 
 # populate NAME TAG KEYS SERVERPIDS: the tree through member 1 (the leader if LEADER is set).
