@@ -251,6 +251,10 @@ impl Leader {
             if !to.is_empty() {
                 out.push(Command::Broadcast { to, msg: Message::Ping });
             }
+            // A read round whose heartbeats were lost must not wait forever.
+            if let Some(round) = self.reads.round_out() {
+                self.send_heartbeat(round, out);
+            }
         }
         let init_ms = self.init_limit_ticks * self.tick_ms;
         let sync_ms = self.sync_limit_ticks * self.tick_ms;
@@ -516,6 +520,9 @@ impl Leader {
         l.stage = Stage::NewLeaderSent;
         l.forwarding = true;
         l.newleader = (epoch, zxid);
+        if let Some(round) = self.reads.round_out() {
+            out.push(Command::Send { to, msg: Message::Heartbeat { round } });
+        }
     }
 
     /// DIFF, TRUNC or SNAP, the proposals after it and a commit; returns

@@ -628,6 +628,30 @@ mod tests {
     }
 
     #[test]
+    fn zab_read_round_whose_heartbeat_was_lost_is_sent_again() {
+        // Seed 110 of the netns chaos runs: the leader's only heartbeat of a
+        // round went down with a replaced link, the round never completed, and
+        // the reads it held fenced their sessions' writes: the leader stopped applying.
+        let mut net = Net::new(3);
+        net.run_until(|n| n.serving_count() == 3, 5_000);
+        let leader = net.leader().unwrap();
+        let (a, b) = {
+            let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+            (others[0], others[1])
+        };
+        net.crash(a);
+        net.read_index(leader, 7);
+        net.drop_between(leader, b);
+        net.run_until(|n| n.reads_ready.contains_key(&(leader, 7)), 200);
+        // A learner that starts forwarding while a round is out gets it too.
+        net.read_index(leader, 8);
+        net.drop_between(leader, b);
+        net.restart(a);
+        net.run_until(|n| n.reads_ready.contains_key(&(leader, 8)), 2_000);
+        assert!(net.reads_refused.is_empty());
+    }
+
+    #[test]
     fn zab_lagging_follower_gets_a_snapshot() {
         let mut net = Net::with_window(3, 2);
         net.run_until(|n| n.serving_count() == 3, 5_000);

@@ -47,6 +47,13 @@ impl ReadRounds {
         self.round
     }
 
+    /// The round out, if any: sent again each tick and to each learner that
+    /// starts forwarding, since the one sent may have gone down with a link
+    /// that was replaced before the leader noticed.
+    pub fn round_out(&self) -> Option<u64> {
+        self.in_flight.then_some(self.round)
+    }
+
     /// A learner answered heartbeat `round` (older rounds count for nothing).
     pub fn ack(&mut self, from: ServerId, round: u64) {
         if self.in_flight && round == self.round {

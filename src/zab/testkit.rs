@@ -110,7 +110,9 @@ impl Net {
         self.event(id, |p| p.read_index(read));
     }
 
-    fn drop_between(&mut self, a: ServerId, b: ServerId) {
+    /// Drops the messages queued between `a` and `b` and keeps the link: what
+    /// a link that died and was replaced before either side noticed loses.
+    pub fn drop_between(&mut self, a: ServerId, b: ServerId) {
         self.queue.retain(|(f, t, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
     }
 

@@ -200,6 +200,12 @@ impl Processor {
         ctx.run_interval(DIGEST_INTERVAL, |act, ctx| {
             crate::mailbox::guarded(act, ctx, |act, _| act.send_digest());
         });
+        // Twice syncLimit: by then the leader has answered or stepped down.
+        let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
+        let limit = tick * self.config.sync_limit.max(1) * 2;
+        ctx.run_interval(tick, move |act, ctx| {
+            crate::mailbox::guarded(act, ctx, |act, _| act.refuse_stale_reads(limit));
+        });
     }
 
     /// Leader: hands freshly prepared transactions to the broadcast actor.

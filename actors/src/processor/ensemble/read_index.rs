@@ -10,7 +10,9 @@
 
 use crate::messages::{Submit, ToConn, ToZab};
 use crate::processor::{InFlight, Processor, WriteKey};
+use slog::warn;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use warden_core::txn::LogEntry;
 
 #[derive(Default)]
@@ -20,6 +22,8 @@ pub(crate) struct ReadBatches {
     open: Option<u64>,
     /// Asked, not yet ready, in order: id, index once known, sessions (one entry per read).
     asked: VecDeque<(u64, Option<i64>, Vec<i64>)>,
+    /// When each batch still waiting for its index was asked, oldest first.
+    asked_at: VecDeque<(u64, Instant)>,
     /// Batches up to here may be served.
     ready_through: u64,
     /// Committed entries held back by a session's read that must not see them.
@@ -37,6 +41,7 @@ impl Processor {
         let id = *r.open.get_or_insert_with(|| {
             r.last += 1;
             r.asked.push_back((r.last, None, Vec::new()));
+            r.asked_at.push_back((r.last, Instant::now()));
             r.last
         });
         if let Some(batch) = r.asked.back_mut() {
@@ -60,12 +65,26 @@ impl Processor {
         if let Some(batch) = z.reads.asked.iter_mut().find(|b| b.0 == id) {
             batch.1 = Some(zxid);
         }
+        z.reads.asked_at.retain(|(b, _)| *b != id);
         self.release_ready_reads();
+    }
+
+    /// A batch without an index after `limit` (the leader answers within a
+    /// heartbeat round, or steps down within syncLimit): its reads are
+    /// refused rather than left fencing their sessions' writes for good.
+    pub(crate) fn refuse_stale_reads(&mut self, limit: Duration) {
+        let Some(z) = self.zab.as_mut() else { return };
+        let stale: Vec<u64> = z.reads.asked_at.iter().take_while(|(_, at)| at.elapsed() > limit).map(|(id, _)| *id).collect();
+        for id in stale {
+            warn!(self.log, "no read index within the limit; refusing the batch's reads"; "batch" => id, "limit_ms" => limit.as_millis() as u64);
+            self.on_read_refused(id);
+        }
     }
 
     /// No index for these reads (this member stopped serving): their clients reconnect elsewhere.
     pub(super) fn on_read_refused(&mut self, id: u64) {
         let Some(z) = self.zab.as_mut() else { return };
+        z.reads.asked_at.retain(|(b, _)| *b != id);
         let Some(at) = z.reads.asked.iter().position(|b| b.0 == id) else { return };
         let (_, _, sessions) = z.reads.asked.remove(at).expect("found");
         for sid in sessions {
@@ -128,6 +147,7 @@ impl Processor {
         let Some(z) = self.zab.as_mut() else { return };
         z.reads.open = None;
         z.reads.asked.clear();
+        z.reads.asked_at.clear();
         self.apply_held();
     }
 }
