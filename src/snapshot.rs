@@ -10,6 +10,7 @@ use crate::record::{self, RecordReader};
 use crate::tree::{DataTree, NodeStat};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const MAGIC: &[u8; 8] = b"WRDNSNP1";
 
@@ -171,7 +172,7 @@ pub fn load_from(mut input: impl std::io::Read) -> Result<LoadedSnapshot, Snapsh
     }
     let mut records = RecordReader::new(input, MAGIC.len());
     let mut tree = DataTree::new();
-    let mut acls: HashMap<u32, Vec<Acl>> = HashMap::new();
+    let mut acls: HashMap<u32, Arc<[Acl]>> = HashMap::new();
     // The Begin record: zxid, sessions, sessions ZooKeeper created.
     type Begin = (i64, Vec<(i64, i32)>, Vec<i64>);
     let mut begin: Option<Begin> = None;
@@ -182,7 +183,7 @@ pub fn load_from(mut input: impl std::io::Read) -> Result<LoadedSnapshot, Snapsh
             (SnapItem::Begin { zxid, sessions, zookeeper_sessions }, None) => begin = Some((zxid, sessions, zookeeper_sessions)),
             (SnapItem::Begin { .. }, Some(_)) => return Err(fail(offset, "second Begin record".into())),
             (_, None) => return Err(fail(offset, "record before Begin".into())),
-            (SnapItem::Acls(list), _) => acls.extend(list),
+            (SnapItem::Acls(list), _) => acls.extend(list.into_iter().map(|(id, acl)| (id, tree.intern_acl(acl)))),
             (SnapItem::Nodes(nodes), _) => {
                 for n in nodes {
                     let acl = acls.get(&n.acl).cloned().ok_or_else(|| fail(offset, format!("node {} names unknown ACL {}", n.path, n.acl)))?;

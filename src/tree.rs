@@ -120,6 +120,8 @@ pub struct DataTree {
     count: usize,
     /// Nodes a snapshot load skipped because their parent was missing.
     orphans: u64,
+    /// The last parent a restored node went under: a snapshot lists siblings together.
+    restore_parent: Option<(Box<str>, NodeId)>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: HashSet<String>,
     ttls: HashSet<String>,
@@ -170,6 +172,7 @@ impl DataTree {
             free: Vec::new(),
             count: 0,
             orphans: 0,
+            restore_parent: None,
             ephemerals: HashMap::new(),
             containers: HashSet::new(),
             ttls: HashSet::new(),
@@ -249,6 +252,7 @@ impl DataTree {
     }
 
     fn release(&mut self, id: NodeId) -> Node {
+        self.restore_parent = None;
         self.count -= 1;
         self.free.push(id);
         self.slots[id as usize].take().expect("a linked node id names a live slot")
@@ -501,29 +505,41 @@ impl DataTree {
     /// children); the owner indexes are rebuilt by `finish_restore`. A node
     /// whose parent is missing is skipped: only an old fuzzy snapshot written
     /// in path order holds one, and the log after it creates both again.
-    pub fn restore_node(&mut self, path: &str, data: Option<Vec<u8>>, acl: Vec<Acl>, stat: NodeStat) {
-        let acl = self.intern_acl(acl);
+    pub fn restore_node(&mut self, path: &str, data: Option<Vec<u8>>, acl: Arc<[Acl]>, stat: NodeStat) {
         let data = data.map(Vec::into_boxed_slice);
+        if path == ROOT {
+            let root = slot_mut(&mut self.slots, ROOT_ID);
+            self.data_bytes = self.data_bytes + Self::node_size(path, &data) - Self::node_size(path, &root.data);
+            (root.data, root.acl, root.stat) = (data, acl, stat);
+            return;
+        }
+        let parent_path = path::parent(path);
+        let parent = match &self.restore_parent {
+            Some((p, id)) if **p == *parent_path => Some(*id),
+            _ => self.id_of(parent_path),
+        };
+        let Some(parent) = parent else {
+            self.orphans += 1;
+            return;
+        };
+        self.restore_parent = Some((parent_path.into(), parent));
         self.data_bytes += Self::node_size(path, &data);
-        if let Some(id) = self.id_of(path) {
+        let name = path::name(path);
+        if let Some(&id) = slot_mut(&mut self.slots, parent).children.0.get(name) {
             let node = slot_mut(&mut self.slots, id);
             self.data_bytes -= Self::node_size(path, &node.data);
             (node.data, node.acl, node.stat) = (data, acl, stat);
             return;
         }
-        let Some(parent) = (path != ROOT).then(|| self.id_of(path::parent(path))).flatten() else {
-            self.data_bytes -= Self::node_size(path, &data);
-            self.orphans += 1;
-            return;
-        };
         let id = self.alloc(Node { data, acl, stat, children: Children::default() });
-        slot_mut(&mut self.slots, parent).children.0.insert(path::name(path).into(), id);
+        slot_mut(&mut self.slots, parent).children.0.insert(name.into(), id);
     }
 
     /// Rebuilds the ephemeral/container/TTL and quota indexes and the digest
     /// after nodes were restored from a snapshot. Returns how many nodes were
     /// skipped for want of a parent.
     pub fn finish_restore(&mut self) -> u64 {
+        self.restore_parent = None;
         let mut owned = Vec::new();
         let mut walk = self.walk_after(None);
         while let Some((p, n)) = walk.next_ref() {
@@ -808,7 +824,7 @@ mod tests {
         t.set_data("/zookeeper/quota/q/zookeeper_stats", Some(b"count=99,bytes=99".to_vec()), 1, 6, 0, &mut Vec::new()).unwrap();
         let mut u = DataTree::new();
         for (p, n) in t.nodes_after(None, usize::MAX) {
-            u.restore_node(&p, n.data().map(<[u8]>::to_vec), n.acl.to_vec(), n.stat);
+            u.restore_node(&p, n.data().map(<[u8]>::to_vec), n.acl.clone(), n.stat);
         }
         u.finish_restore();
         assert_eq!(text(&u, "/zookeeper/quota/q/zookeeper_stats"), "count=2,bytes=5");
@@ -899,9 +915,10 @@ mod walk_tests {
     #[test]
     fn restore_skips_a_node_without_parent_and_says_so() {
         let mut t = DataTree::new();
-        t.restore_node("/a", Some(b"x".to_vec()), vec![Acl::world_all()], NodeStat { czxid: 3, ..Default::default() });
-        t.restore_node("/lost/child", None, vec![Acl::world_all()], NodeStat::default());
-        t.restore_node("/a/b", None, vec![Acl::world_all()], NodeStat { ephemeral_owner: 9, ..Default::default() });
+        let open = t.intern_acl(vec![Acl::world_all()]);
+        t.restore_node("/a", Some(b"x".to_vec()), open.clone(), NodeStat { czxid: 3, ..Default::default() });
+        t.restore_node("/lost/child", None, open.clone(), NodeStat::default());
+        t.restore_node("/a/b", None, open.clone(), NodeStat { ephemeral_owner: 9, ..Default::default() });
         assert_eq!(t.finish_restore(), 1);
         assert!(t.get("/lost/child").is_none());
         assert_eq!(t.node_count(), 6);
@@ -909,7 +926,7 @@ mod walk_tests {
         assert_eq!(t.ephemerals_of(9), ["/a/b"]);
         assert_eq!(t.approximate_data_size(), t.nodes_after(None, usize::MAX).map(|(p, n)| DataTree::node_size(&p, &n.data)).sum::<u64>());
         // Restoring a node again replaces it in place and keeps its children.
-        t.restore_node("/a", Some(b"yz".to_vec()), vec![Acl::world_all()], NodeStat::default());
+        t.restore_node("/a", Some(b"yz".to_vec()), open, NodeStat::default());
         assert_eq!((t.get("/a").unwrap().data(), t.get("/a").unwrap().children.len()), (Some(&b"yz"[..]), 1));
         assert_eq!(t.finish_restore(), 0);
     }

@@ -12,6 +12,7 @@ use crate::proto::{read_acls, write_acls, Acl};
 use crate::snapshot::LoadedSnapshot;
 use crate::tree::{DataTree, NodeStat};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// `ReferenceCountedACLCache.OPEN_UNSAFE_ACL_ID`: world:anyone with every permission.
 const OPEN_UNSAFE_ACL_ID: i64 = -1;
@@ -105,12 +106,14 @@ fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Optio
     if acl_count < 0 || acl_count as usize > r.remaining() / 12 {
         return Err(FileError { offset: r.position() - 4, reason: format!("bad ACL cache size {acl_count}") });
     }
-    let mut acls: HashMap<i64, Vec<Acl>> = HashMap::new();
+    let mut tree = DataTree::new();
+    let mut acls: HashMap<i64, Arc<[Acl]>> = HashMap::new();
     for _ in 0..acl_count {
         let id = r.i64().map_err(|e| at(&r, e))?;
-        acls.insert(id, read_acls(&mut r).map_err(|e| at(&r, e))?);
+        let acl = read_acls(&mut r).map_err(|e| at(&r, e))?;
+        acls.insert(id, tree.intern_acl(acl));
     }
-    let mut tree = DataTree::new();
+    let open_unsafe = tree.intern_acl(vec![Acl::world_all()]);
     let mut nodes = 0u64;
     loop {
         let offset = r.position();
@@ -122,7 +125,7 @@ fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Optio
         let acl_ref = r.i64().map_err(|e| at(&r, e))?;
         let stat = read_stat(&mut r).map_err(|e| at(&r, e))?;
         let acl = match acl_ref {
-            OPEN_UNSAFE_ACL_ID => vec![Acl::world_all()],
+            OPEN_UNSAFE_ACL_ID => open_unsafe.clone(),
             id => acls
                 .get(&id)
                 .cloned()
