@@ -20,10 +20,8 @@ pub(crate) struct ReadBatches {
     last: u64,
     /// The batch this turn's reads join (asked at the end of the turn).
     open: Option<u64>,
-    /// Asked, not yet ready, in order: id, index once known, sessions (one entry per read).
-    asked: VecDeque<(u64, Option<i64>, Vec<i64>)>,
-    /// When each batch still waiting for its index was asked, oldest first.
-    asked_at: VecDeque<(u64, Instant)>,
+    /// Asked, not yet ready, in order: id, index once known, sessions (one entry per read), when.
+    asked: VecDeque<(u64, Option<i64>, Vec<i64>, Instant)>,
     /// Batches up to here may be served.
     ready_through: u64,
     /// Committed entries held back by a session's read that must not see them.
@@ -40,8 +38,7 @@ impl Processor {
         let r = &mut z.reads;
         let id = *r.open.get_or_insert_with(|| {
             r.last += 1;
-            r.asked.push_back((r.last, None, Vec::new()));
-            r.asked_at.push_back((r.last, Instant::now()));
+            r.asked.push_back((r.last, None, Vec::new(), Instant::now()));
             r.last
         });
         if let Some(batch) = r.asked.back_mut() {
@@ -65,7 +62,6 @@ impl Processor {
         if let Some(batch) = z.reads.asked.iter_mut().find(|b| b.0 == id) {
             batch.1 = Some(zxid);
         }
-        z.reads.asked_at.retain(|(b, _)| *b != id);
         self.release_ready_reads();
     }
 
@@ -74,7 +70,7 @@ impl Processor {
     /// refused rather than left fencing their sessions' writes for good.
     pub(crate) fn refuse_stale_reads(&mut self, limit: Duration) {
         let Some(z) = self.zab.as_mut() else { return };
-        let stale: Vec<u64> = z.reads.asked_at.iter().take_while(|(_, at)| at.elapsed() > limit).map(|(id, _)| *id).collect();
+        let stale: Vec<u64> = z.reads.asked.iter().filter(|b| b.1.is_none() && b.3.elapsed() > limit).map(|b| b.0).collect();
         for id in stale {
             warn!(self.log, "no read index within the limit; refusing the batch's reads"; "batch" => id, "limit_ms" => limit.as_millis() as u64);
             self.on_read_refused(id);
@@ -84,9 +80,8 @@ impl Processor {
     /// No index for these reads (this member stopped serving): their clients reconnect elsewhere.
     pub(super) fn on_read_refused(&mut self, id: u64) {
         let Some(z) = self.zab.as_mut() else { return };
-        z.reads.asked_at.retain(|(b, _)| *b != id);
         let Some(at) = z.reads.asked.iter().position(|b| b.0 == id) else { return };
-        let (_, _, sessions) = z.reads.asked.remove(at).expect("found");
+        let (_, _, sessions, _) = z.reads.asked.remove(at).expect("found");
         for sid in sessions {
             for entry in self.in_flight.remove(&sid).into_iter().flatten() {
                 if let InFlight::Read(m) | InFlight::ReadAfterBarrier(m) = entry {
@@ -113,10 +108,10 @@ impl Processor {
         loop {
             let Some(z) = self.zab.as_mut() else { return };
             match z.reads.asked.front() {
-                Some((_, Some(index), _)) if *index <= applied => {}
+                Some((_, Some(index), _, _)) if *index <= applied => {}
                 _ => break,
             }
-            let (id, _, sessions) = z.reads.asked.pop_front().expect("checked");
+            let (id, _, sessions, _) = z.reads.asked.pop_front().expect("checked");
             z.reads.ready_through = id;
             for sid in sessions {
                 if let Some(key) = self.ready_placeholder(sid) {
@@ -147,7 +142,6 @@ impl Processor {
         let Some(z) = self.zab.as_mut() else { return };
         z.reads.open = None;
         z.reads.asked.clear();
-        z.reads.asked_at.clear();
         self.apply_held();
     }
 }
