@@ -289,9 +289,9 @@ mkdir -p "$(dirname "$OUT")"
 {
   echo "## Scale: Warden vs Apache ZooKeeper 3.8 — $started"
   echo
-  echo "Machine: $(machine). Client and servers share it. ZooKeeper -Xmx$ZK_HEAP; both with maxClientCnxns=0, default snapCount, forceSync on."
+  echo "Machine: $(machine). Client and servers share it. ZooKeeper -Xmx$ZK_HEAP; both with maxClientCnxns=0, snapCount ${SNAP_COUNT:-default}, forceSync on."
   echo
-  echo "Command: \`ZNODES=$ZNODES PARENTS=$PARENTS SESSIONS=$SESSIONS WATCHERS_ONE=$WATCHERS_ONE WATCHES=$WATCHES WATCH_SESSIONS=$WATCH_SESSIONS WATCH_TREE=$WATCH_TREE CHURN_SECS=$CHURN_SECS ENSEMBLE=$ENSEMBLE ZK_HEAP=$ZK_HEAP bash bench/scale.sh\`"
+  echo "Command: \`ZNODES=$ZNODES PARENTS=$PARENTS SESSIONS=$SESSIONS WATCHERS_ONE=$WATCHERS_ONE WATCHES=$WATCHES WATCH_SESSIONS=$WATCH_SESSIONS WATCH_TREE=$WATCH_TREE CHURN_SECS=$CHURN_SECS ENSEMBLE=$ENSEMBLE PARTS=\"$PARTS\" SERVERS=\"$SERVERS\" SNAP_COUNT=${SNAP_COUNT:-} ZK_HEAP=$ZK_HEAP bash bench/scale.sh\`"
   echo
   echo "Ratio = warden/zookeeper (higher is better for rates, lower for times and memory). Memory per unit is the"
   echo "growth over the step divided by the units; ZooKeeper's heap figures are after a full GC (jcmd GC.run), and"
@@ -311,10 +311,10 @@ mkdir -p "$(dirname "$OUT")"
     row "A. snapshot file, MiB" snapshot_kb 0 mib
     row "A. restart to the first read of the last znode, ms" restart_ms
     row "A. RSS after restart, MiB" rss_restarted 0 mib
-    if [ "$ENSEMBLE" = 1 ]; then
-      row "A. 3-member ensemble: populate through the leader, znodes/s" ens_populate_rate
-      row "A. 3-member ensemble: wiped follower restart to serving the last znode as follower, ms" rejoin_ms
-    fi
+  fi
+  if { [[ " $PARTS " == *" trees "* ]] && [ "$ENSEMBLE" = 1 ]; } || [[ " $PARTS " == *" ensemble "* ]]; then
+    row "A. 3-member ensemble: populate through the leader, znodes/s" ens_populate_rate
+    row "A. 3-member ensemble: wiped follower restart to serving the last znode as follower, ms" rejoin_ms
   fi
   if [[ " $PARTS " == *" clients "* ]]; then
     row "B. sessions open at once (of $SESSIONS; $SOURCES source addresses)" sessions_opened
