@@ -54,10 +54,6 @@ impl Children {
         self.0.is_empty()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
     pub fn iter(&self) -> Names<'_> {
         self.0.keys().map(CompactString::as_str)
     }
