@@ -12,9 +12,10 @@
 use crate::registry::ActorStats;
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use actix::WeakRecipient;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// A message in transit, holding its place in the receiver's depth.
@@ -213,6 +214,43 @@ impl<A: Actor> Mailbox<A> {
     {
         Inbox { to: self.addr.clone().recipient(), stats: self.stats.clone() }
     }
+
+    /// An address for `M` that keeps neither the actor's mailbox nor its
+    /// stats alive, for what the stats themselves hold (the fault injector):
+    /// strong references there form a cycle that leaks both with every actor.
+    pub fn weak_inbox<M>(&self) -> WeakInbox<M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<Counted<M>>,
+        A::Context: ToEnvelope<A, Counted<M>>,
+    {
+        WeakInbox { to: self.addr.downgrade().recipient(), stats: Arc::downgrade(&self.stats) }
+    }
+}
+
+/// A counted address that does not keep its actor alive (see `Mailbox::weak_inbox`).
+pub struct WeakInbox<M: Message + Send>
+where
+    M::Result: Send,
+{
+    to: WeakRecipient<Counted<M>>,
+    stats: Weak<ActorStats>,
+}
+
+impl<M: Message + Send + 'static> WeakInbox<M>
+where
+    M::Result: Send,
+{
+    /// Sends if the actor still runs; false if it is gone.
+    pub fn do_send(&self, msg: M) -> bool {
+        let (Some(to), Some(stats)) = (self.to.upgrade(), self.stats.upgrade()) else { return false };
+        if !to.connected() {
+            return false;
+        }
+        to.do_send(Counted { msg, _ticket: Ticket::new(&stats) });
+        true
+    }
 }
 
 /// A counted address for one message type (actix's `Recipient`).
@@ -259,7 +297,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Registry;
+    use crate::registry::{Fault, Registry};
 
     struct Echo {
         me: Arc<ActorStats>,
@@ -295,6 +333,31 @@ mod tests {
     }
 
     mailbox!(Echo: Ask);
+
+    #[actix_rt::test]
+    async fn a_weak_inbox_in_the_stats_does_not_keep_a_stopped_actor_alive() {
+        let registry = Registry::default();
+        let stats = registry.register("session", "1");
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let mb = Mailbox::new(Echo { me: stats.clone(), log, panics: 0 }.start(), stats.clone());
+        // What `supervise::injectable` does: the stats hold a way to reach their actor.
+        let inbox = mb.weak_inbox::<Ask>();
+        stats.set_injector(move |_| inbox.do_send(Ask(false)));
+        assert!(stats.inject(Fault::Stop), "reaches the running actor");
+        assert_eq!(mb.send(Ask(false)).await.unwrap(), 0);
+        let (watch, alive) = (Arc::downgrade(&stats), Arc::downgrade(&mb.stats));
+        // A message left queued when the actor stops holds the stats too.
+        mb.do_send(Ask(false));
+        registry.unregister(&stats);
+        drop((mb, stats));
+        for _ in 0..100 {
+            if watch.upgrade().is_none() {
+                break;
+            }
+            actix_rt::task::yield_now().await;
+        }
+        assert!(watch.upgrade().is_none() && alive.upgrade().is_none(), "the stats (and the mailbox they reach) are freed with the actor");
+    }
 
     #[actix_rt::test]
     async fn depth_is_exact_and_a_panic_is_caught() {

@@ -74,14 +74,9 @@ where
     A: Actor + Handler<Counted<Fault>>,
     A::Context: ToEnvelope<A, Counted<Fault>>,
 {
-    let inbox = mb.inbox::<Fault>();
-    mb.stats.set_injector(move |f| {
-        let live = inbox.connected();
-        if live {
-            inbox.do_send(f);
-        }
-        live
-    });
+    // Weak: the stats hold the injector, and outlive nothing through it.
+    let inbox = mb.weak_inbox::<Fault>();
+    mb.stats.set_injector(move |f| inbox.do_send(f));
 }
 
 /// For an actor run under actix's `Supervisor`: a panic stops it, and the
