@@ -198,7 +198,7 @@ async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
         Ok(w) => w,
         Err(e) => return harness_error(e),
     };
-    let mut clients = vec![tokio::spawn(watch::writer(ctx.clone()))];
+    let mut clients = vec![tokio::spawn(watch::writer(ctx.clone())), tokio::spawn(workload::churn(ctx.clone()))];
     for id in 0..args.clients {
         clients.push(tokio::spawn(workload::run_client(id, ctx.clone(), rng.fork())));
     }

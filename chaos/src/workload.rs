@@ -98,6 +98,28 @@ pub async fn run_client(id: u64, ctx: Arc<Ctx>, mut rng: Rng) {
     }
 }
 
+/// Session churn, as service registries produce it: a session opens, creates
+/// an ephemeral and closes, over and over. The end-of-run check finds any
+/// ephemeral that outlived its session; members' memory must not grow with
+/// the sessions they have seen (the soak's resource samples).
+pub async fn churn(ctx: Arc<Ctx>) {
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let addrs = ctx.connect.read().unwrap().clone();
+        let Some(client) = connect(&addrs, Duration::from_secs(5)).await else { continue };
+        let marker = format!("{EPH}/churn-{:x}", client.session_id().0);
+        let r = timed(client.create(&marker, b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))).await;
+        let o = match &r {
+            Ok(_) => Outcome::Ok,
+            Err(e) if definite(e) => Outcome::Failed,
+            Err(_) => Outcome::Unknown,
+        };
+        ctx.history.lock().unwrap().count("churn", o);
+        // Dropping the client closes its session.
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn trace(ctx: &Ctx, line: String) {
     ctx.history.lock().unwrap().trace.push(line);
 }
