@@ -249,9 +249,13 @@ clients() {
   fi
 }
 
-# Open files: the server holds every session's socket, so does the one client process.
+# Open files: the server holds every session's socket, so does the one client process. Each
+# phase is its own client process on a fresh server, so the largest phase sets the need.
 if [[ " $PARTS " == *" clients "* ]]; then
-  need=$((SESSIONS + WATCHERS_ONE + WATCH_SESSIONS + 4 * CHURN_PARALLEL + 2048))
+  need=$((SESSIONS + 4 * CHURN_PARALLEL))
+  if [ "$WATCHERS_ONE" -gt "$need" ]; then need=$WATCHERS_ONE; fi
+  if [ "$WATCH_SESSIONS" -gt "$need" ]; then need=$WATCH_SESSIONS; fi
+  need=$((need + 2048))
   hard=$(ulimit -Hn)
   if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then ulimit -Hn "$need" 2>/dev/null || true; fi
   if ! ulimit -Sn "$need" 2>/dev/null; then
