@@ -102,7 +102,7 @@ fn main() {
                             (1..=args.members).map(|i| format!("{}={}", n.ns(i), n.addr(i))).collect::<Vec<_>>().join(" ")
                         );
                         if !n.netem {
-                            println!("netns mode: this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay, jitter, duplication, reordering and corruption are skipped; loss (nft), rate (tbf), cuts, link down, moves and clocks run");
+                            println!("netns mode: this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay, jitter and corruption are skipped; duplication (nft dup), reordering (htb slow lane), loss (nft), rate (tbf), cuts, link down, moves and clocks run");
                         }
                         net = Some(n);
                     }
@@ -142,8 +142,9 @@ async fn run(args: Args, net: Option<netns::Netns>) -> i32 {
         Ok(_) => return harness_error("no faults chosen".into()),
         Err(e) => return harness_error(e),
     };
-    if !net.as_ref().is_some_and(|n| n.netem) && kinds.contains(&Kind::Netem) {
-        println!("fault netem dropped: no tc netem on this kernel");
+    // Without netem, netns mode still duplicates and reorders (nft, htb).
+    if net.is_none() && kinds.contains(&Kind::Netem) {
+        println!("fault netem dropped: it needs --netns");
         kinds.retain(|k| *k != Kind::Netem);
         if kinds.is_empty() {
             return harness_error("no faults left to inject".into());

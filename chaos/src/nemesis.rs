@@ -485,11 +485,11 @@ impl Nemesis {
     }
 
     /// Delay with jitter, duplication, reordering or corruption on one
-    /// member's egress (tc netem; skipped where the kernel lacks it).
+    /// member's egress (tc netem). Without sch_netem: duplication (nft dup)
+    /// or reordering (an htb slow lane); delay and corruption need netem.
     async fn netem(&mut self, c: &mut Cluster, hold: Duration) {
         if !c.net.as_ref().expect("netns").netem {
-            self.log("netem skipped: the kernel has no sch_netem".into());
-            return;
+            return self.dup_or_reorder(c, hold).await;
         }
         let (id, role) = self.target(c).await;
         let (label, spec): (&str, Vec<String>) = match self.rng.below(4) {
@@ -507,6 +507,26 @@ impl Nemesis {
             Ok(()) => self.injected(format!("netem {label} {role}"), format!("member {id} egress: {} for {hold:?}", args.join(" "))),
             Err(e) => self.anomaly(format!("netem on member {id}: {e}")),
         }
+        self.hold_net(c, hold * 2).await;
+        c.heal_links();
+    }
+
+    async fn dup_or_reorder(&mut self, c: &mut Cluster, hold: Duration) {
+        let (id, role) = self.target(c).await;
+        let percent = self.rng.range(5, 40) as u32;
+        let duplicate = self.rng.chance(1, 2);
+        let net = c.net.as_mut().expect("netns");
+        let (label, detail) = if duplicate {
+            net.set_dup(id, percent);
+            ("duplicate", format!("member {id} egress: {percent}% of packets sent twice (nft dup) for {hold:?}"))
+        } else {
+            if let Err(e) = net.set_reorder(id, percent) {
+                return self.anomaly(format!("htb slow lane on member {id}: {e}"));
+            }
+            ("reorder", format!("member {id} egress: {percent}% of packets held in a 256 kbit lane (htb), behind later ones, for {hold:?}"))
+        };
+        c.apply_net();
+        self.injected(format!("{label} {role}"), detail);
         self.hold_net(c, hold * 2).await;
         c.heal_links();
     }

@@ -6,7 +6,9 @@
 //!
 //! Faults are applied inside a member's namespace: nft rules on its input
 //! (partitions, one-way cuts, random loss), a tbf qdisc on its egress (rate),
-//! `tc netem` where the kernel has it, and its link down/up.
+//! `tc netem` where the kernel has it, and its link down/up. Without netem,
+//! duplication is nft's `dup` on the member's output and reordering an htb
+//! slow lane that nft sends a random share of its packets into.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -30,8 +32,17 @@ pub struct Netns {
     reset: bool,
     /// Random loss in percent on packets arriving at the member.
     loss: BTreeMap<Id, u32>,
+    /// Percent of the member's outgoing packets sent twice (nft dup).
+    dup: BTreeMap<Id, u32>,
+    /// Percent of the member's outgoing packets put in the slow lane.
+    reorder: BTreeMap<Id, u32>,
     pub netem: bool,
 }
+
+/// The htb class that holds back reordered packets: at this rate a 100-byte
+/// packet waits ~3 ms and a full one ~47 ms behind the ones sent after it.
+const SLOW_LANE: &str = "1:20";
+const SLOW_LANE_RATE: &str = "256kbit";
 
 /// Runs a command; Err with its stderr when it fails.
 pub fn run(prog: &str, args: &[&str]) -> Result<(), String> {
@@ -102,6 +113,8 @@ impl Netns {
             cut: BTreeSet::new(),
             reset: false,
             loss: BTreeMap::new(),
+            dup: BTreeMap::new(),
+            reorder: BTreeMap::new(),
             netem: false,
         };
         let hub = n.hub.clone();
@@ -183,6 +196,27 @@ impl Netns {
         self.loss.insert(id, percent);
     }
 
+    /// Sends `percent` of member `id`'s outgoing packets twice.
+    pub fn set_dup(&mut self, id: Id, percent: u32) {
+        self.dup.insert(id, percent);
+    }
+
+    /// Holds `percent` of member `id`'s outgoing packets in a slow htb lane,
+    /// so they arrive after packets sent later (the egress qdisc is replaced).
+    pub fn set_reorder(&mut self, id: Id, percent: u32) -> Result<(), String> {
+        let ns = self.ns(id);
+        let tc = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns, "tc"];
+            all.extend_from_slice(args);
+            run("ip", &all)
+        };
+        tc(&["qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10"])?;
+        tc(&["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"])?;
+        tc(&["class", "add", "dev", "eth0", "parent", "1:", "classid", SLOW_LANE, "htb", "rate", SLOW_LANE_RATE])?;
+        self.reorder.insert(id, percent);
+        Ok(())
+    }
+
     /// Egress of member `id`: a netem spec (delay, loss, duplicate, reorder,
     /// corrupt: only where the kernel has netem) or a tbf rate limit.
     pub fn qdisc(&self, id: Id, spec: &[&str]) -> Result<(), String> {
@@ -196,6 +230,8 @@ impl Netns {
     pub fn heal(&mut self) -> Result<(), String> {
         self.cut.clear();
         self.loss.clear();
+        self.dup.clear();
+        self.reorder.clear();
         self.reset = false;
         let mut errs = Vec::new();
         for id in self.host.keys().copied().collect::<Vec<_>>() {
@@ -230,8 +266,18 @@ impl Netns {
             if let Some(p) = self.loss.get(id).filter(|p| **p > 0) {
                 rules += &format!("    numgen random mod 100 < {p} drop\n");
             }
-            let script =
-                format!("table inet chaos\ndelete table inet chaos\ntable inet chaos {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{rules}  }}\n}}\n");
+            let mut out = String::new();
+            if let Some(p) = self.reorder.get(id).filter(|p| **p > 0) {
+                out += &format!("    oif \"eth0\" numgen random mod 100 < {p} meta priority set {SLOW_LANE}\n");
+            }
+            // `dup to ip daddr` exists only in the ip family: a table of its own.
+            let mut dup = String::new();
+            if let Some(p) = self.dup.get(id).filter(|p| **p > 0) {
+                dup += &format!("    oif \"eth0\" numgen random mod 100 < {p} dup to ip daddr device \"eth0\"\n");
+            }
+            let script = format!(
+                "table inet chaos\ndelete table inet chaos\ntable inet chaos {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{rules}  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{out}  }}\n}}\ntable ip chaosdup\ndelete table ip chaosdup\ntable ip chaosdup {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{dup}  }}\n}}\n"
+            );
             run_stdin("ip", &["netns", "exec", &self.ns(*id), "nft", "-f", "-"], &script)?;
         }
         Ok(())
@@ -239,7 +285,7 @@ impl Netns {
 
     /// A description of the rules now in force, for the schedule.
     pub fn describe(&self) -> String {
-        format!("cuts (from->to) {:?}, loss {:?}", self.cut, self.loss)
+        format!("cuts (from->to) {:?}, loss {:?}, dup {:?}, reorder {:?}", self.cut, self.loss, self.dup, self.reorder)
     }
 }
 
