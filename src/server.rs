@@ -572,7 +572,11 @@ impl Core {
     pub fn process_as(&mut self, ctx: &RequestCtx, req: Request, remote_local: bool) -> Processed {
         let zxid = self.db.last_zxid();
         let local = remote_local || self.local_sessions.contains_key(&ctx.session_id);
-        if !local && self.db.session_timeout(ctx.session_id).is_none() && !self.creating.contains(&ctx.session_id) {
+        // A session whose close is prepared is gone for its requests too (ZooKeeper's
+        // SessionTracker.checkSession: isClosing): a create prepared now would be
+        // applied after the close and leave an ephemeral owned by no session.
+        let ended = !local && self.db.session_timeout(ctx.session_id).is_none() && !self.creating.contains(&ctx.session_id);
+        if ended || self.closing.contains(&ctx.session_id) {
             return Processed::Done(Output::reply(reply_frame(ctx.xid, zxid, Code::SessionExpired as i32, |_| {}), zxid));
         }
         if self.settings.quorum_sync && matches!(req, Request::Sync { .. }) {
@@ -1110,5 +1114,24 @@ mod tests {
         while core.apply_next(z).is_some() {}
         assert!(core.db.tree.get("/e").is_none(), "the ephemeral created just before expiry is gone");
         assert!(core.db.session_timeout(sid).is_none());
+    }
+
+    /// Chaos seed 502: a create from a session whose expiry was already
+    /// prepared was logged after the close, and its ephemeral outlived the session.
+    #[test]
+    fn a_session_being_closed_gets_session_expired_and_leaves_no_ephemeral() {
+        let (mut core, sid) = core_with_session();
+        let z = core.expire(sid, 6).unwrap();
+        let ctx = RequestCtx { session_id: sid, xid: 2, auth: &[], now_ms: 7 };
+        let mut eph = create("/late");
+        if let Request::Create(c) = &mut eph {
+            c.flags = 1;
+        }
+        let Processed::Done(out) = core.process(&ctx, eph) else { panic!("a closing session's create must not be prepared") };
+        assert_eq!(err_of(&out), Code::SessionExpired as i32);
+        let Processed::Done(out) = core.process(&ctx, Request::Exists { path: "/".into(), watch: false }) else { panic!() };
+        assert_eq!(err_of(&out), Code::SessionExpired as i32, "reads too, as ZooKeeper's checkSession");
+        while core.apply_next(z).is_some() {}
+        assert!(core.db.tree.get("/late").is_none() && core.db.tree.ephemerals_of(sid).is_empty());
     }
 }
