@@ -44,11 +44,17 @@ struct Table {
     by_path: HashMap<String, HashMap<SessionId, u8>>,
     by_session: HashMap<SessionId, HashSet<String>>,
     recursive_count: usize,
+    /// (session, path) entries, kept as they change: counting them by a walk
+    /// would cost every dispatched batch time in proportion to the watches.
+    entries: usize,
 }
 
 impl Table {
     fn add(&mut self, path: &str, sid: SessionId, mode: u8) {
         let modes = self.by_path.entry(path.to_owned()).or_default().entry(sid).or_insert(0);
+        if *modes == 0 {
+            self.entries += 1;
+        }
         if mode == RECURSIVE && *modes & RECURSIVE == 0 {
             self.recursive_count += 1;
         }
@@ -69,6 +75,7 @@ impl Table {
         }
         *modes &= !mode_mask;
         if *modes == 0 {
+            self.entries -= 1;
             watchers.remove(&sid);
             if watchers.is_empty() {
                 self.by_path.remove(path);
@@ -112,6 +119,7 @@ impl Table {
         for path in self.by_session.remove(&sid).unwrap_or_default() {
             if let Some(watchers) = self.by_path.get_mut(&path) {
                 if let Some(m) = watchers.remove(&sid) {
+                    self.entries -= 1;
                     if m & RECURSIVE != 0 {
                         self.recursive_count -= 1;
                     }
@@ -124,7 +132,9 @@ impl Table {
     }
 
     fn count(&self) -> usize {
-        self.by_path.values().map(HashMap::len).sum()
+        #[cfg(test)]
+        assert_eq!(self.entries, self.by_path.values().map(HashMap::len).sum::<usize>());
+        self.entries
     }
 }
 
@@ -288,6 +298,24 @@ mod tests {
         let mut v: Vec<_> = n.iter().map(|n| n.session_id).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn the_count_follows_every_add_remove_trigger_and_session_end() {
+        let mut w = WatchManager::default();
+        w.add(WatchKind::Data, "/a", 1);
+        w.add_persistent("/a", 1, true); // same (session, path): one entry, two modes
+        w.add_persistent("/a", 2, false); // one entry in each table
+        w.add(WatchKind::Child, "/b", 1);
+        assert_eq!(w.count(), 4);
+        w.trigger("/a", NODE_DATA_CHANGED); // the one-shot mode goes, the entry stays
+        assert_eq!(w.count(), 4);
+        assert!(w.remove("/a", 1, watcher_type::PERSISTENT_RECURSIVE));
+        assert_eq!(w.count(), 3);
+        w.remove_session(2);
+        assert_eq!(w.count(), 1);
+        w.remove_session(1);
+        assert_eq!(w.count(), 0);
     }
 
     #[test]
