@@ -3,6 +3,7 @@
 //! notifications first, then the reply — so a client never sees a reply that
 //! observes a change before the watch event for it.
 
+use crate::delivery::{Delivered, DeliveryGate};
 use crate::mailbox::Serve;
 use crate::messages::{ConnAddr, ConnHandle, Detach, Dispatch, Dispatches, ToConn, WatchData, WatchReport};
 use crate::registry::{ActorStats, Fault};
@@ -22,6 +23,10 @@ pub struct Dispatcher {
     /// Frames gathered per connection while one batch is delivered, sent as
     /// one message each at its end (or before anything else to that connection).
     outgoing: Outgoing,
+    /// Shared with the processor: batches handled here whose frames are not
+    /// yet on the write queues (`undelivered` of them since the last flush).
+    gate: Arc<DeliveryGate>,
+    undelivered: u64,
     stats: Arc<ServerStats>,
     me: Arc<ActorStats>,
     log: Logger,
@@ -67,15 +72,19 @@ impl Outgoing {
         self.place(conn, ConnOp::Tell(conn.clone(), msg));
     }
 
-    fn flush(&mut self, stats: &Arc<ServerStats>, log: &Logger) {
+    /// Hands everything gathered to the I/O threads; `delivered` is dropped
+    /// once every thread has queued its share.
+    fn flush(&mut self, stats: &Arc<ServerStats>, log: &Logger, delivered: Delivered) {
         let frames: Vec<_> = self.frames.drain().map(|(_, f)| f).collect();
         for (conn, bytes, count) in frames {
             self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
         }
+        let delivered = Arc::new(delivered);
         for (_, (thread, ops)) in self.per_thread.drain() {
-            let (stats, log) = (stats.clone(), log.clone());
+            let (stats, log, delivered) = (stats.clone(), log.clone(), delivered.clone());
             // A stopped I/O thread (shutdown) drops its connections anyway.
             thread.spawn_fn(move || {
+                let _delivered = delivered;
                 for op in ops {
                     match op {
                         ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
@@ -87,10 +96,10 @@ impl Outgoing {
     }
 }
 
-/// Queues frames on a connection's socket writer (run on its I/O thread);
-/// a client whose queue is over its limit (it does not read) is reset by
-/// its handler.
-fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
+/// Queues frames on a connection's socket writer (on its I/O thread, or on
+/// the processor's when the delivery gate is clear); a client whose queue is
+/// over its limit (it does not read) is reset by its handler.
+pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
     if conn.out.send(bytes) {
         conn.info.sent.fetch_add(count as u64, Relaxed);
         stats.packets_sent.fetch_add(count as u64, Relaxed);
@@ -105,12 +114,13 @@ impl Dispatcher {
     /// waits for theirs (each I/O thread is then woken once for all).
     fn flush_held(&mut self, _: &mut Context<Self>) {
         if self.me.depth() == 0 || self.outgoing.frames.len() >= MAX_HELD_CONNECTIONS {
-            self.outgoing.flush(&self.stats, &self.log);
+            let delivered = Delivered::new(self.gate.clone(), std::mem::take(&mut self.undelivered));
+            self.outgoing.flush(&self.stats, &self.log, delivered);
         }
     }
 
-    pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger) -> Dispatcher {
-        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), outgoing: Outgoing::default(), stats, me, log }
+    pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger, gate: Arc<DeliveryGate>) -> Dispatcher {
+        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), outgoing: Outgoing::default(), gate, undelivered: 0, stats, me, log }
     }
 
     fn send(&mut self, session_id: i64, frame: &[u8]) {
@@ -184,6 +194,8 @@ crate::mailbox::mailbox!(Dispatcher: Dispatches, Detach, WatchReport, WatchData,
 impl crate::supervise::Rebuild for Dispatcher {
     fn rebuild(&mut self, _: &mut Context<Self>) {
         self.outgoing = Outgoing::default();
+        // What was held is dropped with its connections, which all close.
+        self.gate.delivered(std::mem::take(&mut self.undelivered));
         for (_, (_, conn)) in self.conns.drain() {
             conn.do_send(ToConn::Close { frame: None, reason: "the watch dispatcher restarted" });
         }
@@ -194,6 +206,7 @@ impl crate::supervise::Rebuild for Dispatcher {
 
 impl Serve<Dispatches> for Dispatcher {
     fn serve(&mut self, Dispatches(batch): Dispatches, _: &mut Context<Self>) {
+        self.undelivered += 1;
         for msg in batch {
             self.dispatch(msg);
         }

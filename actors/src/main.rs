@@ -15,6 +15,7 @@ mod codec;
 mod conf_dump;
 mod connection;
 mod data_files;
+mod delivery;
 mod deps;
 mod dispatcher;
 mod election;

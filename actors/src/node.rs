@@ -3,6 +3,7 @@
 
 use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
+use crate::delivery::DeliveryGate;
 use crate::deps::Deps;
 use crate::dispatcher::Dispatcher;
 use crate::listener::Ports;
@@ -234,10 +235,11 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             let stats = me.clone();
             Mailbox::new(Supervisor::start(move |_| Tracker::new(tick, me, tlog)), stats)
         };
+        let delivery = Arc::new(DeliveryGate::default());
         let dispatcher = {
-            let (me, s, dlog) = (registry.register("dispatcher", "0"), stats.clone(), log.new(o!("actor" => "dispatcher")));
+            let (me, s, dlog, gate) = (registry.register("dispatcher", "0"), stats.clone(), log.new(o!("actor" => "dispatcher")), delivery.clone());
             let stats = me.clone();
-            Mailbox::new(Supervisor::start_in_arbiter(&dispatcher_thread.handle(), move |_| Dispatcher::new(s, me, dlog)), stats)
+            Mailbox::new(Supervisor::start_in_arbiter(&dispatcher_thread.handle(), move |_| Dispatcher::new(s, me, dlog, gate)), stats)
         };
         let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), db);
         // Restored sessions get a fresh expiry clock, as in ZooKeeper. In an
@@ -298,7 +300,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 let mine = Mailbox::new(ctx.address(), me.clone());
                 let txn_log = make_log.map(|start| start(mine.inbox()));
                 let counter_limit = config.zxid_counter_limit;
-                let processor = Processor::new(core, dispatcher, tracker, txn_log, snapshotter, me, config, stats, plog).with_auditor(auditor.clone());
+                let processor = Processor::new(core, dispatcher, delivery, tracker, txn_log, snapshotter, me, config, stats, plog).with_auditor(auditor.clone());
                 match broadcast {
                     Some((b, view)) => processor.with_zab(crate::processor::ensemble::Ensemble::new(b, view, counter_limit)),
                     None => processor,

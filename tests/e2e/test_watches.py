@@ -240,6 +240,28 @@ def test_watch_event_precedes_later_read_raw(raw, zk, base):
     assert raw.events == [ev(EVENT_NODE_DATA_CHANGED, path)]
 
 
+def test_watch_event_precedes_a_read_racing_the_write_raw(server, raw, zk, base):
+    # A read answered while the write's notification is still on its way
+    # must not overtake it (Warden may reply straight from the processor
+    # only when nothing for the dispatcher is in transit).
+    path = zk.create(base + "/race", b"0")
+    writer = RawClient(server.hostport, timeout_ms=30000)
+    try:
+        for i in range(1, 201):
+            assert raw.get_data(path, watch=True).err == 0
+            value = str(i).encode()
+            writer.send(rawzk.OP_SET_DATA, rawzk.set_data_body(path, value))
+            while True:
+                rep = raw.get_data(path)
+                if rawzk.Reader(rep.body).buffer() == value:
+                    break
+            assert len(raw.events) == i, "round %d: a read saw the change before its watch event" % i
+            assert writer.read_reply().err == 0
+    finally:
+        writer.close()
+    assert raw.events == [ev(EVENT_NODE_DATA_CHANGED, path)] * 200
+
+
 def test_one_notification_per_connection_for_duplicate_watches(raw, zk, base):
     path = zk.create(base + "/dup", b"0")
     assert raw.get_data(path, watch=True).err == 0

@@ -6,6 +6,7 @@
 
 use crate::auditor::Auditor;
 use crate::clock::wall_clock_ms;
+use crate::delivery::DeliveryGate;
 use crate::dispatcher::Dispatcher;
 use crate::mailbox::{Mailbox, Serve};
 use crate::messages::Audit;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use warden_core::audit::{self, AuditEvent};
 use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
-use warden_core::server::{ConnectOutcome, Core, Output, Processed, RequestCtx};
+use warden_core::server::{ConnectOutcome, Core, Output, Processed, Reply, RequestCtx};
 use warden_core::snapshot::SnapshotWriter;
 
 mod backup;
@@ -104,6 +105,9 @@ pub(crate) enum Route {
 pub struct Processor {
     pub(crate) core: Core,
     pub(crate) dispatcher: Mailbox<Dispatcher>,
+    /// Clear when the dispatcher has nothing of ours in transit: a plain
+    /// reply may then go straight to its connection.
+    delivery: Arc<DeliveryGate>,
     pub(crate) tracker: Mailbox<Tracker>,
     /// Standalone: the log. In an ensemble the broadcast actor owns it.
     pub(crate) txn_log: Option<TxnLog>,
@@ -139,6 +143,7 @@ impl Processor {
     pub fn new(
         core: Core,
         dispatcher: Mailbox<Dispatcher>,
+        delivery: Arc<DeliveryGate>,
         tracker: Mailbox<Tracker>,
         txn_log: Option<TxnLog>,
         snapshotter: Mailbox<Snapshotter>,
@@ -153,6 +158,7 @@ impl Processor {
         Processor {
             core,
             dispatcher,
+            delivery,
             tracker,
             txn_log,
             snapshotter,
@@ -234,12 +240,34 @@ impl Processor {
         for e in &mut output.audit {
             e.attribute(&caller.auth);
         }
+        if self.may_reply_directly(&output) {
+            if let Reply::Frame(frame) = std::mem::take(&mut output.reply) {
+                self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
+                self.stats.record_latency(caller.received, caller.op, caller.update);
+                self.stats.outstanding.fetch_sub(1, Relaxed);
+                return crate::dispatcher::write(&caller.conn, frame, 1, &self.stats, &self.log);
+            }
+        }
         self.dispatch(Dispatch::Output {
             conn: Some(caller.conn),
             session_id: caller.session_id,
             output,
             received: Some((caller.received, caller.op, caller.update)),
         });
+    }
+
+    /// A reply with nothing for the dispatcher to do (no watch to set, none
+    /// that can fire, no session or connection to close) may skip it when
+    /// nothing sent to it earlier is still on its way: it cannot overtake.
+    fn may_reply_directly(&self, out: &Output) -> bool {
+        matches!(out.reply, Reply::Frame(_))
+            && out.watches.is_empty()
+            && out.session_closed.is_none()
+            && !out.close_connection
+            && self.outbound.is_empty()
+            && self.delivery.is_clear()
+            // Read after the gate: every watch set so far is counted.
+            && (out.triggers.is_empty() || self.stats.watch_count.load(Relaxed) == 0)
     }
 
     /// Queues a result for the dispatcher; sent with the others of this
@@ -275,6 +303,7 @@ impl Processor {
         if !self.outbound.is_empty() {
             let batch = std::mem::take(&mut self.outbound);
             let n = batch.len();
+            self.delivery.handed_over();
             self.dispatcher.do_send_batch(Dispatches(batch), n);
         }
     }
