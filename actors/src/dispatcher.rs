@@ -87,7 +87,7 @@ impl Outgoing {
                 let _delivered = delivered;
                 for op in ops {
                     match op {
-                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
+                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, false, &stats, &log),
                         ConnOp::Tell(conn, msg) => conn.do_send(msg),
                     }
                 }
@@ -96,11 +96,13 @@ impl Outgoing {
     }
 }
 
-/// Queues frames on a connection's socket writer (on its I/O thread, or on
-/// the processor's when the delivery gate is clear); a client whose queue is
-/// over its limit (it does not read) is reset by its handler.
-pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
-    if conn.out.send(bytes) {
+/// Queues frames on a connection's socket writer (on its I/O thread), or,
+/// with `now` (the processor's direct replies), writes them at once when
+/// nothing else is queued; a client whose queue is over its limit (it does
+/// not read) is reset by its handler.
+pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, now: bool, stats: &ServerStats, log: &Logger) {
+    let queued = if now { conn.out.send_now(bytes) } else { conn.out.send(bytes) };
+    if queued {
         conn.info.sent.fetch_add(count as u64, Relaxed);
         stats.packets_sent.fetch_add(count as u64, Relaxed);
     } else if conn.mailbox.connected() {

@@ -122,9 +122,20 @@ impl Actor for Listener {
 
 /// Starts the session handler for an accepted (and, on the TLS port,
 /// handshaken) connection. `ids` are identities the transport proved (x509).
+/// `plain`: `write` is the TCP socket itself, so replies may be written to
+/// `fd` directly (`Outbox::send_now`).
 #[allow(clippy::too_many_arguments)]
-fn spawn_connection<R, W>(read: R, write: W, fd: i32, peer: SocketAddr, ids: Vec<Id>, security: Arc<Security>, deps: Arc<Deps>, io: crate::messages::IoThread)
-where
+fn spawn_connection<R, W>(
+    read: R,
+    write: W,
+    fd: i32,
+    plain: bool,
+    peer: SocketAddr,
+    ids: Vec<Id>,
+    security: Arc<Security>,
+    deps: Arc<Deps>,
+    io: crate::messages::IoThread,
+) where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
 {
@@ -135,7 +146,7 @@ where
     let me = deps.registry.register("session", id.to_string());
     let addr = Connection::create(|ctx| {
         let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone()).inbox();
-        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd), info, io });
+        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd, plain), info, io });
         // Requests are small; the buffer grows for a large one. (The default
         // 8 KiB per connection is most of an idle session's memory.)
         let frames = FramedRead::with_capacity(read, ClientCodec::new(max_frame), 1024);
@@ -175,7 +186,7 @@ impl StreamHandler<Accepted> for Listener {
             let fd = stream.as_raw_fd();
             let Some(acceptor) = tls else {
                 let (read, write) = stream.into_split();
-                return spawn_connection(read, write, fd, peer, Vec::new(), security, deps, io);
+                return spawn_connection(read, write, fd, true, peer, Vec::new(), security, deps, io);
             };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -198,7 +209,7 @@ impl StreamHandler<Accepted> for Listener {
                 }
             }
             let (read, write) = tokio::io::split(tls);
-            spawn_connection(read, write, fd, peer, ids, security, deps, io);
+            spawn_connection(read, write, fd, false, peer, ids, security, deps, io);
         });
     }
 }
