@@ -103,6 +103,17 @@ impl Outbox {
             // an idle connection holds no write buffer.
             let mut batch = Vec::new();
             let mut closing = false;
+            // Writes the bytes and uncounts them; an error ends the task, an abort resets.
+            macro_rules! write_out {
+                ($bytes:expr) => {{
+                    let bytes: &[u8] = &$bytes;
+                    tokio::select! {
+                        r = socket.write_all(bytes) => if r.is_err() { break },
+                        _ = aborted.notified() => { lane.retire(); return reset(socket, fd) },
+                    }
+                    counter.fetch_sub(bytes.len(), Relaxed);
+                }};
+            }
             while !closing {
                 let wake = tokio::select! {
                     f = rx.recv() => match f { Some(f) if !f.is_empty() => Wake::Frame(f), _ => Wake::End },
@@ -116,11 +127,7 @@ impl Outbox {
                     Wake::Kick | Wake::End => {
                         closing = matches!(wake, Wake::End);
                         if !leftover.is_empty() {
-                            tokio::select! {
-                                r = socket.write_all(&leftover) => if r.is_err() { break },
-                                _ = aborted.notified() => { lane.retire(); return reset(socket, fd) },
-                            }
-                            counter.fetch_sub(leftover.len(), Relaxed);
+                            write_out!(leftover);
                         }
                         lane.release();
                         continue;
@@ -133,11 +140,7 @@ impl Outbox {
                 let mut next = rx.try_recv().ok();
                 if next.is_none() && leftover.is_empty() {
                     // One frame: written as it is, no copy.
-                    tokio::select! {
-                        r = socket.write_all(&first) => if r.is_err() { break },
-                        _ = aborted.notified() => { lane.retire(); return reset(socket, fd) },
-                    }
-                    counter.fetch_sub(first.len(), Relaxed);
+                    write_out!(first);
                     lane.release();
                     continue;
                 }
@@ -154,11 +157,7 @@ impl Outbox {
                     }
                     next = rx.try_recv().ok();
                 }
-                tokio::select! {
-                    r = socket.write_all(&batch) => if r.is_err() { break },
-                    _ = aborted.notified() => { lane.retire(); return reset(socket, fd) },
-                }
-                counter.fetch_sub(batch.len(), Relaxed);
+                write_out!(batch);
                 lane.release();
             }
             lane.retire();
