@@ -335,6 +335,8 @@ mkdir -p "$(dirname "$OUT")"
     row "B. $WATCHERS_ONE watchers on one znode: live heap per watch, bytes (JVM only)" heap_bytes_per_watch_one
     row "B. fan-out: setData to the last of $WATCHERS_ONE notifications, ms (median of $FANOUT_ROUNDS)" fanout_ms_median 1
     row "B. fan-out, slowest round, ms" fanout_ms_max 1
+    row "B. fan-out: server CPU per round, ms (mean)" fanout_server_cpu_ms 1
+    row "B. fan-out: client CPU per round, ms (mean; the same client for both servers)" fanout_client_cpu_ms 1
     row "B. $WATCHES data watches over $WATCH_TREE znodes by $WATCH_SESSIONS sessions: time to set, s" watches_set_secs 2
     row "B. spread watches: RSS per watch, bytes" rss_bytes_per_watch
     row "B. spread watches: live heap per watch, bytes (JVM only)" heap_bytes_per_watch

@@ -11,7 +11,8 @@ use crate::stats::ServerStats;
 use actix::prelude::*;
 use slog::Logger;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use warden_core::error::Code;
 use warden_core::server::{notification_frame, reply_frame, Output, Reply, WatchOp};
@@ -35,17 +36,19 @@ pub struct Dispatcher {
 /// Connections with frames held at most, while more batches wait.
 const MAX_HELD_CONNECTIONS: usize = 1024;
 
-/// What one delivered batch has for the connections, handed to each I/O
-/// thread as one task: a storm of notifications to many connections wakes
-/// each I/O thread once, not once per connection. Everything for a
-/// connection goes this way, so its frames and its `ToConn` messages keep
-/// their order.
+/// What one delivered batch has for the connections: frames alone are
+/// written from the dispatcher's thread; a batch with messages for handlers
+/// goes to each I/O thread as one task, so a connection's frames and its
+/// `ToConn` messages keep their order.
 #[derive(Default)]
 struct Outgoing {
     /// Frames gathered per connection, not yet placed in a thread's list.
     frames: HashMap<*const ConnHandle, (ConnAddr, Vec<u8>, u32)>,
     /// Per I/O thread, in order.
     per_thread: HashMap<usize, (actix_rt::ArbiterHandle, Vec<ConnOp>)>,
+    /// I/O-thread shares of earlier flushes not yet run: while any is, a
+    /// frame written here could overtake one of theirs.
+    on_io_threads: Arc<AtomicUsize>,
 }
 
 enum ConnOp {
@@ -72,36 +75,46 @@ impl Outgoing {
         self.place(conn, ConnOp::Tell(conn.clone(), msg));
     }
 
-    /// Hands everything gathered to the I/O threads; `delivered` is dropped
-    /// once every thread has queued its share.
+    /// Writes or hands over everything gathered; `delivered` is dropped once
+    /// all of it is written or queued. When the batch is frames only and no
+    /// earlier share is still on its way, they are written from this thread:
+    /// a storm of notifications then costs one syscall per connection and no
+    /// wake-ups. Otherwise each I/O thread gets its share as one task.
     fn flush(&mut self, stats: &Arc<ServerStats>, log: &Logger, delivered: Delivered) {
+        let here = self.per_thread.is_empty() && self.on_io_threads.load(Acquire) == 0;
         let frames: Vec<_> = self.frames.drain().map(|(_, f)| f).collect();
         for (conn, bytes, count) in frames {
-            self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+            if here {
+                write(&conn, bytes, count, stats, log);
+            } else {
+                self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+            }
         }
         let delivered = Arc::new(delivered);
         for (_, (thread, ops)) in self.per_thread.drain() {
-            let (stats, log, delivered) = (stats.clone(), log.clone(), delivered.clone());
+            let (stats, log, delivered, on_io_threads) = (stats.clone(), log.clone(), delivered.clone(), self.on_io_threads.clone());
+            on_io_threads.fetch_add(1, Relaxed);
             // A stopped I/O thread (shutdown) drops its connections anyway.
             thread.spawn_fn(move || {
                 let _delivered = delivered;
                 for op in ops {
                     match op {
-                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, false, &stats, &log),
+                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
                         ConnOp::Tell(conn, msg) => conn.do_send(msg),
                     }
                 }
+                on_io_threads.fetch_sub(1, Release);
             });
         }
     }
 }
 
-/// Queues frames on a connection's socket writer (on its I/O thread), or,
-/// with `now` (the processor's direct replies), writes them at once when
-/// nothing else is queued; a client whose queue is over its limit (it does
-/// not read) is reset by its handler.
-pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, now: bool, stats: &ServerStats, log: &Logger) {
-    let queued = if now { conn.out.send_now(bytes) } else { conn.out.send(bytes) };
+/// Writes frames to a connection at once when nothing else is queued or
+/// being written for it (one non-blocking syscall on the calling thread),
+/// else queues them on its socket writer; a client whose queue is over its
+/// limit (it does not read) is reset by its handler.
+pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
+    let queued = conn.out.send_now(bytes);
     if queued {
         conn.info.sent.fetch_add(count as u64, Relaxed);
         stats.packets_sent.fetch_add(count as u64, Relaxed);
@@ -271,5 +284,116 @@ impl Serve<crate::messages::CloseAll> for Dispatcher {
         for (_, (_, conn)) in std::mem::take(&mut self.conns) {
             self.tell(&conn, ToConn::Close { frame: None, reason: "the server is not serving: looking for a leader" });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::{mailbox, Mailbox, Supervision};
+    use crate::messages::{ConnHandle, IoThread};
+    use crate::outbox::Outbox;
+    use crate::registry::Registry;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    /// Stands in for a connection's handler: takes its messages and does nothing.
+    struct Sink {
+        me: Arc<ActorStats>,
+        log: Logger,
+    }
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Supervision for Sink {
+        fn stats(&self) -> &Arc<ActorStats> {
+            &self.me
+        }
+        fn log(&self) -> &Logger {
+            &self.log
+        }
+        fn panicked(&mut self, _: &mut Context<Self>) {}
+    }
+
+    impl Serve<ToConn> for Sink {
+        fn serve(&mut self, _: ToConn, _: &mut Context<Self>) {}
+    }
+
+    mailbox!(Sink: ToConn);
+
+    /// A connection living on `io`, with the client's end of its socket.
+    async fn connection(io: &actix_rt::Arbiter) -> (ConnAddr, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&server);
+        let (_read, write) = server.into_split();
+        let registry = Registry::default();
+        let me = registry.register("session", "1");
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let mailbox = Mailbox::new(Sink { me: me.clone(), log }.start(), me).inbox();
+        let conn = ConnHandle {
+            mailbox,
+            out: Outbox::start(write, fd, true),
+            info: Arc::new(crate::stats::ConnInfo::new("test".into(), 0)),
+            io: IoThread { index: 0, handle: io.handle() },
+        };
+        (Arc::new(conn), client)
+    }
+
+    /// Holds the I/O thread until the returned sender is dropped.
+    fn block(io: &actix_rt::Arbiter) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        io.spawn_fn(move || {
+            let _ = rx.recv();
+        });
+        tx
+    }
+
+    async fn read_some(client: &mut tokio::net::TcpStream, wait: Duration) -> Vec<u8> {
+        let mut buf = vec![0u8; 1024];
+        match tokio::time::timeout(wait, client.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn flush(out: &mut Outgoing) {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        out.flush(&Arc::new(ServerStats::default()), &log, Delivered::new(Arc::new(DeliveryGate::default()), 0));
+    }
+
+    #[actix_rt::test]
+    async fn frames_alone_are_written_at_once_but_never_ahead_of_an_earlier_share() {
+        let io = actix_rt::Arbiter::new();
+        let (conn, mut client) = connection(&io).await;
+        let mut out = Outgoing::default();
+
+        // Frames only, nothing on the I/O thread: written from here, so
+        // they arrive while the I/O thread is held.
+        let held = block(&io);
+        out.push(&conn, b"first");
+        flush(&mut out);
+        assert_eq!(read_some(&mut client, Duration::from_secs(5)).await, b"first");
+
+        // A message for the handler sends the batch through the I/O thread
+        // (still held); the next batch's frame must wait behind it.
+        out.push(&conn, b"second");
+        out.tell(&conn, ToConn::Connected { session_id: 1, timeout_ms: 1 });
+        flush(&mut out);
+        out.push(&conn, b"third");
+        flush(&mut out);
+        assert!(read_some(&mut client, Duration::from_millis(300)).await.is_empty(), "nothing overtakes the held share");
+        drop(held);
+        let mut got = Vec::new();
+        while got.len() < b"secondthird".len() {
+            let more = read_some(&mut client, Duration::from_secs(5)).await;
+            assert!(!more.is_empty(), "only {:?} arrived", String::from_utf8_lossy(&got));
+            got.extend(more);
+        }
+        assert_eq!(got, b"secondthird");
+        io.stop();
     }
 }

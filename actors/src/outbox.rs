@@ -189,7 +189,10 @@ impl Outbox {
         if written < frame.len() {
             // A full socket buffer (or an error the writer task will meet).
             let rest = &frame[written..];
-            self.pending.fetch_add(rest.len(), Relaxed);
+            if self.pending.fetch_add(rest.len(), Relaxed) + rest.len() > MAX_PENDING_BYTES {
+                lane.release();
+                return false;
+            }
             lane.leftover.lock().unwrap().extend_from_slice(rest);
             lane.release();
             lane.kick.notify_one();

@@ -652,6 +652,9 @@ pub async fn run_async(args: ClientsArgs) -> Result<ScaleReport, String> {
         report.set("watchers_one_sessions", group.alive as f64);
         let before = memory(&ctx, &mut report, "watchers_one_sessions").await;
         let mut fanouts = Vec::new();
+        // Server and client CPU seconds summed over the rounds (ticks are
+        // 10 ms, so only the sum over rounds means anything), and the rounds.
+        let mut cpu_sum = (0.0, 0.0, 0u32);
         let value = vec![b'x'; 100];
         for round in 0..a.fanout_rounds.max(1) {
             let _ = group.stage.send(Stage::Arm(round));
@@ -661,9 +664,15 @@ pub async fn run_async(args: ClientsArgs) -> Result<ScaleReport, String> {
                 per_unit(&mut report, "watch_one", before, after, armed);
             }
             say(&format!("fan-out round {round}: {armed} watchers armed"));
+            let cpu0 = fanout_cpu(a.server_pid);
             let t0 = Instant::now();
             let x = setter.send(op::SET_DATA, |w| body::set_data(w, &a.one_node, &value, -1)).map_err(|e| e.to_string())?;
             let (fired, last) = group.collect(armed, timeout, &mut report, "fan-out", |e| matches!(e, Ev::Fired(_))).await;
+            if let (Some((s0, c0)), Some((s1, c1))) = (cpu0, fanout_cpu(a.server_pid)) {
+                cpu_sum.0 += s1 - s0;
+                cpu_sum.1 += c1 - c0;
+                cpu_sum.2 += 1;
+            }
             let r = setter.reply_to(x, timeout).await.map_err(|e| format!("setData: {e}"))?;
             if r.err != 0 {
                 report.fail(format!("fan-out setData answered {}", client::error_name(r.err)), 1);
@@ -679,6 +688,10 @@ pub async fn run_async(args: ClientsArgs) -> Result<ScaleReport, String> {
             report.set("fanout_ms_median", m);
             report.set("fanout_ms_max", *fanouts.last().unwrap());
             report.set("fanout_rounds", fanouts.len() as f64);
+        }
+        if cpu_sum.2 > 0 {
+            report.set("fanout_server_cpu_ms", cpu_sum.0 * 1000.0 / cpu_sum.2 as f64);
+            report.set("fanout_client_cpu_ms", cpu_sum.1 * 1000.0 / cpu_sum.2 as f64);
         }
         let _ = setter.close(timeout).await;
         group.close(timeout, &mut report).await;
@@ -751,6 +764,12 @@ pub fn run(args: ClientsArgs) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// CPU seconds used so far by the server and by this client process.
+fn fanout_cpu(server_pid: Option<u32>) -> Option<(f64, f64)> {
+    let server = procstat::cpu_seconds(&server_pid?.to_string()).ok()?;
+    Some((server, procstat::cpu_seconds("self").ok()?))
 }
 
 #[cfg(test)]

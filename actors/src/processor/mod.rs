@@ -245,7 +245,7 @@ impl Processor {
                 self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
                 self.stats.record_latency(caller.received, caller.op, caller.update);
                 self.stats.outstanding.fetch_sub(1, Relaxed);
-                return crate::dispatcher::write(&caller.conn, frame, 1, true, &self.stats, &self.log);
+                return crate::dispatcher::write(&caller.conn, frame, 1, &self.stats, &self.log);
             }
         }
         self.dispatch(Dispatch::Output {
