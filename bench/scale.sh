@@ -295,7 +295,7 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "Machine: $(machine). Client and servers share it. ZooKeeper -Xmx$ZK_HEAP; both with maxClientCnxns=0, snapCount ${SNAP_COUNT:-default}, forceSync on."
   echo
-  echo "Command: \`ZNODES=$ZNODES PARENTS=$PARENTS SESSIONS=$SESSIONS WATCHERS_ONE=$WATCHERS_ONE WATCHES=$WATCHES WATCH_SESSIONS=$WATCH_SESSIONS WATCH_TREE=$WATCH_TREE CHURN_SECS=$CHURN_SECS ENSEMBLE=$ENSEMBLE PARTS=\"$PARTS\" SERVERS=\"$SERVERS\" SNAP_COUNT=${SNAP_COUNT:-} ZK_HEAP=$ZK_HEAP bash bench/scale.sh\`"
+  echo "Command: \`ZNODES=$ZNODES PARENTS=$PARENTS SESSIONS=$SESSIONS WATCHERS_ONE=$WATCHERS_ONE WATCHES=$WATCHES WATCH_SESSIONS=$WATCH_SESSIONS WATCH_TREE=$WATCH_TREE CHURN_SECS=$CHURN_SECS FANOUT_ROUNDS=$FANOUT_ROUNDS ENSEMBLE=$ENSEMBLE PARTS=\"$PARTS\" SERVERS=\"$SERVERS\" SNAP_COUNT=${SNAP_COUNT:-} ZK_HEAP=$ZK_HEAP bash bench/scale.sh\`"
   echo
   echo "Ratio = warden/zookeeper (higher is better for rates, lower for times and memory). Memory per unit is the"
   echo "growth over the step divided by the units; ZooKeeper's heap figures are after a full GC (jcmd GC.run), and"
