@@ -8,10 +8,14 @@
 #   bash bench/compare.sh                                  # full run
 #   ROUNDS=1 DURATION=3 ZNODES=200000 bash bench/compare.sh  # quick run
 #
-# Knobs (env): ROUNDS=3 DURATION=5 ZNODES=1000000 CONNECTIONS=8 OUTSTANDING=32 KEYS=10000
-# VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=100 STORM_ROUNDS=50 THREADS=1 ZK_HEAP=1000m
+# Knobs (env): ROUNDS=3 DURATION=5 ZNODES=1000000 SHAPES="8x32 16x8 1x1" KEYS=10000
+# VALUE_SIZE=100 READ_FRACTION=0.9 WATCHERS=1000 STORM_ROUNDS=20 THREADS=1 ZK_HEAP=1000m
+# SHAPES: sessions x outstanding requests each, one client thread (THREADS); every workload runs
+# in each shape, except watch-storm and session-churn, which run once, in the first. Rows are
+# then named "get 16x8". CONNECTIONS=C OUTSTANDING=O (the older knobs) mean SHAPES="CxO".
 # WORKLOADS="create set get exists mixed delete multi session-churn watch-storm"
-# DELETE_KEYS=200000 (delete: that many nodes created untimed, then each deleted once)
+# DELETE_KEYS=200000 (delete: that many nodes created untimed, then each deleted once; a tenth
+# of them at 1 x 1 or 2 x 2)
 # SERVERS="zookeeper warden" KEEP_WORK=0 OUT=bench/results/latest.md
 # WARDEN_BINARY=path: measure that warden build instead of target/release/warden;
 # WARDEN_SET="key=value ...": extra --set settings for Warden (e.g. warden.ioThreads=1).
@@ -27,13 +31,18 @@ repo=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 ZNODES=${ZNODES:-1000000}
-CONNECTIONS=${CONNECTIONS:-8}
-OUTSTANDING=${OUTSTANDING:-32}
+if [ -z "${SHAPES:-}" ] && { [ -n "${CONNECTIONS:-}" ] || [ -n "${OUTSTANDING:-}" ]; }; then
+  SHAPES="${CONNECTIONS:-8}x${OUTSTANDING:-32}"
+fi
+SHAPES=${SHAPES:-"8x32 16x8 1x1"}
+for shape in $SHAPES; do
+  [[ $shape =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "SHAPES: '$shape' is not CONNECTIONSxOUTSTANDING" >&2; exit 2; }
+done
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 READ_FRACTION=${READ_FRACTION:-0.9}
-WATCHERS=${WATCHERS:-100}
-STORM_ROUNDS=${STORM_ROUNDS:-50}
+WATCHERS=${WATCHERS:-1000}
+STORM_ROUNDS=${STORM_ROUNDS:-20}
 THREADS=${THREADS:-1}
 ZK_HEAP=${ZK_HEAP:-1000m}
 READY_TIMEOUT=${READY_TIMEOUT:-300}
@@ -130,15 +139,24 @@ stop_server() {
   PIDS=("${kept[@]}")
 }
 
-# bench NAME PORT PID WORKLOAD TAG [extra args]: one warden-bench run, JSON in reports/.
+# bench NAME PORT PID WORKLOAD TAG SHAPE [extra args]: one warden-bench run, JSON in reports/.
+# SHAPE is CxO, or "-" for one that goes unnamed (populate; or the only shape of the run).
 bench() {
-  local name=$1 port=$2 pid=$3 workload=$4 tag=$5
-  shift 5
-  local base="$WORK/reports/$workload-$name-$tag"
-  local keys=$KEYS
+  local name=$1 port=$2 pid=$3 workload=$4 tag=$5 shape=$6
+  shift 6
+  local base="$WORK/reports/$workload-$shape-$name-$tag"
+  local keys=$KEYS connections=${shape%x*} outstanding=${shape#*x} named=()
   [ "$workload" = delete ] && keys=$DELETE_KEYS # deletes each key once: enough for a measurable run
+  if [ "$shape" = - ]; then
+    connections=${SHAPES%%x*}
+    outstanding=${SHAPES%% *}; outstanding=${outstanding#*x}
+  elif [ "$(wc -w <<<"$SHAPES")" -gt 1 ]; then
+    named=(--workload-tag "$shape")
+  fi
+  # One at a time, deleting DELETE_KEYS would take minutes: a tenth of them.
+  [ "$workload" = delete ] && [ $((connections * outstanding)) -le 4 ] && keys=$((DELETE_KEYS / 10))
   local args=(--servers "127.0.0.1:$port" --server-pid "$pid" --label "$name" --workload "$workload"
-    --json "$base.json" --connections "$CONNECTIONS" --outstanding "$OUTSTANDING"
+    --json "$base.json" --connections "$connections" --outstanding "$outstanding" "${named[@]}"
     --value-size "$VALUE_SIZE" --keys "$keys" --threads "$THREADS")
   case $workload in
     watch-storm) args+=(--watchers "$WATCHERS" --rounds "$STORM_ROUNDS") ;;
@@ -157,7 +175,7 @@ bench() {
     PROBLEMS+=("$name $workload $tag: server process $pid exited during the run")
   fi
   [ -f "$base.json" ] && REPORT_FILES+=("$base.json")
-  echo "  $tag $workload $name: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//' || echo "no result (exit $rc)")" >&2
+  echo "  $tag $workload${named:+ $shape} $name: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//' || echo "no result (exit $rc)")" >&2
 }
 
 machine() {
@@ -170,20 +188,26 @@ machine() {
 REPORT_FILES=()
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-echo "== workloads: $WORKLOADS; $ROUNDS round(s) of ${DURATION}s per server ==" >&2
+echo "== workloads: $WORKLOADS; shapes: $SHAPES; $ROUNDS round(s) of ${DURATION}s per server ==" >&2
+first_shape=${SHAPES%% *}
 for round in $(seq 1 "$ROUNDS"); do
-  for workload in $WORKLOADS; do
-    for name in $SERVERS; do
-      port=$("$BENCH" free-port)
-      dir="$WORK/data-$name-$workload-r$round"
-      start_server "$name" "$dir" "$port"
-      if wait_ready "$port" >/dev/null; then
-        bench "$name" "$port" "$SRV_PID" "$workload" "r$round"
-      else
-        PROBLEMS+=("$name $workload r$round: server not serving within $READY_TIMEOUT s")
-      fi
-      stop_server "$SRV_PID"
-      rm -rf "$dir"
+  for shape in $SHAPES; do
+    for workload in $WORKLOADS; do
+      # These two do not depend on the shape: once per round, in the first.
+      case $workload in watch-storm | session-churn) [ "$shape" = "$first_shape" ] || continue ;; esac
+      for name in $SERVERS; do
+        port=$("$BENCH" free-port)
+        dir="$WORK/data-$name-$workload-$shape-r$round"
+        start_server "$name" "$dir" "$port"
+        if wait_ready "$port" >/dev/null; then
+          case $workload in watch-storm | session-churn) bench "$name" "$port" "$SRV_PID" "$workload" "r$round" - ;;
+            *) bench "$name" "$port" "$SRV_PID" "$workload" "r$round" "$shape" ;; esac
+        else
+          PROBLEMS+=("$name $workload $shape r$round: server not serving within $READY_TIMEOUT s")
+        fi
+        stop_server "$SRV_PID"
+        rm -rf "$dir"
+      done
     done
   done
 done
@@ -203,8 +227,8 @@ for name in $SERVERS; do
     continue
   fi
   fresh_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-  bench "$name" "$port" "$SRV_PID" populate load --keys "$ZNODES" --value-size 100 --outstanding 64
-  rss_loaded=$(grep -o '"rss_kb": [0-9]*' "$WORK/reports/populate-$name-load.json" 2>/dev/null | grep -o '[0-9]*$' || true)
+  bench "$name" "$port" "$SRV_PID" populate load - --keys "$ZNODES" --value-size 100 --outstanding 64
+  rss_loaded=$(grep -o '"rss_kb": [0-9]*' "$WORK/reports/populate---$name-load.json" 2>/dev/null | grep -o '[0-9]*$' || true)
   nodes_before=$(znodes_of "$port")
   stop_server "$SRV_PID"
   t0=$(date +%s%N)
@@ -234,12 +258,14 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "Machine: $(machine). Client and server share it."
   echo
-  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION ZNODES=$ZNODES CONNECTIONS=$CONNECTIONS OUTSTANDING=$OUTSTANDING KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS THREADS=$THREADS ZK_HEAP=$ZK_HEAP bash bench/compare.sh\`"
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION ZNODES=$ZNODES SHAPES=\"$SHAPES\" WORKLOADS=\"$WORKLOADS\" KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS THREADS=$THREADS ZK_HEAP=$ZK_HEAP bash bench/compare.sh\`"
   echo
   echo "Medians over $ROUNDS run(s) per workload and server, each on a fresh server and data dir (forceSync on for both;"
   echo "ZooKeeper with -Xmx$ZK_HEAP). Latencies in µs; ratio rows are warden/zookeeper (higher is better for"
   echo "ops/s and ops per CPU-s, lower is better for latency and RSS). watch-storm: one op = one round of $WATCHERS"
   echo "notifications, latency = until the last one arrived. populate: $ZNODES creates of 100 B, RSS measured right after."
+  echo "Shapes: sessions x outstanding requests each, one client process with $THREADS runtime thread(s); watch-storm,"
+  echo "session-churn and populate run in the first shape only ($first_shape)."
   echo "delete: $DELETE_KEYS znodes created untimed, then each deleted once (the timed part)."
   echo
   if [ "${#REPORT_FILES[@]}" -gt 0 ]; then

@@ -27,11 +27,25 @@ repo=$PWD
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-CONNECTIONS=${CONNECTIONS:-8}
-OUTSTANDING=${OUTSTANDING:-32}
+# SHAPES: sessions x outstanding requests each (one client thread), as in compare.sh;
+# CONNECTIONS=C OUTSTANDING=O alone mean SHAPES="CxO". The fail-over load uses the first.
+if [ -z "${SHAPES:-}" ] && { [ -n "${CONNECTIONS:-}" ] || [ -n "${OUTSTANDING:-}" ]; }; then
+  SHAPES="${CONNECTIONS:-8}x${OUTSTANDING:-32}"
+fi
+SHAPES=${SHAPES:-"8x32 16x8 1x1"}
+for shape in $SHAPES; do
+  [[ $shape =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "SHAPES: '$shape' is not CONNECTIONSxOUTSTANDING" >&2; exit 2; }
+done
+first_shape=${SHAPES%% *}
+CONNECTIONS=${first_shape%x*}
+OUTSTANDING=${first_shape#*x}
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
-WORKLOADS=${WORKLOADS-"create set get mixed"}
+WORKLOADS=${WORKLOADS-"create set get mixed delete watch-storm"}
+# delete: this many znodes created untimed, then each deleted once (a tenth of it at 1 x 1 or 2 x 2).
+DELETE_KEYS=${DELETE_KEYS:-100000}
+WATCHERS=${WATCHERS:-1000}
+STORM_ROUNDS=${STORM_ROUNDS:-20}
 SERVERS=${SERVERS:-"zookeeper warden"}
 FAILOVERS=${FAILOVERS:-20}
 CATCHUP=${CATCHUP:-100000}
@@ -63,24 +77,36 @@ ready() { "$BENCH" ready --servers "$(hosts "$1")" --timeout 120 >/dev/null; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "–"; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 REPORTS=()
-echo "== throughput: $WORKLOADS; $ROUNDS round(s) of ${DURATION}s ==" >&2
+echo "== throughput: $WORKLOADS; shapes: $SHAPES; $ROUNDS round(s) of ${DURATION}s ==" >&2
 for round in $(seq 1 "$ROUNDS"); do
-  for workload in $WORKLOADS; do
-    for name in $SERVERS; do
-      for n in 3 1; do
-        layout "$n" "$name-$workload-$n-r$round"
-        for i in $(seq 1 "$n"); do start_member "$name" "$n" "$i"; done
-        if ready "$n"; then
-          base="$WORK/reports/$workload-$name-$n-r$round"
-          "$BENCH" --servers "$(hosts "$n")" --server-pid "$(pids "$n")" --label "$name-$n" --workload "$workload" \
-            --duration "$DURATION" --connections "$CONNECTIONS" --outstanding "$OUTSTANDING" --keys "$KEYS" \
-            --value-size "$VALUE_SIZE" --json "$base.json" >"$base.txt" 2>&1 || PROBLEMS+=("$name-$n $workload r$round: bench exited $?")
-          [ -f "$base.json" ] && REPORTS+=("$base.json")
-          echo "  r$round $workload $name-$n: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//')" >&2
-        else
-          PROBLEMS+=("$name-$n $workload r$round: not serving")
-        fi
-        stop_cluster "$n"
+  for shape in $SHAPES; do
+    for workload in $WORKLOADS; do
+      # The storm does not depend on the shape: once per round, in the first.
+      [ "$workload" = watch-storm ] && [ "$shape" != "$first_shape" ] && continue
+      c=${shape%x*} o=${shape#*x} keys=$KEYS extra=()
+      case $workload in
+        delete) keys=$DELETE_KEYS; [ $((c * o)) -le 4 ] && keys=$((DELETE_KEYS / 10)) ;;
+        watch-storm) extra=(--watchers "$WATCHERS" --rounds "$STORM_ROUNDS") ;;
+        *) extra=(--duration "$DURATION") ;;
+      esac
+      tag=()
+      if [ "$(wc -w <<<"$SHAPES")" -gt 1 ] && [ "$workload" != watch-storm ]; then tag=(--workload-tag "$shape"); fi
+      for name in $SERVERS; do
+        for n in 3 1; do
+          layout "$n" "$name-$workload-$shape-$n-r$round"
+          for i in $(seq 1 "$n"); do start_member "$name" "$n" "$i"; done
+          if ready "$n"; then
+            base="$WORK/reports/$workload-$shape-$name-$n-r$round"
+            "$BENCH" --servers "$(hosts "$n")" --server-pid "$(pids "$n")" --label "$name-$n" --workload "$workload" \
+              --connections "$c" --outstanding "$o" --keys "$keys" "${tag[@]}" "${extra[@]}" \
+              --value-size "$VALUE_SIZE" --json "$base.json" >"$base.txt" 2>&1 || PROBLEMS+=("$name-$n $workload $shape r$round: bench exited $?")
+            [ -f "$base.json" ] && REPORTS+=("$base.json")
+            echo "  r$round $workload ${tag[1]:-} $name-$n: $(grep -E '^throughput' "$base.txt" | sed 's/throughput *//')" >&2
+          else
+            PROBLEMS+=("$name-$n $workload $shape r$round: not serving")
+          fi
+          stop_cluster "$n"
+        done
       done
     done
   done
@@ -146,11 +172,13 @@ mkdir -p "$(dirname "$OUT")"
   echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); every member, the client and"
   echo "the benchmark share it. tickTime=$TICK for both; forceSync on; ZooKeeper -Xmx$ZK_HEAP per member."
   echo
-  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION FAILOVERS=$FAILOVERS CATCHUP=$CATCHUP WORKLOADS=\"$WORKLOADS\" bash bench/ensemble.sh\`"
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION FAILOVERS=$FAILOVERS CATCHUP=$CATCHUP SHAPES=\"$SHAPES\" WORKLOADS=\"$WORKLOADS\" DELETE_KEYS=$DELETE_KEYS WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS bash bench/ensemble.sh\`"
   echo
   echo "### Throughput and latency (medians over $ROUNDS rounds; clients on all members)"
   echo
   echo "Labels: name-3 = 3-member ensemble, name-1 = single node. ops per server CPU-s sums the members' CPU."
+  echo "Workloads named with a shape (get 16x8) ran with that many sessions x outstanding requests, spread over"
+  echo "the members (one session: on member 1). watch-storm: $WATCHERS watchers, one op = one round of notifications."
   echo
   if [ "${#REPORTS[@]}" -gt 0 ]; then
     "$BENCH" summarize --ratio warden-3/zookeeper-3 "${REPORTS[@]}"

@@ -188,6 +188,10 @@ pub struct BenchArgs {
     /// Free-form label stored in the report (e.g. the server's name), used by `summarize`.
     #[arg(long)]
     pub label: Option<String>,
+    /// Appended to the workload's name in the report (e.g. the shape, "16x8"), so
+    /// `summarize` keeps runs of one workload in different shapes apart.
+    #[arg(long)]
+    pub workload_tag: Option<String>,
     /// A request (or watch-storm round) unanswered this long fails its connection, seconds.
     #[arg(long, default_value_t = 30.0)]
     pub request_timeout: f64,
@@ -223,6 +227,7 @@ pub struct Config {
     pub session_timeout_ms: i32,
     pub threads: usize,
     pub label: Option<String>,
+    pub workload_tag: Option<String>,
     pub request_timeout: Duration,
     pub seed: u64,
 }
@@ -308,6 +313,7 @@ impl BenchArgs {
             session_timeout_ms: self.session_timeout_ms,
             threads: self.threads,
             label: self.label,
+            workload_tag: self.workload_tag,
             request_timeout: positive_secs("--request-timeout", self.request_timeout)?,
             seed,
         })

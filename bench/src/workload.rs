@@ -105,7 +105,10 @@ pub async fn run_async(cfg: &Config) -> Result<Report, BenchError> {
         _ => (cfg.connections, cfg.outstanding),
     };
     Ok(Report {
-        workload: cfg.workload.name().to_owned(),
+        workload: match &cfg.workload_tag {
+            Some(tag) => format!("{} {tag}", cfg.workload.name()),
+            None => cfg.workload.name().to_owned(),
+        },
         label: cfg.label.clone(),
         servers: cfg.servers.clone(),
         connections,

@@ -156,9 +156,10 @@ fn every_workload_runs_against_warden() {
     let r = bench(&server, &["--workload", "populate", "--keys", "150", "--prefix", "/del"]);
     assert_eq!((r.ops, r.ok), (150, 150), "no key was left: {}", r.to_text());
 
-    // A --duration run ends by itself and counts what it did.
-    let r = bench(&server, &["--workload", "get", "--keys", "20", "--duration", "0.3", "--connections", "2"]);
+    // A --duration run ends by itself and counts what it did; a tag names its shape in the report.
+    let r = bench(&server, &["--workload", "get", "--keys", "20", "--duration", "0.3", "--connections", "2", "--workload-tag", "2x1"]);
     assert!(r.ops > 0 && r.ops == r.ok, "{}", r.to_text());
+    assert_eq!(r.workload, "get 2x1");
 }
 
 #[test]
@@ -228,6 +229,8 @@ fn scale_modes_run_against_warden() {
     assert_eq!(fig("sessions_opened"), 60.0, "{text}");
     assert_eq!(fig("watchers_one_sessions"), 20.0, "{text}");
     assert_eq!(fig("fanout_rounds"), 2.0, "{text}");
+    // Both sides' CPU per fan-out round (ticks, so possibly zero here).
+    assert!(fig("fanout_server_cpu_ms") >= 0.0 && fig("fanout_client_cpu_ms") >= 0.0, "{text}");
     assert!(fig("fanout_ms_median") > 0.0 && fig("fanout_ms_median") <= fig("fanout_ms_max"), "{text}");
     assert_eq!(fig("watches_set"), 300.0, "{text}");
     assert!(fig("churn_cycles") > 0.0, "{text}");
