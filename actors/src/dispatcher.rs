@@ -92,20 +92,36 @@ impl Outgoing {
         }
         let delivered = Arc::new(delivered);
         for (_, (thread, ops)) in self.per_thread.drain() {
-            let (stats, log, delivered, on_io_threads) = (stats.clone(), log.clone(), delivered.clone(), self.on_io_threads.clone());
-            on_io_threads.fetch_add(1, Relaxed);
+            let (stats, log, delivered) = (stats.clone(), log.clone(), delivered.clone());
+            let share = OnIoThread::new(&self.on_io_threads);
             // A stopped I/O thread (shutdown) drops its connections anyway.
             thread.spawn_fn(move || {
-                let _delivered = delivered;
+                let _done = (delivered, share);
                 for op in ops {
                     match op {
                         ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
                         ConnOp::Tell(conn, msg) => conn.do_send(msg),
                     }
                 }
-                on_io_threads.fetch_sub(1, Release);
             });
         }
+    }
+}
+
+/// Counts one I/O-thread share as pending until it has run (or was dropped
+/// unrun, by a stopped thread).
+struct OnIoThread(Arc<AtomicUsize>);
+
+impl OnIoThread {
+    fn new(count: &Arc<AtomicUsize>) -> OnIoThread {
+        count.fetch_add(1, Relaxed);
+        OnIoThread(count.clone())
+    }
+}
+
+impl Drop for OnIoThread {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Release);
     }
 }
 
