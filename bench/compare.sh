@@ -31,13 +31,7 @@ repo=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 ZNODES=${ZNODES:-1000000}
-if [ -z "${SHAPES:-}" ] && { [ -n "${CONNECTIONS:-}" ] || [ -n "${OUTSTANDING:-}" ]; }; then
-  SHAPES="${CONNECTIONS:-8}x${OUTSTANDING:-32}"
-fi
-SHAPES=${SHAPES:-"8x32 16x8 1x1"}
-for shape in $SHAPES; do
-  [[ $shape =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "SHAPES: '$shape' is not CONNECTIONSxOUTSTANDING" >&2; exit 2; }
-done
+shapes_from_env
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 READ_FRACTION=${READ_FRACTION:-0.9}

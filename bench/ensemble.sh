@@ -29,13 +29,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 # SHAPES: sessions x outstanding requests each (one client thread), as in compare.sh;
 # CONNECTIONS=C OUTSTANDING=O alone mean SHAPES="CxO". The fail-over load uses the first.
-if [ -z "${SHAPES:-}" ] && { [ -n "${CONNECTIONS:-}" ] || [ -n "${OUTSTANDING:-}" ]; }; then
-  SHAPES="${CONNECTIONS:-8}x${OUTSTANDING:-32}"
-fi
-SHAPES=${SHAPES:-"8x32 16x8 1x1"}
-for shape in $SHAPES; do
-  [[ $shape =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "SHAPES: '$shape' is not CONNECTIONSxOUTSTANDING" >&2; exit 2; }
-done
+shapes_from_env
 first_shape=${SHAPES%% *}
 CONNECTIONS=${first_shape%x*}
 OUTSTANDING=${first_shape#*x}

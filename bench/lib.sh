@@ -12,6 +12,19 @@ ensure_zookeeper() {
   fi
 }
 
+# shapes_from_env: SHAPES, the sessions x outstanding requests to run ("8x32 16x8 1x1" by default),
+# or CONNECTIONSxOUTSTANDING when only those (older) knobs are set; exits on a malformed shape.
+shapes_from_env() {
+  if [ -z "${SHAPES:-}" ] && { [ -n "${CONNECTIONS:-}" ] || [ -n "${OUTSTANDING:-}" ]; }; then
+    SHAPES="${CONNECTIONS:-8}x${OUTSTANDING:-32}"
+  fi
+  SHAPES=${SHAPES:-"8x32 16x8 1x1"}
+  local shape
+  for shape in $SHAPES; do
+    [[ $shape =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "SHAPES: '$shape' is not CONNECTIONSxOUTSTANDING" >&2; exit 2; }
+  done
+}
+
 # write_zk_log4j DIR: ZooKeeper logs errors only, to DIR/zookeeper-log4j.log.
 write_zk_log4j() {
   cat >"$1/log4j.properties" <<LOG4J
