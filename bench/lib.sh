@@ -58,11 +58,20 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# layout N TAG: ports and dirs for members 1..N of a fresh cluster TAG.
+# layout N TAG: ports and dirs for members 1..N of a fresh cluster TAG. Nothing binds a free
+# port until its member starts, so free-port can hand out the same one twice: retry on repeats.
 layout() {
-  local n=$1 tag=$2 i
+  local n=$1 tag=$2 i taken=" "
+  # Runs in a subshell ($(...)): the caller records what it got in `taken`.
+  next_port() {
+    local p
+    while :; do p=$("$BENCH" free-port); [[ $taken == *" $p "* ]] || break; done
+    echo "$p"
+  }
   for i in $(seq 1 "$n"); do
-    PORT[$i]=$("$BENCH" free-port); QPORT[$i]=$("$BENCH" free-port); EPORT[$i]=$("$BENCH" free-port)
+    PORT[$i]=$(next_port); taken+="${PORT[$i]} "
+    QPORT[$i]=$(next_port); taken+="${QPORT[$i]} "
+    EPORT[$i]=$(next_port); taken+="${EPORT[$i]} "
     DIR[$i]="$WORK/$tag/m$i"; mkdir -p "${DIR[$i]}"
   done
 }
