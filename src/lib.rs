@@ -19,6 +19,7 @@ pub mod record;
 pub mod sasl;
 pub mod server;
 pub mod session;
+pub mod shared_db;
 pub mod snapshot;
 pub mod throttle;
 pub mod tree;

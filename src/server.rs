@@ -10,6 +10,7 @@ use crate::jute::Writer;
 use crate::prep::{self, Outstanding, PrepCtx, Prepared, ReconfigCtx};
 use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
 use crate::session;
+use crate::shared_db::SharedDb;
 use crate::tree::Trigger;
 use crate::txn::{owner, LogEntry, Txn, TxnHeader};
 use crate::watch::{add_mode, event, state, WatchKind};
@@ -166,8 +167,9 @@ pub enum Processed {
 }
 
 pub struct Core {
-    /// Committed state: only durable transactions are applied to it.
-    pub db: Database,
+    /// Committed state: only durable transactions are applied to it. I/O
+    /// threads read it too (`read_without_watch`), through `db.reader()`.
+    pub db: SharedDb,
     pub settings: Settings,
     next_session_id: i64,
     secret: Vec<u8>,
@@ -205,7 +207,7 @@ impl Core {
         let next_session_id = session::initial_session_id(now_ms, settings.server_id).max(past_restored);
         let last_assigned_zxid = db.last_zxid();
         Core {
-            db,
+            db: SharedDb::new(db),
             settings,
             next_session_id,
             secret,
@@ -320,7 +322,9 @@ impl Core {
 
     /// Replaces the database (a SNAP from the leader).
     pub fn install(&mut self, db: Database) {
-        self.db = db;
+        let old = self.db.write(|current| std::mem::replace(current, db));
+        // Freed outside the lock: a big tree takes a while to drop.
+        drop(old);
         self.abandon_pending();
     }
 
@@ -355,7 +359,7 @@ impl Core {
             true => audit::for_session_end(hdr.session_id, txn, |p| self.db.tree.get(p).is_some()),
             false => Vec::new(),
         };
-        let result = self.db.apply(hdr, txn, &mut triggers);
+        let result = self.db.write(|db| db.apply(hdr, txn, &mut triggers));
         if self.pending.is_empty() {
             // Followers never prepare: keep zxids moving with what is applied.
             self.last_assigned_zxid = self.last_assigned_zxid.max(hdr.zxid);
@@ -635,44 +639,15 @@ impl Core {
         let ok = |body: &dyn Fn(&mut Vec<u8>)| Ok(ReadReply::Frame(reply_frame(ctx.xid, zxid, 0, body)));
         match req {
             Request::Ping => Ok(ReadReply::Frame(reply_frame(proto::xid::PING, zxid, 0, |_| {}))),
-            Request::Exists { path, watch } => {
-                if path.contains('\0') {
-                    return Err(Code::BadArguments);
+            Request::Exists { watch, path } | Request::GetData { watch, path } | Request::GetChildren { watch, path, .. } => {
+                let result = plain_read(&self.db, ctx.xid, ctx.auth, req).unwrap_or(Err(Code::Unimplemented));
+                // exists sets its watch on a missing node too; the others only on success.
+                let sets_watch = matches!((&result, req), (Ok(_), _) | (Err(Code::NoNode), Request::Exists { .. }));
+                if *watch && sets_watch {
+                    let kind = if matches!(req, Request::GetChildren { .. }) { WatchKind::Child } else { WatchKind::Data };
+                    watches.push(WatchOp::Add(kind, path.clone()));
                 }
-                let node = self.db.tree.get(path);
-                if let Some(n) = node {
-                    acl::check(&n.acl, perms::READ, ctx.auth)?;
-                }
-                if *watch {
-                    watches.push(WatchOp::Add(WatchKind::Data, path.clone()));
-                }
-                let stat = node.ok_or(Code::NoNode)?.stat();
-                ok(&|w| proto::write_stat(w, &stat))
-            }
-            Request::GetData { path, watch } => {
-                let node = self.node_for_read(path, perms::READ, ctx.auth)?;
-                if *watch {
-                    watches.push(WatchOp::Add(WatchKind::Data, path.clone()));
-                }
-                ok(&|w| {
-                    w.put_buffer(node.data());
-                    proto::write_stat(w, &node.stat());
-                })
-            }
-            Request::GetChildren { path, watch, with_stat } => {
-                let node = self.node_for_read(path, perms::READ, ctx.auth)?;
-                if *watch {
-                    watches.push(WatchOp::Add(WatchKind::Child, path.clone()));
-                }
-                ok(&|w| {
-                    w.put_i32(node.children.len() as i32);
-                    for c in &node.children {
-                        w.put_string(c);
-                    }
-                    if *with_stat {
-                        proto::write_stat(w, &node.stat());
-                    }
-                })
+                result.map(ReadReply::Frame)
             }
             Request::GetAcl { path } => {
                 let node = self.node_for_read(path, perms::READ | perms::ADMIN, ctx.auth)?;
@@ -810,6 +785,58 @@ impl Core {
     }
 }
 
+/// A plain read any thread may serve from a view of the committed database:
+/// getData, exists or getChildren without a watch, by a live global session.
+/// None when only the processor can answer it (a watch to set, a local or
+/// unknown session, any other request). The caller keeps the session's order.
+pub fn read_without_watch(db: &Database, session_id: i64, xid: i32, auth: &[Id], req: &Request) -> Option<Vec<u8>> {
+    let watch = match req {
+        Request::Exists { watch, .. } | Request::GetData { watch, .. } | Request::GetChildren { watch, .. } => *watch,
+        _ => return None,
+    };
+    if watch || db.session_timeout(session_id).is_none() {
+        return None;
+    }
+    let result = plain_read(db, xid, auth, req)?;
+    Some(result.unwrap_or_else(|code| reply_frame(xid, db.last_zxid(), code as i32, |_| {})))
+}
+
+/// The reply of exists, getData or getChildren (watches aside), or its error.
+fn plain_read(db: &Database, xid: i32, auth: &[Id], req: &Request) -> Option<Result<Vec<u8>, Code>> {
+    let zxid = db.last_zxid();
+    let ok = |body: &dyn Fn(&mut Vec<u8>)| Ok(reply_frame(xid, zxid, 0, body));
+    let readable = |path: &str| {
+        let node = db.tree.get(path).ok_or(Code::NoNode)?;
+        acl::check(&node.acl, perms::READ, auth).map(|_| node)
+    };
+    Some(match req {
+        Request::Exists { path, .. } => {
+            if path.contains('\0') {
+                return Some(Err(Code::BadArguments));
+            }
+            readable(path).map(|node| node.stat()).and_then(|stat| ok(&|w| proto::write_stat(w, &stat)))
+        }
+        Request::GetData { path, .. } => readable(path).and_then(|node| {
+            ok(&|w| {
+                w.put_buffer(node.data());
+                proto::write_stat(w, &node.stat());
+            })
+        }),
+        Request::GetChildren { path, with_stat, .. } => readable(path).and_then(|node| {
+            ok(&|w| {
+                w.put_i32(node.children.len() as i32);
+                for c in &node.children {
+                    w.put_string(c);
+                }
+                if *with_stat {
+                    proto::write_stat(w, &node.stat());
+                }
+            })
+        }),
+        _ => return None,
+    })
+}
+
 /// Whether a write creates an ephemeral node (directly or inside a multi).
 pub fn creates_ephemeral(req: &Request) -> bool {
     match req {
@@ -921,7 +948,7 @@ mod tests {
         assert!(attach(&mut core, 0x11, vec![0; 16]).is_none());
         assert!(attach(&mut core, 0x22, crate::zkfiles::zookeeper_password(0x22)).is_none(), "not for a session Warden created");
         assert!(attach(&mut core, 0x22, session::password(b"secret", 0x22)).is_some());
-        core.db.apply(&hdr(0x11, 3), &Txn::CloseSession { ephemerals: vec![] }, &mut Vec::new());
+        core.db.write(|db| db.apply(&hdr(0x11, 3), &Txn::CloseSession { ephemerals: vec![] }, &mut Vec::new()));
         assert!(!core.db.is_zookeeper_session(0x11));
     }
 
@@ -967,6 +994,42 @@ mod tests {
         assert_eq!(err_of(&out), Code::NodeExists as i32, "the second /a failed at prep time");
         assert_eq!(core.last_zxid(), z3, "a failed write still takes its zxid");
         assert!(core.outstanding.is_empty());
+    }
+
+    #[test]
+    fn a_plain_read_off_the_processor_answers_exactly_as_the_processor() {
+        let (mut core, sid) = core_with_session();
+        let ctx = RequestCtx { session_id: sid, xid: 7, auth: &[], now_ms: 5 };
+        assert_eq!(write(&mut core, &ctx, create("/a")), 0);
+        let mut secret = CreateRequest { op: CreateOp::Create, path: "/s".into(), data: None, acl: vec![], flags: 0, ttl_ms: -1 };
+        secret.acl = vec![proto::Acl { perms: perms::ALL, id: Id::new("digest", "u:hash") }];
+        assert_eq!(write(&mut core, &ctx, Request::Create(secret)), 0);
+        let plain = |path: &str, watch| {
+            [
+                Request::GetData { path: path.into(), watch },
+                Request::Exists { path: path.into(), watch },
+                Request::GetChildren { path: path.into(), watch, with_stat: false },
+                Request::GetChildren { path: path.into(), watch, with_stat: true },
+            ]
+        };
+        for path in ["/", "/a", "/s", "/missing", "bad\0"] {
+            for req in plain(path, false) {
+                let here = read_without_watch(&core.db, sid, 7, &[], &req).expect("a plain read is served off the processor");
+                let Processed::Done(Output { reply: Reply::Frame(there), .. }) = core.process(&ctx, req.clone()) else { panic!("a read") };
+                assert_eq!(here, there, "{req:?}");
+            }
+            for req in plain(path, true) {
+                assert!(read_without_watch(&core.db, sid, 7, &[], &req).is_none(), "a watch is set by the processor: {req:?}");
+            }
+        }
+        let others = [Request::GetAcl { path: "/a".into() }, create("/b"), Request::Sync { path: "/".into() }, Request::Ping];
+        for req in others {
+            assert!(read_without_watch(&core.db, sid, 7, &[], &req).is_none(), "{req:?}");
+        }
+        let get = Request::GetData { path: "/a".into(), watch: false };
+        assert!(read_without_watch(&core.db, sid + 1, 7, &[], &get).is_none(), "an unknown session is the processor's to refuse");
+        assert_eq!(write(&mut core, &ctx, Request::CloseSession), 0);
+        assert!(read_without_watch(&core.db, sid, 7, &[], &get).is_none(), "a closed session too");
     }
 
     fn write(core: &mut Core, ctx: &RequestCtx, req: Request) -> i32 {
@@ -1034,7 +1097,7 @@ mod tests {
         core.settings.reconfig_enabled = true;
         core.quorum_synced = Some([1, 2, 3].into());
         let text = "server.1=127.0.0.1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant\nserver.3=127.0.0.1:2890:3890:participant\nversion=0";
-        core.db.tree.init_config(text.as_bytes().to_vec(), 0, 0);
+        core.db.write(|db| db.tree.init_config(text.as_bytes().to_vec(), 0, 0));
         (core, sid)
     }
 

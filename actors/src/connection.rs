@@ -190,10 +190,18 @@ impl Connection {
         if opcode == op::CLOSE_SESSION {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
+        let received = Instant::now();
+        if let Some(frame) = self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth) {
+            self.deps.stats.local_reads.fetch_add(1, Relaxed);
+            self.deps.stats.record_latency(received, request.name(), false);
+            return crate::dispatcher::write(&self.handle, frame, 1, 0, &self.deps.stats, &self.log);
+        }
         let auth = self.auth.clone();
+        // Answered when its reply is queued (by the processor or dispatcher).
+        self.handle.unanswered.fetch_add(1, Relaxed);
         // Bounded by the read gate (`gated`): no new request is read while
         // the processor's mailbox is full.
-        self.batch.push(Submit { conn: self.handle.clone(), session_id, xid, request, auth, received: Instant::now() });
+        self.batch.push(Submit { conn: self.handle.clone(), session_id, xid, request, auth, received });
     }
 
     /// addAuth: answered here, since identities belong to the connection. The

@@ -1,22 +1,49 @@
-//! When the processor may write a reply straight to its connection instead
-//! of through the watch dispatcher: only when everything it handed the
-//! dispatcher before is already on the connections' write queues, so a
-//! reply can never overtake a notification or an earlier reply. A lone
-//! request then crosses one thread fewer (each crossing is a wake-up).
+//! When a reply may skip the watch dispatcher: only when everything handed
+//! to it before is already on the connections' write queues, so a reply can
+//! never overtake a notification or an earlier reply. The processor then
+//! writes a lone reply itself (one thread crossing fewer), and an I/O thread
+//! answers a plain read itself (`LocalReads`: no crossing at all).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::messages::ConnHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use warden_core::proto::{Id, Request};
+use warden_core::shared_db::DbReader;
 
 /// Batches the processor handed to the dispatcher whose frames are not yet
 /// queued on their connections.
 #[derive(Default)]
 pub struct DeliveryGate {
     in_transit: AtomicU64,
+    /// The database epoch whose results the processor has all written or
+    /// handed over (with `in_transit` at zero: all on the write queues).
+    handed_epoch: AtomicU64,
+    /// Whether this member serves local reads now (standalone, or serving
+    /// in an ensemble without linearizable reads or the request throttler).
+    local_reads: AtomicBool,
 }
 
 impl DeliveryGate {
     /// The processor, before sending the dispatcher a batch.
     pub fn handed_over(&self) {
-        self.in_transit.fetch_add(1, Ordering::Relaxed);
+        self.in_transit.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The processor: the results of every change up to `epoch` are written
+    /// or handed over (after `handed_over` for the batch holding the last).
+    pub fn handed_up_to(&self, epoch: u64) {
+        self.handed_epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Whether every watch event a database at `epoch` has caused is on the
+    /// connections' write queues.
+    fn settled(&self, epoch: u64) -> bool {
+        // Epoch first: a batch handed over before it was stored is then counted.
+        self.handed_epoch.load(Ordering::SeqCst) == epoch && self.in_transit.load(Ordering::SeqCst) == 0
+    }
+
+    /// The processor, after each message: whether I/O threads may answer reads.
+    pub fn allow_local_reads(&self, allowed: bool) {
+        self.local_reads.store(allowed, Ordering::Release);
     }
 
     /// The dispatcher, once `batches` handed over are on the write queues.
@@ -30,6 +57,35 @@ impl DeliveryGate {
     /// Nothing handed to the dispatcher is still on its way.
     pub fn is_clear(&self) -> bool {
         self.in_transit.load(Ordering::Acquire) == 0
+    }
+}
+
+/// An I/O thread's view of the committed database, to answer a plain read
+/// (getData, exists, getChildren without a watch) without the processor.
+pub struct LocalReads {
+    db: DbReader,
+    gate: std::sync::Arc<DeliveryGate>,
+}
+
+impl LocalReads {
+    pub fn new(db: DbReader, gate: std::sync::Arc<DeliveryGate>) -> LocalReads {
+        LocalReads { db, gate }
+    }
+
+    /// The reply to `req`, if it may be answered here and now: the
+    /// connection has no request still unanswered (its order holds), and if
+    /// its session ever set a watch, every watch event the state read here
+    /// caused is already queued on it (a client sees the event before the data).
+    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, req: &Request, auth: &[Id]) -> Option<Vec<u8>> {
+        let plain = matches!(req, Request::Exists { watch: false, .. } | Request::GetData { watch: false, .. } | Request::GetChildren { watch: false, .. });
+        if !plain || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let view = self.db.view();
+        if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
+            return None;
+        }
+        warden_core::server::read_without_watch(&view, session_id, xid, auth, req)
     }
 }
 
@@ -56,6 +112,19 @@ impl Drop for Delivered {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_watching_sessions_read_waits_until_every_change_is_handed_on_and_delivered() {
+        let gate = DeliveryGate::default();
+        assert!(gate.settled(0));
+        assert!(!gate.settled(1), "a change applied whose results the processor still holds");
+        gate.handed_over();
+        gate.handed_up_to(1);
+        assert!(!gate.settled(1), "its batch is still at the dispatcher");
+        gate.delivered(1);
+        assert!(gate.settled(1));
+        assert!(!gate.settled(2), "the next change");
+    }
 
     #[test]
     fn the_gate_opens_only_when_every_batch_is_delivered() {

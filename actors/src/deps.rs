@@ -23,6 +23,8 @@ pub struct Deps {
     pub config: Arc<Config>,
     pub stats: Arc<ServerStats>,
     pub log: Logger,
+    /// Plain reads answered on the connection's own I/O thread.
+    pub local_reads: Arc<crate::delivery::LocalReads>,
 }
 
 /// The numbers four-letter words and the admin commands report: the

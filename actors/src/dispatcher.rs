@@ -43,7 +43,7 @@ const MAX_HELD_CONNECTIONS: usize = 1024;
 #[derive(Default)]
 struct Outgoing {
     /// Frames gathered per connection, not yet placed in a thread's list.
-    frames: HashMap<*const ConnHandle, (ConnAddr, Vec<u8>, u32)>,
+    frames: HashMap<*const ConnHandle, Frames>,
     /// Per I/O thread, in order.
     per_thread: HashMap<usize, (actix_rt::ArbiterHandle, Vec<ConnOp>)>,
     /// I/O-thread shares of earlier flushes not yet run: while any is, a
@@ -51,16 +51,35 @@ struct Outgoing {
     on_io_threads: Arc<AtomicUsize>,
 }
 
+/// One connection's frames to write together.
+struct Frames {
+    conn: ConnAddr,
+    bytes: Vec<u8>,
+    /// Frames in `bytes`, for the sent-packet counters.
+    count: u32,
+    /// Replies among them that answer a request (`ConnHandle::unanswered`).
+    answers: u32,
+}
+
 enum ConnOp {
-    Write(ConnAddr, Vec<u8>, u32),
+    Write(Frames),
     Tell(ConnAddr, ToConn),
 }
 
 impl Outgoing {
+    fn entry(&mut self, conn: &ConnAddr) -> &mut Frames {
+        self.frames.entry(Arc::as_ptr(conn)).or_insert_with(|| Frames { conn: conn.clone(), bytes: Vec::new(), count: 0, answers: 0 })
+    }
+
     fn push(&mut self, conn: &ConnAddr, frame: &[u8]) {
-        let (_, bytes, count) = self.frames.entry(Arc::as_ptr(conn)).or_insert_with(|| (conn.clone(), Vec::new(), 0));
-        bytes.extend_from_slice(frame);
-        *count += 1;
+        let f = self.entry(conn);
+        f.bytes.extend_from_slice(frame);
+        f.count += 1;
+    }
+
+    /// The frames pushed so far for `conn` end with the answer to one of its requests.
+    fn answered(&mut self, conn: &ConnAddr) {
+        self.entry(conn).answers += 1;
     }
 
     fn place(&mut self, conn: &ConnAddr, op: ConnOp) {
@@ -69,8 +88,8 @@ impl Outgoing {
 
     /// A message for the handler, after the frames gathered for it so far.
     fn tell(&mut self, conn: &ConnAddr, msg: ToConn) {
-        if let Some((conn, bytes, count)) = self.frames.remove(&Arc::as_ptr(conn)) {
-            self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+        if let Some(f) = self.frames.remove(&Arc::as_ptr(conn)) {
+            self.place(&f.conn.clone(), ConnOp::Write(f));
         }
         self.place(conn, ConnOp::Tell(conn.clone(), msg));
     }
@@ -83,11 +102,11 @@ impl Outgoing {
     fn flush(&mut self, stats: &Arc<ServerStats>, log: &Logger, delivered: Delivered) {
         let here = self.per_thread.is_empty() && self.on_io_threads.load(Acquire) == 0;
         let frames: Vec<_> = self.frames.drain().map(|(_, f)| f).collect();
-        for (conn, bytes, count) in frames {
+        for f in frames {
             if here {
-                write(&conn, bytes, count, stats, log);
+                write(&f.conn, f.bytes, f.count, f.answers, stats, log);
             } else {
-                self.place(&conn.clone(), ConnOp::Write(conn, bytes, count));
+                self.place(&f.conn.clone(), ConnOp::Write(f));
             }
         }
         let delivered = Arc::new(delivered);
@@ -99,7 +118,7 @@ impl Outgoing {
                 let _done = (delivered, share);
                 for op in ops {
                     match op {
-                        ConnOp::Write(conn, bytes, count) => write(&conn, bytes, count, &stats, &log),
+                        ConnOp::Write(f) => write(&f.conn, f.bytes, f.count, f.answers, &stats, &log),
                         ConnOp::Tell(conn, msg) => conn.do_send(msg),
                     }
                 }
@@ -128,9 +147,14 @@ impl Drop for OnIoThread {
 /// Writes frames to a connection at once when nothing else is queued or
 /// being written for it (one non-blocking syscall on the calling thread),
 /// else queues them on its socket writer; a client whose queue is over its
-/// limit (it does not read) is reset by its handler.
-pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, stats: &ServerStats, log: &Logger) {
-    let queued = conn.out.send_now(bytes);
+/// limit (it does not read) is reset by its handler. `answers`: replies to
+/// the connection's requests among the frames, now all on its queue.
+pub(crate) fn write(conn: &ConnHandle, bytes: Vec<u8>, count: u32, answers: u32, stats: &ServerStats, log: &Logger) {
+    let queued = bytes.is_empty() || conn.out.send_now(bytes);
+    if answers > 0 {
+        // Release: a local read that sees the count drop sees these frames queued.
+        conn.unanswered.fetch_sub(answers, Release);
+    }
     if queued {
         conn.info.sent.fetch_add(count as u64, Relaxed);
         stats.packets_sent.fetch_add(count as u64, Relaxed);
@@ -165,7 +189,8 @@ impl Dispatcher {
         self.outgoing.tell(conn, msg);
     }
 
-    fn deliver(&mut self, conn: Option<ConnAddr>, session_id: i64, out: Output) {
+    /// `answers`: the output answers a request of `conn`'s.
+    fn deliver(&mut self, conn: Option<ConnAddr>, session_id: i64, out: Output, answers: bool) {
         for (path, event_type) in &out.triggers {
             let fired = self.watches.trigger(path, *event_type);
             if fired.is_empty() {
@@ -174,6 +199,14 @@ impl Dispatcher {
             let frame = notification_frame(out.zxid, *event_type, path);
             for n in fired {
                 self.send(n.session_id, &frame);
+            }
+        }
+        if out.watches.iter().any(|op| !matches!(op, WatchOp::FireNow { .. })) {
+            // Before the reply is queued: the session's later local reads must
+            // wait for watch events in flight (`LocalReads`).
+            let attached = self.conns.get(&session_id).map(|(_, c)| c);
+            for c in conn.iter().chain(attached) {
+                c.watching.store(true, Relaxed);
             }
         }
         for op in out.watches {
@@ -198,6 +231,9 @@ impl Dispatcher {
         };
         if let (Some(c), Some(f)) = (&conn, frame) {
             self.outgoing.push(c, &f);
+        }
+        if let (Some(c), true) = (&conn, answers) {
+            self.outgoing.answered(c);
         }
         if let (Some(c), true) = (&conn, out.close_connection) {
             self.tell(c, ToConn::Close { frame: None, reason: "unknown opcode" });
@@ -253,7 +289,7 @@ impl Dispatcher {
                     self.stats.record_latency(t, op, update);
                     self.stats.outstanding.fetch_sub(1, Relaxed);
                 }
-                self.deliver(conn, session_id, output);
+                self.deliver(conn, session_id, output, received.is_some());
             }
             Dispatch::Attach { session_id, conn_id, conn, timeout_ms, frame } => {
                 // A session lives on one connection: a reattach closes the old one
@@ -350,12 +386,8 @@ mod tests {
         let me = registry.register("session", "1");
         let log = slog::Logger::root(slog::Discard, slog::o!());
         let mailbox = Mailbox::new(Sink { me: me.clone(), log }.start(), me).inbox();
-        let conn = ConnHandle {
-            mailbox,
-            out: Outbox::start(write, fd, true),
-            info: Arc::new(crate::stats::ConnInfo::new("test".into(), 0)),
-            io: IoThread { index: 0, handle: io.handle() },
-        };
+        let info = Arc::new(crate::stats::ConnInfo::new("test".into(), 0));
+        let conn = ConnHandle::new(mailbox, Outbox::start(write, fd, true), info, IoThread { index: 0, handle: io.handle() });
         (Arc::new(conn), client)
     }
 

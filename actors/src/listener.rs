@@ -146,7 +146,7 @@ fn spawn_connection<R, W>(
     let me = deps.registry.register("session", id.to_string());
     let addr = Connection::create(|ctx| {
         let mailbox = crate::mailbox::Mailbox::new(ctx.address(), me.clone()).inbox();
-        let handle = Arc::new(crate::messages::ConnHandle { mailbox, out: Outbox::start(write, fd, plain), info, io });
+        let handle = Arc::new(crate::messages::ConnHandle::new(mailbox, Outbox::start(write, fd, plain), info, io));
         // Requests are small; the buffer grows for a large one. (The default
         // 8 KiB per connection is most of an idle session's memory.)
         let frames = FramedRead::with_capacity(read, ClientCodec::new(max_frame), 1024);

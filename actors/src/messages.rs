@@ -18,6 +18,12 @@ pub struct ConnHandle {
     pub info: Arc<crate::stats::ConnInfo>,
     /// The I/O thread the connection lives on.
     pub io: IoThread,
+    /// Requests submitted whose replies are not yet on the write queue: a
+    /// read is answered on the I/O thread only at zero (`LocalReads`).
+    pub unanswered: std::sync::atomic::AtomicU32,
+    /// Set once the session has a watch here: its reads then also wait for
+    /// watch events in flight.
+    pub watching: std::sync::atomic::AtomicBool,
 }
 
 /// One of the `warden.ioThreads` arbiters, with its place in their list.
@@ -28,6 +34,10 @@ pub struct IoThread {
 }
 
 impl ConnHandle {
+    pub fn new(mailbox: crate::mailbox::Inbox<ToConn>, out: crate::outbox::Outbox, info: Arc<crate::stats::ConnInfo>, io: IoThread) -> ConnHandle {
+        ConnHandle { mailbox, out, info, io, unanswered: Default::default(), watching: Default::default() }
+    }
+
     pub fn do_send(&self, msg: ToConn) {
         self.mailbox.do_send(msg);
     }

@@ -242,6 +242,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             Mailbox::new(Supervisor::start_in_arbiter(&dispatcher_thread.handle(), move |_| Dispatcher::new(s, me, dlog, gate)), stats)
         };
         let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), db);
+        let local_reads = Arc::new(crate::delivery::LocalReads::new(core.db.reader(), delivery.clone()));
         // Restored sessions get a fresh expiry clock, as in ZooKeeper. In an
         // ensemble only the leader expires, once it serves.
         if ensemble {
@@ -319,7 +320,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             crate::supervise::injectable(a);
         }
         tracker.do_send(ExpireTo { expire: processor.inbox(), retrack: processor.inbox() });
-        let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone() });
+        let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone(), local_reads });
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")), rate_limits: Default::default() });
         ports.start(deps, io);
         info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"), "io_threads" => io_threads);

@@ -140,6 +140,8 @@ pub struct ServerStats {
     pub request_throttle_waits: AtomicU64,
     /// Requests waiting in the request throttler now.
     pub throttle_queue: AtomicU64,
+    /// Plain reads answered on I/O threads (`LocalReads`).
+    pub local_reads: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -166,6 +168,7 @@ impl Default for ServerStats {
             stale_requests_dropped: AtomicU64::new(0),
             request_throttle_waits: AtomicU64::new(0),
             throttle_queue: AtomicU64::new(0),
+            local_reads: AtomicU64::new(0),
         }
     }
 }

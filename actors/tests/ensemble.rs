@@ -568,6 +568,12 @@ async fn linearizable_reads_see_every_write_completed_before_them() {
         assert!(reader.check_stat("/missing").await.unwrap().is_none());
     })
     .await;
+    assert_eq!(local_reads(&e.admin_get(follower, "/metrics")), 0, "no read skips the read index");
+}
+
+/// warden_local_reads from a member's /metrics: reads answered on I/O threads.
+fn local_reads(metrics: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix("warden_local_reads_total ")).unwrap_or_else(|| panic!("{metrics}")).parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,8 +591,14 @@ async fn metrics_and_actor_tables_show_the_ensemble() {
     assert!(metrics.lines().any(|l| l.starts_with("warden_quorum_epoch ") && !l.ends_with(" 0")), "{metrics}");
     let commits: u64 = metrics.lines().find_map(|l| l.strip_prefix("warden_commits_total ")).unwrap().parse().unwrap();
     assert!(commits >= 20, "{commits}");
+    // The follower's plain reads are answered on its I/O threads: the replies
+    // to the forwarded writes above left its connection with nothing unanswered.
+    for i in 0..20 {
+        zk.get_data(&format!("/m{i}")).await.unwrap();
+    }
     let fm = e.admin_get(follower, "/metrics");
     assert!(fm.contains("warden_server_state{state=\"follower\"} 1"), "{fm}");
+    assert!(local_reads(&fm) >= 15, "{fm}");
     let actors = e.admin_get(follower, "/actors");
     assert_eq!(actors.matches("\"peer-link\"").count(), 2, "a link actor per peer: {actors}");
     let addr = format!("127.0.0.1:{}", e.member(follower).admin_port);

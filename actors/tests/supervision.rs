@@ -176,7 +176,8 @@ async fn a_stalled_processor_shows_its_exact_mailbox_depth() {
         let reads: Vec<_> = (0..N)
             .map(|_| {
                 let zk = zk.clone();
-                tokio::spawn(async move { zk.get_data("/stall").await.map(|(d, _)| d) })
+                // With a watch: a plain read is answered on the I/O thread, not by the processor.
+                tokio::spawn(async move { zk.get_and_watch_data("/stall").await.map(|(d, _, _)| d) })
             })
             .collect();
         assert!(eventually(Duration::from_secs(2), || async { processor_depth() == N as u64 }).await, "depth {} while {N} requests wait", processor_depth());

@@ -245,7 +245,7 @@ impl Processor {
                 self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
                 self.stats.record_latency(caller.received, caller.op, caller.update);
                 self.stats.outstanding.fetch_sub(1, Relaxed);
-                return crate::dispatcher::write(&caller.conn, frame, 1, &self.stats, &self.log);
+                return crate::dispatcher::write(&caller.conn, frame, 1, 1, &self.stats, &self.log);
             }
         }
         self.dispatch(Dispatch::Output {
@@ -293,6 +293,16 @@ impl Processor {
         if self.me.depth() == 0 || self.outbound.len() >= MAX_DISPATCH_BATCH {
             self.send_outbound();
         }
+        self.delivery.allow_local_reads(self.serves_local_reads());
+    }
+
+    /// Whether I/O threads may answer plain reads from the committed tree:
+    /// not while reads must pass a read index, the request throttler, or
+    /// the read-only or not-serving ensemble states (which this thread decides).
+    fn serves_local_reads(&self) -> bool {
+        let throttled = self.throttles.max_requests() > 0;
+        let linearizable = self.zab.is_some() && self.config.linearizable_reads;
+        !throttled && !linearizable && self.is_serving() && !self.in_read_only()
     }
 
     pub(crate) fn send_outbound(&mut self) {
@@ -306,6 +316,8 @@ impl Processor {
             self.delivery.handed_over();
             self.dispatcher.do_send_batch(Dispatches(batch), n);
         }
+        // Every change's results so far are written or in that batch.
+        self.delivery.handed_up_to(self.core.db.epoch());
     }
 
     /// Serves one request: reads from committed state at once, writes once durable.

@@ -50,6 +50,11 @@ impl Throttles {
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
+
+    /// zookeeper.request_throttle_max_requests (0: the throttler is off).
+    pub fn max_requests(&self) -> u32 {
+        self.settings.request_max_requests
+    }
 }
 
 /// RequestThrottler's `isThrottlable`: pings and session requests never fail as throttled.
