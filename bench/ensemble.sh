@@ -26,6 +26,8 @@ repo=$PWD
 . bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
+# SIZES="3 1": each workload on a 3-member ensemble and on a single node (the ensemble/single ratio); SIZES=3 skips the single node.
+SIZES=${SIZES:-"3 1"}
 DURATION=${DURATION:-5}
 # SHAPES: sessions x outstanding requests each (one client thread), as in compare.sh;
 # CONNECTIONS=C OUTSTANDING=O alone mean SHAPES="CxO". The fail-over load uses the first.
@@ -86,7 +88,7 @@ for round in $(seq 1 "$ROUNDS"); do
       tag=()
       if [ "$(wc -w <<<"$SHAPES")" -gt 1 ] && [ "$workload" != watch-storm ]; then tag=(--workload-tag "$shape"); fi
       for name in $SERVERS; do
-        for n in 3 1; do
+        for n in $SIZES; do
           layout "$n" "$name-$workload-$shape-$n-r$round"
           for i in $(seq 1 "$n"); do start_member "$name" "$n" "$i"; done
           if ready "$n"; then
@@ -166,7 +168,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); every member, the client and"
   echo "the benchmark share it. tickTime=$TICK for both; forceSync on; ZooKeeper -Xmx$ZK_HEAP per member."
   echo
-  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION FAILOVERS=$FAILOVERS CATCHUP=$CATCHUP SHAPES=\"$SHAPES\" WORKLOADS=\"$WORKLOADS\" DELETE_KEYS=$DELETE_KEYS WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS bash bench/ensemble.sh\`"
+  echo "Command: \`ROUNDS=$ROUNDS SIZES=\"$SIZES\" DURATION=$DURATION FAILOVERS=$FAILOVERS CATCHUP=$CATCHUP SHAPES=\"$SHAPES\" WORKLOADS=\"$WORKLOADS\" DELETE_KEYS=$DELETE_KEYS WATCHERS=$WATCHERS STORM_ROUNDS=$STORM_ROUNDS bash bench/ensemble.sh\`"
   echo
   echo "### Throughput and latency (medians over $ROUNDS rounds; clients on all members)"
   echo
@@ -176,10 +178,12 @@ mkdir -p "$(dirname "$OUT")"
   echo
   if [ "${#REPORTS[@]}" -gt 0 ]; then
     "$BENCH" summarize --ratio warden-3/zookeeper-3 "${REPORTS[@]}"
-    echo
-    echo "Ensemble vs single node (ratio rows warden-3/warden-1):"
-    echo
-    "$BENCH" summarize --ratio warden-3/warden-1 $(printf '%s\n' "${REPORTS[@]}" | grep -- '-warden-')
+    if [[ " $SIZES " == *" 1 "* ]]; then
+      echo
+      echo "Ensemble vs single node (ratio rows warden-3/warden-1):"
+      echo
+      "$BENCH" summarize --ratio warden-3/warden-1 $(printf '%s\n' "${REPORTS[@]}" | grep -- '-warden-')
+    fi
     if [[ " $SERVERS " == *" warden-lin "* ]]; then
       echo
       echo "Linearizable reads (warden-lin: warden.linearizableReads=true, a read index) vs local reads (ratio rows warden-lin-3/warden-3):"

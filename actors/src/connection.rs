@@ -48,6 +48,10 @@ impl Security {
     }
 }
 
+/// Replies answered here are written once they reach this much, so a burst
+/// of large reads is neither held in memory nor exempt from the outbox limit.
+const LOCAL_REPLIES_FLUSH_BYTES: usize = 64 << 10;
+
 /// How often a busy connection refreshes its session's expiry clock.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -74,6 +78,12 @@ pub struct Connection {
     queued: VecDeque<BytesMut>,
     /// Requests decoded from the current read, for the processor in one message.
     batch: Vec<Submit>,
+    /// Replies to plain reads answered here from the current read, written
+    /// together (one syscall for a pipelined burst) before anything else:
+    /// before the batch's requests go to the processor, and before any
+    /// frame this handler writes itself.
+    local: Vec<u8>,
+    local_count: u32,
     auth: Arc<[Id]>,
     info: Arc<ConnInfo>,
     /// This handler's mailbox counters (kind "session").
@@ -107,6 +117,8 @@ impl Connection {
             session: None,
             queued: VecDeque::new(),
             batch: Vec::new(),
+            local: Vec::new(),
+            local_count: 0,
             auth,
             info,
             me,
@@ -118,6 +130,7 @@ impl Connection {
     }
 
     fn write(&mut self, frame: Vec<u8>, ctx: &mut Context<Self>) {
+        self.flush_local();
         if !self.out.send(frame) {
             warn!(self.log, "closing connection: client does not read its replies"; "pending_bytes" => self.out.pending_bytes());
             self.out.abort();
@@ -127,8 +140,17 @@ impl Connection {
         self.deps.stats.packets_sent.fetch_add(1, Relaxed);
     }
 
+    /// Writes the replies answered here so far.
+    fn flush_local(&mut self) {
+        if self.local_count > 0 {
+            let count = std::mem::take(&mut self.local_count);
+            crate::dispatcher::write(&self.handle, std::mem::take(&mut self.local), count, 0, &self.deps.stats, &self.log);
+        }
+    }
+
     /// Hands the requests read so far to this I/O thread's batch for the processor.
     fn submit_batch(&mut self) {
+        self.flush_local();
         if !self.batch.is_empty() {
             crate::io_batch::submit(&self.deps, self.batch.drain(..));
         }
@@ -194,7 +216,18 @@ impl Connection {
         if let Some(frame) = self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth) {
             self.deps.stats.local_reads.fetch_add(1, Relaxed);
             self.deps.stats.record_latency(received, request.name(), false);
-            return crate::dispatcher::write(&self.handle, frame, 1, 0, &self.deps.stats, &self.log);
+            if self.local.is_empty() {
+                self.local = frame;
+            } else {
+                self.local.extend_from_slice(&frame);
+            }
+            self.local_count += 1;
+            // At once when watching: a watch event queued after this read must
+            // not go out ahead of its reply.
+            if self.handle.watching.load(Relaxed) || self.local.len() >= LOCAL_REPLIES_FLUSH_BYTES {
+                self.flush_local();
+            }
+            return;
         }
         let auth = self.auth.clone();
         // Answered when its reply is queued (by the processor or dispatcher).

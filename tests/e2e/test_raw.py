@@ -258,6 +258,35 @@ def test_pipelined_requests_are_answered_in_order(server, zk, base):
         raw.close_session()
 
 
+def test_pipelined_reads_around_writes_keep_request_order(server, zk, base):
+    # Runs of plain reads (Warden answers them on the connection's I/O thread,
+    # writing a run's replies together) between writes (the processor's): every
+    # reply in request order, every read seeing the writes sent before it.
+    raw = RawClient(server.hostport, timeout_ms=30000)
+    try:
+        path = base + "/runs"
+        zk.create(path, b"0")
+        batch, expected = b"", []
+        for i in range(120):
+            raw.xid += 1
+            if i % 10 == 9:
+                body = rawzk.set_data_body(path, b"%d" % (i // 10 + 1))
+                batch += frame(p_int(raw.xid) + p_int(rawzk.OP_SET_DATA) + body)
+                expected.append((raw.xid, None))
+            else:
+                batch += frame(p_int(raw.xid) + p_int(rawzk.OP_GET_DATA) + rawzk.path_watch_body(path))
+                expected.append((raw.xid, b"%d" % (i // 10)))
+        raw.send_raw(batch)
+        replies = [raw.read_reply() for _ in expected]
+        assert [r.xid for r in replies] == [x for x, _ in expected]
+        assert all(r.err == 0 for r in replies)
+        for r, (_, value) in zip(replies, expected):
+            if value is not None:
+                assert rawzk.Reader(r.body).buffer() == value
+    finally:
+        raw.close_session()
+
+
 def test_reply_zxid_tracks_writes(server, zk, base):
     raw = RawClient(server.hostport, timeout_ms=30000)
     try:
