@@ -41,7 +41,7 @@ const MAX_HELD_CONNECTIONS: usize = 1024;
 /// goes to each I/O thread as one task, so a connection's frames and its
 /// `ToConn` messages keep their order.
 #[derive(Default)]
-struct Outgoing {
+pub(crate) struct Outgoing {
     /// Frames gathered per connection, not yet placed in a thread's list.
     frames: HashMap<*const ConnHandle, Frames>,
     /// Per I/O thread, in order.
@@ -71,15 +71,24 @@ impl Outgoing {
         self.frames.entry(Arc::as_ptr(conn)).or_insert_with(|| Frames { conn: conn.clone(), bytes: Vec::new(), count: 0, answers: 0 })
     }
 
-    fn push(&mut self, conn: &ConnAddr, frame: &[u8]) {
+    pub(crate) fn push(&mut self, conn: &ConnAddr, frame: &[u8]) {
         let f = self.entry(conn);
         f.bytes.extend_from_slice(frame);
         f.count += 1;
     }
 
     /// The frames pushed so far for `conn` end with the answer to one of its requests.
-    fn answered(&mut self, conn: &ConnAddr) {
+    pub(crate) fn answered(&mut self, conn: &ConnAddr) {
         self.entry(conn).answers += 1;
+    }
+
+    /// Writes each connection's frames from this thread, one syscall each
+    /// (for frames gathered without any handler message among them).
+    pub(crate) fn write_here(&mut self, stats: &ServerStats, log: &Logger) {
+        debug_assert!(self.per_thread.is_empty(), "messages for handlers need the I/O threads");
+        for (_, f) in self.frames.drain() {
+            write(&f.conn, f.bytes, f.count, f.answers, stats, log);
+        }
     }
 
     fn place(&mut self, conn: &ConnAddr, op: ConnOp) {

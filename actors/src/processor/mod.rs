@@ -131,6 +131,10 @@ pub struct Processor {
     /// Results of the message being handled, sent to the dispatcher in one
     /// batch when it is done (`after_each`).
     outbound: Vec<Dispatch>,
+    /// Direct replies gathered while a run of them is produced (`gathering_replies`),
+    /// then written with one syscall per connection.
+    replies: crate::dispatcher::Outgoing,
+    gather_replies: bool,
     /// audit.enable: the auditor, and the events gathered for it this message.
     auditor: Option<Mailbox<Auditor>>,
     audited: Vec<AuditEvent>,
@@ -174,6 +178,8 @@ impl Processor {
             snapshot: None,
             zab: None,
             outbound: Vec::new(),
+            replies: Default::default(),
+            gather_replies: false,
             auditor: None,
             audited: Vec::new(),
             throttles,
@@ -245,6 +251,10 @@ impl Processor {
                 self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
                 self.stats.record_latency(caller.received, caller.op, caller.update);
                 self.stats.outstanding.fetch_sub(1, Relaxed);
+                if self.gather_replies {
+                    self.replies.push(&caller.conn, &frame);
+                    return self.replies.answered(&caller.conn);
+                }
                 return crate::dispatcher::write(&caller.conn, frame, 1, 1, &self.stats, &self.log);
             }
         }
@@ -254,6 +264,22 @@ impl Processor {
             output,
             received: Some((caller.received, caller.op, caller.update)),
         });
+    }
+
+    /// Runs `f` with direct replies gathered per connection, then writes each
+    /// connection's with one syscall: a commit or a read index releases many
+    /// replies at once (8 pipelined reads of one session: one write, not 8).
+    pub(crate) fn gathering_replies(&mut self, f: impl FnOnce(&mut Self)) {
+        let outer = std::mem::replace(&mut self.gather_replies, true);
+        f(self);
+        self.gather_replies = outer;
+        if !outer {
+            self.write_replies();
+        }
+    }
+
+    pub(crate) fn write_replies(&mut self) {
+        self.replies.write_here(&self.stats, &self.log);
     }
 
     /// A reply with nothing for the dispatcher to do (no watch to set, none
@@ -273,6 +299,8 @@ impl Processor {
     /// Queues a result for the dispatcher; sent with the others of this
     /// message by `flush_dispatch`, in order.
     pub(crate) fn dispatch(&mut self, mut d: Dispatch) {
+        // Replies gathered so far go out ahead of anything the dispatcher writes after.
+        self.write_replies();
         if let Dispatch::Output { output, .. } = &mut d {
             if !output.audit.is_empty() {
                 // A client event never attributed is another member's client's: that member logs it.
@@ -306,6 +334,7 @@ impl Processor {
     }
 
     pub(crate) fn send_outbound(&mut self) {
+        self.write_replies();
         self.ask_read_index();
         if let (Some(auditor), false) = (&self.auditor, self.audited.is_empty()) {
             auditor.do_send(Audit(std::mem::take(&mut self.audited)));
@@ -382,6 +411,10 @@ impl Processor {
     /// Applies every transaction the log has made durable, delivering each
     /// result and then the reads that were waiting behind it.
     fn apply_durable(&mut self) {
+        self.gathering_replies(Self::apply_durable_now);
+    }
+
+    fn apply_durable_now(&mut self) {
         while let Some((zxid, output)) = self.core.apply_next(self.synced_zxid) {
             self.stats.txns_applied.fetch_add(1, Relaxed);
             match self.routes.remove(&zxid) {

@@ -224,6 +224,8 @@ impl Processor {
         let local = self.core.is_local_session(session_id);
         let Some(z) = self.zab.as_mut() else { return };
         if !z.serving || z.leader.is_none() {
+            // Replies gathered for this connection are written before it closes.
+            self.write_replies();
             return conn.do_send(ToConn::Close { frame: None, reason: "no leader" });
         }
         let fwd = Forward { session_id, cxid: xid, auth: auth.to_vec(), op: ForwardOp::Client(request.clone()), local };
@@ -410,8 +412,10 @@ impl Processor {
         if let Some(z) = self.zab.as_mut() {
             z.reads.held.extend(entries);
         }
-        self.apply_held();
-        self.release_ready_reads();
+        self.gathering_replies(|p| {
+            p.apply_held();
+            p.release_ready_reads();
+        });
         // Reads released above may have prepared writes (on the leader):
         // propose them once the commands being run are done, not in the
         // middle of them.

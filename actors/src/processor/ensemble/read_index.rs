@@ -62,7 +62,7 @@ impl Processor {
         if let Some(batch) = z.reads.asked.iter_mut().find(|b| b.0 == id) {
             batch.1 = Some(zxid);
         }
-        self.release_ready_reads();
+        self.gathering_replies(Self::release_ready_reads);
     }
 
     /// A batch without an index after `limit` (the leader answers within a
