@@ -269,6 +269,8 @@ impl Processor {
     /// Runs `f` with direct replies gathered per connection, then writes each
     /// connection's with one syscall: a commit or a read index releases many
     /// replies at once (8 pipelined reads of one session: one write, not 8).
+    /// Results dispatched meanwhile reach the dispatcher only after this, in
+    /// `send_outbound`, so they cannot overtake these replies.
     pub(crate) fn gathering_replies(&mut self, f: impl FnOnce(&mut Self)) {
         let outer = std::mem::replace(&mut self.gather_replies, true);
         f(self);
@@ -299,8 +301,6 @@ impl Processor {
     /// Queues a result for the dispatcher; sent with the others of this
     /// message by `flush_dispatch`, in order.
     pub(crate) fn dispatch(&mut self, mut d: Dispatch) {
-        // Replies gathered so far go out ahead of anything the dispatcher writes after.
-        self.write_replies();
         if let Dispatch::Output { output, .. } = &mut d {
             if !output.audit.is_empty() {
                 // A client event never attributed is another member's client's: that member logs it.
@@ -334,6 +334,7 @@ impl Processor {
     }
 
     pub(crate) fn send_outbound(&mut self) {
+        // Gathered replies first: nothing handed to the dispatcher may overtake them.
         self.write_replies();
         self.ask_read_index();
         if let (Some(auditor), false) = (&self.auditor, self.audited.is_empty()) {
