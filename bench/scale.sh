@@ -85,7 +85,7 @@ start() {
   APORT[$3]=$("$BENCH" free-port)
   local snap=""
   [ -n "${SNAP_COUNT:-}" ] && snap="snapCount=$SNAP_COUNT"
-  MEMBER_ZK_CFG="$snap" MEMBER_WARDEN_SET="${WARDEN_SET:-} $snap admin.enableServer=true admin.serverPort=${APORT[$3]}" start_member "$1" "$2" "$3"
+  MEMBER_ZK_CFG="$snap" MEMBER_WARDEN_SET="${WARDEN_SET:-} $snap admin.enableServer=true admin.serverPort=${APORT[$3]} zookeeper.admin.rateLimiterIntervalInMS=0" start_member "$1" "$2" "$3"
 }
 
 # populate NAME TAG KEYS SERVERPIDS: the tree through member 1 (the leader if LEADER is set).
@@ -120,6 +120,24 @@ warden_snapshot_ms() {
   echo "$(echo "$line" | sed -n 's/.*[ ,]ms: \([0-9]*\).*/\1/p') $(echo "$line" | sed -n 's/.*bytes: \([0-9]*\).*/\1/p')"
 }
 
+# warden_backup I: streams a backup from member I (admin `snapshot` command) to a file and
+# samples the member's RSS every 20 ms meanwhile; prints "ms bytes extra_rss_kb".
+warden_backup() {
+  local i=$1 pid=${PID[$1]} base peak r t0 t1 bytes
+  base=$(rss_kb "$pid"); peak=$base
+  t0=$(now_ms)
+  curl -sf -o "$WORK/backup.zk" "http://127.0.0.1:${APORT[$i]}/commands/snapshot" &
+  local c=$!
+  while kill -0 "$c" 2>/dev/null; do
+    r=$(rss_kb "$pid"); [ -n "$r" ] && [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.02
+  done
+  wait "$c" || { problem "warden backup: curl failed"; return 0; }
+  t1=$(now_ms)
+  bytes=$(stat -c %s "$WORK/backup.zk"); rm -f "$WORK/backup.zk"
+  echo "$((t1 - t0)) $bytes $((peak - base))"
+}
+
 # zk_live_heap_kb I (empty if jcmd cannot tell).
 zk_heap() {
   jvm_live_heap_kb "${PID[$1]}" || { problem "zookeeper: no live-heap figure (jcmd GC.run / GC.heap_info failed)"; true; }
@@ -152,6 +170,12 @@ trees() {
     read -r ms bytes <<<"$(warden_snapshot_ms 1)" || true
     put "$name" snapshot_ms "${ms:-}"
     [ -n "${bytes:-}" ] && put "$name" snapshot_kb "$((bytes / 1024))"
+    say "$name: backup of the populated tree (admin snapshot command, streamed)"
+    local extra
+    read -r ms bytes extra <<<"$(warden_backup 1)" || true
+    put "$name" backup_ms "${ms:-}"
+    [ -n "${bytes:-}" ] && put "$name" backup_kb "$((bytes / 1024))"
+    put "$name" backup_extra_rss "${extra:-}"
   fi
   say "$name: restart on the populated data dir"
   stop_pid "${PID[1]}"
@@ -313,6 +337,9 @@ mkdir -p "$(dirname "$OUT")"
     row "A. live heap per znode, bytes (JVM only)" heap_per_znode
     row "A. snapshot of the full tree, ms (Warden: admin snapshot command, its log; ZooKeeper: the one it writes at startup, zk_max_snapshottime)" snapshot_ms
     row "A. snapshot file, MiB" snapshot_kb 0 mib
+    row "A. backup streamed by the admin snapshot command, ms (Warden only: 3.8 has no such command)" backup_ms
+    row "A. backup size, MiB" backup_kb 0 mib
+    row "A. RSS growth while the backup streams, MiB" backup_extra_rss 0 mib
     row "A. restart to the first read of the last znode, ms" restart_ms
     row "A. RSS after restart, MiB" rss_restarted 0 mib
   fi

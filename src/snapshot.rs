@@ -71,6 +71,13 @@ impl SnapshotWriter {
         self.done
     }
 
+    /// Every ACL numbered so far, by the number its nodes carry.
+    pub fn acl_table(&self) -> Vec<(u32, Vec<Acl>)> {
+        let mut table: Vec<_> = self.acl_ids.iter().map(|(acl, id)| (*id, acl.clone())).collect();
+        table.sort_unstable_by_key(|(id, _)| *id);
+        table
+    }
+
     /// The next up-to-`max_nodes` nodes as framed bytes; after the last node,
     /// the End record (then `is_done`).
     pub fn next_chunk(&mut self, tree: &DataTree, max_nodes: usize) -> Vec<u8> {

@@ -107,7 +107,6 @@ pub const ZOOKEEPER: &str = "/zookeeper";
 pub const QUOTA: &str = "/zookeeper/quota";
 pub const CONFIG: &str = "/zookeeper/config";
 
-/// Clone: a backup (the admin `snapshot` command) copies the tree at one zxid.
 #[derive(Clone)]
 pub struct DataTree {
     /// Every node, by id; the root is `ROOT_ID`. A freed slot is reused.
@@ -128,6 +127,8 @@ pub struct DataTree {
     digest: u64,
     /// Paths with a quota limits node (ZooKeeper's pTrie), rebuilt on restore.
     quotas: QuotaPaths,
+    /// While a backup walks the tree: every path a change touched since it began.
+    changes: Option<HashSet<String>>,
 }
 
 /// A node's part of the tree digest: crc32c over its path, data and persisted
@@ -176,6 +177,7 @@ impl DataTree {
             data_bytes: 0,
             digest: 0,
             quotas: QuotaPaths::default(),
+            changes: None,
         };
         let open = t.intern_acl(vec![Acl::world_all()]);
         let read_only = t.intern_acl(vec![Acl { perms: crate::proto::perms::READ, ..Acl::world_all() }]);
@@ -309,6 +311,30 @@ impl DataTree {
         shared
     }
 
+    /// Starts noting every path a change touches (a node's data, ACL or
+    /// stat, its creation or removal), so a walk that copies the tree piece by
+    /// piece can be made exact at its end: see `zkfiles::backup`.
+    pub fn track_changes(&mut self) {
+        self.changes = Some(HashSet::new());
+    }
+
+    pub fn is_tracking_changes(&self) -> bool {
+        self.changes.is_some()
+    }
+
+    /// The paths touched since `track_changes`, and tracking stops.
+    pub fn take_changes(&mut self) -> HashSet<String> {
+        self.changes.take().unwrap_or_default()
+    }
+
+    fn note_change(&mut self, path: &str) {
+        if let Some(changes) = &mut self.changes {
+            if !changes.contains(path) {
+                changes.insert(path.to_owned());
+            }
+        }
+    }
+
     fn node_size(path: &str, data: &Option<Box<[u8]>>) -> u64 {
         (path.len() + data.as_ref().map_or(0, |d| d.len())) as u64
     }
@@ -336,6 +362,7 @@ impl DataTree {
                     parent.stat.cversion = parent_cversion;
                     parent.stat.pzxid = zxid;
                     self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
+                    self.note_change(parent_path);
                 }
             }
             return Err(Code::NodeExists);
@@ -358,6 +385,8 @@ impl DataTree {
             parent.stat.pzxid = zxid;
             self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
         }
+        self.note_change(path);
+        self.note_change(parent_path);
         if ephemeral_owner == owner::CONTAINER {
             self.containers.insert(path.to_owned());
         } else if owner::ttl_of(ephemeral_owner).is_some() {
@@ -390,6 +419,7 @@ impl DataTree {
                 let before = node_hash(parent_path, parent);
                 parent.stat.pzxid = zxid;
                 self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
+                self.note_change(parent_path);
             }
         }
         let id = removed.ok_or(Code::NoNode)?;
@@ -402,6 +432,7 @@ impl DataTree {
     /// Frees a node already taken out of its parent's children, and anything
     /// still below it (a consistent history never deletes a parent first).
     fn remove_unlinked(&mut self, id: NodeId, path: &str) {
+        self.note_change(path);
         let node = self.release(id);
         for (name, child) in &node.children.0 {
             self.remove_unlinked(*child, &path::child(path, name));
@@ -444,6 +475,7 @@ impl DataTree {
         node.stat.mtime = time_ms;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
         let stat = node.stat();
+        self.note_change(path);
         self.update_quota_usage(path, bytes_diff, 0);
         triggers.push((path.to_owned(), event::NODE_DATA_CHANGED));
         Ok(stat)
@@ -464,7 +496,9 @@ impl DataTree {
         node.acl = acl;
         node.stat.aversion = aversion;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
-        Ok(node.stat())
+        let stat = node.stat();
+        self.note_change(path);
+        Ok(stat)
     }
 
     /// Up to `max` nodes strictly after `after` (from the start when None) in
@@ -580,6 +614,7 @@ impl DataTree {
         self.data_bytes = self.data_bytes + Self::node_size(path, &new_data) - Self::node_size(path, &node.data);
         node.data = new_data;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(path, node));
+        self.note_change(path);
     }
 
     /// `updateQuotaStat`: adds the change to the stats node of the quota that

@@ -388,10 +388,22 @@ pub struct Audit(pub Vec<warden_core::audit::AuditEvent>);
 #[rtype(result = "()")]
 pub struct Purge;
 
-/// Admin -> processor: the database as it is now (a consistent backup).
+/// Admin -> processor: walk the tree into `out` for a consistent backup
+/// (`zkfiles::backup`); refused while another backup walks.
 #[derive(Message)]
-#[rtype(result = "warden_core::database::Database")]
-pub struct CopyDatabase;
+#[rtype(result = "Result<(), String>")]
+pub struct TakeBackup {
+    pub out: tokio::sync::mpsc::Sender<BackupPiece>,
+}
+
+/// Processor -> admin: the walk's pieces, then what was taken at its end.
+pub enum BackupPiece {
+    /// The walk's file header (first), then its items, in order.
+    Header(Vec<u8>),
+    Items(Vec<warden_core::snapshot::SnapItem>),
+    Tail(Box<warden_core::zkfiles::backup::BackupTail>),
+    Failed(String),
+}
 
 /// Admin -> processor: replace the data with `db`; answers the zxid it now stands at.
 #[derive(Message)]

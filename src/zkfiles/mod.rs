@@ -4,6 +4,7 @@
 //! checked with Adler32, as ZooKeeper's `CheckedInputStream` does. Also the
 //! session passwords ZooKeeper issued, so its clients can reconnect.
 
+pub mod backup;
 pub mod log;
 pub mod snap;
 

@@ -84,10 +84,7 @@ pub fn load_stream(bytes: &[u8]) -> Result<LoadedSnapshot, FileError> {
 /// A snapshot with ZooKeeper 3.9's last-processed-zxid part, which the admin
 /// `snapshot` command streams (3.6–3.8 ignore the part).
 pub fn write_stream(db: &Database) -> Vec<u8> {
-    let mut out = write(db);
-    out.put_i64(db.last_zxid());
-    seal(&mut out);
-    out
+    write_db(db, Some(db.last_zxid()))
 }
 
 fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Option<i64>), FileError> {
@@ -170,31 +167,62 @@ fn load_with_last_zxid(bytes: &[u8], zxid: i64) -> Result<(LoadedSnapshot, Optio
 /// ZxidDigest, which ZooKeeper reads as "nothing to compare"); older
 /// releases ignore the bytes after the first seal.
 pub fn write(db: &Database) -> Vec<u8> {
-    let mut out = header(SNAP_MAGIC, -1);
-    out.put_i32(db.sessions().len() as i32);
-    for (id, timeout) in db.sessions() {
-        out.put_i64(*id);
-        out.put_i32(*timeout);
-    }
+    write_db(db, None)
+}
+
+fn write_db(db: &Database, last_processed: Option<i64>) -> Vec<u8> {
     let mut ids: HashMap<&[Acl], i64> = HashMap::new();
-    let mut order: Vec<&[Acl]> = Vec::new();
+    let mut order: Vec<(i64, &[Acl])> = Vec::new();
     for (_, node) in db.tree.nodes_after(None, usize::MAX) {
         if !ids.contains_key(&*node.acl) {
-            ids.insert(&node.acl, ids.len() as i64 + 1);
-            order.push(&node.acl);
+            let id = ids.len() as i64 + 1;
+            ids.insert(&node.acl, id);
+            order.push((id, &node.acl));
         }
     }
-    out.put_i32(order.len() as i32);
-    for acl in &order {
-        out.put_i64(ids[acl]);
-        write_acls(&mut out, acl);
-    }
+    let sessions = db.sessions().iter().map(|(id, timeout)| (*id, *timeout));
+    let mut w = StreamWriter::begin(Vec::new(), sessions, &order).expect("writing to memory cannot fail");
     // Depth-first order puts every parent before its children, as ZooKeeper needs.
     for (path, node) in db.tree.nodes_after(None, usize::MAX) {
-        out.put_string(if path == "/" { "" } else { &path });
-        out.put_buffer(node.data.as_deref());
-        out.put_i64(ids[&*node.acl]);
-        let s = &node.stat;
+        w.node(&path, node.data.as_deref(), ids[&*node.acl], &node.stat).expect("writing to memory cannot fail");
+    }
+    w.finish(last_processed).expect("writing to memory cannot fail").0
+}
+
+/// A snapshot written out as it is produced, its Adler32 kept running, so
+/// memory holds one buffer whatever the tree's size.
+pub struct StreamWriter<W: std::io::Write> {
+    out: W,
+    buf: Vec<u8>,
+    adler: adler2::Adler32,
+    written: u64,
+}
+
+const SPILL_BYTES: usize = 1 << 20;
+
+impl<W: std::io::Write> StreamWriter<W> {
+    /// The header, the sessions and the ACL cache (ids as nodes will name them).
+    pub fn begin(out: W, sessions: impl ExactSizeIterator<Item = (i64, i32)>, acls: &[(i64, &[Acl])]) -> std::io::Result<Self> {
+        let mut w = StreamWriter { out, buf: header(SNAP_MAGIC, -1), adler: adler2::Adler32::new(), written: 0 };
+        w.buf.put_i32(sessions.len() as i32);
+        for (id, timeout) in sessions {
+            w.buf.put_i64(id);
+            w.buf.put_i32(timeout);
+        }
+        w.buf.put_i32(acls.len() as i32);
+        for (id, acl) in acls {
+            w.buf.put_i64(*id);
+            write_acls(&mut w.buf, acl);
+        }
+        Ok(w)
+    }
+
+    /// One node; nodes must come depth-first, parents before children.
+    pub fn node(&mut self, path: &str, data: Option<&[u8]>, acl: i64, s: &NodeStat) -> std::io::Result<()> {
+        let out = &mut self.buf;
+        out.put_string(if path == "/" { "" } else { path });
+        out.put_buffer(data);
+        out.put_i64(acl);
         for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
             out.put_i64(v);
         }
@@ -203,14 +231,47 @@ pub fn write(db: &Database) -> Vec<u8> {
         }
         out.put_i64(s.ephemeral_owner);
         out.put_i64(s.pzxid);
+        if self.buf.len() >= SPILL_BYTES {
+            self.spill()?;
+        }
+        Ok(())
     }
-    out.put_string("/");
-    seal(&mut out);
-    out.put_i64(0);
-    out.put_i32(DIGEST_VERSION);
-    out.put_i64(0);
-    seal(&mut out);
-    out
+
+    /// The end of the nodes, the seal, an empty ZxidDigest, and with
+    /// `last_processed` 3.9's last-processed-zxid part; each part sealed.
+    /// Returns the output and the bytes written.
+    pub fn finish(mut self, last_processed: Option<i64>) -> std::io::Result<(W, u64)> {
+        self.buf.put_string("/");
+        self.seal()?;
+        self.buf.put_i64(0);
+        self.buf.put_i32(DIGEST_VERSION);
+        self.buf.put_i64(0);
+        self.seal()?;
+        if let Some(zxid) = last_processed {
+            self.buf.put_i64(zxid);
+            self.seal()?;
+        }
+        self.spill()?;
+        self.out.flush()?;
+        Ok((self.out, self.written))
+    }
+
+    fn spill(&mut self) -> std::io::Result<()> {
+        self.adler.write_slice(&self.buf);
+        self.out.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// The Adler32 of everything written so far, and "/".
+    fn seal(&mut self) -> std::io::Result<()> {
+        self.spill()?;
+        let sum = self.adler.checksum() as i64;
+        self.buf.put_i64(sum);
+        self.buf.put_string("/");
+        Ok(())
+    }
 }
 
 /// How a snapshot file is stored (`snapshot.compression.method`, by suffix).
@@ -282,12 +343,6 @@ fn unsnappy(bytes: &[u8]) -> Result<Vec<u8>, FileError> {
     Ok(out)
 }
 
-fn seal(out: &mut Vec<u8>) {
-    let sum = super::adler32(out) as i64;
-    out.put_i64(sum);
-    out.put_string("/");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,9 +404,12 @@ mod tests {
         assert_same(&db, &load(old, 7).unwrap().db);
         // 3.9.3+: lastProcessedZxid, sealed.
         let mut newer = full.clone();
-        newer.put_i64(7);
-        seal(&mut newer);
+        newer.put_i64(db.last_zxid());
+        let sum = crate::zkfiles::adler32(&newer) as i64;
+        newer.put_i64(sum);
+        newer.put_string("/");
         assert_same(&db, &load(&newer, 7).unwrap().db);
+        assert_eq!(newer, write_stream(&db), "the streamed writer seals as one buffer would");
     }
 
     #[test]

@@ -218,3 +218,75 @@ def test_warden_restore_makes_a_backup_a_stopped_nodes_state(tmp_path):
     bad.write_bytes(b"not a snapshot at all")
     out = subprocess.run([conftest.WARDEN_BIN, "restore", "--data-dir", t.data_dir, str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "snapshot" in out.stderr
+
+
+def test_a_backup_taken_during_writes_is_the_tree_at_its_zxid(tmp_path):
+    """The backup is walked piece by piece while writes go on (values of
+    900 KB make ~20 pieces of 4 MiB); each write is a multi that moves one
+    token from /cut/a-tokens to /cut/z-tokens, adds a child to /cut/a-log and
+    sets /cut/z-counter. The walk passes the "a" nodes before the big values
+    and the "z" nodes after them, so a copy that is not exact at one zxid
+    shows as a lost or doubled token, or a counter that disagrees with the log."""
+    import threading
+
+    tokens = 400
+    w = admin_server(tmp_path, "live")
+    r = admin_server(tmp_path, "restored")
+    try:
+        zk = client(w.hostport)
+        for p in ("/cut", "/cut/a-log", "/cut/a-tokens", "/cut/m-values", "/cut/z-tokens"):
+            zk.create(p, b"")
+        zk.create("/cut/z-counter", b"0")
+        for f in [zk.create_async("/cut/a-tokens/t%03d" % i, b"") for i in range(tokens)]:
+            f.get(timeout=60)
+        big = os.urandom(900 * 1000)
+        for f in [zk.create_async("/cut/m-values/v%03d" % i, big) for i in range(100)]:
+            f.get(timeout=60)
+        stop, moved, errors = threading.Event(), [0], []
+
+        def writer():
+            try:
+                while not stop.is_set() and moved[0] < tokens:
+                    k = moved[0] + 1
+                    t = zk.transaction()
+                    t.delete("/cut/a-tokens/t%03d" % (k - 1))
+                    t.create("/cut/z-tokens/t%03d" % (k - 1), b"")
+                    t.create("/cut/a-log/e%06d" % k, b"")
+                    t.set_data("/cut/z-counter", b"%d" % k)
+                    results = t.commit()
+                    assert not any(isinstance(x, Exception) for x in results), results
+                    moved[0] = k
+            except Exception as e:  # surfaced below
+                errors.append(e)
+
+        th = threading.Thread(target=writer)
+        th.start()
+        try:
+            status, headers, body = http(w.admin + "/commands/snapshot")
+        finally:
+            stop.set()
+            th.join(timeout=60)
+        assert not errors, errors
+        assert status == 200 and int(headers["snapshot_size"]) == len(body)
+        zxid = int(headers["last_zxid"], 16)
+        zk.stop()
+        # No walk file or backup file is left in the data dir.
+        left = [p.name for p in (tmp_path / "live").rglob("backup.*")]
+        assert left == [], left
+
+        status, _, reply = http(r.admin + "/commands/restore", body)
+        assert status == 200, reply
+        zk = client(r.hostport)
+        a, z = zk.get_children("/cut/a-tokens"), zk.get_children("/cut/z-tokens")
+        log = zk.get_children("/cut/a-log")
+        counter, stat = zk.get("/cut/z-counter")
+        assert len(a) + len(z) == tokens, "tokens %d + %d: the copy is not of one moment" % (len(a), len(z))
+        assert sorted(set(a) | set(z)) == ["t%03d" % i for i in range(tokens)]
+        assert int(counter) == len(log) == len(z), (counter, len(log), len(z))
+        assert stat.mzxid <= zxid
+        assert len(zk.get_children("/cut/m-values")) == 100
+        assert zk.get("/cut/m-values/v042")[0] == big
+        zk.stop()
+    finally:
+        w.stop()
+        r.stop()

@@ -10,7 +10,7 @@
 
 use super::{authorized, AdminState};
 use crate::messages::SnapshotNow;
-use crate::messages::{CopyDatabase, RestoreDatabase};
+use crate::messages::{BackupPiece, RestoreDatabase, TakeBackup};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use std::sync::Mutex;
@@ -82,21 +82,89 @@ async fn snapshot(req: HttpRequest, query: web::Query<SnapshotQuery>, state: web
             Err(e) => refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", e.to_string()),
         };
     }
-    let db = match state.deps.processor.send(CopyDatabase).await {
-        Ok(db) => db,
+    let (out, pieces) = tokio::sync::mpsc::channel(2);
+    match state.deps.processor.send(TakeBackup { out }).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            give_back(&state.rate_limits.snapshot);
+            return refused(StatusCode::CONFLICT, "snapshot", e);
+        }
         Err(e) => return refused(StatusCode::SERVICE_UNAVAILABLE, "snapshot", e.to_string()),
-    };
-    let zxid = db.last_zxid();
-    let bytes = match web::block(move || warden_core::zkfiles::snap::write_stream(&db)).await {
-        Ok(b) => b,
+    }
+    static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = crate::storage::version_dir(&config.data_dir);
+    let base = format!("backup.{}.{n}", std::process::id());
+    let (walk, zk) = (dir.join(format!("{base}.walk")), dir.join(format!("{base}.zk")));
+    let written = web::block(move || write_backup(pieces, &walk, &zk)).await;
+    let (file, zxid, size) = match written {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "snapshot", e),
         Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "snapshot", e.to_string()),
     };
-    slog::info!(state.log, "backup streamed"; "zxid" => format!("{zxid:#x}"), "bytes" => bytes.len());
+    slog::info!(state.log, "backup streamed"; "zxid" => format!("{zxid:#x}"), "bytes" => size);
     HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("last_zxid", format!("0x{zxid:x}")))
-        .insert_header(("snapshot_size", bytes.len().to_string()))
-        .body(bytes)
+        .insert_header(("snapshot_size", size.to_string()))
+        .body(actix_web::body::SizedStream::new(size, file_chunks(file)))
+}
+
+/// Receives the processor's walk into `walk_path`, then writes the backup
+/// to `zk_path` and answers it opened and already unlinked (gone once
+/// sent), with its zxid and size. Memory: a piece and a buffer, whatever
+/// the tree's size.
+fn write_backup(
+    mut pieces: tokio::sync::mpsc::Receiver<BackupPiece>,
+    walk_path: &std::path::Path,
+    zk_path: &std::path::Path,
+) -> Result<(std::fs::File, i64, u64), String> {
+    use std::io::Write;
+    let result = (|| {
+        let cannot = |what: &std::path::Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
+        let mut walk = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(walk_path).map_err(|e| cannot(walk_path, e))?);
+        let tail = loop {
+            match pieces.blocking_recv() {
+                Some(BackupPiece::Header(bytes)) => walk.write_all(&bytes).map_err(|e| cannot(walk_path, e))?,
+                Some(BackupPiece::Items(items)) => walk.write_all(&warden_core::snapshot::encode_items(&items)).map_err(|e| cannot(walk_path, e))?,
+                Some(BackupPiece::Tail(tail)) => break *tail,
+                Some(BackupPiece::Failed(why)) => return Err(why),
+                None => return Err("the processor ended the backup's walk".to_string()),
+            }
+        };
+        walk.flush().map_err(|e| cannot(walk_path, e))?;
+        drop(walk);
+        let zxid = tail.zxid;
+        let walked = std::fs::File::open(walk_path).map_err(|e| format!("cannot read {}: {e}", walk_path.display()))?;
+        let out = std::fs::File::create(zk_path).map_err(|e| cannot(zk_path, e))?;
+        let size =
+            warden_core::zkfiles::backup::write(std::io::BufReader::with_capacity(1 << 20, walked), tail, std::io::BufWriter::with_capacity(1 << 20, &out))?;
+        let file = std::fs::File::open(zk_path).map_err(|e| format!("cannot read {}: {e}", zk_path.display()))?;
+        Ok((file, zxid, size))
+    })();
+    let _ = std::fs::remove_file(walk_path);
+    let _ = std::fs::remove_file(zk_path);
+    result
+}
+
+/// A file's bytes as a body, read 1 MiB at a time off the async threads.
+fn file_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = web::block(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await;
+        match read {
+            Ok(Ok((_, buf))) if buf.is_empty() => None,
+            Ok(Ok((file, buf))) => Some((Ok(bytes::Bytes::from(buf)), Some(file))),
+            Ok(Err(e)) => Some((Err(e), None)),
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+        }
+    })
 }
 
 /// Writes a request body to `path` as it arrives: a backup of any size

@@ -1,20 +1,48 @@
 //! The processor's side of backup and restore (ZooKeeper 3.9's admin
-//! `snapshot` and `restore` commands): a copy of the database at one zxid for
-//! a backup, and a restored database installed once a snapshot of it is
-//! durable, with requests held meanwhile (as ZooKeeper's restoreLatch).
+//! `snapshot` and `restore` commands): a backup's walk of the tree, piece by
+//! piece between other work, ended by what makes it exact
+//! (`zkfiles::backup`); and a restored database installed once a snapshot
+//! of it is durable, with requests held meanwhile (as ZooKeeper's restoreLatch).
 
 use crate::mailbox::Serve;
-use crate::messages::{CopyDatabase, RestoreDatabase, SnapshotPart, ToConn};
+use crate::messages::{BackupPiece, RestoreDatabase, SnapshotPart, TakeBackup, ToConn};
+use crate::processor::ensemble::{SNAP_PIECE_BYTES as PIECE_BYTES, SNAP_PIECE_NODES as PIECE_NODES};
 use crate::processor::{Processor, Route};
 use actix::prelude::*;
 use slog::{info, warn};
+use std::time::Instant;
+use tokio::sync::mpsc;
 use warden_core::database::Database;
 use warden_core::snapshot::SnapshotWriter;
+use warden_core::zkfiles::backup::BackupTail;
 
-impl Serve<CopyDatabase> for Processor {
-    fn serve(&mut self, _: CopyDatabase, _: &mut Context<Self>) -> Database {
-        // One copy at one zxid; encoding and sending happen off this thread.
-        self.core.db.clone()
+/// A backup's walk in progress; `id` tells it from a later one.
+pub(crate) struct BackupWalk {
+    id: u64,
+    writer: SnapshotWriter,
+    out: mpsc::Sender<BackupPiece>,
+    pieces: u32,
+    started: Instant,
+}
+
+impl Serve<TakeBackup> for Processor {
+    fn serve(&mut self, TakeBackup { out }: TakeBackup, ctx: &mut Context<Self>) -> Result<(), String> {
+        if self.backup.is_some() && self.core.db.tree.is_tracking_changes() {
+            return Err("a backup is already being taken; retry when it is done".into());
+        }
+        self.backups_started += 1;
+        let id = self.backups_started;
+        self.backup = Some(id);
+        self.core.db.write(|db| db.tree.track_changes());
+        let (writer, header) = SnapshotWriter::begin(&self.core.db);
+        let walk = BackupWalk { id, writer, out, pieces: 0, started: Instant::now() };
+        // The channel is new and holds two: this cannot be full.
+        if walk.out.try_send(BackupPiece::Header(header)).is_err() {
+            self.end_backup(id);
+            return Err("the backup's receiver went away".into());
+        }
+        self.backup_step(walk, ctx);
+        Ok(())
     }
 }
 
@@ -61,6 +89,50 @@ impl Serve<RestoreDatabase> for Processor {
 }
 
 impl Processor {
+    /// Copies the walk's next piece; after the last, takes the tail in the
+    /// same turn, so nothing changes between the walk's end and it.
+    fn backup_step(&mut self, mut walk: BackupWalk, ctx: &mut Context<Self>) {
+        let mut pieces = Vec::with_capacity(2);
+        if self.backup != Some(walk.id) || !self.core.db.tree.is_tracking_changes() {
+            pieces.push(BackupPiece::Failed("the node's data was replaced during the backup (a snapshot from the leader, or a restore); retry".into()));
+        } else {
+            pieces.push(BackupPiece::Items(walk.writer.next_items(&self.core.db.tree, PIECE_NODES, PIECE_BYTES)));
+            if walk.writer.is_done() {
+                let changed = self.core.db.write(|db| db.tree.take_changes());
+                self.backup = None;
+                pieces.push(BackupPiece::Tail(Box::new(BackupTail::take(&self.core.db, &walk.writer, changed))));
+            }
+        }
+        let failed = matches!(pieces[0], BackupPiece::Failed(_));
+        walk.pieces += 1;
+        let send = async move {
+            for piece in pieces {
+                walk.out.send(piece).await.map_err(|_| walk.id)?;
+            }
+            Ok(walk)
+        };
+        ctx.spawn(actix::fut::wrap_future(send).map(move |res, act: &mut Self, ctx: &mut Context<Self>| match res {
+            Ok(walk) if failed => act.end_backup(walk.id),
+            Ok(walk) if walk.writer.is_done() => info!(act.log, "backup walk done"; "zxid" => format!("{:#x}", act.core.db.last_zxid()),
+                "pieces" => walk.pieces, "ms" => walk.started.elapsed().as_millis() as u64),
+            Ok(walk) => {
+                crate::mailbox::guarded(act, ctx, |act, ctx| act.backup_step(walk, ctx));
+            }
+            Err(id) => {
+                warn!(act.log, "backup abandoned: its receiver went away");
+                act.end_backup(id);
+            }
+        }));
+    }
+
+    /// Stops walk `id`'s change tracking, if it is still the current walk.
+    fn end_backup(&mut self, id: u64) {
+        if self.backup == Some(id) {
+            self.backup = None;
+            self.core.db.write(|db| db.tree.take_changes());
+        }
+    }
+
     /// Swaps the database in; every client reconnects to the restored state
     /// (sessions it holds live on, others expire), as waiting work is dropped.
     fn install_restored(&mut self, db: Database, zxid: i64) {

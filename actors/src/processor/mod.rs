@@ -126,6 +126,9 @@ pub struct Processor {
     pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
     pub(crate) snapshot: Option<SnapshotWriter>,
+    /// The backup walk in progress (its id), and how many have started.
+    pub(crate) backup: Option<u64>,
+    pub(crate) backups_started: u64,
     /// Ensemble mode: the view of Zab and the broadcast actor (None when standalone).
     pub(crate) zab: Option<self::ensemble::Ensemble>,
     /// Results of the message being handled, sent to the dispatcher in one
@@ -176,6 +179,8 @@ impl Processor {
             txns_since_snapshot: 0,
             next_snapshot_after,
             snapshot: None,
+            backup: None,
+            backups_started: 0,
             zab: None,
             outbound: Vec::new(),
             replies: Default::default(),
@@ -522,7 +527,7 @@ crate::mailbox::mailbox!(
     Fault,
     crate::messages::FromZab,
     crate::messages::Touches,
-    crate::messages::CopyDatabase,
+    crate::messages::TakeBackup,
     crate::messages::RestoreDatabase
 );
 

@@ -31,7 +31,7 @@ mod digest;
 mod read_index;
 mod sessions;
 mod snap_stream;
-pub(crate) use snap_stream::PIECE_BYTES as SNAP_PIECE_BYTES;
+pub(crate) use snap_stream::{PIECE_BYTES as SNAP_PIECE_BYTES, PIECE_NODES as SNAP_PIECE_NODES};
 
 /// A request this learner forwarded, waiting for its committed transaction.
 pub(crate) enum Forwarded {

@@ -20,7 +20,7 @@ use warden_core::zab::{Message, ServerId, Zxid};
 /// most), which keeps every peer frame far below the frame limit.
 pub(crate) const PIECE_BYTES: usize = 4 << 20;
 /// ...and at most this many nodes, so one step stays short.
-const PIECE_NODES: usize = 20_000;
+pub(crate) const PIECE_NODES: usize = 20_000;
 
 pub(crate) struct SnapStream {
     to: ServerId,
