@@ -126,11 +126,20 @@ impl SnapshotWriter {
 /// The whole database as one snapshot file's bytes (a leader's SNAP to a
 /// learner: taken between transactions, so not fuzzy).
 pub fn encode_all(db: &Database) -> Vec<u8> {
-    let (mut w, mut out) = SnapshotWriter::begin(db);
-    while !w.is_done() {
-        out.extend(w.next_chunk(&db.tree, 10_000));
-    }
+    let mut out = Vec::new();
+    write_all(db, &mut out).expect("writing to memory cannot fail");
     out
+}
+
+/// The whole database as a snapshot written to `out` chunk by chunk, so
+/// memory holds one chunk, not an encoded copy of the tree.
+pub fn write_all(db: &Database, mut out: impl std::io::Write) -> std::io::Result<()> {
+    let (mut w, header) = SnapshotWriter::begin(db);
+    out.write_all(&header)?;
+    while !w.is_done() {
+        out.write_all(&w.next_chunk(&db.tree, 10_000))?;
+    }
+    out.flush()
 }
 
 /// Frames items as snapshot records.

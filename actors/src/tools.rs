@@ -180,8 +180,11 @@ pub fn snapshot_export_zookeeper(data_dir: &Path, log_dir: Option<&Path>, out: &
 /// deleted; the epoch files carry on, at least the backup's epoch, so zxids
 /// keep rising. Restore every member of an ensemble from the same backup.
 pub fn restore_offline(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<(), String> {
-    let bytes = std::fs::read(backup).map_err(|e| format!("cannot read {}: {e}", backup.display()))?;
+    let file = std::fs::File::open(backup).map_err(|e| format!("cannot read {}: {e}", backup.display()))?;
+    // SAFETY: read-only map of the operator's backup file; a tool run, not a server, reads it.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", backup.display()))?;
     let db = warden_core::zkfiles::load_backup(&bytes).map_err(|e| format!("{}: {e}", backup.display()))?;
+    drop(bytes);
     let zxid = db.last_zxid();
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut epochs = Vec::new();
@@ -205,8 +208,8 @@ pub fn restore_offline(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -
     let target = target_dir.join(txnlog::snapshot_name(zxid));
     let tmp = target_dir.join(format!("{}.tmp", txnlog::snapshot_name(zxid)));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &warden_core::snapshot::encode_all(&db))?;
+        let f = std::fs::File::create(&tmp)?;
+        warden_core::snapshot::write_all(&db, std::io::BufWriter::with_capacity(1 << 20, &f))?;
         f.sync_all()?;
         std::fs::rename(&tmp, &target)?;
         crate::storage::fsync_dir(&target_dir)

@@ -63,17 +63,27 @@ impl Serve<RestoreDatabase> for Processor {
         // entries fall below its snapshot and are never replayed over it.
         let zxid = db.last_zxid().max(self.core.next_zxid() - 1);
         db.set_last_zxid(zxid);
-        let (mut writer, header) = SnapshotWriter::begin(&db);
-        let mut items = Vec::new();
-        while !writer.is_done() {
-            items.extend(writer.next_items(&db.tree, db.tree.node_count() + 1, usize::MAX));
-        }
-        self.snapshotter.do_send(SnapshotPart::Begin { zxid, bytes: header });
-        let written = self.snapshotter.send(SnapshotPart::End(items));
         let nodes = db.tree.node_count();
+        // Written piece by piece, each sent once the last is on disk: memory holds a piece, not a second tree.
+        let snapshotter = self.snapshotter.clone();
+        let written = async move {
+            let (mut writer, header) = SnapshotWriter::begin(&db);
+            let mut part = SnapshotPart::Begin { zxid, bytes: header };
+            loop {
+                let last = matches!(part, SnapshotPart::End(_));
+                if let Err(e) = snapshotter.send(part).await.map_err(|e| e.to_string()).and_then(|r| r) {
+                    return (db, Err(e));
+                }
+                if last {
+                    return (db, Ok(()));
+                }
+                let items = writer.next_items(&db.tree, PIECE_NODES, PIECE_BYTES);
+                part = if writer.is_done() { SnapshotPart::End(items) } else { SnapshotPart::Chunk(items) };
+            }
+        };
         // Held (ctx.wait): no request is served until the restored data is durable and installed.
-        ctx.wait(actix::fut::wrap_future(written).map(move |res, act: &mut Processor, _ctx: &mut Context<Processor>| {
-            match res.map_err(|e| e.to_string()).and_then(|r| r) {
+        ctx.wait(actix::fut::wrap_future(written).map(move |(db, res), act: &mut Processor, _ctx: &mut Context<Processor>| {
+            match res {
                 Ok(()) => {
                     act.install_restored(db, zxid);
                     info!(act.log, "restored from a backup"; "zxid" => format!("{zxid:#x}"), "nodes" => nodes);
