@@ -222,14 +222,14 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         // loop of their own, client connections are spread over
         // warden.ioThreads more, and the snapshotter and the txn log have
         // plain threads (they block on the disk).
-        let processor_thread = Arbiter::new();
-        let dispatcher_thread = Arbiter::new();
-        let quorum_thread = Arbiter::new();
+        let processor_thread = named(Arbiter::new(), "processor");
+        let dispatcher_thread = named(Arbiter::new(), "dispatcher");
+        let quorum_thread = named(Arbiter::new(), "quorum");
         let io_threads = match config.io_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
         };
-        let io: Vec<ArbiterHandle> = (0..io_threads).map(|_| Arbiter::new().handle()).collect();
+        let io: Vec<ArbiterHandle> = (0..io_threads).map(|i| named(Arbiter::new(), &format!("io-{i}")).handle()).collect();
         let tracker = {
             let (me, tick, tlog) = (registry.register("tracker", "0"), config.tick_time_ms, log.new(o!("actor" => "tracker")));
             let stats = me.clone();
@@ -349,4 +349,15 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Names an event loop's thread as ps, top -H and perf show it (actix's
+/// default is the same "actix-rt|system" for all of them).
+fn named(arbiter: Arbiter, name: &str) -> Arbiter {
+    let name = std::ffi::CString::new(format!("w-{name}")).expect("thread names have no NUL");
+    arbiter.spawn_fn(move || {
+        // Safety: a NUL-terminated name for the calling thread; the kernel keeps 15 bytes of it.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+    });
+    arbiter
 }

@@ -2,6 +2,7 @@
 targets), and Warden's own /metrics, /actors, live supervision and log level."""
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -111,6 +112,15 @@ def test_actors_show_mailboxes_and_policies(zk):
     assert proc["mailbox_capacity"] > 0 and proc["supervision"]["max_restarts"] >= 0
     assert proc["handling_p99_us"] >= proc["handling_p50_us"] > 0
     assert any(k == "session" for k, _ in after)
+
+
+@WARDEN_ONLY
+def test_event_loop_threads_are_named_for_ps_and_perf(server):
+    names = set()
+    for task in os.listdir("/proc/%d/task" % server.proc.pid):
+        with open("/proc/%d/task/%s/comm" % (server.proc.pid, task)) as f:
+            names.add(f.read().strip())
+    assert {"w-processor", "w-dispatcher", "w-quorum", "w-io-0", "txn-log"} <= names, sorted(names)
 
 
 def local_reads():
@@ -225,7 +235,6 @@ def test_token_guards_the_endpoint():
 
 @WARDEN_ONLY
 def test_warden_admin_prints_tables(zk):
-    import os
     import subprocess
 
     binary = os.environ.get("WARDEN_BIN")
@@ -247,7 +256,6 @@ def test_warden_admin_prints_tables(zk):
 
 @WARDEN_ONLY
 def test_snapshot_command_writes_a_verifiable_snapshot(zk, server):
-    import os
     import subprocess
 
     zk.ensure_path("/snap-probe")
