@@ -201,6 +201,15 @@ impl Leader {
             }
             return;
         }
+        if let Reader::Learner(from, id) = reader {
+            // The request is itself an answer sent after its reads began, by
+            // a voter still following this leader: when that voter and the
+            // leader make a quorum (3 members), no round is needed.
+            if self.is_quorum(None, [self.me, from]) {
+                out.push(Command::Send { to: from, msg: Message::ReadIndexOk { id, zxid: store.committed() } });
+                return;
+            }
+        }
         if let Some(round) = self.reads.ask(reader, store.committed(), self.me) {
             self.send_heartbeat(round, out);
         }

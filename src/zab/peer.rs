@@ -628,6 +628,30 @@ mod tests {
     }
 
     #[test]
+    fn zab_a_followers_read_index_request_counts_as_its_answer_where_the_two_make_a_quorum() {
+        for (members, round_needed) in [(3, false), (5, true)] {
+            let mut net = Net::new(members);
+            net.run_until(|n| n.serving_count() == members as usize, 5_000);
+            net.write(1);
+            net.settle();
+            let leader = net.leader().unwrap();
+            let follower = (1..=members).find(|id| *id != leader).unwrap();
+            let committed = net.peer(leader).store().committed();
+            let before = net.heartbeats;
+            net.read_index(follower, 8);
+            net.settle();
+            assert_eq!(net.reads_ready.get(&(follower, 8)), Some(&committed), "{members} members");
+            assert_eq!(net.heartbeats > before, round_needed, "{members} members: a round only where leader + asker are no quorum");
+            // The leader's own reads always need a round.
+            let before = net.heartbeats;
+            net.read_index(leader, 9);
+            net.settle();
+            assert_eq!(net.reads_ready.get(&(leader, 9)), Some(&committed));
+            assert!(net.heartbeats > before, "{members} members");
+        }
+    }
+
+    #[test]
     fn zab_read_round_whose_heartbeat_was_lost_is_sent_again() {
         // Seed 110 of the netns chaos runs: the leader's only heartbeat of a
         // round went down with a replaced link, the round never completed, and

@@ -6,7 +6,10 @@
 //! serving the read from a tree that has applied that index is
 //! linearizable. Reads asked while a round is out wait for the next one, so
 //! one round serves every read of its interval. A learner asks the leader
-//! and serves the read once it has applied the index it gets back.
+//! and serves the read once it has applied the index it gets back. Its
+//! request is itself such an answer (a voter following this leader after
+//! the read began): where the leader and it make a quorum, as in an
+//! ensemble of three, the leader answers it at once, without a round.
 
 use super::{ServerId, Zxid};
 use std::collections::BTreeSet;

@@ -37,6 +37,8 @@ pub struct Net {
     now: u64,
     pub sent_trunc: bool,
     pub sent_snap: bool,
+    /// Read-index heartbeats sent (a round's, to each learner).
+    pub heartbeats: u64,
 }
 
 impl Net {
@@ -60,6 +62,7 @@ impl Net {
             now: 0,
             sent_trunc: false,
             sent_snap: false,
+            heartbeats: 0,
         };
         for id in 1..=n {
             net.restart(id);
@@ -169,6 +172,7 @@ impl Net {
     fn send(&mut self, from: ServerId, to: ServerId, msg: Message) {
         if self.up(from, to) {
             self.sent_trunc |= matches!(msg, Message::Trunc { .. });
+            self.heartbeats += matches!(msg, Message::Heartbeat { .. }) as u64;
             self.queue.push_back((from, to, msg));
         }
     }

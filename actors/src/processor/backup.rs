@@ -82,17 +82,15 @@ impl Serve<RestoreDatabase> for Processor {
             }
         };
         // Held (ctx.wait): no request is served until the restored data is durable and installed.
-        ctx.wait(actix::fut::wrap_future(written).map(move |(db, res), act: &mut Processor, _ctx: &mut Context<Processor>| {
-            match res {
-                Ok(()) => {
-                    act.install_restored(db, zxid);
-                    info!(act.log, "restored from a backup"; "zxid" => format!("{zxid:#x}"), "nodes" => nodes);
-                    let _ = reply.send(Ok(zxid));
-                }
-                Err(e) => {
-                    warn!(act.log, "restore failed: its snapshot could not be written; the data is unchanged"; "error" => &e);
-                    let _ = reply.send(Err(format!("the restored snapshot could not be written: {e}")));
-                }
+        ctx.wait(actix::fut::wrap_future(written).map(move |(db, res), act: &mut Processor, _ctx: &mut Context<Processor>| match res {
+            Ok(()) => {
+                act.install_restored(db, zxid);
+                info!(act.log, "restored from a backup"; "zxid" => format!("{zxid:#x}"), "nodes" => nodes);
+                let _ = reply.send(Ok(zxid));
+            }
+            Err(e) => {
+                warn!(act.log, "restore failed: its snapshot could not be written; the data is unchanged"; "error" => &e);
+                let _ = reply.send(Err(format!("the restored snapshot could not be written: {e}")));
             }
         }));
     }
