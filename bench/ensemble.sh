@@ -27,6 +27,7 @@ repo=$PWD
 
 ROUNDS=${ROUNDS:-3}
 # SIZES="3 1": each workload on a 3-member ensemble and on a single node (the ensemble/single ratio); SIZES=3 skips the single node.
+# WARDEN_BINARY=path: the Warden build to run (default: target/release/warden, built first).
 SIZES=${SIZES:-"3 1"}
 DURATION=${DURATION:-5}
 # SHAPES: sessions x outstanding requests each (one client thread), as in compare.sh;
@@ -51,7 +52,7 @@ OUT=${OUT:-$repo/bench/results/ensemble.md}
 
 ensure_zookeeper
 cargo build --release --quiet -p warden -p warden-bench
-WARDEN=$repo/target/release/warden
+WARDEN=${WARDEN_BINARY:-$repo/target/release/warden}
 BENCH=$repo/target/release/warden-bench
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-ensemble.XXXXXX")
