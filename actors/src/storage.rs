@@ -137,6 +137,29 @@ fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, Stri
 /// Loads the newest snapshot that verifies and replays the log after it.
 /// A torn tail is cut off; damage anywhere else stops the start, naming the
 /// file and offset.
+/// Work files a stop cut short: snapshots being written or received
+/// (`snapshot.*.tmp`), restore bodies (`restore.*.tmp`) and backups being
+/// made (`backup.*.walk`, `backup.*.zk`). Nothing reads them after a restart.
+fn remove_leftovers(data_dir: &Path, log_dir: &Path, log: &Logger) {
+    let leftover = |name: &str| {
+        let parts: Vec<&str> = name.split('.').collect();
+        match (parts.first(), parts.last()) {
+            (Some(&"snapshot" | &"restore"), Some(&"tmp")) => parts.len() >= 3,
+            (Some(&"backup"), Some(&"walk" | &"zk")) => parts.len() >= 3,
+            _ => false,
+        }
+    };
+    for dir in [version_dir(data_dir), version_dir(log_dir)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if leftover(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                slog::info!(log, "removed a work file a stop cut short"; "file" => entry.path().display().to_string());
+            }
+        }
+    }
+}
+
 pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
     recover_with(data_dir, log_dir, true, log)
 }
@@ -144,6 +167,9 @@ pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovere
 /// `recover`; with `cut_torn` false nothing on disk changes (offline tools).
 pub fn recover_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<Recovered, String> {
     let started = Instant::now();
+    if cut_torn {
+        remove_leftovers(data_dir, log_dir, log);
+    }
     let Base { snapshot_zxid, mut db, zookeeper_entries, zookeeper_sessions, damaged } = load_base(data_dir, log_dir, log)?;
     let mut replayed = 0;
     // ZooKeeper's logged transactions (checked for order when read).

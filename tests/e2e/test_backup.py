@@ -290,3 +290,19 @@ def test_a_backup_taken_during_writes_is_the_tree_at_its_zxid(tmp_path):
     finally:
         w.stop()
         r.stop()
+
+
+def test_work_files_a_stop_cut_short_are_removed_at_start(tmp_path):
+    w = admin_server(tmp_path, "leftovers")
+    w.kill(signal.SIGKILL)
+    v = tmp_path / "leftovers" / "version-2"
+    cut_short = ["backup.77.0.walk", "backup.77.0.zk", "restore.77.0.tmp", "snapshot.5.tmp", "snapshot.5.received.tmp"]
+    for name in cut_short + ["notes.tmp"]:
+        (v / name).write_bytes(b"left behind")
+    w.launch()
+    try:
+        w.wait_ready()
+        left = sorted(p.name for p in v.iterdir() if p.name in cut_short + ["notes.tmp"])
+        assert left == ["notes.tmp"], "only Warden's own work files go: %s" % left
+    finally:
+        w.stop()
