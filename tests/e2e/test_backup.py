@@ -306,3 +306,66 @@ def test_work_files_a_stop_cut_short_are_removed_at_start(tmp_path):
         assert left == ["notes.tmp"], "only Warden's own work files go: %s" % left
     finally:
         w.stop()
+
+
+def test_a_followers_backup_taken_while_the_leader_commits_is_exact(tmp_path):
+    """On a follower the walk's tree changes by commits from the leader, not
+    by its own processor's writes: the backup is still the tree at one zxid."""
+    import threading
+
+    ensemble = conftest.Ensemble(dict(SETTINGS, **{"zookeeper.admin.rateLimiterIntervalInMS": "0"}), size=3)
+    for m in ensemble.members:
+        m.admin_port = free_port()
+        m.settings = dict(m.settings, **{"admin.enableServer": "true", "admin.serverPort": str(m.admin_port)})
+    ensemble.start()
+    r = admin_server(tmp_path, "restored-from-follower")
+    try:
+        mode = {}
+        for m in ensemble.members:
+            status, _, body = http("http://127.0.0.1:%d/commands/srvr" % m.admin_port)
+            mode[m] = json.loads(body).get("server_stats", {}).get("server_state", "")
+        follower = next(m for m in ensemble.members if mode[m] == "follower")
+        writer_member = next(m for m in ensemble.members if m is not follower)
+        zk = client(writer_member.hostport)
+        tokens = 300
+        for p in ("/f", "/f/a-tokens", "/f/m-values", "/f/z-tokens"):
+            zk.create(p, b"")
+        for f in [zk.create_async("/f/a-tokens/t%03d" % i, b"") for i in range(tokens)]:
+            f.get(timeout=60)
+        big = os.urandom(900 * 1000)
+        for f in [zk.create_async("/f/m-values/v%03d" % i, big) for i in range(60)]:
+            f.get(timeout=60)
+        stop, errors = threading.Event(), []
+
+        def writer():
+            try:
+                for k in range(tokens):
+                    if stop.is_set():
+                        return
+                    t = zk.transaction()
+                    t.delete("/f/a-tokens/t%03d" % k)
+                    t.create("/f/z-tokens/t%03d" % k, b"")
+                    assert not any(isinstance(x, Exception) for x in t.commit())
+            except Exception as e:
+                errors.append(e)
+
+        th = threading.Thread(target=writer)
+        th.start()
+        try:
+            status, headers, body = http("http://127.0.0.1:%d/commands/snapshot" % follower.admin_port)
+        finally:
+            stop.set()
+            th.join(timeout=60)
+        assert not errors, errors
+        assert status == 200, body[:200]
+        zk.stop()
+        status, _, reply = http(r.admin + "/commands/restore", body)
+        assert status == 200, reply
+        zk = client(r.hostport)
+        a, z = zk.get_children("/f/a-tokens"), zk.get_children("/f/z-tokens")
+        assert len(a) + len(z) == tokens, "tokens %d + %d: the copy is not of one moment" % (len(a), len(z))
+        assert len(zk.get_children("/f/m-values")) == 60
+        zk.stop()
+    finally:
+        r.stop()
+        ensemble.stop()
