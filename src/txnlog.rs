@@ -37,6 +37,14 @@ pub struct SegmentScan {
 }
 
 pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadRecord> {
+    scan_segment_after(bytes, i64::MIN)
+}
+
+/// `scan_segment`, keeping only entries after zxid `after`. Every record's
+/// checksum is still checked, but entries at or before `after` (already in
+/// the snapshot) have only their header decoded: recovery skips most of the
+/// segment a snapshot was taken in without building its transactions.
+pub fn scan_segment_after(bytes: &[u8], after: i64) -> Result<SegmentScan, BadRecord> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         // A crash while creating the segment leaves a short, zeroed header.
         let torn = bytes.iter().all(|b| *b == 0);
@@ -51,8 +59,9 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadRecord> {
     let mut bad = None;
     for rec in records.by_ref() {
         match rec {
-            Ok((offset, payload)) => match LogEntry::decode(payload) {
-                Ok(e) => entries.push(e),
+            Ok((offset, payload)) => match decode_after(payload, after) {
+                Ok(Some(e)) => entries.push(e),
+                Ok(None) => {}
                 Err(e) => {
                     // The checksum matched, so this is not a torn write.
                     bad = Some(BadRecord { offset, reason: format!("undecodable entry: {e}"), torn: false });
@@ -70,6 +79,23 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, BadRecord> {
         None => records.position(),
     };
     Ok(SegmentScan { entries, good_bytes, bad })
+}
+
+/// A log entry's header alone; its transaction is skipped unbuilt.
+#[derive(serde::Deserialize)]
+struct HeaderOnly {
+    hdr: crate::txn::TxnHeader,
+    _txn: serde::de::IgnoredAny,
+}
+
+fn decode_after(payload: &[u8], after: i64) -> Result<Option<LogEntry>, String> {
+    if after != i64::MIN {
+        let head: HeaderOnly = rmp_serde::from_slice(payload).map_err(|e| e.to_string())?;
+        if head.hdr.zxid <= after {
+            return Ok(None);
+        }
+    }
+    LogEntry::decode(payload).map(Some)
 }
 
 /// The byte offset just past the last good record with zxid <= `to_zxid`
@@ -157,6 +183,25 @@ mod tests {
         assert_eq!(bad.offset, MAGIC.len());
         assert!(scan_segment(b"not a log at all").is_err());
         assert!(scan_segment(&[0; 6]).unwrap().bad.unwrap().torn);
+    }
+
+    #[test]
+    fn a_scan_after_a_zxid_keeps_only_later_entries_and_still_checks_every_record() {
+        let b = segment(6);
+        let all = scan_segment(&b).unwrap();
+        let after = scan_segment_after(&b, 4).unwrap();
+        assert_eq!(after.entries, all.entries[4..].to_vec());
+        assert_eq!((after.good_bytes, after.bad.is_none()), (all.good_bytes, true));
+        assert!(scan_segment_after(&b, 6).unwrap().entries.is_empty());
+        // Damage in an entry the scan skips is still found, where it is.
+        let mut c = segment(6);
+        c[MAGIC.len() + 12] ^= 0xff;
+        let s = scan_segment_after(&c, 4).unwrap();
+        assert_eq!((s.entries.len(), s.bad.unwrap().offset), (0, MAGIC.len()));
+        // A record whose checksum matches but whose header does not decode.
+        let mut d = MAGIC.to_vec();
+        record::encode(&rmp_serde::to_vec(&("not", "an entry")).unwrap(), &mut d);
+        assert!(!scan_segment_after(&d, 4).unwrap().bad.unwrap().torn);
     }
 
     #[test]

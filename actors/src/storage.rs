@@ -56,40 +56,102 @@ pub fn recover_log(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Reco
 /// `recover_log`; with `cut_torn` false nothing on disk changes (offline tools).
 pub fn recover_log_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logger) -> Result<RecoveredLog, String> {
     let started = Instant::now();
-    let base = load_base(data_dir, log_dir, log)?;
-    let snapshot_zxid = base.snapshot_zxid.unwrap_or(0);
-    let mut db = base.db;
-    db.mark_sessions_from_zookeeper(base.zookeeper_sessions);
-    let mut entries: Vec<LogEntry> = base.zookeeper_entries;
-    let after = entries.last().map_or(snapshot_zxid, |e| e.hdr.zxid);
+    let start = |base: Base| {
+        let snapshot_zxid = base.snapshot_zxid.unwrap_or(0);
+        let mut db = base.db;
+        db.mark_sessions_from_zookeeper(base.zookeeper_sessions);
+        let entries = base.zookeeper_entries;
+        let after = entries.last().map_or(snapshot_zxid, |e| e.hdr.zxid);
+        Ok((RecoveredLog { db, snapshot_zxid, entries, elapsed: Duration::ZERO }, after))
+    };
+    let mut recovered = load_base_and_log(data_dir, log_dir, cut_torn, log, start, |r: &mut RecoveredLog, seg| {
+        for entry in seg.entries {
+            if let Some(prev) = r.entries.last() {
+                if entry.hdr.zxid <= prev.hdr.zxid {
+                    return Err(format!("{}: zxid {:#x} after {:#x}: the log is out of order", seg.path.display(), entry.hdr.zxid, prev.hdr.zxid));
+                }
+            }
+            r.entries.push(entry);
+        }
+        Ok(())
+    })?;
+    recovered.elapsed = started.elapsed();
+    Ok(recovered)
+}
+
+/// One log segment's entries after the replay point, in order.
+struct LoggedSegment {
+    path: PathBuf,
+    first: i64,
+    entries: Vec<LogEntry>,
+}
+
+/// Reads, in order, the log segments that can hold entries after zxid
+/// `after`, and hands each one's later entries to `each`. A torn tail is cut
+/// (with `cut_torn`); other damage stops the read, naming file and offset.
+fn read_log_after(log_dir: &Path, after: i64, cut_torn: bool, log: &Logger, mut each: impl FnMut(LoggedSegment) -> Result<(), String>) -> Result<(), String> {
     let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
     let last_index = segments.len().saturating_sub(1);
-    for (i, (_, path)) in segments.iter().enumerate() {
+    let mut last = after;
+    for (i, (first, path)) in segments.iter().enumerate() {
+        // Skip segments that end before the replay point.
         if let Some((next_first, _)) = segments.get(i + 1) {
-            if *next_first <= after + 1 {
+            if *next_first <= last + 1 {
                 continue;
             }
         }
         let bytes = read_segment(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
-        for entry in scan.entries {
-            if entry.hdr.zxid <= after {
-                continue;
-            }
-            if let Some(prev) = entries.last() {
-                if entry.hdr.zxid <= prev.hdr.zxid {
-                    return Err(format!("{}: zxid {:#x} after {:#x}: the log is out of order", path.display(), entry.hdr.zxid, prev.hdr.zxid));
-                }
-            }
-            entries.push(entry);
-        }
-        if let Some(bad) = &scan.bad {
-            if cut_torn || !(bad.torn && i == last_index) {
-                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
-            }
-        }
+        let scan = txnlog::scan_segment_after(&bytes, last).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
+        drop(bytes);
+        last = scan.entries.last().map_or(last, |e| e.hdr.zxid.max(last));
+        let bad = scan.bad.as_ref().filter(|bad| cut_torn || !(bad.torn && i == last_index));
+        let cut = bad.map(|bad| cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log));
+        each(LoggedSegment { path: path.clone(), first: *first, entries: scan.entries })?;
+        cut.transpose()?;
     }
-    Ok(RecoveredLog { db, snapshot_zxid, entries, elapsed: started.elapsed() })
+    Ok(())
+}
+
+/// Recovery's two halves side by side: the newest snapshot loads on this
+/// thread while another reads the log after it (the snapshot's file name
+/// gives its zxid), a few segments ahead at most. `start` turns the base
+/// into the recovery's state and says where replay starts; when that is not
+/// the newest snapshot's zxid (it is damaged, or there is none), the log is
+/// read again from there.
+fn load_base_and_log<S>(
+    data_dir: &Path,
+    log_dir: &Path,
+    cut_torn: bool,
+    log: &Logger,
+    start: impl FnOnce(Base) -> Result<(S, i64), String>,
+    mut each: impl FnMut(&mut S, LoggedSegment) -> Result<(), String>,
+) -> Result<S, String> {
+    let newest = list_warden(&version_dir(data_dir), SNAPSHOT_PREFIX).last().map(|(zxid, _)| *zxid);
+    std::thread::scope(|scope| {
+        let (tx, rx) = crossbeam_channel::bounded::<LoggedSegment>(2);
+        let reader = newest.map(|after| {
+            let send = move |seg| tx.send(seg).map_err(|_| "recovery stopped reading the log".to_string());
+            std::thread::Builder::new()
+                .name("w-recover-log".into())
+                .spawn_scoped(scope, move || read_log_after(log_dir, after, cut_torn, log, send))
+                .expect("a thread can be started at start-up")
+        });
+        let (mut state, after) = start(load_base(data_dir, log_dir, log)?)?;
+        match reader {
+            Some(reader) if newest == Some(after) => {
+                for seg in rx.iter() {
+                    each(&mut state, seg)?;
+                }
+                reader.join().expect("the log reader does not panic")?;
+            }
+            reader => {
+                drop(rx);
+                let _ = reader.map(|r| r.join());
+                read_log_after(log_dir, after, cut_torn, log, |seg| each(&mut state, seg))?;
+            }
+        }
+        Ok(state)
+    })
 }
 
 /// Where recovery starts: the newest Warden snapshot that verifies, else
@@ -134,9 +196,6 @@ fn load_base(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Base, Stri
     Ok(Base { snapshot_zxid: None, db: Database::default(), zookeeper_entries: Vec::new(), zookeeper_sessions: Vec::new(), damaged })
 }
 
-/// Loads the newest snapshot that verifies and replays the log after it.
-/// A torn tail is cut off; damage anywhere else stops the start, naming the
-/// file and offset.
 /// Work files a stop cut short: snapshots being written or received
 /// (`snapshot.*.tmp`), restore bodies (`restore.*.tmp`) and backups being
 /// made (`backup.*.walk`, `backup.*.zk`). Nothing reads them after a restart.
@@ -160,6 +219,9 @@ fn remove_leftovers(data_dir: &Path, log_dir: &Path, log: &Logger) {
     }
 }
 
+/// Loads the newest snapshot that verifies and replays the log after it.
+/// A torn tail is cut off; damage anywhere else stops the start, naming the
+/// file and offset.
 pub fn recover(data_dir: &Path, log_dir: &Path, log: &Logger) -> Result<Recovered, String> {
     recover_with(data_dir, log_dir, true, log)
 }
@@ -170,52 +232,40 @@ pub fn recover_with(data_dir: &Path, log_dir: &Path, cut_torn: bool, log: &Logge
     if cut_torn {
         remove_leftovers(data_dir, log_dir, log);
     }
-    let Base { snapshot_zxid, mut db, zookeeper_entries, zookeeper_sessions, damaged } = load_base(data_dir, log_dir, log)?;
-    let mut replayed = 0;
-    // ZooKeeper's logged transactions (checked for order when read).
-    for entry in &zookeeper_entries {
-        db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
-        replayed += 1;
-    }
-    db.mark_sessions_from_zookeeper(zookeeper_sessions);
-    let segments = list_warden(&version_dir(log_dir), LOG_PREFIX);
-    let last_index = segments.len().saturating_sub(1);
-    for (i, (first, path)) in segments.iter().enumerate() {
-        // Skip segments that end before the snapshot.
-        if let Some((next_first, _)) = segments.get(i + 1) {
-            if *next_first <= db.last_zxid() + 1 {
-                continue;
-            }
+    let start = |base: Base| {
+        let Base { snapshot_zxid, mut db, zookeeper_entries, zookeeper_sessions, damaged } = base;
+        // ZooKeeper's logged transactions (checked for order when read).
+        for entry in &zookeeper_entries {
+            db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
         }
-        let bytes = read_segment(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let scan = txnlog::scan_segment(&bytes).map_err(|b| format!("{} at byte {}: {}", path.display(), b.offset, b.reason))?;
-        for entry in &scan.entries {
-            let zxid = entry.hdr.zxid;
-            if zxid <= db.last_zxid() {
+        db.mark_sessions_from_zookeeper(zookeeper_sessions);
+        let after = db.last_zxid();
+        Ok(((Recovered { db, snapshot_zxid, replayed: zookeeper_entries.len(), elapsed: Duration::ZERO }, damaged), after))
+    };
+    let (mut recovered, damaged) = load_base_and_log(data_dir, log_dir, cut_torn, log, start, |(r, damaged): &mut (Recovered, Vec<String>), seg| {
+        for entry in &seg.entries {
+            let (zxid, last) = (entry.hdr.zxid, r.db.last_zxid());
+            if zxid <= last {
                 continue;
             }
-            if zxid != db.last_zxid() + 1 {
+            if zxid != last + 1 {
                 return Err(format!(
-                    "{}: log jumps from zxid {:#x} to {:#x} (segment starts at {first:#x}); transactions are missing{}",
-                    path.display(),
-                    db.last_zxid(),
-                    zxid,
+                    "{}: log jumps from zxid {last:#x} to {zxid:#x} (segment starts at {:#x}); transactions are missing{}",
+                    seg.path.display(),
+                    seg.first,
                     damaged.iter().map(|d| format!("; {d}")).collect::<String>()
                 ));
             }
-            db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
-            replayed += 1;
+            r.db.apply(&entry.hdr, &entry.txn, &mut Vec::new());
+            r.replayed += 1;
         }
-        if let Some(bad) = &scan.bad {
-            if cut_torn || !(bad.torn && i == last_index) {
-                cut_torn_tail(path, bad, scan.good_bytes, i == last_index, log)?;
-            }
-        }
-    }
-    if snapshot_zxid.is_none() && !damaged.is_empty() && db.last_zxid() == 0 {
+        Ok(())
+    })?;
+    if recovered.snapshot_zxid.is_none() && !damaged.is_empty() && recovered.db.last_zxid() == 0 {
         return Err(damaged.join("; ") + "; and no log to rebuild from");
     }
-    Ok(Recovered { db, snapshot_zxid, replayed, elapsed: started.elapsed() })
+    recovered.elapsed = started.elapsed();
+    Ok(recovered)
 }
 
 pub enum LogCommand {

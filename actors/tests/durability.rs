@@ -170,3 +170,64 @@ async fn damaged_newest_snapshot_falls_back_without_losing_data() {
     })
     .await
 }
+
+/// With a snapshot on disk the log is read on a second thread while the
+/// snapshot loads; damage after the snapshot must still stop the start, and
+/// a torn tail still be cut.
+#[tokio::test]
+async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_torn_tail() {
+    within(90, "log beside snapshot", async {
+        let dir = unique_dir();
+        let port = free_port();
+        populate(&dir, port, 60, &[("snapCount", "10")]).await;
+        let snaps = dir.join("data/version-2");
+        let newest = std::fs::read_dir(&snaps)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| txnlog::parse_name(e.file_name().to_str()?, txnlog::SNAPSHOT_PREFIX))
+            .max()
+            .expect("snapCount=10 over 60 writes makes snapshots");
+        let (path, records) = last_segment(&dir);
+        let original = std::fs::read(&path).unwrap();
+        let zxid_at = |i: usize| {
+            let (offset, len) = records[i];
+            LogEntry::decode(&original[offset + 8..offset + 8 + len]).unwrap().hdr.zxid
+        };
+        // A record after the snapshot, not the last: damage, not a torn write.
+        let victim = (0..records.len() - 1).find(|&i| zxid_at(i) > newest).expect("records after the newest snapshot");
+        let (offset, len) = records[victim];
+        let mut bytes = original.clone();
+        bytes[offset + 8 + len / 2] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let data = dir.join("data");
+        let (status, out) =
+            run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{out}");
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(out.contains(name) && out.contains(&format!("byte {offset}")) && out.contains("damaged"), "{out}");
+        // Repaired, then the last record torn as a crash mid-write leaves it.
+        let (offset, len) = *records.last().unwrap();
+        let lost = match LogEntry::decode(&original[offset + 8..offset + 8 + len]).unwrap().txn {
+            Txn::Create { path, .. } => Some(path),
+            _ => None,
+        };
+        let mut bytes = original;
+        bytes[offset + 8 + len - len / 2..offset + 8 + len].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let server = Server::start_in(&dir, port, &[]).unwrap();
+        assert!(server.log().contains("torn tail"), "{}", server.log());
+        let zk = Client::connect(&server.connect_string()).await.unwrap();
+        for i in 0..60 {
+            let p = format!("/n{i}");
+            if Some(&p) == lost.as_ref() {
+                assert!(!exists(&zk, &p).await, "{p} was torn");
+            } else {
+                assert_eq!(zk.get_data(&p).await.unwrap().0, format!("v{i}").as_bytes());
+            }
+        }
+        drop(zk);
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
+    })
+    .await
+}
