@@ -110,7 +110,7 @@ pub const CONFIG: &str = "/zookeeper/config";
 #[derive(Clone)]
 pub struct DataTree {
     /// Every node, by id; the root is `ROOT_ID`. A freed slot is reused.
-    slots: Vec<Option<Node>>,
+    slots: Slots,
     free: Vec<NodeId>,
     count: usize,
     /// Nodes a snapshot load skipped because their parent was missing.
@@ -168,7 +168,7 @@ impl DataTree {
     /// and the read-only /zookeeper/config.
     pub fn new() -> DataTree {
         let mut t = DataTree {
-            slots: Vec::new(),
+            slots: Slots::default(),
             free: Vec::new(),
             count: 0,
             orphans: 0,
@@ -355,32 +355,28 @@ impl DataTree {
         triggers: &mut Vec<Trigger>,
     ) -> ZkResult<Stat> {
         let parent_path = path::parent(path);
-        if self.id_of(path).is_some() {
-            // Replaying over a fuzzy snapshot that already holds the node: the
-            // parent still moves forward, as ZooKeeper's processTxn does.
-            if let Some(parent_id) = self.id_of(parent_path) {
-                let parent = slot_mut(&mut self.slots, parent_id);
-                if parent_cversion > parent.stat.cversion {
-                    let before = node_hash(parent_path, parent);
-                    parent.stat.cversion = parent_cversion;
-                    parent.stat.pzxid = zxid;
-                    self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
-                    self.note_change(parent_path);
-                }
-            }
-            return Err(Code::NodeExists);
-        }
         let parent_id = self.id_of(parent_path).ok_or(Code::NoNode)?;
         let acl = self.intern_acl(acl);
         let stat = NodeStat { czxid: zxid, mzxid: zxid, pzxid: zxid, ctime: time_ms, mtime: time_ms, ephemeral_owner, ..Default::default() };
         let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: Children::default() };
-        self.data_bytes += Self::node_size(path, &node.data);
-        let client_stat = node.stat();
+        let (client_stat, size, hash) = (node.stat(), Self::node_size(path, &node.data), node_hash(path, &node));
         let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
-        self.digest = self.digest.wrapping_add(node_hash(path, &node));
-        let id = self.alloc(node);
+        if self.add_child(parent_id, path::name(path), node).is_err() {
+            // Replaying over a fuzzy snapshot that already holds the node: the
+            // parent still moves forward, as ZooKeeper's processTxn does.
+            let parent = slot_mut(&mut self.slots, parent_id);
+            if parent_cversion > parent.stat.cversion {
+                let before = node_hash(parent_path, parent);
+                parent.stat.cversion = parent_cversion;
+                parent.stat.pzxid = zxid;
+                self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
+                self.note_change(parent_path);
+            }
+            return Err(Code::NodeExists);
+        }
+        self.data_bytes += size;
+        self.digest = self.digest.wrapping_add(hash);
         let parent = slot_mut(&mut self.slots, parent_id);
-        parent.children.0.insert(path::name(path).into(), id);
         // Replays may see an older create: only ever move cversion forward.
         if parent_cversion > parent.stat.cversion {
             let before = node_hash(parent_path, parent);
@@ -557,26 +553,28 @@ impl DataTree {
         };
         self.restore_parent = Some((parent_path.into(), parent));
         self.data_bytes += Self::node_size(path, &data);
-        // One descent of the parent's children: the id `alloc` is about to hand out is linked first.
+        if let Err((id, new)) = self.add_child(parent, path::name(path), Node { data, acl, stat, children: Children::default() }) {
+            let node = slot_mut(&mut self.slots, id);
+            self.data_bytes -= Self::node_size(path, &node.data);
+            (node.data, node.acl, node.stat) = (new.data, new.acl, new.stat);
+        }
+    }
+
+    /// Links `node` under `parent` as `name` with one descent of the
+    /// parent's children. If a child of that name exists, it is returned
+    /// with `node`, and nothing changes.
+    fn add_child(&mut self, parent: NodeId, name: &str, node: Node) -> Result<NodeId, (NodeId, Box<Node>)> {
+        // The id `alloc` hands out next is linked first.
         let next = self.free.last().copied().unwrap_or_else(|| NodeId::try_from(self.slots.len()).expect("fewer than 2^32 znodes"));
-        let existing = match slot_mut(&mut self.slots, parent).children.0.entry(path::name(path).into()) {
-            std::collections::btree_map::Entry::Occupied(e) => Some(*e.get()),
-            std::collections::btree_map::Entry::Vacant(e) => {
+        match slot_mut(&mut self.slots, parent).children.0.entry(name.into()) {
+            btree_map::Entry::Occupied(e) => return Err((*e.get(), Box::new(node))),
+            btree_map::Entry::Vacant(e) => {
                 e.insert(next);
-                None
-            }
-        };
-        match existing {
-            Some(id) => {
-                let node = slot_mut(&mut self.slots, id);
-                self.data_bytes -= Self::node_size(path, &node.data);
-                (node.data, node.acl, node.stat) = (data, acl, stat);
-            }
-            None => {
-                let id = self.alloc(Node { data, acl, stat, children: Children::default() });
-                debug_assert_eq!(id, next);
             }
         }
+        let id = self.alloc(node);
+        debug_assert_eq!(id, next);
+        Ok(id)
     }
 
     /// Rebuilds the ephemeral/container/TTL and quota indexes and the digest
@@ -685,8 +683,49 @@ impl DataTree {
     }
 }
 
-fn slot_mut(slots: &mut [Option<Node>], id: NodeId) -> &mut Node {
+fn slot_mut(slots: &mut Slots, id: NodeId) -> &mut Node {
     slots[id as usize].as_mut().expect("a linked node id names a live slot")
+}
+
+/// Node slots in pages of a fixed size. Growing never moves a node: no copy
+/// of the whole table and no second table beside it while a big tree grows
+/// or loads, and a page is only touched as far as it is filled.
+#[derive(Clone, Default)]
+struct Slots {
+    pages: Vec<Vec<Option<Node>>>,
+}
+
+const SLOTS_PER_PAGE: usize = 1024;
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.pages.last().map_or(0, |last| (self.pages.len() - 1) * SLOTS_PER_PAGE + last.len())
+    }
+
+    fn push(&mut self, slot: Option<Node>) {
+        match self.pages.last_mut() {
+            Some(last) if last.len() < SLOTS_PER_PAGE => last.push(slot),
+            // The first page grows as needed (small trees stay small), later ones are allocated whole.
+            last => {
+                let mut page = if last.is_none() { Vec::new() } else { Vec::with_capacity(SLOTS_PER_PAGE) };
+                page.push(slot);
+                self.pages.push(page);
+            }
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Option<Node>;
+    fn index(&self, i: usize) -> &Option<Node> {
+        &self.pages[i / SLOTS_PER_PAGE][i % SLOTS_PER_PAGE]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, i: usize) -> &mut Option<Node> {
+        &mut self.pages[i / SLOTS_PER_PAGE][i % SLOTS_PER_PAGE]
+    }
 }
 
 /// A depth-first walk that builds each path in one buffer.
@@ -901,6 +940,48 @@ mod digest_tests {
             crc = crc32c::crc32c_append(crc, &v.to_be_bytes());
         }
         assert_eq!(node_hash("/a/b", &node), crc as u64);
+    }
+}
+
+#[cfg(test)]
+mod slots_tests {
+    use super::*;
+
+    #[test]
+    fn slots_span_pages_and_keep_every_node_where_it_was_put() {
+        let node =
+            |v: i32| Some(Node { data: None, acl: Arc::from(Vec::new()), stat: NodeStat { version: v, ..NodeStat::default() }, children: Children::default() });
+        let mut slots = Slots::default();
+        let n = 2 * SLOTS_PER_PAGE + 5;
+        for i in 0..n {
+            slots.push(node(i as i32));
+            assert_eq!(slots.len(), i + 1);
+        }
+        assert_eq!(slots.pages.len(), 3);
+        assert!(slots.pages[1..].iter().all(|p| p.capacity() == SLOTS_PER_PAGE), "later pages never grow");
+        for i in [0, SLOTS_PER_PAGE - 1, SLOTS_PER_PAGE, n - 1] {
+            assert_eq!(slots[i].as_ref().unwrap().stat.version, i as i32);
+        }
+        slots[SLOTS_PER_PAGE] = None;
+        assert!(slots[SLOTS_PER_PAGE].is_none() && slots[SLOTS_PER_PAGE + 1].is_some());
+    }
+
+    #[test]
+    fn a_tree_of_several_pages_finds_frees_and_reuses_its_nodes() {
+        let mut t = DataTree::new();
+        let n = 3 * SLOTS_PER_PAGE;
+        for i in 0..n {
+            t.create(&format!("/n{i}"), Some(i.to_string().into_bytes()), vec![Acl::world_all()], 0, i as i32 + 1, i as i64 + 1, 0, &mut Vec::new()).unwrap();
+        }
+        for i in (0..n).step_by(7) {
+            assert_eq!(t.get(&format!("/n{i}")).unwrap().data(), Some(i.to_string().as_bytes()));
+        }
+        let slots = t.slots.len();
+        t.delete(&format!("/n{}", SLOTS_PER_PAGE + 3), n as i64 + 1, &mut Vec::new()).unwrap();
+        t.create("/again", None, vec![Acl::world_all()], 0, n as i32 + 1, n as i64 + 2, 0, &mut Vec::new()).unwrap();
+        assert_eq!(t.slots.len(), slots, "the freed slot is reused");
+        assert!(t.get("/again").is_some() && t.get(&format!("/n{}", SLOTS_PER_PAGE + 3)).is_none());
+        assert_eq!(t.digest(), t.compute_digest());
     }
 }
 
