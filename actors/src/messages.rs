@@ -209,6 +209,14 @@ pub enum SnapshotPart {
     End(Vec<warden_core::snapshot::SnapItem>),
 }
 
+/// Stop signal -> processor: `done` is told once no snapshot is being
+/// written, so a graceful stop does not throw away one begun just before it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FinishSnapshot {
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
 /// Admin -> processor: start a snapshot now (AdminServer's `snapshot`);
 /// answers with the zxid it covers, or None if one is already running.
 #[derive(Message)]

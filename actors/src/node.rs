@@ -322,6 +322,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         tracker.do_send(ExpireTo { expire: processor.inbox(), retrack: processor.inbox() });
         let deps = Arc::new(Deps { processor, dispatcher, tracker, registry, config: config.clone(), stats, log: log.clone(), local_reads });
         crate::admin::start(crate::admin::AdminState { deps: deps.clone(), level, log: log.new(o!("actor" => "admin")), rate_limits: Default::default() });
+        let stopping = deps.clone();
         ports.start(deps, io);
         info!(log, "Warden serving ZooKeeper clients"; "address" => local, "dataDir" => config.data_dir.display().to_string(), "version" => env!("CARGO_PKG_VERSION"), "io_threads" => io_threads);
         if let Err(e) = crate::sd_notify::ready() {
@@ -334,6 +335,17 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
                 _ = term.recv() => {},
             }
             info!(log, "shutting down on signal");
+            // A snapshot begun just before the stop is finished, not thrown away: the
+            // next start loads it instead of replaying its transactions. A second signal
+            // or SNAPSHOT_FINISH_WAIT cuts this short.
+            let (done, finished) = tokio::sync::oneshot::channel();
+            stopping.processor.do_send(crate::messages::FinishSnapshot { done });
+            tokio::select! {
+                _ = finished => {},
+                _ = tokio::time::sleep(SNAPSHOT_FINISH_WAIT) => warn!(log, "stopping without the snapshot in progress"; "waited_s" => SNAPSHOT_FINISH_WAIT.as_secs()),
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
             if let Some(a) = &auditor {
                 // Waited for, so the line is written before the process ends.
                 let _ = a.send(Audit(vec![AuditEvent::server(audit::OP_STOP, Outcome::Invoked)])).await;
@@ -350,6 +362,9 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// How long a graceful stop waits for a snapshot being written to finish.
+const SNAPSHOT_FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Names an event loop's thread as ps, top -H and perf show it (actix's
 /// default is the same "actix-rt|system" for all of them).

@@ -369,3 +369,35 @@ def test_a_followers_backup_taken_while_the_leader_commits_is_exact(tmp_path):
     finally:
         r.stop()
         ensemble.stop()
+
+
+def test_a_graceful_stop_finishes_the_snapshot_being_written(tmp_path):
+    """SIGTERM while a snapshot is being written: the stop waits for it, so the
+    next start loads it instead of replaying every transaction before it."""
+    w = admin_server(tmp_path, "stop-mid-snapshot")
+    try:
+        zk = client(w.hostport)
+        zk.create("/big", b"")
+        big = os.urandom(900 * 1000)
+        for f in [zk.create_async("/big/v%03d" % i, big) for i in range(120)]:
+            f.get(timeout=60)
+        zk.stop()
+        # ~108 MB to write in 4 MiB pieces: still being written when the signal lands.
+        status, _, body = http(w.admin + "/commands/snapshot?streaming=false")
+        assert status == 200, body
+        zxid = json.loads(body)["last_zxid"]
+        w.kill(signal.SIGTERM)
+        with open(w.log_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        assert "finishing the snapshot in progress before stopping" in log, log[-3000:]
+        names = sorted(p.name for p in (tmp_path / "stop-mid-snapshot" / "version-2").iterdir())
+        assert "snapshot.%x" % zxid in names and not [n for n in names if n.endswith(".tmp")], names
+        w.start()
+        with open(w.log_path, "rb") as f:
+            restarted = f.read().decode("utf-8", "replace").split("shutting down on signal")[-1]
+        assert "loaded snapshot" in restarted and "zxid: 0x%x" % zxid in restarted, restarted[-3000:]
+        zk = client(w.hostport)
+        assert len(zk.get_children("/big")) == 120 and zk.get("/big/v119")[0] == big
+        zk.stop()
+    finally:
+        w.stop()

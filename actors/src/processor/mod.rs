@@ -126,6 +126,8 @@ pub struct Processor {
     pub(crate) txns_since_snapshot: u64,
     next_snapshot_after: u64,
     pub(crate) snapshot: Option<SnapshotWriter>,
+    /// Told when the snapshot being written ends (`FinishSnapshot`).
+    snapshot_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The backup walk in progress (its id), and how many have started.
     pub(crate) backup: Option<u64>,
     pub(crate) backups_started: u64,
@@ -179,6 +181,7 @@ impl Processor {
             txns_since_snapshot: 0,
             next_snapshot_after,
             snapshot: None,
+            snapshot_waiters: Vec::new(),
             backup: None,
             backups_started: 0,
             zab: None,
@@ -468,18 +471,25 @@ impl Processor {
             .send(part)
             .into_actor(self)
             .map(move |res, act, ctx| match res {
-                Ok(Ok(())) if done => act.snapshot = None,
+                Ok(Ok(())) if done => act.snapshot_ended(),
                 Ok(Ok(())) => act.snapshot_step(ctx),
                 Ok(Err(e)) => {
                     error!(act.log, "snapshot failed; will retry at the next snapCount"; "error" => e);
-                    act.snapshot = None;
+                    act.snapshot_ended();
                 }
                 Err(e) => {
                     error!(act.log, "snapshotter unreachable"; "error" => %e);
-                    act.snapshot = None;
+                    act.snapshot_ended();
                 }
             })
             .spawn(ctx);
+    }
+
+    fn snapshot_ended(&mut self) {
+        self.snapshot = None;
+        for done in self.snapshot_waiters.drain(..) {
+            let _ = done.send(());
+        }
     }
 
     /// ContainerManager: delete empty containers and idle TTL nodes, at most
@@ -528,7 +538,8 @@ crate::mailbox::mailbox!(
     crate::messages::FromZab,
     crate::messages::Touches,
     crate::messages::TakeBackup,
-    crate::messages::RestoreDatabase
+    crate::messages::RestoreDatabase,
+    crate::messages::FinishSnapshot
 );
 
 /// The processor's state is the tree; a failure may have left it half
@@ -734,6 +745,20 @@ impl Serve<ReportStats> for Processor {
         s.read_only = self.in_read_only();
         self.stats.fill(&mut s);
         s
+    }
+}
+
+impl Serve<crate::messages::FinishSnapshot> for Processor {
+    fn serve(&mut self, crate::messages::FinishSnapshot { done }: crate::messages::FinishSnapshot, _: &mut Context<Self>) {
+        match &self.snapshot {
+            Some(writer) => {
+                info!(self.log, "finishing the snapshot in progress before stopping"; "zxid" => format!("{:#x}", writer.zxid));
+                self.snapshot_waiters.push(done);
+            }
+            None => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
