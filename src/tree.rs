@@ -544,14 +544,16 @@ impl DataTree {
         }
         let parent_path = path::parent(path);
         let parent = match &self.restore_parent {
-            Some((p, id)) if **p == *parent_path => Some(*id),
-            _ => self.id_of(parent_path),
+            Some((p, id)) if **p == *parent_path => *id,
+            _ => {
+                let Some(id) = self.id_of(parent_path) else {
+                    self.orphans += 1;
+                    return;
+                };
+                self.restore_parent = Some((parent_path.into(), id));
+                id
+            }
         };
-        let Some(parent) = parent else {
-            self.orphans += 1;
-            return;
-        };
-        self.restore_parent = Some((parent_path.into(), parent));
         self.data_bytes += Self::node_size(path, &data);
         if let Err((id, new)) = self.add_child(parent, path::name(path), Node { data, acl, stat, children: Children::default() }) {
             let node = slot_mut(&mut self.slots, id);
