@@ -361,29 +361,25 @@ impl DataTree {
         let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: Children::default() };
         let (client_stat, size, hash) = (node.stat(), Self::node_size(path, &node.data), node_hash(path, &node));
         let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
-        if self.add_child(parent_id, path::name(path), node).is_err() {
-            // Replaying over a fuzzy snapshot that already holds the node: the
-            // parent still moves forward, as ZooKeeper's processTxn does.
-            let parent = slot_mut(&mut self.slots, parent_id);
-            if parent_cversion > parent.stat.cversion {
-                let before = node_hash(parent_path, parent);
-                parent.stat.cversion = parent_cversion;
-                parent.stat.pzxid = zxid;
-                self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
+        let added = self.add_child(parent_id, path::name(path), node).is_ok();
+        // Replays may see an older create, or one a fuzzy snapshot already
+        // holds: the parent's cversion only moves forward (ZooKeeper's processTxn).
+        let parent = slot_mut(&mut self.slots, parent_id);
+        let bumped = parent_cversion > parent.stat.cversion;
+        if bumped {
+            let before = node_hash(parent_path, parent);
+            parent.stat.cversion = parent_cversion;
+            parent.stat.pzxid = zxid;
+            self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
+        }
+        if !added {
+            if bumped {
                 self.note_change(parent_path);
             }
             return Err(Code::NodeExists);
         }
         self.data_bytes += size;
         self.digest = self.digest.wrapping_add(hash);
-        let parent = slot_mut(&mut self.slots, parent_id);
-        // Replays may see an older create: only ever move cversion forward.
-        if parent_cversion > parent.stat.cversion {
-            let before = node_hash(parent_path, parent);
-            parent.stat.cversion = parent_cversion;
-            parent.stat.pzxid = zxid;
-            self.digest = self.digest.wrapping_sub(before).wrapping_add(node_hash(parent_path, parent));
-        }
         self.note_change(path);
         self.note_change(parent_path);
         if ephemeral_owner == owner::CONTAINER {

@@ -45,6 +45,18 @@ async fn exists(zk: &Client, path: &str) -> bool {
     zk.check_stat(path).await.unwrap().is_some()
 }
 
+/// Everything `populate` wrote before the torn record survives; the torn write is gone.
+async fn assert_all_but_the_torn_write(zk: &Client, count: usize, lost: Option<&str>) {
+    for i in 0..count {
+        let p = format!("/n{i}");
+        if Some(p.as_str()) == lost {
+            assert!(!exists(zk, &p).await, "{p} was torn");
+        } else {
+            assert_eq!(zk.get_data(&p).await.unwrap().0, format!("v{i}").as_bytes());
+        }
+    }
+}
+
 #[tokio::test]
 async fn flipped_byte_in_the_log_stops_the_start_naming_file_and_offset() {
     within(60, "corrupt log", async {
@@ -90,15 +102,7 @@ async fn torn_last_record_is_cut_and_the_node_starts() {
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("torn tail"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        // Everything before the torn record survives; the torn write is gone.
-        for i in 0..10 {
-            let p = format!("/n{i}");
-            if Some(&p) == lost.as_ref() {
-                assert!(!exists(&zk, &p).await, "{p} was torn");
-            } else {
-                assert_eq!(zk.get_data(&p).await.unwrap().0, format!("v{i}").as_bytes());
-            }
-        }
+        assert_all_but_the_torn_write(&zk, 10, lost.as_deref()).await;
         // And the node keeps working on the repaired log, across another restart.
         zk.create("/after", b"a", &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
         drop(zk);
@@ -217,14 +221,7 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("torn tail"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        for i in 0..60 {
-            let p = format!("/n{i}");
-            if Some(&p) == lost.as_ref() {
-                assert!(!exists(&zk, &p).await, "{p} was torn");
-            } else {
-                assert_eq!(zk.get_data(&p).await.unwrap().0, format!("v{i}").as_bytes());
-            }
-        }
+        assert_all_but_the_torn_write(&zk, 60, lost.as_deref()).await;
         drop(zk);
         drop(server);
         let _ = std::fs::remove_dir_all(dir);
