@@ -26,16 +26,20 @@ async fn populate(dir: &Path, port: u16, count: usize, extra: &[(&str, &str)]) {
     server.signal("KILL");
 }
 
-/// The newest log segment and the offsets of its records.
-fn last_segment(dir: &Path) -> (PathBuf, Vec<(usize, usize)>) {
-    let logs = dir.join("data/version-2");
-    let mut segs: Vec<(i64, PathBuf)> = std::fs::read_dir(&logs)
+/// The data dir's `<prefix><zxid>` files (log segments or snapshots), oldest first.
+fn files(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir.join("data/version-2"))
         .unwrap()
         .flatten()
-        .filter_map(|e| Some((txnlog::parse_name(e.file_name().to_str()?, txnlog::LOG_PREFIX)?, e.path())))
+        .filter_map(|e| Some((txnlog::parse_name(e.file_name().to_str()?, prefix)?, e.path())))
         .collect();
-    segs.sort();
-    let path = segs.pop().expect("a log segment").1;
+    found.sort();
+    found
+}
+
+/// The newest log segment and the offsets of its records.
+fn last_segment(dir: &Path) -> (PathBuf, Vec<(usize, usize)>) {
+    let path = files(dir, txnlog::LOG_PREFIX).pop().expect("a log segment").1;
     let bytes = std::fs::read(&path).unwrap();
     let records = Records::new(&bytes, txnlog::MAGIC.len()).map(|r| r.map(|(off, p)| (off, p.len())).unwrap()).collect();
     (path, records)
@@ -144,13 +148,7 @@ async fn damaged_newest_snapshot_falls_back_without_losing_data() {
         let dir = unique_dir();
         let port = free_port();
         populate(&dir, port, 60, &[("snapCount", "10")]).await;
-        let snaps = dir.join("data/version-2");
-        let mut names: Vec<(i64, PathBuf)> = std::fs::read_dir(&snaps)
-            .unwrap()
-            .flatten()
-            .filter_map(|e| Some((txnlog::parse_name(e.file_name().to_str()?, txnlog::SNAPSHOT_PREFIX)?, e.path())))
-            .collect();
-        names.sort();
+        let names = files(&dir, txnlog::SNAPSHOT_PREFIX);
         assert!(names.len() >= 2, "snapCount=10 over 60 writes makes several snapshots");
         let newest = names.last().unwrap().1.clone();
         let (ok, out) = run_warden(&["snapshot", "verify", newest.to_str().unwrap()], Duration::from_secs(10));
@@ -184,13 +182,7 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         let dir = unique_dir();
         let port = free_port();
         populate(&dir, port, 60, &[("snapCount", "10")]).await;
-        let snaps = dir.join("data/version-2");
-        let newest = std::fs::read_dir(&snaps)
-            .unwrap()
-            .flatten()
-            .filter_map(|e| txnlog::parse_name(e.file_name().to_str()?, txnlog::SNAPSHOT_PREFIX))
-            .max()
-            .expect("snapCount=10 over 60 writes makes snapshots");
+        let newest = files(&dir, txnlog::SNAPSHOT_PREFIX).pop().expect("snapCount=10 over 60 writes makes snapshots").0;
         let (path, records) = last_segment(&dir);
         let original = std::fs::read(&path).unwrap();
         let zxid_at = |i: usize| {
