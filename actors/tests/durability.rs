@@ -15,12 +15,17 @@ use zookeeper_client::{Client, CreateMode};
 
 const PERSISTENT: CreateMode = CreateMode::Persistent;
 
-/// Writes /n0../n{count-1} and stops the server with SIGKILL; returns its dir.
+/// Writes /n0../n{count-1} and stops the server with SIGKILL.
 async fn populate(dir: &Path, port: u16, count: usize, extra: &[(&str, &str)]) {
+    populate_named(dir, port, "n", count, extra).await
+}
+
+/// Writes /{prefix}0../{prefix}{count-1} (data v0..) and stops the server with SIGKILL.
+async fn populate_named(dir: &Path, port: u16, prefix: &str, count: usize, extra: &[(&str, &str)]) {
     let mut server = Server::start_in(dir, port, extra).unwrap();
     let zk = Client::connect(&server.connect_string()).await.unwrap();
     for i in 0..count {
-        zk.create(&format!("/n{i}"), format!("v{i}").as_bytes(), &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
+        zk.create(&format!("/{prefix}{i}"), format!("v{i}").as_bytes(), &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
     }
     drop(zk);
     server.signal("KILL");
@@ -49,10 +54,24 @@ async fn exists(zk: &Client, path: &str) -> bool {
     zk.check_stat(path).await.unwrap().is_some()
 }
 
+/// Flips a byte inside the record at `(offset, len)` of `original` (the
+/// segment at `path`): the next start fails, naming the file and offset.
+fn flipped_byte_stops_the_start(dir: &Path, port: u16, path: &Path, original: &[u8], (offset, len): (usize, usize)) {
+    let mut bytes = original.to_vec();
+    bytes[offset + 8 + len / 2] ^= 0x20;
+    std::fs::write(path, &bytes).unwrap();
+    let data = dir.join("data");
+    let (status, out) =
+        run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{out}");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(out.contains(name) && out.contains(&format!("byte {offset}")) && out.contains("damaged"), "{out}");
+}
+
 /// Everything `populate` wrote before the torn record survives; the torn write is gone.
-async fn assert_all_but_the_torn_write(zk: &Client, count: usize, lost: Option<&str>) {
+async fn assert_all_but_the_torn_write(zk: &Client, prefix: &str, count: usize, lost: Option<&str>) {
     for i in 0..count {
-        let p = format!("/n{i}");
+        let p = format!("/{prefix}{i}");
         if Some(p.as_str()) == lost {
             assert!(!exists(zk, &p).await, "{p} was torn");
         } else {
@@ -69,17 +88,7 @@ async fn flipped_byte_in_the_log_stops_the_start_naming_file_and_offset() {
         populate(&dir, port, 10, &[]).await;
         let (path, records) = last_segment(&dir);
         assert!(records.len() >= 10);
-        let (offset, len) = records[3];
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[offset + 8 + len / 2] ^= 0x20;
-        std::fs::write(&path, &bytes).unwrap();
-        let data = dir.join("data");
-        let (status, out) =
-            run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
-        assert_eq!(status.code(), Some(1), "{out}");
-        let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(out.contains(name) && out.contains(&format!("byte {offset}")), "{out}");
-        assert!(out.contains("damaged"), "{out}");
+        flipped_byte_stops_the_start(&dir, port, &path, &std::fs::read(&path).unwrap(), records[3]);
         let _ = std::fs::remove_dir_all(dir);
     })
     .await
@@ -106,7 +115,7 @@ async fn torn_last_record_is_cut_and_the_node_starts() {
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("torn tail"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        assert_all_but_the_torn_write(&zk, 10, lost.as_deref()).await;
+        assert_all_but_the_torn_write(&zk, "n", 10, lost.as_deref()).await;
         // And the node keeps working on the repaired log, across another restart.
         zk.create("/after", b"a", &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
         drop(zk);
@@ -183,6 +192,8 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         let port = free_port();
         populate(&dir, port, 60, &[("snapCount", "10")]).await;
         let newest = files(&dir, txnlog::SNAPSHOT_PREFIX).pop().expect("snapCount=10 over 60 writes makes snapshots").0;
+        // Then writes no snapshot follows: the newest segment holds them.
+        populate_named(&dir, port, "m", 10, &[]).await;
         let (path, records) = last_segment(&dir);
         let original = std::fs::read(&path).unwrap();
         let zxid_at = |i: usize| {
@@ -191,16 +202,7 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         };
         // A record after the snapshot, not the last: damage, not a torn write.
         let victim = (0..records.len() - 1).find(|&i| zxid_at(i) > newest).expect("records after the newest snapshot");
-        let (offset, len) = records[victim];
-        let mut bytes = original.clone();
-        bytes[offset + 8 + len / 2] ^= 0x20;
-        std::fs::write(&path, &bytes).unwrap();
-        let data = dir.join("data");
-        let (status, out) =
-            run_warden(&["server", "--set", &format!("clientPort={port}"), "--set", &format!("dataDir={}", data.display())], Duration::from_secs(20));
-        assert_eq!(status.code(), Some(1), "{out}");
-        let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(out.contains(name) && out.contains(&format!("byte {offset}")) && out.contains("damaged"), "{out}");
+        flipped_byte_stops_the_start(&dir, port, &path, &original, records[victim]);
         // Repaired, then the last record torn as a crash mid-write leaves it.
         let (offset, len) = *records.last().unwrap();
         let lost = match LogEntry::decode(&original[offset + 8..offset + 8 + len]).unwrap().txn {
@@ -213,7 +215,8 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("torn tail"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        assert_all_but_the_torn_write(&zk, 60, lost.as_deref()).await;
+        assert_all_but_the_torn_write(&zk, "n", 60, None).await;
+        assert_all_but_the_torn_write(&zk, "m", 10, lost.as_deref()).await;
         drop(zk);
         drop(server);
         let _ = std::fs::remove_dir_all(dir);
