@@ -184,7 +184,7 @@ pub struct Retrack;
 pub struct ReportStats(pub &'static str);
 
 /// Log thread -> processor: everything up to `zxid` is durable.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Synced {
     pub zxid: i64,

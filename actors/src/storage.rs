@@ -306,8 +306,20 @@ pub enum LogCommand {
 #[derive(Clone)]
 pub struct TxnLog {
     tx: Sender<LogCommand>,
+    shared: Arc<Shared>,
     snapshot_backlog: Arc<Backlog>,
     pub me: Arc<ActorStats>,
+    log: Logger,
+}
+
+/// The writer, held by whoever writes: the log thread for a batch, or the
+/// processor writing an append itself while the thread has nothing to do.
+struct Shared {
+    writer: std::sync::Mutex<SegmentWriter>,
+    /// Commands sent and not yet written (counted down under the writer's lock).
+    in_flight: std::sync::atomic::AtomicU64,
+    /// warden.fsyncDelayMs set: a slow disk stays the log thread's, never the processor's.
+    thread_only: bool,
 }
 
 /// Bytes of received snapshot queued for the log thread, with a ceiling the
@@ -336,6 +348,14 @@ impl Backlog {
     }
 }
 
+/// Fail-stop: a log we cannot write must not acknowledge anything.
+fn fail_stop(log: &Logger, e: &std::io::Error) -> ! {
+    error!(log, "transaction log failed; stopping the node"; "error" => %e);
+    eprintln!("warden: transaction log failed: {e}");
+    std::thread::sleep(Duration::from_millis(100));
+    std::process::exit(2);
+}
+
 impl TxnLog {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
@@ -351,33 +371,33 @@ impl TxnLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats_of_me = me.clone();
         let snapshot_backlog = Arc::new(Backlog { bytes: std::sync::Mutex::new(0), drained: std::sync::Condvar::new() });
-        let backlog = snapshot_backlog.clone();
+        let writer = SegmentWriter {
+            dir,
+            prealloc_bytes: prealloc_bytes.max(4096),
+            segment_max_bytes: SEGMENT_MAX_BYTES,
+            force_sync,
+            fsync_delay,
+            current: None,
+            buf: Vec::new(),
+            stats,
+            receiving: None,
+            backlog: snapshot_backlog.clone(),
+            fsyncs: 0,
+            ops: 0,
+            durable_zxid: 0,
+        };
+        let shared =
+            Arc::new(Shared { writer: std::sync::Mutex::new(writer), in_flight: std::sync::atomic::AtomicU64::new(0), thread_only: !fsync_delay.is_zero() });
+        let (thread_shared, thread_log) = (shared.clone(), log.clone());
         std::thread::Builder::new()
             .name("txn-log".into())
             .spawn(move || {
-                let mut w = SegmentWriter {
-                    dir,
-                    prealloc_bytes: prealloc_bytes.max(4096),
-                    segment_max_bytes: SEGMENT_MAX_BYTES,
-                    force_sync,
-                    fsync_delay,
-                    current: None,
-                    buf: Vec::new(),
-                    stats,
-                    receiving: None,
-                    backlog,
-                };
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx, &|s| synced.do_send(s), &stats_of_me, &log)));
+                let log = thread_log;
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&thread_shared, rx, &|s| synced.do_send(s), &stats_of_me, &log)));
                 match run {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => crate::supervise::escalate(&stats_of_me, &log, &e.to_string()),
-                    Ok(Err(e)) => {
-                        // Fail-stop: a log we cannot write must not acknowledge anything.
-                        error!(log, "transaction log failed; stopping the node"; "error" => %e);
-                        eprintln!("warden: transaction log failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                        std::process::exit(2);
-                    }
+                    Ok(Err(e)) => fail_stop(&log, &e),
                     Err(_) => {
                         stats_of_me.policy.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         crate::supervise::escalate(&stats_of_me, &log, "the log thread panicked")
@@ -385,7 +405,7 @@ impl TxnLog {
                 }
             })
             .expect("spawn the log thread");
-        let handle = TxnLog { tx, snapshot_backlog, me };
+        let handle = TxnLog { tx, shared, snapshot_backlog, me, log };
         let injector = handle.clone();
         handle.me.set_injector(move |f| {
             injector.send(LogCommand::Fault(f));
@@ -396,8 +416,38 @@ impl TxnLog {
 
     fn send(&self, cmd: LogCommand) {
         self.me.queued(1);
+        self.shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.tx.send(cmd).is_err() {
             self.me.dequeued(1);
+            self.shared.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Writes and syncs `entries` on this thread when the log thread has
+    /// nothing sent to it still unwritten (so the order on disk is the
+    /// order sent), saving the two thread hand-offs of a lone write; or
+    /// gives them back. Only the caller of `append` may use this.
+    pub fn append_now(&self, entries: Vec<Arc<LogEntry>>) -> Result<Synced, Vec<Arc<LogEntry>>> {
+        if self.shared.thread_only {
+            return Err(entries);
+        }
+        let Ok(mut w) = self.shared.writer.try_lock() else { return Err(entries) };
+        // Read under the lock: the thread counts a batch down before it lets go.
+        if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            return Err(entries);
+        }
+        let started = Instant::now();
+        let written = w.append(entries).and_then(|last| {
+            w.flush()?;
+            w.ops += 1;
+            Ok(w.made_durable(last))
+        });
+        match written {
+            Ok(synced) => {
+                self.me.handled_in(started.elapsed());
+                Ok(synced)
+            }
+            Err(e) => fail_stop(&self.log, &e),
         }
     }
 
@@ -454,6 +504,11 @@ struct SegmentWriter {
     /// A leader's snapshot being received.
     receiving: Option<Receiving>,
     backlog: Arc<Backlog>,
+    /// fsyncs and operations (appends, truncations, installs) done so far,
+    /// and the zxid durable since the last of them.
+    fsyncs: u64,
+    ops: u64,
+    durable_zxid: i64,
 }
 
 struct Receiving {
@@ -465,89 +520,114 @@ struct Receiving {
     crc: u32,
 }
 
+/// The log thread: each command received, with everything queued behind
+/// it, written under the writer's lock and made durable by one fsync.
+fn run(shared: &Shared, rx: Receiver<LogCommand>, synced: &dyn Fn(Synced), me: &ActorStats, log: &Logger) -> std::io::Result<()> {
+    while let Ok(first) = rx.recv() {
+        let mut w = shared.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last_zxid = None;
+        let ops_before = w.ops;
+        let mut handled = 0;
+        // Everything queued while the last fsync ran shares the next one.
+        for cmd in std::iter::once(first).chain(rx.try_iter()) {
+            me.dequeued(1);
+            handled += 1;
+            let started = std::time::Instant::now();
+            w.handle(cmd, &mut last_zxid, log)?;
+            me.handled_in(started.elapsed());
+        }
+        w.flush()?;
+        let done = w.made_durable(last_zxid);
+        // Before the lock goes: the processor then sees nothing in flight.
+        shared.in_flight.fetch_sub(handled, std::sync::atomic::Ordering::SeqCst);
+        drop(w);
+        if done.ops > ops_before {
+            synced(done);
+        }
+    }
+    info!(log, "transaction log closed");
+    Ok(())
+}
+
 impl SegmentWriter {
-    fn run(&mut self, rx: Receiver<LogCommand>, synced: &dyn Fn(Synced), me: &ActorStats, log: &Logger) -> std::io::Result<()> {
-        let mut fsyncs: u64 = 0;
-        let mut ops: u64 = 0;
-        let mut durable_zxid = 0;
-        while let Ok(first) = rx.recv() {
-            let mut last_zxid = None;
-            let ops_before = ops;
-            // Everything queued while the last fsync ran shares the next one.
-            for cmd in std::iter::once(first).chain(rx.try_iter()) {
-                me.dequeued(1);
-                let started = std::time::Instant::now();
-                match cmd {
-                    LogCommand::Append(entries) => {
-                        for e in entries {
-                            if self.current.as_ref().is_some_and(|s| s.written + self.buf.len() as u64 >= self.segment_max_bytes) {
-                                self.flush()?;
-                                self.current = None;
-                            }
-                            if self.current.is_none() {
-                                self.open(e.hdr.zxid)?;
-                            }
-                            warden_core::record::encode(&e.encode(), &mut self.buf);
-                            last_zxid = Some(e.hdr.zxid);
-                            self.stats.txns_logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        ops += 1;
+    /// Queues `entries` for the next flush; the last one's zxid.
+    fn append(&mut self, entries: Vec<Arc<LogEntry>>) -> std::io::Result<Option<i64>> {
+        let mut last_zxid = None;
+        for e in entries {
+            if self.current.as_ref().is_some_and(|s| s.written + self.buf.len() as u64 >= self.segment_max_bytes) {
+                self.flush()?;
+                self.current = None;
+            }
+            if self.current.is_none() {
+                self.open(e.hdr.zxid)?;
+            }
+            warden_core::record::encode(&e.encode(), &mut self.buf);
+            last_zxid = Some(e.hdr.zxid);
+            self.stats.txns_logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(last_zxid)
+    }
+
+    /// After a flush: what is now durable, counting the fsync if entries were written.
+    fn made_durable(&mut self, last_zxid: Option<i64>) -> Synced {
+        if let Some(zxid) = last_zxid {
+            self.fsyncs += 1;
+            self.durable_zxid = zxid;
+        }
+        Synced { zxid: self.durable_zxid, fsyncs: self.fsyncs, ops: self.ops }
+    }
+
+    fn handle(&mut self, cmd: LogCommand, last_zxid: &mut Option<i64>, log: &Logger) -> std::io::Result<()> {
+        match cmd {
+            LogCommand::Append(entries) => {
+                if let Some(zxid) = self.append(entries)? {
+                    *last_zxid = Some(zxid);
+                }
+                self.ops += 1;
+            }
+            LogCommand::Roll { next_zxid } => {
+                self.flush()?;
+                self.open(next_zxid)?;
+            }
+            LogCommand::Truncate { to_zxid } => {
+                self.flush()?;
+                self.current = None;
+                self.truncate(to_zxid, log)?;
+                self.durable_zxid = to_zxid;
+                *last_zxid = None;
+                self.ops += 1;
+            }
+            LogCommand::BeginSnapshot { zxid, snap_dir } => self.begin_snapshot(zxid, snap_dir, log)?,
+            LogCommand::SnapshotChunk(data) => {
+                let written = self.snapshot_chunk(&data);
+                self.backlog.done(data.len());
+                written?;
+            }
+            LogCommand::InstallSnapshot { zxid, bytes, crc, ready } => {
+                self.flush()?;
+                self.current = None;
+                match self.install_snapshot(zxid, bytes, crc, log)? {
+                    Ok(path) => {
+                        let _ = ready.send(Ok(path));
+                        self.durable_zxid = zxid;
+                        *last_zxid = None;
+                        self.ops += 1;
                     }
-                    LogCommand::Roll { next_zxid } => {
-                        self.flush()?;
-                        self.open(next_zxid)?;
-                    }
-                    LogCommand::Truncate { to_zxid } => {
-                        self.flush()?;
-                        self.current = None;
-                        self.truncate(to_zxid, log)?;
-                        durable_zxid = to_zxid;
-                        last_zxid = None;
-                        ops += 1;
-                    }
-                    LogCommand::BeginSnapshot { zxid, snap_dir } => self.begin_snapshot(zxid, snap_dir, log)?,
-                    LogCommand::SnapshotChunk(data) => {
-                        let written = self.snapshot_chunk(&data);
-                        self.backlog.done(data.len());
-                        written?;
-                    }
-                    LogCommand::InstallSnapshot { zxid, bytes, crc, ready } => {
-                        self.flush()?;
-                        self.current = None;
-                        match self.install_snapshot(zxid, bytes, crc, log)? {
-                            Ok(path) => {
-                                let _ = ready.send(Ok(path));
-                                durable_zxid = zxid;
-                                last_zxid = None;
-                                ops += 1;
-                            }
-                            // Not this disk's fault: the processor stops the node with the reason.
-                            Err(reason) => {
-                                let _ = ready.send(Err(reason));
-                            }
-                        }
-                    }
-                    LogCommand::Fault(f) => {
-                        slog::warn!(log, "fault injected by the operator"; "fault" => format!("{f:?}"));
-                        match f {
-                            crate::registry::Fault::Panic => panic!("fault injected by the operator"),
-                            crate::registry::Fault::Stop => return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the operator")),
-                            crate::registry::Fault::Stall(d) => std::thread::sleep(d),
-                        }
+                    // Not this disk's fault: the processor stops the node with the reason.
+                    Err(reason) => {
+                        let _ = ready.send(Err(reason));
                     }
                 }
-                me.handled_in(started.elapsed());
             }
-            self.flush()?;
-            if let Some(zxid) = last_zxid {
-                fsyncs += 1;
-                durable_zxid = zxid;
-            }
-            if ops > ops_before {
-                synced(Synced { zxid: durable_zxid, fsyncs, ops });
+            LogCommand::Fault(f) => {
+                slog::warn!(log, "fault injected by the operator"; "fault" => format!("{f:?}"));
+                match f {
+                    crate::registry::Fault::Panic => panic!("fault injected by the operator"),
+                    crate::registry::Fault::Stop => return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped by the operator")),
+                    crate::registry::Fault::Stall(d) => std::thread::sleep(d),
+                }
             }
         }
-        info!(log, "transaction log closed");
         Ok(())
     }
 
@@ -699,7 +779,75 @@ mod tests {
             stats: Arc::new(ServerStats::default()),
             receiving: None,
             backlog: Arc::new(Backlog { bytes: std::sync::Mutex::new(0), drained: std::sync::Condvar::new() }),
+            fsyncs: 0,
+            ops: 0,
+            durable_zxid: 0,
         }
+    }
+
+    fn shared(w: SegmentWriter, thread_only: bool) -> Arc<Shared> {
+        Arc::new(Shared { writer: std::sync::Mutex::new(w), in_flight: std::sync::atomic::AtomicU64::new(0), thread_only })
+    }
+
+    /// A log whose thread reports to a channel instead of the processor.
+    fn started_log(w: SegmentWriter, thread_only: bool) -> (TxnLog, crossbeam_channel::Receiver<Synced>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (synced_tx, synced_rx) = crossbeam_channel::unbounded();
+        let me = crate::registry::Registry::default().register("txn-log", "0");
+        let log = Logger::root(slog::Discard, slog::o!());
+        let shared = shared(w, thread_only);
+        let (s, m, l) = (shared.clone(), me.clone(), log.clone());
+        let thread = std::thread::spawn(move || run(&s, rx, &|done| synced_tx.send(done).unwrap(), &m, &l).unwrap());
+        let snapshot_backlog = Arc::new(Backlog { bytes: std::sync::Mutex::new(0), drained: std::sync::Condvar::new() });
+        (TxnLog { tx, shared, snapshot_backlog, me, log }, synced_rx, thread)
+    }
+
+    #[test]
+    fn a_write_on_the_callers_thread_waits_its_turn_behind_what_the_log_thread_holds() {
+        let dir = std::env::temp_dir().join(format!("warden-now-{}-{}", std::process::id(), line!()));
+        let logs = version_dir(&dir);
+        std::fs::create_dir_all(&logs).unwrap();
+        let (txn_log, synced, thread) = started_log(test_writer(logs.clone(), 1 << 20), false);
+        // Idle: written and durable here, no message from the thread.
+        let first = txn_log.append_now(vec![entry(1)]).expect("the log thread is idle");
+        assert_eq!((first.zxid, first.ops, first.fsyncs), (1, 1, 1));
+        // The thread holds a command: a write here would pass it, so it is given back.
+        txn_log.send(LogCommand::Fault(crate::registry::Fault::Stall(Duration::from_millis(200))));
+        txn_log.append(vec![entry(2)]);
+        let back = txn_log.append_now(vec![entry(3)]).expect_err("the thread has 2 unwritten");
+        assert_eq!(back[0].hdr.zxid, 3);
+        txn_log.append(back);
+        let mut last = synced.recv_timeout(Duration::from_secs(5)).unwrap();
+        while last.zxid < 3 {
+            last = synced.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(last.ops, 3, "one count of operations across both writers");
+        // Idle again: the next write is this thread's, numbered after the thread's.
+        let fourth = txn_log.append_now(vec![entry(4)]).expect("idle again");
+        assert_eq!((fourth.zxid, fourth.ops), (4, 4));
+        drop(txn_log);
+        thread.join().unwrap();
+        let log = Logger::root(slog::Discard, slog::o!());
+        let mut zxids = Vec::new();
+        read_log_after(&dir, 0, false, &log, |seg| {
+            zxids.extend(seg.entries.iter().map(|e| e.hdr.zxid));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(zxids, vec![1, 2, 3, 4], "on disk in the order sent");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_slow_disk_set_by_fsync_delay_stays_on_the_log_thread() {
+        let dir = std::env::temp_dir().join(format!("warden-now-{}-{}", std::process::id(), line!()));
+        let logs = version_dir(&dir);
+        std::fs::create_dir_all(&logs).unwrap();
+        let (txn_log, _synced, thread) = started_log(test_writer(logs, 1 << 20), true);
+        assert!(txn_log.append_now(vec![entry(1)]).is_err());
+        drop(txn_log);
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -799,13 +947,14 @@ mod tests {
         // Warden's own log continues after ZooKeeper's.
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = crate::registry::Registry::default().register("txn-log", "0");
-        let mut w = test_writer(v.clone(), 1 << 20);
+        let w = shared(test_writer(v.clone(), 1 << 20), false);
         // ZooKeeper created log.7 and was killed before its first record: Warden's segment takes log.6.
         let zk_stub = zkfiles::log::encode_file(&[], true, 512);
         std::fs::write(v.join("log.7"), &zk_stub).unwrap();
         tx.send(LogCommand::Append(vec![entry(7)])).unwrap();
         drop(tx);
-        w.run(rx, &|_| {}, &me, &log).unwrap();
+        w.in_flight.store(1, std::sync::atomic::Ordering::SeqCst);
+        run(&w, rx, &|_| {}, &me, &log).unwrap();
         assert_eq!(std::fs::read(v.join("log.7")).unwrap(), zk_stub);
         assert_eq!(list_warden(&v, LOG_PREFIX).iter().map(|s| s.0).collect::<Vec<_>>(), vec![6]);
         let r = recover(&dir, &dir, &log).unwrap();
@@ -845,12 +994,13 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = crate::registry::Registry::default().register("txn-log", "0");
         let log = Logger::root(slog::Discard, slog::o!());
-        let mut w = test_writer(logs.clone(), 8 << 10);
+        let w = shared(test_writer(logs.clone(), 8 << 10), false);
         for z in 1..=200 {
             tx.send(LogCommand::Append(vec![entry(z)])).unwrap();
         }
         drop(tx);
-        w.run(rx, &|_| {}, &me, &log).unwrap();
+        w.in_flight.store(200, std::sync::atomic::Ordering::SeqCst);
+        run(&w, rx, &|_| {}, &me, &log).unwrap();
         let segments = list(&logs, LOG_PREFIX);
         assert!(segments.len() > 3, "{} segments", segments.len());
         let recovered = recover(&dir, &dir, &log).unwrap();
