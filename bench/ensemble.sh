@@ -28,6 +28,7 @@ repo=$PWD
 ROUNDS=${ROUNDS:-3}
 # SIZES="3 1": each workload on a 3-member ensemble and on a single node (the ensemble/single ratio); SIZES=3 skips the single node.
 # WARDEN_BINARY=path: the Warden build to run (default: target/release/warden, built first).
+# SERVERS="warden warden-b": an A/B of two builds in the same rounds; warden-b runs WARDEN_B_BINARY.
 SIZES=${SIZES:-"3 1"}
 DURATION=${DURATION:-5}
 # SHAPES: sessions x outstanding requests each (one client thread), as in compare.sh;
@@ -184,6 +185,12 @@ mkdir -p "$(dirname "$OUT")"
       echo "Ensemble vs single node (ratio rows warden-3/warden-1):"
       echo
       "$BENCH" summarize --ratio warden-3/warden-1 $(printf '%s\n' "${REPORTS[@]}" | grep -- '-warden-')
+    fi
+    if [[ " $SERVERS " == *" warden-b "* ]]; then
+      echo
+      echo "A/B: warden ($WARDEN) vs warden-b (${WARDEN_B_BINARY:-$WARDEN}) (ratio rows warden-3/warden-b-3):"
+      echo
+      "$BENCH" summarize --ratio warden-3/warden-b-3 $(printf '%s\n' "${REPORTS[@]}" | grep -E -- '-warden(-b)?-3-')
     fi
     if [[ " $SERVERS " == *" warden-lin "* ]]; then
       echo

@@ -95,7 +95,10 @@ start_member() {
       java -Xmx"$ZK_HEAP" -Dlog4j.configuration="file:$WORK/log4j.properties" -cp "$ZK_CP" \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "${DIR[$i]}.cfg" >>"$WORK/zookeeper.out" 2>&1 </dev/null &
       ;;
-    warden | warden-lin)
+    warden | warden-lin | warden-b)
+      local bin=$WARDEN
+      # warden-b: another build (WARDEN_B_BINARY) in the same rounds, for an A/B.
+      [ "$name" = warden-b ] && bin=${WARDEN_B_BINARY:-$WARDEN}
       local sets=(--set "clientPort=${PORT[$i]}" --set clientPortAddress=127.0.0.1 --set "dataDir=${DIR[$i]}"
         --set "tickTime=$TICK" --set '4lw.commands.whitelist=*' --set maxClientCnxns=0 --set admin.enableServer=false)
       for j in "${lines[@]}"; do sets+=(--set "$j"); done
@@ -103,7 +106,7 @@ start_member() {
       # warden-lin: the same build with linearizable reads (read index), for the lin/local ratio.
       [ "$name" = warden-lin ] && sets+=(--set warden.linearizableReads=true)
       for j in ${MEMBER_WARDEN_SET:-}; do sets+=(--set "$j"); done
-      "$WARDEN" server "${sets[@]}" >>"$WORK/warden-m$i.out" 2>&1 </dev/null &
+      "$bin" server "${sets[@]}" >>"$WORK/warden-m$i.out" 2>&1 </dev/null &
       ;;
   esac
   PID[$i]=$!
