@@ -245,6 +245,18 @@ impl Broadcast {
         self.me.depth() == 0 && self.log_crowded.is_none_or(|at| now.duration_since(at) > QUIET)
     }
 
+    /// A lone append written on this thread, or if the log thread took
+    /// something meanwhile, queued to it behind that.
+    fn append_here(&mut self, entries: Vec<Arc<warden_core::txn::LogEntry>>, ctx: &mut Context<Self>) {
+        match self.txn_log.append_now(entries) {
+            Ok(done) => self.on_synced(done, ctx),
+            Err(entries) => {
+                self.log_crowded = Some(Instant::now());
+                self.txn_log.append(entries);
+            }
+        }
+    }
+
     fn on_synced(&mut self, msg: Synced, ctx: &mut Context<Self>) {
         self.stats.fsyncs.fetch_max(msg.fsyncs, std::sync::atomic::Ordering::Relaxed);
         self.on_disk_ops_done(msg.ops, ctx);
@@ -340,13 +352,31 @@ impl Broadcast {
                 if !self.append_alone(entries.len()) {
                     return self.txn_log.append(entries);
                 }
-                match self.txn_log.append_now(entries) {
-                    Ok(done) => self.on_synced(done, ctx),
-                    Err(entries) => {
-                        self.log_crowded = Some(Instant::now());
-                        self.txn_log.append(entries);
-                    }
+                // The sends queued behind it (a leader's proposal) leave first, as
+                // they would beside the log thread's write: nothing Zab sends
+                // waits for an append but what `on_persisted` gives.
+                let mut sent = false;
+                while matches!(self.queued.front(), Some(Command::Send { .. } | Command::Broadcast { .. })) {
+                    let send = self.queued.pop_front().expect("checked");
+                    self.run_command(send, ctx);
+                    sent = true;
                 }
+                if !self.queued.is_empty() {
+                    return self.txn_log.append(entries);
+                }
+                if !sent {
+                    return self.append_here(entries, ctx);
+                }
+                // The peer links share this thread: they write the proposal
+                // before the fsync holds it, so the followers' fsyncs run beside it.
+                self.writing = true;
+                ctx.wait(actix::fut::wrap_future(tokio::task::yield_now()).map(move |_, act: &mut Self, ctx: &mut Context<Self>| {
+                    act.writing = false;
+                    crate::mailbox::guarded(act, ctx, |act, ctx| {
+                        act.append_here(entries, ctx);
+                        act.drain(ctx);
+                    });
+                }));
             }
             Command::TruncateLog { to_zxid } => {
                 info!(self.log, "TRUNC: dropping log entries the leader does not have"; "to_zxid" => format!("{to_zxid:#x}"));
