@@ -348,6 +348,33 @@ impl Backlog {
     }
 }
 
+/// Whether writes come one at a time: not within `QUIET` of one that came
+/// with others (another request in the server, a batch, a busy log thread).
+/// A lone write may be written on its caller's thread (`append_if_idle`);
+/// under load the log thread syncs one batch while the caller gathers the
+/// next, and a burst amid many must not stall the rest behind an fsync there.
+#[derive(Default)]
+pub struct LoneWrites {
+    crowded_at: Option<Instant>,
+}
+
+impl LoneWrites {
+    const QUIET: Duration = Duration::from_millis(20);
+
+    /// `crowded`: this write comes with others.
+    pub fn alone(&mut self, crowded: bool) -> bool {
+        self.alone_at(crowded, Instant::now())
+    }
+
+    fn alone_at(&mut self, crowded: bool, now: Instant) -> bool {
+        if crowded {
+            self.crowded_at = Some(now);
+            return false;
+        }
+        self.crowded_at.is_none_or(|at| now.duration_since(at) > Self::QUIET)
+    }
+}
+
 /// Fail-stop: a log we cannot write must not acknowledge anything.
 fn fail_stop(log: &Logger, e: &std::io::Error) -> ! {
     error!(log, "transaction log failed; stopping the node"; "error" => %e);
@@ -420,6 +447,19 @@ impl TxnLog {
         if self.tx.send(cmd).is_err() {
             self.me.dequeued(1);
             self.shared.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// `append_now`, or if the log thread has work, `append` (and the
+    /// writes are not alone for a while).
+    pub fn append_if_idle(&self, entries: Vec<Arc<LogEntry>>, lone: &mut LoneWrites) -> Option<Synced> {
+        match self.append_now(entries) {
+            Ok(done) => Some(done),
+            Err(entries) => {
+                lone.alone(true);
+                self.append(entries);
+                None
+            }
         }
     }
 
@@ -836,6 +876,17 @@ mod tests {
         .unwrap();
         assert_eq!(zxids, vec![1, 2, 3, 4], "on disk in the order sent");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn writes_are_alone_only_once_none_came_with_others_for_the_quiet_time() {
+        let mut lone = LoneWrites::default();
+        let t0 = Instant::now();
+        assert!(lone.alone_at(false, t0), "nothing crowded yet");
+        assert!(!lone.alone_at(true, t0 + Duration::from_millis(1)));
+        assert!(!lone.alone_at(false, t0 + Duration::from_millis(2)), "just after a crowd");
+        assert!(!lone.alone_at(false, t0 + LoneWrites::QUIET), "still within the quiet time");
+        assert!(lone.alone_at(false, t0 + LoneWrites::QUIET + Duration::from_millis(2)));
     }
 
     #[test]

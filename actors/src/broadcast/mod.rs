@@ -54,8 +54,8 @@ pub struct Broadcast {
     /// Commands not yet run, and whether a disk write holds them back.
     queued: VecDeque<Command>,
     writing: bool,
-    /// When an append last met other writes (a batch, or a busy log thread).
-    log_crowded: Option<Instant>,
+    /// Whether proposals come one at a time (then logged on this thread).
+    lone_writes: crate::storage::LoneWrites,
     /// The role the processor was last told of.
     reported_state: PeerState,
     /// Bumped each time this member starts serving as leader; the
@@ -115,7 +115,7 @@ impl Broadcast {
             serving: false,
             queued: VecDeque::new(),
             writing: false,
-            log_crowded: None,
+            lone_writes: Default::default(),
             reported_state: PeerState::Looking,
             term: 0,
             looking_since: Some(Instant::now()),
@@ -230,30 +230,10 @@ impl Broadcast {
         *self.view.lock().unwrap() = Some(status);
     }
 
-    /// Whether a lone proposal (one write at a time, nothing else waiting
-    /// here, none crowding the log lately) is logged on this thread: a
-    /// follower then ACKs, and a leader counts its own vote, without waiting
-    /// for the log thread to wake and wake this one back. Under load the log
-    /// thread syncs one batch while this thread takes in the next.
-    fn append_alone(&mut self, entries: usize) -> bool {
-        const QUIET: Duration = Duration::from_millis(20);
-        let now = Instant::now();
-        if entries > 1 {
-            self.log_crowded = Some(now);
-            return false;
-        }
-        self.me.depth() == 0 && self.log_crowded.is_none_or(|at| now.duration_since(at) > QUIET)
-    }
-
-    /// A lone append written on this thread, or if the log thread took
-    /// something meanwhile, queued to it behind that.
+    /// A lone proposal written on this thread, if the log thread is idle.
     fn append_here(&mut self, entries: Vec<Arc<warden_core::txn::LogEntry>>, ctx: &mut Context<Self>) {
-        match self.txn_log.append_now(entries) {
-            Ok(done) => self.on_synced(done, ctx),
-            Err(entries) => {
-                self.log_crowded = Some(Instant::now());
-                self.txn_log.append(entries);
-            }
+        if let Some(done) = self.txn_log.append_if_idle(entries, &mut self.lone_writes) {
+            self.on_synced(done, ctx);
         }
     }
 
@@ -349,7 +329,11 @@ impl Broadcast {
                 let last = entries.last().map(|e| e.hdr.zxid).unwrap_or_else(|| self.replica.store().last_zxid());
                 self.disk_ops.push_back(last);
                 let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
-                if !self.append_alone(entries.len()) {
+                // A lone proposal (one write at a time, nothing else waiting here)
+                // is logged on this thread: a follower then ACKs, and a leader
+                // counts its own vote, without waiting for the log thread to wake
+                // and wake this one back. (A late ACK in the mailbox is no crowd.)
+                if !(self.lone_writes.alone(entries.len() > 1) && self.me.depth() == 0) {
                     return self.txn_log.append(entries);
                 }
                 // The sends queued behind it (a leader's proposal) leave first, as

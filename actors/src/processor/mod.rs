@@ -23,7 +23,7 @@ use slog::{error, info, warn, Logger};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use warden_core::audit::{self, AuditEvent};
 use warden_core::config::Config;
 use warden_core::fourlw::ServerSnapshot;
@@ -124,8 +124,8 @@ pub struct Processor {
     /// its replies keep request order. Other sessions' reads never wait here.
     pub(crate) in_flight: HashMap<i64, VecDeque<InFlight>>,
     pub(crate) txns_since_snapshot: u64,
-    /// When a write last shared the server with another request.
-    last_crowded: Option<Instant>,
+    /// Whether writes come one at a time (then written on this thread).
+    lone_writes: crate::storage::LoneWrites,
     next_snapshot_after: u64,
     pub(crate) snapshot: Option<SnapshotWriter>,
     /// Told when the snapshot being written ends (`FinishSnapshot`).
@@ -181,7 +181,7 @@ impl Processor {
             routes: HashMap::new(),
             in_flight: HashMap::new(),
             txns_since_snapshot: 0,
-            last_crowded: None,
+            lone_writes: Default::default(),
             next_snapshot_after,
             snapshot: None,
             snapshot_waiters: Vec::new(),
@@ -224,9 +224,12 @@ impl Processor {
             return self.propose(entries);
         }
         self.txns_since_snapshot += entries.len() as u64;
-        let alone = self.writes_alone(entries.len());
+        // The only requests in the server (one client, one at a time): written
+        // here rather than wait for the log thread to wake and wake this one back.
+        let crowded = self.me.depth() > 0 || self.stats.outstanding.load(Relaxed) > entries.len() as i64;
+        let alone = self.lone_writes.alone(crowded);
         let written_here = match &self.txn_log {
-            Some(log) if alone => log.append_now(entries).map_err(|entries| log.append(entries)).ok(),
+            Some(log) if alone => log.append_if_idle(entries, &mut self.lone_writes),
             Some(log) => {
                 log.append(entries);
                 None
@@ -237,22 +240,6 @@ impl Processor {
             self.on_synced(synced);
         }
         self.maybe_snapshot(ctx);
-    }
-
-    /// Whether these writes are the only requests in the server, and have
-    /// been for a while (one client, one at a time): they are then written
-    /// and synced on this thread rather than wait for the log thread to wake
-    /// and wake this one back. Under load the log thread syncs one batch
-    /// while this thread gathers the next, and a burst from one connection
-    /// amid many must not stall the rest behind an fsync here.
-    fn writes_alone(&mut self, entries: usize) -> bool {
-        const QUIET: Duration = Duration::from_millis(20);
-        let now = Instant::now();
-        if self.me.depth() > 0 || self.stats.outstanding.load(Relaxed) > entries as i64 {
-            self.last_crowded = Some(now);
-            return false;
-        }
-        self.last_crowded.is_none_or(|at| now.duration_since(at) > QUIET)
     }
 
     pub(crate) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
