@@ -516,7 +516,12 @@ impl Processor {
         if self.zab.is_some() && !self.is_leader() {
             return; // only the leader reaps, as ZooKeeper's ContainerManager
         }
-        for path in self.core.reap_candidates(now).into_iter().take(budget) {
+        let due: Vec<String> = self.core.reap_candidates(now).into_iter().take(budget).collect();
+        if due.len() > 1 {
+            // Deletes come together: the log thread syncs them in batches, not this one by one.
+            self.lone_writes.alone(true);
+        }
+        for path in due {
             if !self.prime_zxid() {
                 return;
             }
