@@ -31,6 +31,25 @@ async fn populate_named(dir: &Path, port: u16, prefix: &str, count: usize, extra
     server.signal("KILL");
 }
 
+/// Writes /n0.. with snapCount=10, at least `min` of them and until
+/// `snapshots` snapshots are on disk, then stops the server with SIGKILL;
+/// how many writes that took. (A snapshot starts every 5-10 writes, but not
+/// while one is being written: how many end within a given count of writes
+/// depends on the machine.)
+async fn populate_until_snapshots(dir: &Path, port: u16, min: usize, snapshots: usize) -> usize {
+    let mut server = Server::start_in(dir, port, &[("snapCount", "10")]).unwrap();
+    let zk = Client::connect(&server.connect_string()).await.unwrap();
+    let mut written = 0;
+    while written < min || files(dir, txnlog::SNAPSHOT_PREFIX).len() < snapshots {
+        assert!(written < 20_000, "snapCount=10 made no {snapshots} snapshots in 20,000 writes");
+        zk.create(&format!("/n{written}"), format!("v{written}").as_bytes(), &PERSISTENT.with_acls(zookeeper_client::Acls::anyone_all())).await.unwrap();
+        written += 1;
+    }
+    drop(zk);
+    server.signal("KILL");
+    written
+}
+
 /// The data dir's `<prefix><zxid>` files (log segments or snapshots), oldest first.
 fn files(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
     let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir.join("data/version-2"))
@@ -156,9 +175,8 @@ async fn damaged_newest_snapshot_falls_back_without_losing_data() {
     within(60, "damaged snapshot", async {
         let dir = unique_dir();
         let port = free_port();
-        populate(&dir, port, 60, &[("snapCount", "10")]).await;
+        let written = populate_until_snapshots(&dir, port, 60, 2).await;
         let names = files(&dir, txnlog::SNAPSHOT_PREFIX);
-        assert!(names.len() >= 2, "snapCount=10 over 60 writes makes several snapshots");
         let newest = names.last().unwrap().1.clone();
         let (ok, out) = run_warden(&["snapshot", "verify", newest.to_str().unwrap()], Duration::from_secs(10));
         assert!(ok.success(), "{out}");
@@ -172,7 +190,7 @@ async fn damaged_newest_snapshot_falls_back_without_losing_data() {
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("does not verify"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        for i in 0..60 {
+        for i in 0..written {
             assert!(exists(&zk, &format!("/n{i}")).await, "/n{i} lost");
         }
         drop(zk);
@@ -190,8 +208,8 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
     within(90, "log beside snapshot", async {
         let dir = unique_dir();
         let port = free_port();
-        populate(&dir, port, 60, &[("snapCount", "10")]).await;
-        let newest = files(&dir, txnlog::SNAPSHOT_PREFIX).pop().expect("snapCount=10 over 60 writes makes snapshots").0;
+        let written = populate_until_snapshots(&dir, port, 60, 1).await;
+        let newest = files(&dir, txnlog::SNAPSHOT_PREFIX).pop().expect("a snapshot").0;
         // Then writes no snapshot follows: the newest segment holds them.
         populate_named(&dir, port, "m", 10, &[]).await;
         let (path, records) = last_segment(&dir);
@@ -215,7 +233,7 @@ async fn the_log_read_beside_a_snapshot_load_still_stops_on_damage_and_cuts_a_to
         let server = Server::start_in(&dir, port, &[]).unwrap();
         assert!(server.log().contains("torn tail"), "{}", server.log());
         let zk = Client::connect(&server.connect_string()).await.unwrap();
-        assert_all_but_the_torn_write(&zk, "n", 60, None).await;
+        assert_all_but_the_torn_write(&zk, "n", written, None).await;
         assert_all_but_the_torn_write(&zk, "m", 10, lost.as_deref()).await;
         drop(zk);
         drop(server);
