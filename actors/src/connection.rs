@@ -84,6 +84,13 @@ pub struct Connection {
     /// frame this handler writes itself.
     local: Vec<u8>,
     local_count: u32,
+    /// The operations among `local`, and how many of each, for the latency histograms.
+    local_ops: Vec<(&'static str, u64)>,
+    /// When the current batch of frames was read: every request in it was received then.
+    read_at: Instant,
+    /// Packets read but not yet added to the shared counters (once per batch,
+    /// not per packet: the counters are shared by every I/O thread).
+    received_uncounted: u64,
     auth: Arc<[Id]>,
     info: Arc<ConnInfo>,
     /// This handler's mailbox counters (kind "session").
@@ -119,6 +126,9 @@ impl Connection {
             batch: Vec::new(),
             local: Vec::new(),
             local_count: 0,
+            local_ops: Vec::new(),
+            read_at: Instant::now(),
+            received_uncounted: 0,
             auth,
             info,
             me,
@@ -144,12 +154,20 @@ impl Connection {
     fn flush_local(&mut self) {
         if self.local_count > 0 {
             let count = std::mem::take(&mut self.local_count);
+            self.deps.stats.local_reads.fetch_add(count as u64, Relaxed);
+            self.deps.stats.record_latencies(self.read_at, &self.local_ops, false);
+            self.local_ops.clear();
             crate::dispatcher::write(&self.handle, std::mem::take(&mut self.local), count, 0, &self.deps.stats, &self.log);
         }
     }
 
     /// Hands the requests read so far to this I/O thread's batch for the processor.
     fn submit_batch(&mut self) {
+        if self.received_uncounted > 0 {
+            let n = std::mem::take(&mut self.received_uncounted);
+            self.info.received.fetch_add(n, Relaxed);
+            self.deps.stats.packets_received.fetch_add(n, Relaxed);
+        }
         self.flush_local();
         if !self.batch.is_empty() {
             crate::io_batch::submit(&self.deps, self.batch.drain(..));
@@ -182,11 +200,10 @@ impl Connection {
     }
 
     fn on_packet(&mut self, session_id: i64, frame: &[u8], ctx: &mut Context<Self>) {
-        self.info.received.fetch_add(1, Relaxed);
-        self.deps.stats.packets_received.fetch_add(1, Relaxed);
-        if self.last_touch.elapsed() >= TOUCH_INTERVAL {
+        self.received_uncounted += 1;
+        if self.read_at.saturating_duration_since(self.last_touch) >= TOUCH_INTERVAL {
             crate::io_batch::touch(&self.deps, session_id);
-            self.last_touch = Instant::now();
+            self.last_touch = self.read_at;
         }
         let mut r = Reader::new(frame);
         let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else {
@@ -212,10 +229,13 @@ impl Connection {
         if opcode == op::CLOSE_SESSION {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
-        let received = Instant::now();
+        let received = self.read_at;
         if let Some(frame) = self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth) {
-            self.deps.stats.local_reads.fetch_add(1, Relaxed);
-            self.deps.stats.record_latency(received, request.name(), false);
+            let op = request.name();
+            match self.local_ops.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, n)) => *n += 1,
+                None => self.local_ops.push((op, 1)),
+            }
             if self.local.is_empty() {
                 self.local = frame;
             } else {
@@ -417,22 +437,50 @@ pub fn gated<S: futures_util::Stream + Unpin + 'static>(
     handle: &ConnAddr,
     processor: Arc<ActorStats>,
 ) -> impl futures_util::Stream<Item = Vec<S::Item>> {
-    let (me, pending) = (handle.mailbox.stats.clone(), handle.out.pending_counter());
-    let frames = futures_util::stream::unfold(frames, move |mut frames| {
-        let (me, pending, processor) = (me.clone(), pending.clone(), processor.clone());
-        async move {
-            while processor.full() || me.depth() * 2 >= me.policy.mailbox_capacity.load(Relaxed) as u64 || pending.load(Relaxed) > READ_GATE_PENDING_BYTES {
-                actix::clock::sleep(Duration::from_millis(1)).await;
+    let gate = ReadGate { frames, me: handle.mailbox.stats.clone(), pending: handle.out.pending_counter(), processor, pause: None };
+    futures_util::StreamExt::ready_chunks(gate, FRAMES_PER_BATCH)
+}
+
+/// `gated`'s stream: checked before each frame, with no allocation or
+/// shared reference count touched per frame (the I/O threads share them).
+struct ReadGate<S> {
+    frames: S,
+    me: Arc<ActorStats>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    processor: Arc<ActorStats>,
+    pause: Option<std::pin::Pin<Box<actix::clock::Sleep>>>,
+}
+
+impl<S> ReadGate<S> {
+    fn closed(&self) -> bool {
+        self.processor.full()
+            || self.me.depth() * 2 >= self.me.policy.mailbox_capacity.load(Relaxed) as u64
+            || self.pending.load(Relaxed) > READ_GATE_PENDING_BYTES
+    }
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for ReadGate<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<S::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(pause) = this.pause.as_mut() {
+                std::task::ready!(std::future::Future::poll(pause.as_mut(), cx));
+                this.pause = None;
             }
-            futures_util::StreamExt::next(&mut frames).await.map(|item| (item, frames))
+            if !this.closed() {
+                return std::pin::Pin::new(&mut this.frames).poll_next(cx);
+            }
+            this.pause = Some(Box::pin(actix::clock::sleep(Duration::from_millis(1))));
         }
-    });
-    futures_util::StreamExt::ready_chunks(Box::pin(frames), FRAMES_PER_BATCH)
+    }
 }
 
 impl StreamHandler<Vec<Result<Inbound, FrameError>>> for Connection {
     fn handle(&mut self, items: Vec<Result<Inbound, FrameError>>, ctx: &mut Context<Self>) {
         guarded(self, ctx, |act, ctx| {
+            act.read_at = Instant::now();
             for item in items {
                 act.on_inbound(item, ctx);
             }
@@ -471,6 +519,7 @@ impl Serve<ToConn> for Connection {
                 self.info.timeout_ms.store(timeout_ms as i64, Relaxed);
                 self.state = State::Established { session_id };
                 self.session = Some(session_id);
+                self.read_at = Instant::now();
                 while let Some(f) = self.queued.pop_front() {
                     self.on_frame(f, ctx);
                 }

@@ -41,9 +41,14 @@ impl Default for Latency {
 
 impl Latency {
     pub fn record(&mut self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// `n` requests that each took `d`.
+    pub fn record_n(&mut self, d: Duration, n: u64) {
         let us = d.as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
-        self.hdr.saturating_record(us.max(1));
-        self.sum_us += us;
+        self.hdr.saturating_record_n(us.max(1), n);
+        self.sum_us += us * n;
     }
 
     pub fn count(&self) -> u64 {
@@ -176,15 +181,25 @@ impl Default for ServerStats {
 impl ServerStats {
     /// `update`: the request wrote (ZooKeeper: it carried a txn header).
     pub fn record_latency(&self, started: Instant, op: &'static str, update: bool) {
+        self.record_latencies(started, &[(op, 1)], update);
+    }
+
+    /// Requests answered together, each `ops` entry one operation and how
+    /// many of it, all received at `started`: one lock and one clock read.
+    pub fn record_latencies(&self, started: Instant, ops: &[(&'static str, u64)], update: bool) {
         let elapsed = started.elapsed();
+        let mut n = 0;
         {
             let mut l = self.op_latency.lock().unwrap();
-            l.by_op.entry(op).or_default().record(elapsed);
-            if update { &mut l.update } else { &mut l.read }.record(elapsed);
+            for &(op, count) in ops {
+                l.by_op.entry(op).or_default().record_n(elapsed, count);
+                n += count;
+            }
+            if update { &mut l.update } else { &mut l.read }.record_n(elapsed, n);
         }
         let ms = elapsed.as_millis() as u64;
-        self.latency_total_ms.fetch_add(ms, Relaxed);
-        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_total_ms.fetch_add(ms * n, Relaxed);
+        self.latency_count.fetch_add(n, Relaxed);
         self.latency_min_ms.fetch_min(ms, Relaxed);
         self.latency_max_ms.fetch_max(ms, Relaxed);
     }
@@ -294,5 +309,22 @@ mod tests {
         assert_eq!((s.count, s.sum, s.min), (10_000, 50_005, 0));
         assert_eq!((s.p50, s.p99), (5, 10));
         assert_eq!(Latency::default().summary_ms().p99, 0);
+    }
+
+    #[test]
+    fn requests_answered_together_count_once_each_under_their_own_operation() {
+        let stats = super::ServerStats::default();
+        let received = std::time::Instant::now() - Duration::from_millis(2);
+        stats.record_latencies(received, &[("getData", 3), ("exists", 2)], false);
+        stats.record_latency(received, "setData", true);
+        let l = stats.op_latency.lock().unwrap();
+        assert_eq!((l.by_op["getData"].count(), l.by_op["exists"].count(), l.by_op["setData"].count()), (3, 2, 1));
+        assert_eq!((l.read.count(), l.update.count()), (5, 1));
+        assert!(l.read.min_us() >= 2_000, "each counted from when its batch was read");
+        assert!(l.read.sum_seconds() >= 5.0 * 0.002, "the sum counts every request");
+        drop(l);
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(stats.latency_count.load(Relaxed), 6);
+        assert!(stats.latency_total_ms.load(Relaxed) >= 6 * 2);
     }
 }
