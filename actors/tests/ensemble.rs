@@ -576,6 +576,48 @@ fn local_reads(metrics: &str) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix("warden_local_reads_total ")).unwrap_or_else(|| panic!("{metrics}")).parse().unwrap()
 }
 
+/// Messages a member's dispatcher has handled, from its /actors table.
+fn dispatcher_handled(e: &Ensemble, id: u64) -> u64 {
+    let actors: serde_json::Value = serde_json::from_str(&e.admin_get(id, "/actors")).unwrap();
+    let all = actors.as_array().or_else(|| actors["actors"].as_array()).unwrap_or_else(|| panic!("{actors}"));
+    all.iter().filter(|a| a["kind"] == "dispatcher").map(|a| a["messages_handled"].as_u64().unwrap()).sum()
+}
+
+fn last_zxid(e: &Ensemble, id: u64) -> u64 {
+    let m = e.admin_get(id, "/metrics");
+    m.lines().find_map(|l| l.strip_prefix("warden_last_zxid ")).unwrap_or_else(|| panic!("{m}")).parse::<f64>().unwrap() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_members_writes_wake_a_dispatcher_only_to_fire_watches() {
+    let e = Ensemble::start(3, 0, &[]);
+    let leader = e.wait_serving(SERVE);
+    let ids = e.all_ids();
+    let follower = ids.iter().copied().find(|id| *id != leader).unwrap();
+    let quiet = ids.iter().copied().find(|id| *id != leader && *id != follower).unwrap();
+    let zk = within(30, "connect", connect(&e, &[follower])).await;
+    let (stat, _) = zk.create("/quiet", b"", &persistent()).await.unwrap();
+    let before = dispatcher_handled(&e, quiet);
+    let mut zxid = stat.czxid;
+    for i in 0..30 {
+        zxid = zk.set_data("/quiet", format!("{i}").as_bytes(), None).await.unwrap().mzxid;
+    }
+    within(30, "the quiet member applies the writes", async {
+        while last_zxid(&e, quiet) < zxid as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let woken = dispatcher_handled(&e, quiet) - before;
+    assert!(woken < 10, "a member with no watch and no session woke its dispatcher {woken} times for 30 writes");
+    // With a watch set there, another member's write fires it.
+    let watcher = within(30, "connect", connect(&e, &[quiet])).await;
+    let (_, _, watch) = watcher.get_and_watch_data("/quiet").await.unwrap();
+    zk.set_data("/quiet", b"fire", None).await.unwrap();
+    let ev = within(10, "NodeDataChanged on the quiet member", watch.changed()).await;
+    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDataChanged, "/quiet"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_actor_tables_show_the_ensemble() {
     let e = Ensemble::start(3, 0, &[]);

@@ -452,11 +452,23 @@ impl Processor {
                     self.release_reads_after(sid, WriteKey::Zxid(zxid));
                 }
                 Some(Route::Attach(d)) => self.dispatch(d),
-                Some(Route::Remote) | None => {
-                    self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None })
-                }
+                Some(Route::Remote) | None => self.dispatch_remote(output),
             }
         }
+    }
+
+    /// The result of another member's client's transaction: only watches to
+    /// fire or a session to end need the dispatcher. Without them it is not
+    /// woken (on a member without watches, one wake-up per write less).
+    pub(crate) fn dispatch_remote(&mut self, output: Output) {
+        let nothing_to_fire = output.triggers.is_empty()
+            // As `may_reply_directly`: no watch is still on its way to being set.
+            || (self.outbound.is_empty() && self.delivery.is_clear() && self.stats.watch_count.load(Relaxed) == 0);
+        if output.session_closed.is_none() && nothing_to_fire && output.watches.is_empty() && matches!(output.reply, Reply::None | Reply::Frame(_)) {
+            self.audited.extend(output.audit.into_iter().filter(|e| e.actor != audit::Actor::Client));
+            return;
+        }
+        self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None })
     }
 
     fn start_snapshot(&mut self, ctx: &mut Context<Self>) {

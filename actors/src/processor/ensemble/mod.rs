@@ -464,7 +464,7 @@ impl Processor {
                     self.release_reads_after(sid, key);
                 }
                 (Some(Route::Attach(d)), _) | (None, Some(Forwarded::Attach(d))) => self.dispatch(d),
-                _ => self.dispatch(Dispatch::Output { conn: None, session_id: output.session_closed.unwrap_or(0), output, received: None }),
+                _ => self.dispatch_remote(output),
             }
         }
     }
