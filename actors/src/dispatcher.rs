@@ -24,6 +24,8 @@ pub struct Dispatcher {
     /// Frames gathered per connection while one batch is delivered, sent as
     /// one message each at its end (or before anything else to that connection).
     outgoing: Outgoing,
+    /// Requests answered in the batch being handled, for the latency histograms.
+    answered: Vec<(std::time::Instant, &'static str, bool)>,
     /// Shared with the processor: batches handled here whose frames are not
     /// yet on the write queues (`undelivered` of them since the last flush).
     gate: Arc<DeliveryGate>,
@@ -184,7 +186,17 @@ impl Dispatcher {
     }
 
     pub fn new(stats: Arc<ServerStats>, me: Arc<ActorStats>, log: Logger, gate: Arc<DeliveryGate>) -> Dispatcher {
-        Dispatcher { watches: WatchManager::default(), conns: HashMap::new(), outgoing: Outgoing::default(), gate, undelivered: 0, stats, me, log }
+        Dispatcher {
+            watches: WatchManager::default(),
+            conns: HashMap::new(),
+            outgoing: Outgoing::default(),
+            answered: Vec::new(),
+            gate,
+            undelivered: 0,
+            stats,
+            me,
+            log,
+        }
     }
 
     fn send(&mut self, session_id: i64, frame: &[u8]) {
@@ -286,6 +298,8 @@ impl Serve<Dispatches> for Dispatcher {
         for msg in batch {
             self.dispatch(msg);
         }
+        self.stats.record_each(&self.answered);
+        self.answered.clear();
         self.stats.watch_count.store(self.watches.count() as u64, Relaxed);
     }
 }
@@ -295,7 +309,7 @@ impl Dispatcher {
         match msg {
             Dispatch::Output { conn, session_id, output, received } => {
                 if let Some((t, op, update)) = received {
-                    self.stats.record_latency(t, op, update);
+                    self.answered.push((t, op, update));
                     self.stats.outstanding.fetch_sub(1, Relaxed);
                 }
                 self.deliver(conn, session_id, output, received.is_some());

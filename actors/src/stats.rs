@@ -181,7 +181,28 @@ impl Default for ServerStats {
 impl ServerStats {
     /// `update`: the request wrote (ZooKeeper: it carried a txn header).
     pub fn record_latency(&self, started: Instant, op: &'static str, update: bool) {
-        self.record_latencies(started, &[(op, 1)], update);
+        self.record_each(&[(started, op, update)]);
+    }
+
+    /// Requests answered together, each with when it was received, its
+    /// operation and whether it wrote: one clock read and one lock for all.
+    pub fn record_each(&self, answered: &[(Instant, &'static str, bool)]) {
+        let Some(now) = (!answered.is_empty()).then(Instant::now) else { return };
+        let (mut total_ms, mut min_ms, mut max_ms) = (0, u64::MAX, 0);
+        {
+            let mut l = self.op_latency.lock().unwrap();
+            for &(received, op, update) in answered {
+                let elapsed = now.saturating_duration_since(received);
+                l.by_op.entry(op).or_default().record(elapsed);
+                if update { &mut l.update } else { &mut l.read }.record(elapsed);
+                let ms = elapsed.as_millis() as u64;
+                (total_ms, min_ms, max_ms) = (total_ms + ms, min_ms.min(ms), max_ms.max(ms));
+            }
+        }
+        self.latency_total_ms.fetch_add(total_ms, Relaxed);
+        self.latency_count.fetch_add(answered.len() as u64, Relaxed);
+        self.latency_min_ms.fetch_min(min_ms, Relaxed);
+        self.latency_max_ms.fetch_max(max_ms, Relaxed);
     }
 
     /// Requests answered together, each `ops` entry one operation and how
@@ -317,14 +338,16 @@ mod tests {
         let received = std::time::Instant::now() - Duration::from_millis(2);
         stats.record_latencies(received, &[("getData", 3), ("exists", 2)], false);
         stats.record_latency(received, "setData", true);
+        stats.record_each(&[(received, "create", true), (received + Duration::from_millis(1), "getData", false)]);
         let l = stats.op_latency.lock().unwrap();
-        assert_eq!((l.by_op["getData"].count(), l.by_op["exists"].count(), l.by_op["setData"].count()), (3, 2, 1));
-        assert_eq!((l.read.count(), l.update.count()), (5, 1));
-        assert!(l.read.min_us() >= 2_000, "each counted from when its batch was read");
+        assert_eq!((l.by_op["getData"].count(), l.by_op["exists"].count(), l.by_op["setData"].count(), l.by_op["create"].count()), (4, 2, 1, 1));
+        assert_eq!((l.read.count(), l.update.count()), (6, 2));
+        assert!(l.by_op["exists"].min_us() >= 2_000, "each counted from when its batch was read");
+        assert!(l.read.min_us() >= 1_000, "each from its own arrival: {}", l.read.min_us());
         assert!(l.read.sum_seconds() >= 5.0 * 0.002, "the sum counts every request");
         drop(l);
         use std::sync::atomic::Ordering::Relaxed;
-        assert_eq!(stats.latency_count.load(Relaxed), 6);
-        assert!(stats.latency_total_ms.load(Relaxed) >= 6 * 2);
+        assert_eq!(stats.latency_count.load(Relaxed), 8);
+        assert!(stats.latency_total_ms.load(Relaxed) >= 15, "seven of 2 ms, one of 1 ms");
     }
 }

@@ -141,6 +141,8 @@ pub struct Processor {
     /// Direct replies gathered while a run of them is produced (`gathering_replies`),
     /// then written with one syscall per connection.
     replies: crate::dispatcher::Outgoing,
+    /// The requests among `replies`, for the latency histograms.
+    answered: Vec<(std::time::Instant, &'static str, bool)>,
     gather_replies: bool,
     /// audit.enable: the auditor, and the events gathered for it this message.
     auditor: Option<Mailbox<Auditor>>,
@@ -190,6 +192,7 @@ impl Processor {
             zab: None,
             outbound: Vec::new(),
             replies: Default::default(),
+            answered: Vec::new(),
             gather_replies: false,
             auditor: None,
             audited: Vec::new(),
@@ -272,12 +275,13 @@ impl Processor {
         if self.may_reply_directly(&output) {
             if let Reply::Frame(frame) = std::mem::take(&mut output.reply) {
                 self.audited.extend(output.audit.drain(..).filter(|e| e.actor != audit::Actor::Client));
-                self.stats.record_latency(caller.received, caller.op, caller.update);
                 self.stats.outstanding.fetch_sub(1, Relaxed);
                 if self.gather_replies {
+                    self.answered.push((caller.received, caller.op, caller.update));
                     self.replies.push(&caller.conn, &frame);
                     return self.replies.answered(&caller.conn);
                 }
+                self.stats.record_latency(caller.received, caller.op, caller.update);
                 return crate::dispatcher::write(&caller.conn, frame, 1, 1, &self.stats, &self.log);
             }
         }
@@ -304,6 +308,8 @@ impl Processor {
     }
 
     pub(crate) fn write_replies(&mut self) {
+        self.stats.record_each(&self.answered);
+        self.answered.clear();
         self.replies.write_here(&self.stats, &self.log);
     }
 
