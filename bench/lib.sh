@@ -120,3 +120,27 @@ leader_of() { local n=$1 i; for i in $(seq 1 "$n"); do [ "$(mode_of "$i")" = lea
 # find_leader N: the leader's member number, waiting up to 10 s for one.
 find_leader() { local l=""; for _ in $(seq 200); do l=$(leader_of "$1"); [ -n "$l" ] && break; sleep 0.05; done; echo "$l"; }
 stop_cluster() { local n=$1 i; for i in $(seq 1 "$n"); do stop_pid "${PID[$i]}"; unset "PID[$i]"; done; }
+
+# For the scripts that run one 3-member Warden ensemble: the binaries (WARDEN_BINARY measures
+# another build), DURATION (default 6 s), a temp WORK dir named after the script, and a trap that
+# stops the members by pid and removes it.
+one_ensemble_setup() {
+  BENCH=$repo/target/release/warden-bench
+  WARDEN=${WARDEN_BINARY:-$repo/target/release/warden}
+  DURATION=${DURATION:-6}
+  TICK=2000
+  [ -x "$BENCH" ] && [ -x "$WARDEN" ] || cargo build --release --quiet -p warden -p warden-bench
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-$1.XXXXXX")
+  trap 'stop_cluster 3; rm -rf "$WORK"' EXIT
+}
+
+# A 3-member Warden ensemble on free ports (WORK, WARDEN, BENCH and TICK set), serving; sets L to
+# the leader and T to the member a one-session load goes to: the leader for ROLE=leader, else the
+# follower after it.
+start_three_for() {
+  layout 3 ens
+  for i in 1 2 3; do start_member warden 3 "$i"; done
+  "$BENCH" ready --servers "$(hosts 3)" --timeout 60 >/dev/null
+  L=$(find_leader 3)
+  if [ "$1" = leader ]; then T=$L; else T=$((L % 3 + 1)); fi
+}

@@ -14,18 +14,8 @@ repo=$PWD
 . bench/lib.sh
 WORKLOAD=${1:-set}
 ROLE=${2:-follower}
-BENCH=$repo/target/release/warden-bench
-WARDEN=${WARDEN_BINARY:-$repo/target/release/warden}
-DURATION=${DURATION:-6}
-TICK=2000
-[ -x "$BENCH" ] && [ -x "$WARDEN" ] || cargo build --release --quiet -p warden -p warden-bench
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-threads.XXXXXX")
-trap 'stop_cluster 3; rm -rf "$WORK"' EXIT
-layout 3 ens
-for i in 1 2 3; do start_member warden 3 "$i"; done
-"$BENCH" ready --servers "$(hosts 3)" --timeout 60 >/dev/null
-L=$(find_leader 3)
-if [ "$ROLE" = leader ]; then T=$L; else T=$((L % 3 + 1)); fi
+one_ensemble_setup threads
+start_three_for "$ROLE"
 load() { "$BENCH" --servers "127.0.0.1:${PORT[$T]}" --connections 1 --outstanding 1 --workload "$WORKLOAD" --duration "$1" --keys 100 2>&1; }
 load 2 >/dev/null
 ticks() {

@@ -16,18 +16,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 . bench/lib.sh
 ROLE=${1:-follower}
-BENCH=$repo/target/release/warden-bench
-WARDEN=${WARDEN_BINARY:-$repo/target/release/warden}
-DURATION=${DURATION:-6}
-TICK=2000
-[ -x "$BENCH" ] && [ -x "$WARDEN" ] || cargo build --release --quiet -p warden -p warden-bench
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/warden-timeline.XXXXXX")
-trap 'stop_cluster 3; rm -rf "$WORK"' EXIT
-layout 3 ens
-for i in 1 2 3; do start_member warden 3 "$i"; done
-"$BENCH" ready --servers "$(hosts 3)" --timeout 60 >/dev/null
-L=$(find_leader 3)
-if [ "$ROLE" = leader ]; then T=$L; else T=$((L % 3 + 1)); fi
+one_ensemble_setup timeline
+start_three_for "$ROLE"
 "$BENCH" --servers "127.0.0.1:${PORT[$T]}" --connections 1 --outstanding 1 --workload set \
   --duration "$DURATION" --keys 100 >"$WORK/bench.txt" 2>&1 &
 load=$!
