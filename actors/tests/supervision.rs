@@ -177,16 +177,22 @@ async fn a_stalled_processor_shows_its_exact_mailbox_depth() {
             .map(|_| {
                 let zk = zk.clone();
                 // With a watch: a plain read is answered on the I/O thread, not by the processor.
-                tokio::spawn(async move { zk.get_and_watch_data("/stall").await.map(|(d, _, _)| d) })
+                tokio::spawn(async move { zk.get_and_watch_data("/stall").await })
             })
             .collect();
         assert!(eventually(Duration::from_secs(2), || async { processor_depth() == N as u64 }).await, "depth {} while {N} requests wait", processor_depth());
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(processor_depth(), N as u64, "exactly the waiting requests, no more");
+        // The watchers stay alive until the depth is read: dropping the last
+        // one makes the client send removeWatches, a request of its own.
+        let mut watchers = Vec::new();
         for r in reads {
-            assert_eq!(r.await.unwrap().unwrap(), b"x");
+            let (data, _, watcher) = r.await.unwrap().unwrap();
+            assert_eq!(data, b"x");
+            watchers.push(watcher);
         }
         assert_eq!(processor_depth(), 0);
+        drop(watchers);
     })
     .await;
 }
