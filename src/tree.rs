@@ -36,9 +36,16 @@ pub struct Node {
     pub children: Children,
 }
 
-/// A node's place in the tree's arena. Paths are not stored: a node is found
-/// by walking its parents' children, so each znode costs one name, not a path.
+/// A node's place in the tree's arena.
 type NodeId = u32;
+
+/// Every node's id by its full path (the root aside). A read finds its node
+/// with one hash probe: a walk through the parents' children took a B-tree
+/// descent per name, mostly cache misses, and was the read path's largest
+/// cost. The children maps stay for what needs name order (listing, the
+/// fuzzy snapshot's cursor). A per-process random seed keeps client-chosen
+/// paths from being made to collide.
+type PathIndex = HashMap<CompactString, NodeId, foldhash::fast::RandomState>;
 const ROOT_ID: NodeId = 0;
 
 /// A node's children by name, in name order.
@@ -111,6 +118,7 @@ pub const CONFIG: &str = "/zookeeper/config";
 pub struct DataTree {
     /// Every node, by id; the root is `ROOT_ID`. A freed slot is reused.
     slots: Slots,
+    index: PathIndex,
     free: Vec<NodeId>,
     count: usize,
     /// Nodes a snapshot load skipped because their parent was missing.
@@ -169,6 +177,7 @@ impl DataTree {
     pub fn new() -> DataTree {
         let mut t = DataTree {
             slots: Slots::default(),
+            index: PathIndex::default(),
             free: Vec::new(),
             count: 0,
             orphans: 0,
@@ -193,10 +202,11 @@ impl DataTree {
             let node = Node { data: Some(Box::new([])), acl: acl.clone(), stat, children: Children::default() };
             t.data_bytes += Self::node_size(p, &node.data);
             // System nodes are linked in without counting as creates (cversion -1 on /, as ZooKeeper).
-            let id = t.alloc(node);
-            if p != ROOT {
+            if p == ROOT {
+                t.alloc(node);
+            } else {
                 let parent = t.id_of(path::parent(p)).unwrap();
-                slot_mut(&mut t.slots, parent).children.0.insert(path::name(p).into(), id);
+                t.add_child(parent, p, node).expect("a new tree has no such node");
             }
         }
         t.digest = t.compute_digest();
@@ -227,11 +237,7 @@ impl DataTree {
         if path == ROOT {
             return Some(ROOT_ID);
         }
-        let mut id = ROOT_ID;
-        for name in path.strip_prefix('/')?.split('/') {
-            id = *self.node(id).children.0.get(name)?;
-        }
-        Some(id)
+        self.index.get(path).copied()
     }
 
     fn node(&self, id: NodeId) -> &Node {
@@ -361,7 +367,7 @@ impl DataTree {
         let node = Node { data: data.map(Vec::into_boxed_slice), acl, stat, children: Children::default() };
         let (client_stat, size, hash) = (node.stat(), Self::node_size(path, &node.data), node_hash(path, &node));
         let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
-        let added = self.add_child(parent_id, path::name(path), node).is_ok();
+        let added = self.add_child(parent_id, path, node).is_ok();
         // Replays may see an older create, or one a fuzzy snapshot already
         // holds: the parent's cversion only moves forward (ZooKeeper's processTxn).
         let parent = slot_mut(&mut self.slots, parent_id);
@@ -428,6 +434,7 @@ impl DataTree {
     /// still below it (a consistent history never deletes a parent first).
     fn remove_unlinked(&mut self, id: NodeId, path: &str) {
         self.note_change(path);
+        self.index.remove(path);
         let node = self.release(id);
         for (name, child) in &node.children.0 {
             self.remove_unlinked(*child, &path::child(path, name));
@@ -551,25 +558,26 @@ impl DataTree {
             }
         };
         self.data_bytes += Self::node_size(path, &data);
-        if let Err((id, new)) = self.add_child(parent, path::name(path), Node { data, acl, stat, children: Children::default() }) {
+        if let Err((id, new)) = self.add_child(parent, path, Node { data, acl, stat, children: Children::default() }) {
             let node = slot_mut(&mut self.slots, id);
             self.data_bytes -= Self::node_size(path, &node.data);
             (node.data, node.acl, node.stat) = (new.data, new.acl, new.stat);
         }
     }
 
-    /// Links `node` under `parent` as `name` with one descent of the
-    /// parent's children. If a child of that name exists, it is returned
-    /// with `node`, and nothing changes.
-    fn add_child(&mut self, parent: NodeId, name: &str, node: Node) -> Result<NodeId, (NodeId, Box<Node>)> {
+    /// Links `node` at `path` under `parent` (its parent's id) with one
+    /// descent of the parent's children. If the node exists, its id is
+    /// returned with `node`, and nothing changes.
+    fn add_child(&mut self, parent: NodeId, path: &str, node: Node) -> Result<NodeId, (NodeId, Box<Node>)> {
         // The id `alloc` hands out next is linked first.
         let next = self.free.last().copied().unwrap_or_else(|| NodeId::try_from(self.slots.len()).expect("fewer than 2^32 znodes"));
-        match slot_mut(&mut self.slots, parent).children.0.entry(name.into()) {
+        match slot_mut(&mut self.slots, parent).children.0.entry(path::name(path).into()) {
             btree_map::Entry::Occupied(e) => return Err((*e.get(), Box::new(node))),
             btree_map::Entry::Vacant(e) => {
                 e.insert(next);
             }
         }
+        self.index.insert(path.into(), next);
         let id = self.alloc(node);
         debug_assert_eq!(id, next);
         Ok(id)
@@ -1092,5 +1100,42 @@ mod walk_tests {
         let _ = tree(&[]);
         t.create("/z", None, vec![Acl::world_all()], 0, 1, 21, 0, &mut Vec::new()).unwrap();
         assert_eq!(t.slots.len(), slots);
+    }
+
+    /// The path index names exactly the nodes linked in the tree, each to its node.
+    fn assert_index_matches_links(t: &DataTree) {
+        let mut walked = 0;
+        let mut walk = t.walk_after(None);
+        while let Some((p, n)) = walk.next_ref() {
+            walked += 1;
+            assert!(t.get(p).is_some_and(|found| std::ptr::eq(found, n)), "{p} is found as the node linked there");
+        }
+        assert_eq!(walked, t.node_count());
+        assert_eq!(t.index.len() + 1, t.node_count(), "one entry per node but the root, none left over");
+    }
+
+    #[test]
+    fn the_path_index_follows_creates_deletes_of_subtrees_reuse_and_restores() {
+        let mut t = tree(&["/a", "/a/b", "/a/b/c", "/a/d", "/x", "/x/a"]);
+        assert_index_matches_links(&t);
+        t.delete("/a", 20, &mut Vec::new()).unwrap();
+        assert_index_matches_links(&t);
+        assert!(t.get("/a/b/c").is_none() && t.get("/a/d").is_none() && t.get("/x/a").is_some());
+        // Freed slots are reused under other paths; the old paths stay gone.
+        t.create("/y", None, vec![Acl::world_all()], 0, 2, 21, 0, &mut Vec::new()).unwrap();
+        t.create("/y/b", None, vec![Acl::world_all()], 0, 1, 22, 0, &mut Vec::new()).unwrap();
+        assert_index_matches_links(&t);
+        assert!(t.get("/a/b").is_none());
+        assert_eq!(t.create("/y", None, vec![Acl::world_all()], 0, 3, 23, 0, &mut Vec::new()), Err(Code::NodeExists));
+        assert_index_matches_links(&t);
+        // A restore, a node given twice (a fuzzy snapshot) and one without its parent.
+        let mut r = DataTree::new();
+        let acl = r.intern_acl(vec![Acl::world_all()]);
+        for p in ["/y", "/y/b", "/y/b", "/x", "/gone/child"] {
+            r.restore_node(p, None, acl.clone(), NodeStat::default());
+        }
+        r.finish_restore();
+        assert_index_matches_links(&r);
+        assert!(r.get("/y/b").is_some() && r.get("/gone/child").is_none());
     }
 }
