@@ -4,17 +4,38 @@
 //!
 //! The owner reads without a lock (it is the only writer, so nothing can
 //! change under it) and takes the write lock only to change the database.
-//! Readers take the read lock. Every change bumps `epoch`, so a reader can
+//! Readers take a read lock. Every change bumps `epoch`, so a reader can
 //! tell whether what it sees has been fully handed on (watch events) yet.
+//!
+//! The lock is split in shards, one per reading thread (by turns): a
+//! reader locks its own thread's shard, the writer locks them all. One
+//! shared lock word, written by every read on every I/O thread, bounced
+//! between their cores on each read.
 
 use crate::database::Database;
 use std::cell::UnsafeCell;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+/// More than the threads that read (the I/O threads, one per core by
+/// default); threads beyond share shards, which is only slower.
+const SHARDS: usize = 8;
+
+/// A lock on its own cache lines (two: the prefetcher pulls lines in pairs).
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(RwLock<()>);
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard, given out by turns at its first read.
+    static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
 struct Cell {
-    lock: RwLock<()>,
+    shards: [Shard; SHARDS],
     db: UnsafeCell<Database>,
     /// Changes made so far; written under the write lock.
     epoch: AtomicU64,
@@ -47,12 +68,13 @@ pub struct DbView<'a> {
 
 impl SharedDb {
     pub fn new(db: Database) -> SharedDb {
-        SharedDb(Arc::new(Cell { lock: RwLock::new(()), db: UnsafeCell::new(db), epoch: AtomicU64::new(0) }))
+        SharedDb(Arc::new(Cell { shards: Default::default(), db: UnsafeCell::new(db), epoch: AtomicU64::new(0) }))
     }
 
-    /// Changes the database under the write lock, readers shut out.
+    /// Changes the database under every shard's write lock, readers shut out.
     pub fn write<R>(&mut self, change: impl FnOnce(&mut Database) -> R) -> R {
-        let _guard = self.0.lock.write().unwrap_or_else(|e| e.into_inner());
+        // Always in shard order; a reader holds one shard at most, so no cycle.
+        let _guards = self.0.shards.each_ref().map(|s| s.0.write().unwrap_or_else(|e| e.into_inner()));
         // Safety: the write lock excludes readers, and `&mut self` excludes
         // the owner's own borrows from `deref`.
         let result = change(unsafe { &mut *self.0.db.get() });
@@ -82,7 +104,8 @@ impl Deref for SharedDb {
 impl DbReader {
     /// The database as of now; the owner waits to change it while this lives.
     pub fn view(&self) -> DbView<'_> {
-        let guard = self.0.lock.read().unwrap_or_else(|e| e.into_inner());
+        let shard = &self.0.shards[MY_SHARD.with(|s| *s)];
+        let guard = shard.0.read().unwrap_or_else(|e| e.into_inner());
         let epoch = self.0.epoch.load(Ordering::Acquire);
         // Safety: the read lock excludes the writer.
         DbView { _guard: guard, db: unsafe { &*self.0.db.get() }, epoch }
@@ -116,6 +139,47 @@ mod tests {
         let view = reader.view();
         assert_eq!((view.epoch, view.last_zxid(), owner.epoch()), (1, 7, 1));
         assert_eq!(owner.last_zxid(), 7);
+    }
+
+    #[test]
+    fn a_writer_waits_for_a_reader_on_every_thread_whatever_its_shard() {
+        let mut owner = SharedDb::new(Database::default());
+        // More readers than shards: every shard, some shared, holds a view.
+        let readers = SHARDS + 2;
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let mut gos = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..readers {
+            let reader = owner.reader();
+            let held_tx = held_tx.clone();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            gos.push(go_tx);
+            threads.push(std::thread::spawn(move || {
+                let view = reader.view();
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                view.last_zxid()
+            }));
+        }
+        for _ in 0..readers {
+            held_rx.recv().unwrap();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            owner.write(|db| create_session(db, 9));
+            done_tx.send(()).unwrap();
+            owner
+        });
+        // Let the readers go one by one: the write waits for the last.
+        for (i, go) in gos.into_iter().enumerate() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            assert!(done_rx.try_recv().is_err(), "the write went ahead with {} readers still holding views", readers - i);
+            go.send(()).unwrap();
+        }
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 0, "a view sees the state it locked");
+        }
+        assert_eq!(writer.join().unwrap().last_zxid(), 9);
     }
 
     #[test]
