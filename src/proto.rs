@@ -407,6 +407,12 @@ impl Request {
         )
     }
 
+    /// exists, getData or getChildren without a watch: a read that sets
+    /// nothing, which any thread holding the tree may answer.
+    pub fn is_plain_read(&self) -> bool {
+        matches!(self, Request::Exists { watch: false, .. } | Request::GetData { watch: false, .. } | Request::GetChildren { watch: false, .. })
+    }
+
     /// ZooKeeper's name for the operation, for per-op metrics.
     pub fn name(&self) -> &'static str {
         match self {

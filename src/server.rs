@@ -128,14 +128,20 @@ pub enum ConnectOutcome {
 /// Encodes a reply frame, length prefix included; the body only on success.
 pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut w = Vec::with_capacity(128);
-    w.put_i32(0);
-    proto::write_reply_header(&mut w, xid, zxid, err);
-    if err == 0 {
-        body(&mut w);
-    }
-    let len = (w.len() - 4) as i32;
-    w[..4].copy_from_slice(&len.to_be_bytes());
+    append_reply_frame(&mut w, xid, zxid, err, body);
     w
+}
+
+/// `reply_frame`, appended to `w` (replies that leave together share one buffer).
+pub fn append_reply_frame(w: &mut Vec<u8>, xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = w.len();
+    w.put_i32(0);
+    proto::write_reply_header(w, xid, zxid, err);
+    if err == 0 {
+        body(w);
+    }
+    let len = (w.len() - start - 4) as i32;
+    w[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
@@ -640,7 +646,8 @@ impl Core {
         match req {
             Request::Ping => Ok(ReadReply::Frame(reply_frame(proto::xid::PING, zxid, 0, |_| {}))),
             Request::Exists { watch, path } | Request::GetData { watch, path } | Request::GetChildren { watch, path, .. } => {
-                let result = plain_read(&self.db, ctx.xid, ctx.auth, req).unwrap_or(Err(Code::Unimplemented));
+                let mut frame = Vec::with_capacity(128);
+                let result = plain_read(&self.db, ctx.xid, ctx.auth, req, &mut frame).unwrap_or(Err(Code::Unimplemented)).map(|()| frame);
                 // exists sets its watch on a missing node too; the others only on success.
                 let sets_watch = matches!((&result, req), (Ok(_), _) | (Err(Code::NoNode), Request::Exists { .. }));
                 if *watch && sets_watch {
@@ -789,22 +796,37 @@ impl Core {
 /// getData, exists or getChildren without a watch, by a live global session.
 /// None when only the processor can answer it (a watch to set, a local or
 /// unknown session, any other request). The caller keeps the session's order.
-pub fn read_without_watch(db: &Database, session_id: i64, xid: i32, auth: &[Id], req: &Request) -> Option<Vec<u8>> {
+/// Appends to `out` the reply to a plain read and says whether it did; any
+/// other request (or a read with a watch, or from a session not open) is
+/// left for the processor.
+pub fn read_without_watch(db: &Database, session_id: i64, xid: i32, auth: &[Id], req: &Request, out: &mut Vec<u8>) -> bool {
     let watch = match req {
         Request::Exists { watch, .. } | Request::GetData { watch, .. } | Request::GetChildren { watch, .. } => *watch,
-        _ => return None,
+        _ => return false,
     };
     if watch || db.session_timeout(session_id).is_none() {
-        return None;
+        return false;
     }
-    let result = plain_read(db, xid, auth, req)?;
-    Some(result.unwrap_or_else(|code| reply_frame(xid, db.last_zxid(), code as i32, |_| {})))
+    let start = out.len();
+    match plain_read(db, xid, auth, req, out) {
+        None => return false,
+        Some(Ok(())) => {}
+        Some(Err(code)) => {
+            out.truncate(start);
+            append_reply_frame(out, xid, db.last_zxid(), code as i32, |_| {});
+        }
+    }
+    true
 }
 
-/// The reply of exists, getData or getChildren (watches aside), or its error.
-fn plain_read(db: &Database, xid: i32, auth: &[Id], req: &Request) -> Option<Result<Vec<u8>, Code>> {
+/// Appends the reply of exists, getData or getChildren (watches aside) to
+/// `out`, or gives its error (with `out` as it was).
+fn plain_read(db: &Database, xid: i32, auth: &[Id], req: &Request, out: &mut Vec<u8>) -> Option<Result<(), Code>> {
     let zxid = db.last_zxid();
-    let ok = |body: &dyn Fn(&mut Vec<u8>)| Ok(reply_frame(xid, zxid, 0, body));
+    let mut ok = |body: &dyn Fn(&mut Vec<u8>)| {
+        append_reply_frame(out, xid, zxid, 0, body);
+        Ok(())
+    };
     let readable = |path: &str| {
         let node = db.tree.get(path).ok_or(Code::NoNode)?;
         acl::check(&node.acl, perms::READ, auth).map(|_| node)
@@ -1012,24 +1034,30 @@ mod tests {
                 Request::GetChildren { path: path.into(), watch, with_stat: true },
             ]
         };
+        // Replies answered together share one buffer: each is appended whole
+        // after those before it, an error reply included.
+        let mut here = b"earlier replies".to_vec();
+        let mut there = here.clone();
         for path in ["/", "/a", "/s", "/missing", "bad\0"] {
             for req in plain(path, false) {
-                let here = read_without_watch(&core.db, sid, 7, &[], &req).expect("a plain read is served off the processor");
-                let Processed::Done(Output { reply: Reply::Frame(there), .. }) = core.process(&ctx, req.clone()) else { panic!("a read") };
+                assert!(read_without_watch(&core.db, sid, 7, &[], &req, &mut here), "a plain read is served off the processor: {req:?}");
+                let Processed::Done(Output { reply: Reply::Frame(frame), .. }) = core.process(&ctx, req.clone()) else { panic!("a read") };
+                there.extend_from_slice(&frame);
                 assert_eq!(here, there, "{req:?}");
             }
             for req in plain(path, true) {
-                assert!(read_without_watch(&core.db, sid, 7, &[], &req).is_none(), "a watch is set by the processor: {req:?}");
+                assert!(!read_without_watch(&core.db, sid, 7, &[], &req, &mut here), "a watch is set by the processor: {req:?}");
             }
         }
         let others = [Request::GetAcl { path: "/a".into() }, create("/b"), Request::Sync { path: "/".into() }, Request::Ping];
         for req in others {
-            assert!(read_without_watch(&core.db, sid, 7, &[], &req).is_none(), "{req:?}");
+            assert!(!read_without_watch(&core.db, sid, 7, &[], &req, &mut here), "{req:?}");
         }
         let get = Request::GetData { path: "/a".into(), watch: false };
-        assert!(read_without_watch(&core.db, sid + 1, 7, &[], &get).is_none(), "an unknown session is the processor's to refuse");
+        assert!(!read_without_watch(&core.db, sid + 1, 7, &[], &get, &mut here), "an unknown session is the processor's to refuse");
         assert_eq!(write(&mut core, &ctx, Request::CloseSession), 0);
-        assert!(read_without_watch(&core.db, sid, 7, &[], &get).is_none(), "a closed session too");
+        assert!(!read_without_watch(&core.db, sid, 7, &[], &get, &mut here), "a closed session too");
+        assert_eq!(here, there, "nothing appended for a request left to the processor");
     }
 
     fn write(core: &mut Core, ctx: &RequestCtx, req: Request) -> i32 {

@@ -52,6 +52,9 @@ impl Security {
 /// of large reads is neither held in memory nor exempt from the outbox limit.
 const LOCAL_REPLIES_FLUSH_BYTES: usize = 64 << 10;
 
+/// The first room made for replies answered here (32 small reads' worth).
+const LOCAL_REPLIES_FIRST_BYTES: usize = 4 << 10;
+
 /// How often a busy connection refreshes its session's expiry clock.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -230,16 +233,15 @@ impl Connection {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
         let received = self.read_at;
-        if let Some(frame) = self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth) {
+        if self.local.capacity() == 0 && request.is_plain_read() {
+            // Room for a batch's replies at once, not a doubling per few replies.
+            self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
+        }
+        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth, &mut self.local) {
             let op = request.name();
             match self.local_ops.iter_mut().find(|(o, _)| *o == op) {
                 Some((_, n)) => *n += 1,
                 None => self.local_ops.push((op, 1)),
-            }
-            if self.local.is_empty() {
-                self.local = frame;
-            } else {
-                self.local.extend_from_slice(&frame);
             }
             self.local_count += 1;
             // At once when watching: a watch event queued after this read must

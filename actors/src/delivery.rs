@@ -72,20 +72,20 @@ impl LocalReads {
         LocalReads { db, gate }
     }
 
-    /// The reply to `req`, if it may be answered here and now: the
-    /// connection has no request still unanswered (its order holds), and if
-    /// its session ever set a watch, every watch event the state read here
-    /// caused is already queued on it (a client sees the event before the data).
-    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, req: &Request, auth: &[Id]) -> Option<Vec<u8>> {
-        let plain = matches!(req, Request::Exists { watch: false, .. } | Request::GetData { watch: false, .. } | Request::GetChildren { watch: false, .. });
-        if !plain || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
-            return None;
+    /// Appends the reply to `req` to `out` if it may be answered here and
+    /// now: the connection has no request still unanswered (its order
+    /// holds), and if its session ever set a watch, every watch event the
+    /// state read here caused is already queued on it (a client sees the
+    /// event before the data). Says whether it did.
+    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, req: &Request, auth: &[Id], out: &mut Vec<u8>) -> bool {
+        if !req.is_plain_read() || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
+            return false;
         }
         let view = self.db.view();
         if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
-            return None;
+            return false;
         }
-        warden_core::server::read_without_watch(&view, session_id, xid, auth, req)
+        warden_core::server::read_without_watch(&view, session_id, xid, auth, req, out)
     }
 }
 
