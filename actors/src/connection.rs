@@ -5,7 +5,7 @@
 use crate::codec::{FrameError, Inbound};
 use crate::deps::Deps;
 use crate::mailbox::{guarded, Serve, Supervision};
-use crate::messages::{ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
+use crate::messages::{AwaitApplied, ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
 use crate::outbox::Outbox;
 use crate::registry::{ActorStats, Fault};
 use crate::stats::ConnInfo;
@@ -87,6 +87,8 @@ pub struct Connection {
     /// frame this handler writes itself.
     local: Vec<u8>,
     local_count: u32,
+    /// Of `local_count`, reads answered behind a read index (`lin_reads`).
+    indexed_uncounted: u64,
     /// The operations among `local`, and how many of each, for the latency histograms.
     local_ops: Vec<(&'static str, u64)>,
     /// When the current batch of frames was read: every request in it was received then.
@@ -103,6 +105,23 @@ pub struct Connection {
     security: Arc<Security>,
     /// The SASL exchange in progress or done, if the client started one.
     sasl: Option<DigestMd5Server>,
+    /// warden.linearizableReads: plain reads waiting here for a read index
+    /// (`lin_reads`), in order; batch 0 until they join one.
+    waiting: VecDeque<Held>,
+    /// The board's batch this connection last registered for.
+    registered: Option<u64>,
+    /// Requests read after waiting reads: held until those are answered,
+    /// so none overtakes them and no write of theirs leaves before their index is asked.
+    held: VecDeque<Held>,
+}
+
+/// A request kept on the I/O thread (`Connection::waiting`, `Connection::held`).
+struct Held {
+    batch: u64,
+    xid: i32,
+    request: Request,
+    auth: Arc<[Id]>,
+    received: Instant,
 }
 
 impl Connection {
@@ -129,6 +148,7 @@ impl Connection {
             batch: Vec::new(),
             local: Vec::new(),
             local_count: 0,
+            indexed_uncounted: 0,
             local_ops: Vec::new(),
             read_at: Instant::now(),
             received_uncounted: 0,
@@ -139,6 +159,9 @@ impl Connection {
             log,
             security,
             sasl: None,
+            waiting: VecDeque::new(),
+            registered: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -157,7 +180,13 @@ impl Connection {
     fn flush_local(&mut self) {
         if self.local_count > 0 {
             let count = std::mem::take(&mut self.local_count);
-            self.deps.stats.local_reads.fetch_add(count as u64, Relaxed);
+            let indexed = std::mem::take(&mut self.indexed_uncounted);
+            if indexed > 0 {
+                self.deps.stats.indexed_reads.fetch_add(indexed, Relaxed);
+            }
+            if count as u64 > indexed {
+                self.deps.stats.local_reads.fetch_add(count as u64 - indexed, Relaxed);
+            }
             self.deps.stats.record_latencies(self.read_at, &self.local_ops, false);
             self.local_ops.clear();
             crate::dispatcher::write(&self.handle, std::mem::take(&mut self.local), count, 0, &self.deps.stats, &self.log);
@@ -172,6 +201,13 @@ impl Connection {
             self.deps.stats.packets_received.fetch_add(n, Relaxed);
         }
         self.flush_local();
+        if self.waiting.back().is_some_and(|w| w.batch == 0) {
+            let batch = self.deps.local_reads.board.join(self.registered, &self.handle);
+            self.registered = Some(batch);
+            for w in self.waiting.iter_mut().rev().take_while(|w| w.batch == 0) {
+                w.batch = batch;
+            }
+        }
         if !self.batch.is_empty() {
             crate::io_batch::submit(&self.deps, self.batch.drain(..));
         }
@@ -233,17 +269,34 @@ impl Connection {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
         let received = self.read_at;
+        self.route(session_id, xid, request, received, None);
+    }
+
+    /// Where a request goes, in its session's order: held behind reads
+    /// waiting for a read index, waiting for one itself, answered here from
+    /// the committed tree, or to the processor. `auth`: the identities it
+    /// was read with, if not the connection's current ones.
+    fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant, auth: Option<Arc<[Id]>>) {
+        let indexed = self.deps.local_reads.waits_for_index(&request);
+        let at_processor = self.handle.unanswered.load(std::sync::atomic::Ordering::Acquire);
+        match crate::lin_reads::route(!self.held.is_empty(), !self.waiting.is_empty(), indexed, at_processor) {
+            crate::lin_reads::Route::Hold => {
+                let auth = auth.unwrap_or_else(|| self.auth.clone());
+                return self.held.push_back(Held { batch: 0, xid, request, auth, received });
+            }
+            crate::lin_reads::Route::Wait => {
+                let auth = auth.unwrap_or_else(|| self.auth.clone());
+                return self.waiting.push_back(Held { batch: 0, xid, request, auth, received });
+            }
+            crate::lin_reads::Route::Go => {}
+        }
         if self.local.capacity() == 0 && request.is_plain_read() {
             // Room for a batch's replies at once, not a doubling per few replies.
             self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
         }
-        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth, &mut self.local) {
-            let op = request.name();
-            match self.local_ops.iter_mut().find(|(o, _)| *o == op) {
-                Some((_, n)) => *n += 1,
-                None => self.local_ops.push((op, 1)),
-            }
-            self.local_count += 1;
+        let ids: &[Id] = auth.as_deref().unwrap_or(&self.auth);
+        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, ids, &mut self.local) {
+            self.count_local(request.name());
             // At once when watching: a watch event queued after this read must
             // not go out ahead of its reply.
             if self.handle.watching.load(Relaxed) || self.local.len() >= LOCAL_REPLIES_FLUSH_BYTES {
@@ -251,12 +304,63 @@ impl Connection {
             }
             return;
         }
-        let auth = self.auth.clone();
+        let auth = auth.unwrap_or_else(|| self.auth.clone());
+        self.submit(session_id, xid, request, auth, received);
+    }
+
+    fn count_local(&mut self, op: &'static str) {
+        match self.local_ops.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, n)) => *n += 1,
+            None => self.local_ops.push((op, 1)),
+        }
+        self.local_count += 1;
+    }
+
+    fn submit(&mut self, session_id: i64, xid: i32, request: Request, auth: Arc<[Id]>, received: Instant) {
         // Answered when its reply is queued (by the processor or dispatcher).
         self.handle.unanswered.fetch_add(1, Relaxed);
         // Bounded by the read gate (`gated`): no new request is read while
         // the processor's mailbox is full.
         self.batch.push(Submit { conn: self.handle.clone(), session_id, xid, request, auth, received });
+    }
+
+    /// The reads waiting for `batch` (and earlier) have read index `index`:
+    /// answered here if the tree has applied it, else handed to the
+    /// processor (behind an index of its own), with every later read
+    /// waiting here; then the held requests go on in order.
+    fn on_read_index(&mut self, batch: u64, index: i64) {
+        let State::Established { session_id } = self.state else { return };
+        let ready = self.waiting.iter().take_while(|w| w.batch != 0 && w.batch <= batch).count();
+        if ready == 0 {
+            return;
+        }
+        let Some(first) = self.waiting.front().map(|w| w.received) else { return };
+        self.flush_local();
+        let reads = self.waiting.iter().take(ready).map(|w| (w.xid, &w.request, &*w.auth));
+        let Ok(answered) = self.deps.local_reads.answer_indexed(&self.handle, session_id, index, reads, &mut self.local) else {
+            // The leader's commit is still on its way to this tree: the processor says when it is applied.
+            let (batch, conn) = (self.waiting[ready - 1].batch, self.handle.clone());
+            return self.deps.processor.do_send(AwaitApplied { zxid: index, batch, conn });
+        };
+        for w in self.waiting.drain(..answered).collect::<Vec<_>>() {
+            self.count_local(w.request.name());
+        }
+        self.indexed_uncounted += answered as u64;
+        if answered < ready {
+            for w in std::mem::take(&mut self.waiting) {
+                self.submit(session_id, w.xid, w.request, w.auth, w.received);
+            }
+        }
+        // Their latency counts from when the first of them was read.
+        self.read_at = first;
+        self.flush_local();
+        if self.waiting.is_empty() {
+            for h in std::mem::take(&mut self.held) {
+                self.route(session_id, h.xid, h.request, h.received, Some(h.auth));
+            }
+        }
+        self.read_at = Instant::now();
+        self.submit_batch();
     }
 
     /// addAuth: answered here, since identities belong to the connection. The
@@ -532,6 +636,12 @@ impl Serve<ToConn> for Connection {
                     self.write(f, ctx);
                 }
                 self.close(reason, ctx);
+            }
+            ToConn::ReadIndex { batch, index: Some(index) } => self.on_read_index(batch, index),
+            ToConn::ReadIndex { batch, index: None } => {
+                if self.waiting.front().is_some_and(|w| w.batch != 0 && w.batch <= batch) {
+                    self.close("no read index: the server lost its leader", ctx);
+                }
             }
         }
     }

@@ -20,6 +20,9 @@ pub struct DeliveryGate {
     /// Whether this member serves local reads now (standalone, or serving
     /// in an ensemble without linearizable reads or the request throttler).
     local_reads: AtomicBool,
+    /// Whether plain reads may wait for a read index on their I/O thread
+    /// (serving in an ensemble with linearizable reads, no throttler).
+    indexed_reads: AtomicBool,
 }
 
 impl DeliveryGate {
@@ -46,6 +49,11 @@ impl DeliveryGate {
         self.local_reads.store(allowed, Ordering::Release);
     }
 
+    /// The processor, after each message: whether I/O threads may answer reads behind a read index.
+    pub fn allow_indexed_reads(&self, allowed: bool) {
+        self.indexed_reads.store(allowed, Ordering::Release);
+    }
+
     /// The dispatcher, once `batches` handed over are on the write queues.
     pub fn delivered(&self, batches: u64) {
         if batches > 0 {
@@ -65,11 +73,41 @@ impl DeliveryGate {
 pub struct LocalReads {
     db: DbReader,
     gate: std::sync::Arc<DeliveryGate>,
+    /// warden.linearizableReads: where reads get their read index.
+    pub board: std::sync::Arc<crate::lin_reads::ReadIndexBoard>,
 }
 
 impl LocalReads {
-    pub fn new(db: DbReader, gate: std::sync::Arc<DeliveryGate>) -> LocalReads {
-        LocalReads { db, gate }
+    pub fn new(db: DbReader, gate: std::sync::Arc<DeliveryGate>, board: std::sync::Arc<crate::lin_reads::ReadIndexBoard>) -> LocalReads {
+        LocalReads { db, gate, board }
+    }
+
+    /// Whether `req` may wait here for a read index (`lin_reads`) rather than go to the processor.
+    pub fn waits_for_index(&self, req: &Request) -> bool {
+        req.is_plain_read() && self.gate.indexed_reads.load(Ordering::Acquire)
+    }
+
+    /// Reads that got read index `index`, in order: appended to `out` if
+    /// the tree has applied the index (else `NotApplied`) and, if the
+    /// session ever set a watch, every event the state read here caused is
+    /// queued on it. Stops at the first that cannot be answered here;
+    /// returns how many were.
+    pub fn answer_indexed<'a>(
+        &self,
+        conn: &ConnHandle,
+        session_id: i64,
+        index: i64,
+        reads: impl Iterator<Item = (i32, &'a Request, &'a [Id])>,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, NotApplied> {
+        let view = self.db.view();
+        if view.last_zxid() < index {
+            return Err(NotApplied);
+        }
+        if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
+            return Ok(0);
+        }
+        Ok(reads.take_while(|(xid, req, auth)| warden_core::server::read_without_watch(&view, session_id, *xid, auth, req, out)).count())
     }
 
     /// Appends the reply to `req` to `out` if it may be answered here and
@@ -88,6 +126,10 @@ impl LocalReads {
         warden_core::server::read_without_watch(&view, session_id, xid, auth, req, out)
     }
 }
+
+/// The tree has not applied a read index yet.
+#[derive(Debug)]
+pub struct NotApplied;
 
 /// Marks batches delivered when dropped: each I/O thread's share of a flush
 /// holds a clone, so the last one to finish writing releases the gate.

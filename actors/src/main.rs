@@ -22,6 +22,7 @@ mod election;
 mod ensemble_up;
 mod fourlw_cli;
 mod io_batch;
+mod lin_reads;
 mod listener;
 mod mailbox;
 mod messages;

@@ -70,6 +70,16 @@ pub struct Submit {
 #[rtype(result = "()")]
 pub struct Submits(pub Vec<Submit>);
 
+/// Connection -> processor (warden.linearizableReads): tell me, with
+/// `ToConn::ReadIndex { batch, index: Some(zxid) }`, once the tree has applied `zxid`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AwaitApplied {
+    pub zxid: i64,
+    pub batch: u64,
+    pub conn: ConnAddr,
+}
+
 /// Anything -> connection.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -80,6 +90,9 @@ pub enum ToConn {
     TooSlow,
     /// Write `frame` if any, flush, and close.
     Close { frame: Option<Vec<u8>>, reason: &'static str },
+    /// warden.linearizableReads: reads waiting here for `batch` (and
+    /// earlier) have read index `index`; None: refused (no leader).
+    ReadIndex { batch: u64, index: Option<i64> },
 }
 
 /// Processor -> watch dispatcher: what one handled message produced, in zxid
@@ -261,7 +274,7 @@ pub type QuorumView = Arc<std::sync::Mutex<Option<warden_core::fourlw::QuorumSta
 #[rtype(result = "()")]
 pub enum ToZab {
     /// Start Zab: links, the quorum listener, the election.
-    Start { processor: crate::mailbox::Inbox<FromZab> },
+    Start { processor: crate::mailbox::Inbox<FromZab>, reads: Arc<crate::lin_reads::ReadIndexBoard> },
     /// Leader: writes the processor numbered (`zab::leader::zxid_after`) and
     /// prepared, in `term` (from `FromZab::Serving`).
     Propose { term: u64, entries: Vec<Arc<warden_core::txn::LogEntry>> },

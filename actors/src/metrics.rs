@@ -36,6 +36,7 @@ struct Scrape {
     proposals: u64,
     commits: u64,
     local_reads: u64,
+    indexed_reads: u64,
     op_latency: Vec<(&'static str, Buckets)>,
     fsync_latency: Buckets,
     mailboxes: Vec<(&'static str, String, u64)>,
@@ -49,6 +50,7 @@ pub fn render(s: ServerSnapshot, stats: &ServerStats, actors: Vec<ActorView>) ->
         proposals: stats.txns_logged.load(Relaxed),
         commits: stats.txns_applied.load(Relaxed),
         local_reads: stats.local_reads.load(Relaxed),
+        indexed_reads: stats.indexed_reads.load(Relaxed),
         op_latency,
         fsync_latency,
         mailboxes: actors.into_iter().map(|a| (a.kind, a.instance, a.mailbox_depth)).collect(),
@@ -85,6 +87,12 @@ impl Collector for Scrape {
         counter(&mut e, "warden_proposals", "Transactions handed to the log.", self.proposals)?;
         counter(&mut e, "warden_commits", "Transactions committed and applied to the tree.", self.commits)?;
         counter(&mut e, "warden_local_reads", "Plain reads answered on the connection's I/O thread, not the processor's.", self.local_reads)?;
+        counter(
+            &mut e,
+            "warden_indexed_reads",
+            "Linearizable reads answered on the connection's I/O thread once their read index was applied.",
+            self.indexed_reads,
+        )?;
         counter(&mut e, "warden_fsyncs", "Transaction log fsyncs (group commit: fewer than proposals).", s.fsync_count)?;
         // Standalone: no election has run and there are no followers to lag.
         let q = s.quorum.clone().unwrap_or_default();

@@ -147,6 +147,8 @@ pub struct ServerStats {
     pub throttle_queue: AtomicU64,
     /// Plain reads answered on I/O threads (`LocalReads`).
     pub local_reads: AtomicU64,
+    /// Linearizable reads answered on their I/O thread behind a read index (`lin_reads`).
+    pub indexed_reads: AtomicU64,
 }
 
 impl Default for ServerStats {
@@ -174,6 +176,7 @@ impl Default for ServerStats {
             request_throttle_waits: AtomicU64::new(0),
             throttle_queue: AtomicU64::new(0),
             local_reads: AtomicU64::new(0),
+            indexed_reads: AtomicU64::new(0),
         }
     }
 }

@@ -537,7 +537,7 @@ async fn a_member_whose_tree_diverged_stops_loudly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_see_every_write_completed_before_them() {
-    let e = Ensemble::start(3, 0, &[("warden.linearizableReads", "true")]);
+    let e = Ensemble::start(3, 0, &[("warden.linearizableReads", "true"), ("warden.adminFaultInjection", "true")]);
     let leader = e.wait_serving(SERVE);
     let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
     within(60, "write here, read there", async {
@@ -563,17 +563,46 @@ async fn linearizable_reads_see_every_write_completed_before_them() {
             second.unwrap();
             assert_eq!(read.unwrap().0, a.as_bytes(), "round {i}: the read is between its session's writes");
         }
+        // A read waiting on its I/O thread for its index holds back its
+        // session's next write (and the read after that) until it is
+        // answered: it never sees that write, the read after always does.
+        let indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
+        for i in 0..100 {
+            // The loop above left b99.
+            let (old, new) = (if i == 0 { "b99".to_string() } else { format!("c{}", i - 1) }, format!("c{i}"));
+            let (before, write, after) = tokio::join!(reader.get_data("/own"), reader.set_data("/own", new.as_bytes(), None), reader.get_data("/own"));
+            write.unwrap();
+            assert_eq!(before.unwrap().0, old.as_bytes(), "round {i}: the read ahead of the write");
+            assert_eq!(after.unwrap().0, new.as_bytes(), "round {i}: the read behind the write");
+        }
+        let now_indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
+        // (Most: one whose previous write's reply reached the client before its
+        // count was taken off goes through the processor's read index instead.)
+        assert!(now_indexed >= indexed + 50, "the reads ahead of the writes waited on their I/O thread: {indexed} -> {now_indexed}");
         // Reads of other kinds go through the read index too and still answer.
         assert_eq!(reader.list_children("/").await.unwrap().len(), 4);
         assert!(reader.check_stat("/missing").await.unwrap().is_none());
+        // A read whose index this member has not applied yet (its processor
+        // stalls with the commit in its mailbox) waits on its I/O thread
+        // until it is: it sees the write, never the value before.
+        let indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
+        let (status, body) = e.admin_post(follower, "/actors/processor/fault?mode=stall&ms=1500");
+        assert_eq!(status, 202, "{body}");
+        writer.set_data("/reg", b"while-stalled", None).await.unwrap();
+        assert_eq!(reader.get_data("/reg").await.unwrap().0, b"while-stalled");
+        let now_indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
+        assert_eq!(now_indexed, indexed + 1, "answered on its I/O thread once applied, not by the processor");
     })
     .await;
-    assert_eq!(local_reads(&e.admin_get(follower, "/metrics")), 0, "no read skips the read index");
+    let metrics = e.admin_get(follower, "/metrics");
+    assert_eq!(counter(&metrics, "warden_local_reads_total"), 0, "no read skips the read index");
+    // The 300 one-at-a-time reads waited for their index on their I/O thread, not in the processor.
+    assert!(counter(&metrics, "warden_indexed_reads_total") >= 300, "{metrics}");
 }
 
-/// warden_local_reads from a member's /metrics: reads answered on I/O threads.
-fn local_reads(metrics: &str) -> u64 {
-    metrics.lines().find_map(|l| l.strip_prefix("warden_local_reads_total ")).unwrap_or_else(|| panic!("{metrics}")).parse().unwrap()
+/// A counter from a member's /metrics.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).unwrap_or_else(|| panic!("{name} in {metrics}")).parse().unwrap()
 }
 
 /// Messages a member's dispatcher has handled, from its /actors table.
@@ -635,7 +664,7 @@ async fn metrics_and_actor_tables_show_the_ensemble() {
     }
     let fm = e.admin_get(follower, "/metrics");
     assert!(fm.contains("warden_server_state{state=\"follower\"} 1"), "{fm}");
-    assert!(local_reads(&fm) >= 15, "{fm}");
+    assert!(counter(&fm, "warden_local_reads_total") >= 15, "{fm}");
     let actors = e.admin_get(follower, "/actors");
     assert_eq!(actors.matches("\"peer-link\"").count(), 2, "a link actor per peer: {actors}");
     let addr = format!("127.0.0.1:{}", e.member(follower).admin_port);

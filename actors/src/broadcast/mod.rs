@@ -37,6 +37,8 @@ pub struct Broadcast {
     election: Mailbox<ElectionActor>,
     /// Set by `ToZab::Start`; nothing runs before.
     processor: Option<Inbox<FromZab>>,
+    /// warden.linearizableReads answered on the I/O threads (`lin_reads`); set by `ToZab::Start`.
+    io_reads: Option<Arc<crate::lin_reads::ReadIndexBoard>>,
     txn_log: TxnLog,
     links: BTreeMap<ServerId, Mailbox<PeerLink>>,
     link_factory: LinkFactory,
@@ -102,6 +104,7 @@ impl Broadcast {
             replica,
             election,
             processor: None,
+            io_reads: None,
             txn_log,
             links: BTreeMap::new(),
             link_factory,
@@ -156,8 +159,9 @@ impl Broadcast {
         }
     }
 
-    fn start(&mut self, processor: Inbox<FromZab>, ctx: &mut Context<Self>) {
+    fn start(&mut self, processor: Inbox<FromZab>, reads: Arc<crate::lin_reads::ReadIndexBoard>, ctx: &mut Context<Self>) {
         self.processor = Some(processor);
+        self.io_reads = Some(reads);
         for (id, addr) in std::mem::take(&mut self.members) {
             self.links.insert(id, self.link_factory.link(id, addr));
         }
@@ -177,6 +181,10 @@ impl Broadcast {
         let now = self.now_ms();
         let cmds = self.replica.on_tick(now);
         self.run_commands(cmds, ctx);
+        if let Some(id) = self.io_reads.as_ref().and_then(|b| b.overdue()) {
+            warn!(self.log, "no read index within the limit; refusing the I/O threads' reads"; "batch" => id & !crate::lin_reads::IO_READS);
+            self.io_read_answered(id, None, ctx);
+        }
         self.note_synced_learners();
         self.publish_view();
     }
@@ -389,6 +397,8 @@ impl Broadcast {
                 self.txn_log.install_snapshot(zxid, bytes, crc, ready);
                 self.to_processor(FromZab::Install { zxid, fuzzy_until, ready: installed });
             }
+            Command::ReadReady { id, zxid } if id & crate::lin_reads::IO_READS != 0 => self.io_read_answered(id, Some(zxid), ctx),
+            Command::ReadRefused { id } if id & crate::lin_reads::IO_READS != 0 => self.io_read_answered(id, None, ctx),
             Command::ReadReady { id, zxid } => self.to_processor(FromZab::ReadReady { id, zxid }),
             Command::ReadRefused { id } => self.to_processor(FromZab::ReadRefused { id }),
             Command::Apply { entries } => {
@@ -432,6 +442,9 @@ impl Broadcast {
             }
             Command::LookForLeader { reason } => {
                 self.serving = false;
+                if let Some(b) = &self.io_reads {
+                    b.abandon();
+                }
                 self.looking_since.get_or_insert_with(Instant::now);
                 info!(self.log, "looking for a leader"; "reason" => reason);
                 self.to_processor(FromZab::LookForLeader { reason });
@@ -440,6 +453,14 @@ impl Broadcast {
             Command::Fatal { reason } => fatal(&self.log, &reason),
         }
         let _ = ctx;
+    }
+
+    /// An I/O threads' batch got its index (None: refused): its connections
+    /// are told, and the batch gathered meanwhile is asked at once.
+    fn io_read_answered(&mut self, id: u64, index: Option<i64>, ctx: &mut Context<Self>) {
+        let Some(next) = self.io_reads.as_ref().and_then(|b| b.answered(id, index)) else { return };
+        let cmds = self.replica.read_index(next);
+        self.run_commands(cmds, ctx);
     }
 
     /// Runs `write` on a blocking thread while this actor waits (its
@@ -520,7 +541,7 @@ impl crate::supervise::Rebuild for Broadcast {
 impl Serve<ToZab> for Broadcast {
     fn serve(&mut self, msg: ToZab, ctx: &mut Context<Self>) {
         match msg {
-            ToZab::Start { processor } => self.start(processor, ctx),
+            ToZab::Start { processor, reads } => self.start(processor, reads, ctx),
             ToZab::Propose { term, entries } => self.propose(term, entries, ctx),
             ToZab::ToLeader(msg) => {
                 if let Some(leader) = self.replica.leader().filter(|l| self.serving && *l != self.replica.id()) {

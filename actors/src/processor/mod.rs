@@ -347,10 +347,12 @@ impl Processor {
         if self.throttles.waiting() > 0 {
             self.release_throttled(ctx);
         }
+        self.wake_applied_waiters();
         if self.me.depth() == 0 || self.outbound.len() >= MAX_DISPATCH_BATCH {
             self.send_outbound();
         }
         self.delivery.allow_local_reads(self.serves_local_reads());
+        self.delivery.allow_indexed_reads(self.serves_indexed_reads());
     }
 
     /// Whether I/O threads may answer plain reads from the committed tree:
@@ -577,7 +579,8 @@ crate::mailbox::mailbox!(
     crate::messages::Touches,
     crate::messages::TakeBackup,
     crate::messages::RestoreDatabase,
-    crate::messages::FinishSnapshot
+    crate::messages::FinishSnapshot,
+    crate::messages::AwaitApplied
 );
 
 /// The processor's state is the tree; a failure may have left it half

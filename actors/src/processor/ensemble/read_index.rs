@@ -7,9 +7,14 @@
 //! its index; until then a later write of the same session is not applied
 //! (the read must not see it), which holds the apply queue for at most one
 //! heartbeat round and only for sessions that pipeline a read between writes.
+//! Most plain reads never come here: they wait on their I/O thread
+//! (`crate::lin_reads`); this path takes watch-setting reads and reads
+//! behind their session's requests at the processor.
 
-use crate::messages::{Submit, ToConn, ToZab};
+use crate::mailbox::Serve;
+use crate::messages::{AwaitApplied, ConnAddr, Submit, ToConn, ToZab};
 use crate::processor::{InFlight, Processor, WriteKey};
+use actix::Context;
 use slog::warn;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,9 +31,44 @@ pub(crate) struct ReadBatches {
     ready_through: u64,
     /// Committed entries held back by a session's read that must not see them.
     pub(super) held: VecDeque<LogEntry>,
+    /// Connections whose reads got a read index this tree has not applied
+    /// yet (`lin_reads`): zxid, their batch, who.
+    applied_waiters: Vec<(i64, u64, ConnAddr)>,
+}
+
+impl Serve<AwaitApplied> for Processor {
+    fn serve(&mut self, msg: AwaitApplied, _: &mut Context<Self>) {
+        let Some(z) = self.zab.as_mut() else { return };
+        z.reads.applied_waiters.push((msg.zxid, msg.batch, msg.conn));
+        self.wake_applied_waiters();
+    }
 }
 
 impl Processor {
+    /// Tells the connections waiting for the tree to reach their read index that it has.
+    pub(crate) fn wake_applied_waiters(&mut self) {
+        let Some(z) = self.zab.as_mut() else { return };
+        if z.reads.applied_waiters.is_empty() {
+            return;
+        }
+        let applied = self.core.db.last_zxid();
+        z.reads.applied_waiters.retain(|(zxid, batch, conn)| {
+            if *zxid > applied {
+                return true;
+            }
+            conn.mailbox.do_send(ToConn::ReadIndex { batch: *batch, index: Some(*zxid) });
+            false
+        });
+    }
+
+    /// Whether I/O threads may answer plain reads behind a read index
+    /// (`lin_reads`): linearizable reads while serving with a leader, no throttler.
+    pub(crate) fn serves_indexed_reads(&self) -> bool {
+        let throttled = self.throttles.max_requests() > 0;
+        let serving = self.zab.as_ref().is_some_and(|z| z.serving && z.leader.is_some());
+        self.config.linearizable_reads && serving && !throttled
+    }
+
     /// A data read under linearizableReads: behind a read index, in its session's order.
     pub(crate) fn read_behind_index(&mut self, msg: Submit) {
         let Some(z) = self.zab.as_mut() else { return };
@@ -142,6 +182,7 @@ impl Processor {
         let Some(z) = self.zab.as_mut() else { return };
         z.reads.open = None;
         z.reads.asked.clear();
+        z.reads.applied_waiters.clear();
         self.apply_held();
     }
 }
