@@ -87,8 +87,10 @@ pub struct Connection {
     /// frame this handler writes itself.
     local: Vec<u8>,
     local_count: u32,
-    /// Of `local_count`, reads answered behind a read index (`lin_reads`).
+    /// Of `local_count`, reads answered behind a read index (`lin_reads`),
+    /// and pings answered after them.
     indexed_uncounted: u64,
+    pings_uncounted: u64,
     /// The operations among `local`, and how many of each, for the latency histograms.
     local_ops: Vec<(&'static str, u64)>,
     /// When the current batch of frames was read: every request in it was received then.
@@ -107,16 +109,13 @@ pub struct Connection {
     sasl: Option<DigestMd5Server>,
     /// warden.linearizableReads: plain reads waiting here for a read index
     /// (`lin_reads`), in order; batch 0 until they join one.
-    waiting: VecDeque<Held>,
+    waiting: VecDeque<Waiting>,
     /// The board's batch this connection last registered for.
     registered: Option<u64>,
-    /// Requests read after waiting reads: held until those are answered,
-    /// so none overtakes them and no write of theirs leaves before their index is asked.
-    held: VecDeque<Held>,
 }
 
-/// A request kept on the I/O thread (`Connection::waiting`, `Connection::held`).
-struct Held {
+/// A read waiting on the I/O thread for its read index.
+struct Waiting {
     batch: u64,
     xid: i32,
     request: Request,
@@ -149,6 +148,7 @@ impl Connection {
             local: Vec::new(),
             local_count: 0,
             indexed_uncounted: 0,
+            pings_uncounted: 0,
             local_ops: Vec::new(),
             read_at: Instant::now(),
             received_uncounted: 0,
@@ -161,7 +161,6 @@ impl Connection {
             sasl: None,
             waiting: VecDeque::new(),
             registered: None,
-            held: VecDeque::new(),
         }
     }
 
@@ -181,11 +180,13 @@ impl Connection {
         if self.local_count > 0 {
             let count = std::mem::take(&mut self.local_count);
             let indexed = std::mem::take(&mut self.indexed_uncounted);
+            let pings = std::mem::take(&mut self.pings_uncounted);
             if indexed > 0 {
                 self.deps.stats.indexed_reads.fetch_add(indexed, Relaxed);
             }
-            if count as u64 > indexed {
-                self.deps.stats.local_reads.fetch_add(count as u64 - indexed, Relaxed);
+            let plain = (count as u64).saturating_sub(indexed + pings);
+            if plain > 0 {
+                self.deps.stats.local_reads.fetch_add(plain, Relaxed);
             }
             self.deps.stats.record_latencies(self.read_at, &self.local_ops, false);
             self.local_ops.clear();
@@ -272,22 +273,20 @@ impl Connection {
         self.route(session_id, xid, request, received, None);
     }
 
-    /// Where a request goes, in its session's order: held behind reads
-    /// waiting for a read index, waiting for one itself, answered here from
-    /// the committed tree, or to the processor. `auth`: the identities it
-    /// was read with, if not the connection's current ones.
+    /// Where a request goes, in its session's order: waiting here for a
+    /// read index, answered here from the committed tree, or to the
+    /// processor. `auth`: the identities it was read with, if not the
+    /// connection's current ones.
     fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant, auth: Option<Arc<[Id]>>) {
         let indexed = self.deps.local_reads.waits_for_index(&request);
         let at_processor = self.handle.unanswered.load(std::sync::atomic::Ordering::Acquire);
-        match crate::lin_reads::route(!self.held.is_empty(), !self.waiting.is_empty(), indexed, at_processor) {
-            crate::lin_reads::Route::Hold => {
-                let auth = auth.unwrap_or_else(|| self.auth.clone());
-                return self.held.push_back(Held { batch: 0, xid, request, auth, received });
-            }
+        let ping = matches!(request, Request::Ping);
+        match crate::lin_reads::route(!self.waiting.is_empty(), indexed, ping, at_processor) {
             crate::lin_reads::Route::Wait => {
                 let auth = auth.unwrap_or_else(|| self.auth.clone());
-                return self.waiting.push_back(Held { batch: 0, xid, request, auth, received });
+                return self.waiting.push_back(Waiting { batch: 0, xid, request, auth, received });
             }
+            crate::lin_reads::Route::HandOver => self.hand_over_waiting(session_id),
             crate::lin_reads::Route::Go => {}
         }
         if self.local.capacity() == 0 && request.is_plain_read() {
@@ -308,6 +307,13 @@ impl Connection {
         self.submit(session_id, xid, request, auth, received);
     }
 
+    /// The reads waiting here go to the processor, in order (it puts them behind an index of its own).
+    fn hand_over_waiting(&mut self, session_id: i64) {
+        for w in std::mem::take(&mut self.waiting) {
+            self.submit(session_id, w.xid, w.request, w.auth, w.received);
+        }
+    }
+
     fn count_local(&mut self, op: &'static str) {
         match self.local_ops.iter_mut().find(|(o, _)| *o == op) {
             Some((_, n)) => *n += 1,
@@ -325,9 +331,9 @@ impl Connection {
     }
 
     /// The reads waiting for `batch` (and earlier) have read index `index`:
-    /// answered here if the tree has applied it, else handed to the
-    /// processor (behind an index of its own), with every later read
-    /// waiting here; then the held requests go on in order.
+    /// answered here if the tree has applied it (else the processor says
+    /// when it has); those that cannot be, and every read after them, go to
+    /// the processor.
     fn on_read_index(&mut self, batch: u64, index: i64) {
         let State::Established { session_id } = self.state else { return };
         let ready = self.waiting.iter().take_while(|w| w.batch != 0 && w.batch <= batch).count();
@@ -339,26 +345,23 @@ impl Connection {
         let reads = self.waiting.iter().take(ready).map(|w| (w.xid, &w.request, &*w.auth));
         let Ok(answered) = self.deps.local_reads.answer_indexed(&self.handle, session_id, index, reads, &mut self.local) else {
             // The leader's commit is still on its way to this tree: the processor says when it is applied.
-            let (batch, conn) = (self.waiting[ready - 1].batch, self.handle.clone());
+            let conn = self.handle.clone();
             return self.deps.processor.do_send(AwaitApplied { zxid: index, batch, conn });
         };
-        for w in self.waiting.drain(..answered).collect::<Vec<_>>() {
+        for _ in 0..answered {
+            let Some(w) = self.waiting.pop_front() else { break };
             self.count_local(w.request.name());
-        }
-        self.indexed_uncounted += answered as u64;
-        if answered < ready {
-            for w in std::mem::take(&mut self.waiting) {
-                self.submit(session_id, w.xid, w.request, w.auth, w.received);
+            match w.request {
+                Request::Ping => self.pings_uncounted += 1,
+                _ => self.indexed_uncounted += 1,
             }
+        }
+        if answered < ready {
+            self.hand_over_waiting(session_id);
         }
         // Their latency counts from when the first of them was read.
         self.read_at = first;
         self.flush_local();
-        if self.waiting.is_empty() {
-            for h in std::mem::take(&mut self.held) {
-                self.route(session_id, h.xid, h.request, h.received, Some(h.auth));
-            }
-        }
         self.read_at = Instant::now();
         self.submit_batch();
     }

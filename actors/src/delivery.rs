@@ -87,7 +87,7 @@ impl LocalReads {
         req.is_plain_read() && self.gate.indexed_reads.load(Ordering::Acquire)
     }
 
-    /// Reads that got read index `index`, in order: appended to `out` if
+    /// Reads (and pings behind them) that got read index `index`, in order: appended to `out` if
     /// the tree has applied the index (else `NotApplied`) and, if the
     /// session ever set a watch, every event the state read here caused is
     /// queued on it. Stops at the first that cannot be answered here;
@@ -107,7 +107,15 @@ impl LocalReads {
         if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
             return Ok(0);
         }
-        Ok(reads.take_while(|(xid, req, auth)| warden_core::server::read_without_watch(&view, session_id, *xid, auth, req, out)).count())
+        let answer = |(xid, req, auth): &(i32, &Request, &[Id])| match req {
+            // A ping that waited behind the reads: answered after them, as the processor would.
+            Request::Ping if view.session_timeout(session_id).is_some() => {
+                warden_core::server::append_reply_frame(out, warden_core::proto::xid::PING, view.last_zxid(), 0, |_| {});
+                true
+            }
+            _ => warden_core::server::read_without_watch(&view, session_id, *xid, auth, req, out),
+        };
+        Ok(reads.take_while(answer).count())
     }
 
     /// Appends the reply to `req` to `out` if it may be answered here and

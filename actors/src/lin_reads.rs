@@ -3,10 +3,10 @@
 //! I/O thread for a read index and is answered there, like a local read,
 //! once the tree has applied that index. The reads of every connection that
 //! arrive while one request for an index is out share the next one, so one
-//! trip to the leader serves a whole round trip's reads. A connection holds
-//! its later requests until its waiting reads are answered: no write of its
-//! session leaves before their index is asked, so the index never covers it
-//! (the processor's path fences such writes at apply time instead).
+//! trip to the leader serves a whole round trip's reads. Any other request
+//! behind waiting reads takes them to the processor, in order, whose own
+//! read index and apply fence keep them from seeing that session's later
+//! writes; the index they waited for here is then unused.
 
 use crate::mailbox::Inbox;
 use crate::messages::{ConnAddr, ToConn, ToZab};
@@ -19,22 +19,27 @@ pub const IO_READS: u64 = 1 << 63;
 /// Where a connection sends its next request, in its session's order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
-    /// Behind reads waiting here: kept until they are answered.
-    Hold,
     /// A plain read: waits here for a read index.
     Wait,
+    /// Behind reads waiting here: they go to the processor first, then this
+    /// request (the processor keeps a read's index from covering its
+    /// session's later write). Holding it here instead would stall a
+    /// pipelining session's writes for a read-index round trip.
+    HandOver,
     /// Answered here at once or sent to the processor, as without linearizable reads.
     Go,
 }
 
 /// `indexed`: a plain read while I/O threads may answer reads behind an
-/// index. Nothing overtakes a held request or a waiting read, and a read
-/// waits here only while nothing of its session is at the processor.
-pub fn route(holding: bool, waiting: bool, indexed: bool, at_processor: u32) -> Route {
-    match (holding, waiting, indexed) {
-        (true, _, _) | (false, true, false) => Route::Hold,
-        (false, true, true) => Route::Wait,
-        (false, false, true) if at_processor == 0 => Route::Wait,
+/// index; `rides`: a ping, which waits with reads already waiting (its
+/// reply must follow theirs) rather than take them to the processor. A
+/// read waits here only while nothing of its session is at the processor,
+/// and nothing overtakes a waiting read.
+pub fn route(waiting: bool, indexed: bool, rides: bool, at_processor: u32) -> Route {
+    match (waiting, indexed, rides) {
+        (true, true, _) | (true, false, true) => Route::Wait,
+        (true, false, false) => Route::HandOver,
+        (false, true, _) if at_processor == 0 => Route::Wait,
         _ => Route::Go,
     }
 }
@@ -164,13 +169,13 @@ mod tests {
 
     #[test]
     fn nothing_overtakes_a_waiting_read_and_reads_wait_only_with_nothing_at_the_processor() {
-        // (holding, waiting, indexed, at the processor)
-        assert_eq!(route(false, false, true, 0), Route::Wait, "a read with nothing ahead waits for its index here");
-        assert_eq!(route(false, false, true, 2), Route::Go, "a read behind requests at the processor follows them there");
-        assert_eq!(route(false, true, false, 0), Route::Hold, "a write behind a waiting read leaves only after the read is answered");
-        assert_eq!(route(false, true, true, 0), Route::Wait, "reads pile up behind a waiting read");
-        assert_eq!(route(true, true, true, 0), Route::Hold, "a read behind a held write is held too");
-        assert_eq!(route(true, false, false, 1), Route::Hold, "held requests are replayed in order, never overtaken");
+        // (waiting, indexed, a ping, at the processor)
+        assert_eq!(route(false, true, false, 0), Route::Wait, "a read with nothing ahead waits for its index here");
+        assert_eq!(route(false, true, false, 2), Route::Go, "a read behind requests at the processor follows them there");
+        assert_eq!(route(true, false, false, 0), Route::HandOver, "a write behind waiting reads takes them to the processor first");
+        assert_eq!(route(true, true, false, 0), Route::Wait, "reads pile up behind a waiting read");
+        assert_eq!(route(true, false, true, 0), Route::Wait, "a ping behind waiting reads waits with them");
+        assert_eq!(route(false, false, true, 0), Route::Go, "a ping alone goes at once");
         assert_eq!(route(false, false, false, 0), Route::Go, "without waiting reads a write goes at once");
     }
 

@@ -563,10 +563,9 @@ async fn linearizable_reads_see_every_write_completed_before_them() {
             second.unwrap();
             assert_eq!(read.unwrap().0, a.as_bytes(), "round {i}: the read is between its session's writes");
         }
-        // A read waiting on its I/O thread for its index holds back its
-        // session's next write (and the read after that) until it is
-        // answered: it never sees that write, the read after always does.
-        let indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
+        // A read, a write and a read pipelined by one session: the first
+        // read (waiting on its I/O thread) goes with the write to the
+        // processor, and never sees it; the read after always does.
         for i in 0..100 {
             // The loop above left b99.
             let (old, new) = (if i == 0 { "b99".to_string() } else { format!("c{}", i - 1) }, format!("c{i}"));
@@ -575,10 +574,6 @@ async fn linearizable_reads_see_every_write_completed_before_them() {
             assert_eq!(before.unwrap().0, old.as_bytes(), "round {i}: the read ahead of the write");
             assert_eq!(after.unwrap().0, new.as_bytes(), "round {i}: the read behind the write");
         }
-        let now_indexed = counter(&e.admin_get(follower, "/metrics"), "warden_indexed_reads_total");
-        // (Most: one whose previous write's reply reached the client before its
-        // count was taken off goes through the processor's read index instead.)
-        assert!(now_indexed >= indexed + 50, "the reads ahead of the writes waited on their I/O thread: {indexed} -> {now_indexed}");
         // Reads of other kinds go through the read index too and still answer.
         assert_eq!(reader.list_children("/").await.unwrap().len(), 4);
         assert!(reader.check_stat("/missing").await.unwrap().is_none());
