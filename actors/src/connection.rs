@@ -270,20 +270,18 @@ impl Connection {
             debug!(self.log, "client closes its session"; "session" => format!("0x{session_id:x}"));
         }
         let received = self.read_at;
-        self.route(session_id, xid, request, received, None);
+        self.route(session_id, xid, request, received);
     }
 
     /// Where a request goes, in its session's order: waiting here for a
-    /// read index, answered here from the committed tree, or to the
-    /// processor. `auth`: the identities it was read with, if not the
-    /// connection's current ones.
-    fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant, auth: Option<Arc<[Id]>>) {
+    /// read index, answered here from the committed tree, or to the processor.
+    fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant) {
         let indexed = self.deps.local_reads.waits_for_index(&request);
         let at_processor = self.handle.unanswered.load(std::sync::atomic::Ordering::Acquire);
         let ping = matches!(request, Request::Ping);
         match crate::lin_reads::route(!self.waiting.is_empty(), indexed, ping, at_processor) {
             crate::lin_reads::Route::Wait => {
-                let auth = auth.unwrap_or_else(|| self.auth.clone());
+                let auth = self.auth.clone();
                 return self.waiting.push_back(Waiting { batch: 0, xid, request, auth, received });
             }
             crate::lin_reads::Route::HandOver => self.hand_over_waiting(session_id),
@@ -293,8 +291,7 @@ impl Connection {
             // Room for a batch's replies at once, not a doubling per few replies.
             self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
         }
-        let ids: &[Id] = auth.as_deref().unwrap_or(&self.auth);
-        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, ids, &mut self.local) {
+        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth, &mut self.local) {
             self.count_local(request.name());
             // At once when watching: a watch event queued after this read must
             // not go out ahead of its reply.
@@ -303,7 +300,7 @@ impl Connection {
             }
             return;
         }
-        let auth = auth.unwrap_or_else(|| self.auth.clone());
+        let auth = self.auth.clone();
         self.submit(session_id, xid, request, auth, received);
     }
 
