@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// Marks the read-index requests made for I/O threads (the processor's own count up from 1).
 pub const IO_READS: u64 = 1 << 63;
 
+/// How long a read may wait for its index before it is refused: twice
+/// syncLimit, by when the leader has answered or stepped down.
+pub fn read_index_limit(config: &warden_core::config::Config) -> Duration {
+    Duration::from_millis(config.tick_time_ms.max(1) as u64 * config.sync_limit.max(1) as u64 * 2)
+}
+
 /// Where a connection sends its next request, in its session's order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {

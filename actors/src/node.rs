@@ -242,9 +242,7 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
             Mailbox::new(Supervisor::start_in_arbiter(&dispatcher_thread.handle(), move |_| Dispatcher::new(s, me, dlog, gate)), stats)
         };
         let core = Core::restore(core_settings(&config), secret, wall_clock_ms(), db);
-        // Twice syncLimit: by then the leader has answered a read index or stepped down.
-        let read_limit = std::time::Duration::from_millis(config.tick_time_ms.max(1) as u64 * config.sync_limit.max(1) as u64 * 2);
-        let io_reads = Arc::new(crate::lin_reads::ReadIndexBoard::new(read_limit));
+        let io_reads = Arc::new(crate::lin_reads::ReadIndexBoard::new(crate::lin_reads::read_index_limit(&config)));
         let local_reads = Arc::new(crate::delivery::LocalReads::new(core.db.reader(), delivery.clone(), io_reads.clone()));
         // Restored sessions get a fresh expiry clock, as in ZooKeeper. In an
         // ensemble only the leader expires, once it serves.

@@ -200,9 +200,8 @@ impl Processor {
         ctx.run_interval(DIGEST_INTERVAL, |act, ctx| {
             crate::mailbox::guarded(act, ctx, |act, _| act.send_digest());
         });
-        // Twice syncLimit: by then the leader has answered or stepped down.
         let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
-        let limit = tick * self.config.sync_limit.max(1) * 2;
+        let limit = crate::lin_reads::read_index_limit(&self.config);
         ctx.run_interval(tick, move |act, ctx| {
             crate::mailbox::guarded(act, ctx, |act, _| act.refuse_stale_reads(limit));
         });
