@@ -128,8 +128,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Allow `POST /actors/<kind>/fault` (`warden.adminFaultInjection`), for tests.
     pub admin_fault_injection: bool,
-    /// Ensemble: every read first waits for a quorum barrier (a no-op
-    /// through the leader), so reads are linearizable, not just sequential.
+    /// Ensemble: every read first waits for a read index (the leader's commit
+    /// index, confirmed by a heartbeat round), so reads are linearizable, not
+    /// just sequential.
     pub linearizable_reads: bool,
     /// Test knob: the zxid counter value at which the leader bumps the epoch
     /// (normally just below 2^32), to exercise counter exhaustion quickly.

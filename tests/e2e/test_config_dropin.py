@@ -81,6 +81,31 @@ def test_sample_config_values_are_honoured():
     assert "serverCnxnFactory" in text, "JVM-only keys are logged as ignored"
 
 
+def io_threads(pid):
+    names = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+            names.append(f.read().strip())
+    return sorted(n for n in names if n.startswith("w-io-"))
+
+
+@WARDEN_ONLY
+@pytest.mark.parametrize("setting, expected", [(None, len(os.sched_getaffinity(0))), ("3", 3)])
+def test_io_threads_are_one_per_core_unless_warden_io_threads_says(setting, expected):
+    tmp = tempfile.mkdtemp(prefix="warden-iothreads-")
+    port = free_port()
+    args = ["--set", "clientPort=%d" % port, "--set", "dataDir=" + os.path.join(tmp, "data"), "--set", "admin.enableServer=false"]
+    if setting:
+        args += ["--set", "warden.ioThreads=" + setting]
+    proc, log = run_warden(args, tmp)
+    try:
+        wait_until(lambda: answers("127.0.0.1:%d" % port, "srvr", b"Zookeeper version"), 15, message="srvr")
+        assert io_threads(proc.pid) == ["w-io-%d" % i for i in range(expected)]
+    finally:
+        stop(proc, log)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @WARDEN_ONLY
 def test_json_logs():
     tmp = tempfile.mkdtemp(prefix="warden-json-")
