@@ -117,12 +117,14 @@ impl<'a> Reader<'a> {
 
     /// A ustring; null decodes as the empty string (no field we read treats them apart).
     pub fn string(&mut self) -> DecodeResult<String> {
+        self.str().map(str::to_owned)
+    }
+
+    /// [`Reader::string`], borrowed from the frame.
+    pub fn str(&mut self) -> DecodeResult<&'a str> {
         match self.len(1)? {
-            None => Ok(String::new()),
-            Some(n) => {
-                let bytes = self.take(n)?;
-                std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DecodeError::BadUtf8)
-            }
+            None => Ok(""),
+            Some(n) => std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::BadUtf8),
         }
     }
 

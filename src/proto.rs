@@ -241,6 +241,55 @@ pub struct SetWatchesRequest {
     pub persistent_recursive: Vec<String>,
 }
 
+/// exists, getData or getChildren as read from its frame, the path borrowed:
+/// a read answered from the tree needs no owned request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainRead<'a> {
+    pub op: ReadOp,
+    pub path: &'a str,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOp {
+    Exists,
+    GetData,
+    GetChildren { with_stat: bool },
+}
+
+impl<'a> PlainRead<'a> {
+    /// The body of a read of type `opcode`; None for any other opcode.
+    pub fn decode(opcode: i32, r: &mut Reader<'a>) -> Option<DecodeResult<PlainRead<'a>>> {
+        let op = match opcode {
+            op::EXISTS => ReadOp::Exists,
+            op::GET_DATA => ReadOp::GetData,
+            op::GET_CHILDREN | op::GET_CHILDREN2 => ReadOp::GetChildren { with_stat: opcode == op::GET_CHILDREN2 },
+            _ => return None,
+        };
+        let body = |r: &mut Reader<'a>| Ok(PlainRead { op, path: r.str()?, watch: r.bool()? });
+        Some(body(r))
+    }
+
+    pub fn to_request(self) -> Request {
+        let (path, watch) = (self.path.to_owned(), self.watch);
+        match self.op {
+            ReadOp::Exists => Request::Exists { path, watch },
+            ReadOp::GetData => Request::GetData { path, watch },
+            ReadOp::GetChildren { with_stat } => Request::GetChildren { path, watch, with_stat },
+        }
+    }
+
+    /// ZooKeeper's name for the operation, as [`Request::name`].
+    pub fn name(&self) -> &'static str {
+        match self.op {
+            ReadOp::Exists => "exists",
+            ReadOp::GetData => "getData",
+            ReadOp::GetChildren { with_stat: false } => "getChildren",
+            ReadOp::GetChildren { with_stat: true } => "getChildren2",
+        }
+    }
+}
+
 /// One decoded client request body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
@@ -341,12 +390,12 @@ impl Request {
                 Request::Create(CreateRequest { op: create_op, path, data, acl, flags, ttl_ms })
             }
             op::DELETE => Request::Delete { path: r.string()?, version: r.i32()? },
-            op::EXISTS => Request::Exists { path: r.string()?, watch: r.bool()? },
-            op::GET_DATA => Request::GetData { path: r.string()?, watch: r.bool()? },
+            op::EXISTS | op::GET_DATA | op::GET_CHILDREN | op::GET_CHILDREN2 => {
+                return PlainRead::decode(opcode, r).expect("a read's opcode").map(|read| read.to_request());
+            }
             op::SET_DATA => Request::SetData { path: r.string()?, data: r.buffer()?, version: r.i32()? },
             op::GET_ACL => Request::GetAcl { path: r.string()? },
             op::SET_ACL => Request::SetAcl { path: r.string()?, acl: read_acls(r)?, version: r.i32()? },
-            op::GET_CHILDREN | op::GET_CHILDREN2 => Request::GetChildren { path: r.string()?, watch: r.bool()?, with_stat: opcode == op::GET_CHILDREN2 },
             op::SYNC => Request::Sync { path: r.string()? },
             op::PING => Request::Ping,
             op::CHECK => Request::Check { path: r.string()?, version: r.i32()? },
@@ -407,10 +456,15 @@ impl Request {
         )
     }
 
-    /// exists, getData or getChildren without a watch: a read that sets
-    /// nothing, which any thread holding the tree may answer.
-    pub fn is_plain_read(&self) -> bool {
-        matches!(self, Request::Exists { watch: false, .. } | Request::GetData { watch: false, .. } | Request::GetChildren { watch: false, .. })
+    /// exists, getData or getChildren (with or without a watch), borrowed.
+    pub fn as_read(&self) -> Option<PlainRead<'_>> {
+        let (op, path, watch) = match self {
+            Request::Exists { path, watch } => (ReadOp::Exists, path, watch),
+            Request::GetData { path, watch } => (ReadOp::GetData, path, watch),
+            Request::GetChildren { path, watch, with_stat } => (ReadOp::GetChildren { with_stat: *with_stat }, path, watch),
+            _ => return None,
+        };
+        Some(PlainRead { op, path, watch: *watch })
     }
 
     /// ZooKeeper's name for the operation, for per-op metrics.
@@ -556,6 +610,27 @@ mod tests {
         let req = ConnectRequest::decode(&w).unwrap();
         assert!(req.passwd.is_empty());
         assert_eq!(req.read_only, Some(false));
+    }
+
+    #[test]
+    fn a_read_decoded_in_place_is_the_request_decoded() {
+        for (opcode, watch) in [(op::EXISTS, false), (op::GET_DATA, true), (op::GET_CHILDREN, false), (op::GET_CHILDREN2, true)] {
+            let mut w = Vec::new();
+            w.put_string("/a/b");
+            w.put_bool(watch);
+            let read = PlainRead::decode(opcode, &mut Reader::new(&w)).expect("a read's opcode").unwrap();
+            let req = Request::decode(opcode, &mut Reader::new(&w)).unwrap();
+            assert_eq!((Some(read), read.name(), read.to_request()), (req.as_read(), req.name(), req.clone()));
+            assert_eq!((read.path, read.watch), ("/a/b", watch));
+            let cut = &w[..w.len() - 1];
+            assert!(matches!(PlainRead::decode(opcode, &mut Reader::new(cut)), Some(Err(_))), "a body without its watch flag");
+            assert!(Request::decode(opcode, &mut Reader::new(cut)).is_err());
+        }
+        let mut w = Vec::new();
+        w.put_string("/a");
+        w.put_i32(-1);
+        assert!(PlainRead::decode(op::DELETE, &mut Reader::new(&w)).is_none());
+        assert!(Request::decode(op::DELETE, &mut Reader::new(&w)).unwrap().as_read().is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::database::{Database, TxnResult};
 use crate::error::Code;
 use crate::jute::Writer;
 use crate::prep::{self, Outstanding, PrepCtx, Prepared, ReconfigCtx};
-use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, Request, SetWatchesRequest};
+use crate::proto::{self, op, perms, ConnectRequest, ConnectResponse, CreateOp, Id, PlainRead, ReadOp, Request, SetWatchesRequest};
 use crate::session;
 use crate::shared_db::SharedDb;
 use crate::tree::Trigger;
@@ -647,7 +647,7 @@ impl Core {
             Request::Ping => Ok(ReadReply::Frame(reply_frame(proto::xid::PING, zxid, 0, |_| {}))),
             Request::Exists { watch, path } | Request::GetData { watch, path } | Request::GetChildren { watch, path, .. } => {
                 let mut frame = Vec::with_capacity(128);
-                let result = plain_read(&self.db, ctx.xid, ctx.auth, req, &mut frame).unwrap_or(Err(Code::Unimplemented)).map(|()| frame);
+                let result = req.as_read().map_or(Err(Code::Unimplemented), |read| plain_read(&self.db, ctx.xid, ctx.auth, read, &mut frame)).map(|()| frame);
                 // exists sets its watch on a missing node too; the others only on success.
                 let sets_watch = matches!((&result, req), (Ok(_), _) | (Err(Code::NoNode), Request::Exists { .. }));
                 if *watch && sets_watch {
@@ -800,63 +800,59 @@ impl Core {
 /// other request (or a read with a watch, or from a session not open) is
 /// left for the processor.
 pub fn read_without_watch(db: &Database, session_id: i64, xid: i32, auth: &[Id], req: &Request, out: &mut Vec<u8>) -> bool {
-    let watch = match req {
-        Request::Exists { watch, .. } | Request::GetData { watch, .. } | Request::GetChildren { watch, .. } => *watch,
-        _ => return false,
-    };
-    if watch || db.session_timeout(session_id).is_none() {
+    req.as_read().is_some_and(|read| answer_read(db, session_id, xid, auth, read, out))
+}
+
+/// [`read_without_watch`] for a read still in its frame.
+pub fn answer_read(db: &Database, session_id: i64, xid: i32, auth: &[Id], read: PlainRead, out: &mut Vec<u8>) -> bool {
+    if read.watch || db.session_timeout(session_id).is_none() {
         return false;
     }
     let start = out.len();
-    match plain_read(db, xid, auth, req, out) {
-        None => return false,
-        Some(Ok(())) => {}
-        Some(Err(code)) => {
-            out.truncate(start);
-            append_reply_frame(out, xid, db.last_zxid(), code as i32, |_| {});
-        }
+    if let Err(code) = plain_read(db, xid, auth, read, out) {
+        out.truncate(start);
+        append_reply_frame(out, xid, db.last_zxid(), code as i32, |_| {});
     }
     true
 }
 
 /// Appends the reply of exists, getData or getChildren (watches aside) to
 /// `out`, or gives its error (with `out` as it was).
-fn plain_read(db: &Database, xid: i32, auth: &[Id], req: &Request, out: &mut Vec<u8>) -> Option<Result<(), Code>> {
+fn plain_read(db: &Database, xid: i32, auth: &[Id], read: PlainRead, out: &mut Vec<u8>) -> Result<(), Code> {
     let zxid = db.last_zxid();
     let mut ok = |body: &dyn Fn(&mut Vec<u8>)| {
         append_reply_frame(out, xid, zxid, 0, body);
         Ok(())
     };
-    let readable = |path: &str| {
-        let node = db.tree.get(path).ok_or(Code::NoNode)?;
+    let node = || {
+        let node = db.tree.get(read.path).ok_or(Code::NoNode)?;
         acl::check(&node.acl, perms::READ, auth).map(|_| node)
     };
-    Some(match req {
-        Request::Exists { path, .. } => {
-            if path.contains('\0') {
-                return Some(Err(Code::BadArguments));
+    match read.op {
+        ReadOp::Exists => {
+            if read.path.contains('\0') {
+                return Err(Code::BadArguments);
             }
-            readable(path).map(|node| node.stat()).and_then(|stat| ok(&|w| proto::write_stat(w, &stat)))
+            node().map(|node| node.stat()).and_then(|stat| ok(&|w| proto::write_stat(w, &stat)))
         }
-        Request::GetData { path, .. } => readable(path).and_then(|node| {
+        ReadOp::GetData => node().and_then(|node| {
             ok(&|w| {
                 w.put_buffer(node.data());
                 proto::write_stat(w, &node.stat());
             })
         }),
-        Request::GetChildren { path, with_stat, .. } => readable(path).and_then(|node| {
+        ReadOp::GetChildren { with_stat } => node().and_then(|node| {
             ok(&|w| {
                 w.put_i32(node.children.len() as i32);
                 for c in &node.children {
                     w.put_string(c);
                 }
-                if *with_stat {
+                if with_stat {
                     proto::write_stat(w, &node.stat());
                 }
             })
         }),
-        _ => return None,
-    })
+    }
 }
 
 /// Whether a write creates an ephemeral node (directly or inside a multi).

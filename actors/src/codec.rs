@@ -1,5 +1,8 @@
 //! Client frame decoding: a 4-byte big-endian length then the payload; the
 //! first four bytes of a connection may instead be a four-letter word.
+//! Every whole frame already read comes out as one buffer (one split of the
+//! read buffer per read, not one per frame: a reference count touched twice
+//! per request was a few per cent of a read's CPU).
 
 use bytes::{Buf, BytesMut};
 use std::fmt;
@@ -7,7 +10,19 @@ use tokio_util::codec::Decoder;
 
 pub enum Inbound {
     FourLetter(&'static str),
-    Frame(BytesMut),
+    /// One or more whole frames, each still behind its length (see [`frames`]).
+    Frames(BytesMut),
+}
+
+/// The payloads of the frames in an [`Inbound::Frames`] buffer, in order.
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let (word, after) = rest.split_first_chunk::<4>()?;
+        let (frame, next) = after.split_at(i32::from_be_bytes(*word) as usize);
+        rest = next;
+        Some(frame)
+    })
 }
 
 #[derive(Debug)]
@@ -58,17 +73,28 @@ impl Decoder for ClientCodec {
                 return Ok(Some(Inbound::FourLetter(cmd)));
             }
         }
-        let len = i32::from_be_bytes(word);
-        if len < 0 || len as usize > self.max_frame_bytes {
-            return Err(FrameError::BadLength(len as i64));
+        // Every whole frame in the buffer; a bad length after good frames is
+        // an error at the next call, once those frames are handled.
+        let mut end = 0;
+        while let Some(word) = src.get(end..end + 4) {
+            let len = i32::from_be_bytes(word.try_into().unwrap());
+            if len < 0 || len as usize > self.max_frame_bytes {
+                if end == 0 {
+                    return Err(FrameError::BadLength(len as i64));
+                }
+                break;
+            }
+            let next = end + 4 + len as usize;
+            if src.len() < next {
+                if end == 0 {
+                    src.reserve(next - src.len());
+                    return Ok(None);
+                }
+                break;
+            }
+            end = next;
         }
-        let len = len as usize;
-        if src.len() < 4 + len {
-            src.reserve(4 + len - src.len());
-            return Ok(None);
-        }
-        src.advance(4);
-        Ok(Some(Inbound::Frame(src.split_to(len))))
+        Ok(Some(Inbound::Frames(src.split_to(end))))
     }
 }
 
@@ -76,17 +102,30 @@ impl Decoder for ClientCodec {
 mod tests {
     use super::*;
 
+    fn payloads(item: Option<Inbound>) -> Vec<Vec<u8>> {
+        match item {
+            Some(Inbound::Frames(b)) => frames(&b).map(<[u8]>::to_vec).collect(),
+            _ => panic!("expected frames"),
+        }
+    }
+
     #[test]
     fn splits_frames_and_waits_for_more() {
         let mut c = ClientCodec::new(100);
-        let mut b = BytesMut::from(&[0, 0, 0, 2, 7, 8, 0, 0, 0, 3, 1][..]);
-        match c.decode(&mut b).unwrap() {
-            Some(Inbound::Frame(f)) => assert_eq!(&f[..], &[7, 8]),
-            _ => panic!("expected a frame"),
-        }
+        let mut b = BytesMut::from(&[0, 0, 0, 2, 7, 8, 0, 0, 0, 0, 0, 0, 0, 3, 1][..]);
+        assert_eq!(payloads(c.decode(&mut b).unwrap()), [vec![7, 8], vec![]], "every whole frame at once");
         assert!(c.decode(&mut b).unwrap().is_none());
-        b.extend_from_slice(&[2, 3]);
-        assert!(matches!(c.decode(&mut b).unwrap(), Some(Inbound::Frame(f)) if f.len() == 3));
+        b.extend_from_slice(&[2, 3, 0]);
+        assert_eq!(payloads(c.decode(&mut b).unwrap()), [vec![1, 2, 3]]);
+        assert_eq!(&b[..], &[0], "the next frame's partial length stays");
+    }
+
+    #[test]
+    fn a_bad_length_after_whole_frames_is_an_error_after_them() {
+        let mut c = ClientCodec::new(10);
+        let mut b = BytesMut::from(&[0, 0, 0, 1, 9, 0, 0, 0, 11, 0][..]);
+        assert_eq!(payloads(c.decode(&mut b).unwrap()), [vec![9]]);
+        assert!(matches!(c.decode(&mut b), Err(FrameError::BadLength(11))));
     }
 
     #[test]
@@ -96,7 +135,7 @@ mod tests {
         assert!(matches!(c.decode(&mut b).unwrap(), Some(Inbound::FourLetter("ruok"))));
         let mut c = ClientCodec::new(usize::MAX);
         let mut b = BytesMut::from(&[0, 0, 0, 0][..]);
-        assert!(matches!(c.decode(&mut b).unwrap(), Some(Inbound::Frame(f)) if f.is_empty()));
+        assert_eq!(payloads(c.decode(&mut b).unwrap()), [Vec::<u8>::new()]);
         let mut b = BytesMut::from(&b"ruok"[..]);
         assert!(matches!(c.decode(&mut b), Ok(None)), "later frames are plain lengths");
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::error::Code;
 use warden_core::jute::{Reader, Writer};
-use warden_core::proto::{op, ConnectRequest, Id, Request};
+use warden_core::proto::{op, ConnectRequest, Id, PlainRead, Request};
 use warden_core::sasl::{DigestMd5Server, Step};
 use warden_core::server::reply_frame;
 use warden_core::{acl, fourlw};
@@ -253,6 +253,14 @@ impl Connection {
         if opcode == op::SASL {
             return self.on_sasl(xid, &mut r, ctx);
         }
+        // A read answered here needs no owned request: its path stays in the frame.
+        if self.waiting.is_empty() {
+            if let Some(Ok(read)) = PlainRead::decode(opcode, &mut r.clone()) {
+                if !self.deps.local_reads.waits_for_index(read) && self.answer_here(session_id, xid, read) {
+                    return;
+                }
+            }
+        }
         let request = match Request::decode(opcode, &mut r) {
             Ok(req) => req,
             Err(e) => {
@@ -276,7 +284,8 @@ impl Connection {
     /// Where a request goes, in its session's order: waiting here for a
     /// read index, answered here from the committed tree, or to the processor.
     fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant) {
-        let indexed = self.deps.local_reads.waits_for_index(&request);
+        let read = request.as_read();
+        let indexed = read.is_some_and(|read| self.deps.local_reads.waits_for_index(read));
         let at_processor = self.handle.unanswered.load(std::sync::atomic::Ordering::Acquire);
         let ping = matches!(request, Request::Ping);
         match crate::lin_reads::route(!self.waiting.is_empty(), indexed, ping, at_processor) {
@@ -287,21 +296,33 @@ impl Connection {
             crate::lin_reads::Route::HandOver => self.hand_over_waiting(session_id),
             crate::lin_reads::Route::Go => {}
         }
-        if self.local.capacity() == 0 && request.is_plain_read() {
-            // Room for a batch's replies at once, not a doubling per few replies.
-            self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
-        }
-        if self.deps.local_reads.answer(&self.handle, session_id, xid, &request, &self.auth, &mut self.local) {
-            self.count_local(request.name());
-            // At once when watching: a watch event queued after this read must
-            // not go out ahead of its reply.
-            if self.handle.watching.load(Relaxed) || self.local.len() >= LOCAL_REPLIES_FLUSH_BYTES {
-                self.flush_local();
-            }
+        if read.is_some_and(|read| self.answer_here(session_id, xid, read)) {
             return;
         }
         let auth = self.auth.clone();
         self.submit(session_id, xid, request, auth, received);
+    }
+
+    /// Answers a read from the committed tree on this thread if it may be
+    /// (`LocalReads::answer`); says whether it did.
+    fn answer_here(&mut self, session_id: i64, xid: i32, read: PlainRead) -> bool {
+        if read.watch {
+            return false;
+        }
+        if self.local.capacity() == 0 {
+            // Room for a batch's replies at once, not a doubling per few replies.
+            self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
+        }
+        if !self.deps.local_reads.answer(&self.handle, session_id, xid, read, &self.auth, &mut self.local) {
+            return false;
+        }
+        self.count_local(read.name());
+        // At once when watching: a watch event queued after this read must
+        // not go out ahead of its reply.
+        if self.handle.watching.load(Relaxed) || self.local.len() >= LOCAL_REPLIES_FLUSH_BYTES {
+            self.flush_local();
+        }
+        true
     }
 
     /// The reads waiting here go to the processor, in order (it puts them behind an index of its own).
@@ -473,11 +494,11 @@ impl Connection {
             .wait(ctx);
     }
 
-    fn on_frame(&mut self, frame: BytesMut, ctx: &mut Context<Self>) {
+    fn on_frame(&mut self, frame: &[u8], ctx: &mut Context<Self>) {
         match self.state {
-            State::AwaitingConnect => self.on_handshake(&frame, ctx),
-            State::Connecting => self.queued.push_back(frame),
-            State::Established { session_id } => self.on_packet(session_id, &frame, ctx),
+            State::AwaitingConnect => self.on_handshake(frame, ctx),
+            State::Connecting => self.queued.push_back(BytesMut::from(frame)),
+            State::Established { session_id } => self.on_packet(session_id, frame, ctx),
             State::Closing => {}
         }
     }
@@ -525,7 +546,8 @@ impl Serve<Fault> for Connection {
     }
 }
 
-/// Frames handed to the handler at once: all those already read, up to this.
+/// Reads' worth of frames handed to the handler at once: all those already
+/// read, up to this many reads.
 const FRAMES_PER_BATCH: usize = 128;
 
 /// Replies queued but unwritten beyond which a connection stops reading
@@ -547,7 +569,7 @@ pub fn gated<S: futures_util::Stream + Unpin + 'static>(
     futures_util::StreamExt::ready_chunks(gate, FRAMES_PER_BATCH)
 }
 
-/// `gated`'s stream: checked before each frame, with no allocation or
+/// `gated`'s stream: checked before each read's frames, with no allocation or
 /// shared reference count touched per frame (the I/O threads share them).
 struct ReadGate<S> {
     frames: S,
@@ -602,7 +624,11 @@ impl StreamHandler<Vec<Result<Inbound, FrameError>>> for Connection {
 impl Connection {
     fn on_inbound(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
         match item {
-            Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Inbound::Frames(buf)) => {
+                for frame in crate::codec::frames(&buf) {
+                    self.on_frame(frame, ctx);
+                }
+            }
             Ok(Inbound::FourLetter(cmd)) => self.on_four_letter(cmd, ctx),
             Err(e) => {
                 warn!(self.log, "closing connection: bad frame"; "error" => %e);
@@ -627,7 +653,7 @@ impl Serve<ToConn> for Connection {
                 self.session = Some(session_id);
                 self.read_at = Instant::now();
                 while let Some(f) = self.queued.pop_front() {
-                    self.on_frame(f, ctx);
+                    self.on_frame(&f, ctx);
                 }
                 self.submit_batch();
             }

@@ -6,7 +6,7 @@
 
 use crate::messages::ConnHandle;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use warden_core::proto::{Id, Request};
+use warden_core::proto::{Id, PlainRead, Request};
 use warden_core::shared_db::DbReader;
 
 /// Batches the processor handed to the dispatcher whose frames are not yet
@@ -82,9 +82,9 @@ impl LocalReads {
         LocalReads { db, gate, board }
     }
 
-    /// Whether `req` may wait here for a read index (`lin_reads`) rather than go to the processor.
-    pub fn waits_for_index(&self, req: &Request) -> bool {
-        req.is_plain_read() && self.gate.indexed_reads.load(Ordering::Acquire)
+    /// Whether `read` may wait here for a read index (`lin_reads`) rather than go to the processor.
+    pub fn waits_for_index(&self, read: PlainRead) -> bool {
+        !read.watch && self.gate.indexed_reads.load(Ordering::Acquire)
     }
 
     /// Reads (and pings behind them) that got read index `index`, in order: appended to `out` if
@@ -123,15 +123,15 @@ impl LocalReads {
     /// holds), and if its session ever set a watch, every watch event the
     /// state read here caused is already queued on it (a client sees the
     /// event before the data). Says whether it did.
-    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, req: &Request, auth: &[Id], out: &mut Vec<u8>) -> bool {
-        if !req.is_plain_read() || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
+    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, read: PlainRead, auth: &[Id], out: &mut Vec<u8>) -> bool {
+        if read.watch || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
             return false;
         }
         let view = self.db.view();
         if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
             return false;
         }
-        warden_core::server::read_without_watch(&view, session_id, xid, auth, req, out)
+        warden_core::server::answer_read(&view, session_id, xid, auth, read, out)
     }
 }
 
