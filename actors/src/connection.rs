@@ -3,6 +3,7 @@
 //! four-letter words itself, and forwards everything else to the processor.
 
 use crate::codec::{FrameError, Inbound};
+use crate::delivery::LocalReads;
 use crate::deps::Deps;
 use crate::mailbox::{guarded, Serve, Supervision};
 use crate::messages::{AwaitApplied, ConnAddr, Connect, Detach, Submit, ToConn, WatchReport};
@@ -22,6 +23,7 @@ use warden_core::jute::{Reader, Writer};
 use warden_core::proto::{op, ConnectRequest, Id, PlainRead, Request};
 use warden_core::sasl::{DigestMd5Server, Step};
 use warden_core::server::reply_frame;
+use warden_core::shared_db::DbView;
 use warden_core::{acl, fourlw};
 
 /// What a connection needs to authenticate clients beyond addAuth.
@@ -240,11 +242,7 @@ impl Connection {
     }
 
     fn on_packet(&mut self, session_id: i64, frame: &[u8], ctx: &mut Context<Self>) {
-        self.received_uncounted += 1;
-        if self.read_at.saturating_duration_since(self.last_touch) >= TOUCH_INTERVAL {
-            crate::io_batch::touch(&self.deps, session_id);
-            self.last_touch = self.read_at;
-        }
+        self.count_packet(session_id);
         let mut r = Reader::new(frame);
         let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else {
             warn!(self.log, "closing connection: packet shorter than a request header"; "bytes" => frame.len());
@@ -252,14 +250,6 @@ impl Connection {
         };
         if opcode == op::SASL {
             return self.on_sasl(xid, &mut r, ctx);
-        }
-        // A read answered here needs no owned request: its path stays in the frame.
-        if self.waiting.is_empty() {
-            if let Some(Ok(read)) = PlainRead::decode(opcode, &mut r.clone()) {
-                if !self.deps.local_reads.waits_for_index(read) && self.answer_here(session_id, xid, read) {
-                    return;
-                }
-            }
         }
         let request = match Request::decode(opcode, &mut r) {
             Ok(req) => req,
@@ -281,6 +271,32 @@ impl Connection {
         self.route(session_id, xid, request, received);
     }
 
+    fn count_packet(&mut self, session_id: i64) {
+        self.received_uncounted += 1;
+        if self.read_at.saturating_duration_since(self.last_touch) >= TOUCH_INTERVAL {
+            crate::io_batch::touch(&self.deps, session_id);
+            self.last_touch = self.read_at;
+        }
+    }
+
+    /// A read without a watch answered from its frame, with no owned request
+    /// (its path stays in the frame) and under `view`, the read lock a run of
+    /// such reads shares; says whether it was. Anything else is for `on_frame`.
+    fn answered_from_frame<'v>(&mut self, frame: &[u8], reads: &'v LocalReads, view: &mut Option<DbView<'v>>) -> bool {
+        let State::Established { session_id } = self.state else { return false };
+        if !self.waiting.is_empty() {
+            return false;
+        }
+        let mut r = Reader::new(frame);
+        let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else { return false };
+        let Some(Ok(read)) = PlainRead::decode(opcode, &mut r) else { return false };
+        if reads.waits_for_index(read) || !self.answer_here(session_id, xid, read, reads, view) {
+            return false;
+        }
+        self.count_packet(session_id);
+        true
+    }
+
     /// Where a request goes, in its session's order: waiting here for a
     /// read index, answered here from the committed tree, or to the processor.
     fn route(&mut self, session_id: i64, xid: i32, request: Request, received: Instant) {
@@ -296,8 +312,11 @@ impl Connection {
             crate::lin_reads::Route::HandOver => self.hand_over_waiting(session_id),
             crate::lin_reads::Route::Go => {}
         }
-        if read.is_some_and(|read| self.answer_here(session_id, xid, read)) {
-            return;
+        if let Some(read) = read {
+            let reads = self.deps.local_reads.clone();
+            if self.answer_here(session_id, xid, read, &reads, &mut None) {
+                return;
+            }
         }
         let auth = self.auth.clone();
         self.submit(session_id, xid, request, auth, received);
@@ -305,7 +324,7 @@ impl Connection {
 
     /// Answers a read from the committed tree on this thread if it may be
     /// (`LocalReads::answer`); says whether it did.
-    fn answer_here(&mut self, session_id: i64, xid: i32, read: PlainRead) -> bool {
+    fn answer_here<'v>(&mut self, session_id: i64, xid: i32, read: PlainRead, reads: &'v LocalReads, view: &mut Option<DbView<'v>>) -> bool {
         if read.watch {
             return false;
         }
@@ -313,7 +332,7 @@ impl Connection {
             // Room for a batch's replies at once, not a doubling per few replies.
             self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
         }
-        if !self.deps.local_reads.answer(&self.handle, session_id, xid, read, &self.auth, &mut self.local) {
+        if !reads.answer(view, &self.handle, session_id, xid, read, &self.auth, &mut self.local) {
             return false;
         }
         self.count_local(read.name());
@@ -546,6 +565,10 @@ impl Serve<Fault> for Connection {
     }
 }
 
+/// Reads answered under one read lock at most (the processor's next
+/// change waits for them).
+const READS_PER_VIEW: u32 = 64;
+
 /// Reads' worth of frames handed to the handler at once: all those already
 /// read, up to this many reads.
 const FRAMES_PER_BATCH: usize = 128;
@@ -625,7 +648,18 @@ impl Connection {
     fn on_inbound(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
         match item {
             Ok(Inbound::Frames(buf)) => {
+                let reads = self.deps.local_reads.clone();
+                let (mut view, mut shared) = (None, 0);
                 for frame in crate::codec::frames(&buf) {
+                    if shared == READS_PER_VIEW {
+                        (view, shared) = (None, 0);
+                    }
+                    if self.answered_from_frame(frame, &reads, &mut view) {
+                        shared += 1;
+                        continue;
+                    }
+                    // Nothing else runs under the read lock (the processor waits on it).
+                    (view, shared) = (None, 0);
                     self.on_frame(frame, ctx);
                 }
             }

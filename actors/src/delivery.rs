@@ -7,7 +7,7 @@
 use crate::messages::ConnHandle;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use warden_core::proto::{Id, PlainRead, Request};
-use warden_core::shared_db::DbReader;
+use warden_core::shared_db::{DbReader, DbView};
 
 /// Batches the processor handed to the dispatcher whose frames are not yet
 /// queued on their connections.
@@ -118,20 +118,31 @@ impl LocalReads {
         Ok(reads.take_while(answer).count())
     }
 
-    /// Appends the reply to `req` to `out` if it may be answered here and
+    /// Appends the reply to `read` to `out` if it may be answered here and
     /// now: the connection has no request still unanswered (its order
     /// holds), and if its session ever set a watch, every watch event the
     /// state read here caused is already queued on it (a client sees the
-    /// event before the data). Says whether it did.
-    pub fn answer(&self, conn: &ConnHandle, session_id: i64, xid: i32, read: PlainRead, auth: &[Id], out: &mut Vec<u8>) -> bool {
+    /// event before the data). Says whether it did. The read-locked view is
+    /// taken into `view` if there is none, and left there: a run of reads
+    /// shares one lock (two atomic operations each were 4 % of a read's CPU).
+    pub fn answer<'a>(
+        &'a self,
+        view: &mut Option<DbView<'a>>,
+        conn: &ConnHandle,
+        session_id: i64,
+        xid: i32,
+        read: PlainRead,
+        auth: &[Id],
+        out: &mut Vec<u8>,
+    ) -> bool {
         if read.watch || !self.gate.local_reads.load(Ordering::Acquire) || conn.unanswered.load(Ordering::Acquire) != 0 {
             return false;
         }
-        let view = self.db.view();
+        let view = view.get_or_insert_with(|| self.db.view());
         if conn.watching.load(Ordering::Acquire) && !self.gate.settled(view.epoch) {
             return false;
         }
-        warden_core::server::answer_read(&view, session_id, xid, auth, read, out)
+        warden_core::server::answer_read(view, session_id, xid, auth, read, out)
     }
 }
 
