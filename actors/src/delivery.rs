@@ -125,6 +125,7 @@ impl LocalReads {
     /// event before the data). Says whether it did. The read-locked view is
     /// taken into `view` if there is none, and left there: a run of reads
     /// shares one lock (two atomic operations each were 4 % of a read's CPU).
+    #[allow(clippy::too_many_arguments)] // a read, its connection and session, and the run's lock
     pub fn answer<'a>(
         &'a self,
         view: &mut Option<DbView<'a>>,
