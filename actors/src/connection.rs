@@ -89,6 +89,10 @@ pub struct Connection {
     /// frame this handler writes itself.
     local: Vec<u8>,
     local_count: u32,
+    /// The node's `LocalReads`, cloned at the first read: taken out while a
+    /// run of reads holds its read lock, and put back (cloning the shared
+    /// `Arc` per read would bounce its count between the I/O threads).
+    run_reads: Option<Arc<LocalReads>>,
     /// Of `local_count`, reads answered behind a read index (`lin_reads`),
     /// and pings answered after them.
     indexed_uncounted: u64,
@@ -149,6 +153,7 @@ impl Connection {
             batch: Vec::new(),
             local: Vec::new(),
             local_count: 0,
+            run_reads: None,
             indexed_uncounted: 0,
             pings_uncounted: 0,
             local_ops: Vec::new(),
@@ -290,9 +295,14 @@ impl Connection {
         let mut r = Reader::new(frame);
         let (Ok(xid), Ok(opcode)) = (r.i32(), r.i32()) else { return false };
         let Some(Ok(read)) = PlainRead::decode(opcode, &mut r) else { return false };
-        if reads.waits_for_index(read) || !self.answer_here(session_id, xid, read, reads, view) {
+        if read.watch || reads.waits_for_index(read) {
             return false;
         }
+        self.make_room_for_local();
+        if !reads.answer(view, &self.handle, session_id, xid, read, &self.auth, &mut self.local) {
+            return false;
+        }
+        self.answered_here(read);
         self.count_packet(session_id);
         true
     }
@@ -312,36 +322,31 @@ impl Connection {
             crate::lin_reads::Route::HandOver => self.hand_over_waiting(session_id),
             crate::lin_reads::Route::Go => {}
         }
-        if let Some(read) = read {
-            let reads = self.deps.local_reads.clone();
-            if self.answer_here(session_id, xid, read, &reads, &mut None) {
-                return;
+        if let Some(read) = read.filter(|read| !read.watch) {
+            self.make_room_for_local();
+            if self.deps.local_reads.answer(&mut None, &self.handle, session_id, xid, read, &self.auth, &mut self.local) {
+                return self.answered_here(read);
             }
         }
         let auth = self.auth.clone();
         self.submit(session_id, xid, request, auth, received);
     }
 
-    /// Answers a read from the committed tree on this thread if it may be
-    /// (`LocalReads::answer`); says whether it did.
-    fn answer_here<'v>(&mut self, session_id: i64, xid: i32, read: PlainRead, reads: &'v LocalReads, view: &mut Option<DbView<'v>>) -> bool {
-        if read.watch {
-            return false;
-        }
+    fn make_room_for_local(&mut self) {
         if self.local.capacity() == 0 {
             // Room for a batch's replies at once, not a doubling per few replies.
             self.local.reserve(LOCAL_REPLIES_FIRST_BYTES);
         }
-        if !reads.answer(view, &self.handle, session_id, xid, read, &self.auth, &mut self.local) {
-            return false;
-        }
+    }
+
+    /// After a read's reply was appended to `local` (`LocalReads::answer`).
+    fn answered_here(&mut self, read: PlainRead) {
         self.count_local(read.name());
         // At once when watching: a watch event queued after this read must
         // not go out ahead of its reply.
         if self.handle.watching.load(Relaxed) || self.local.len() >= LOCAL_REPLIES_FLUSH_BYTES {
             self.flush_local();
         }
-        true
     }
 
     /// The reads waiting here go to the processor, in order (it puts them behind an index of its own).
@@ -648,19 +653,22 @@ impl Connection {
     fn on_inbound(&mut self, item: Result<Inbound, FrameError>, ctx: &mut Context<Self>) {
         match item {
             Ok(Inbound::Frames(buf)) => {
-                let reads = self.deps.local_reads.clone();
-                let (mut view, mut shared) = (None, 0);
-                for frame in crate::codec::frames(&buf) {
-                    if shared == READS_PER_VIEW {
-                        (view, shared) = (None, 0);
-                    }
-                    if self.answered_from_frame(frame, &reads, &mut view) {
+                let mut frames = crate::codec::frames(&buf).peekable();
+                while frames.peek().is_some() {
+                    // A run of reads answered here, under one read lock.
+                    let reads = self.run_reads.take().unwrap_or_else(|| self.deps.local_reads.clone());
+                    let (mut view, mut shared) = (None, 0);
+                    while frames.next_if(|frame| shared < READS_PER_VIEW && self.answered_from_frame(frame, &reads, &mut view)).is_some() {
                         shared += 1;
-                        continue;
                     }
-                    // Nothing else runs under the read lock (the processor waits on it).
-                    (view, shared) = (None, 0);
-                    self.on_frame(frame, ctx);
+                    drop(view);
+                    self.run_reads = Some(reads);
+                    // Anything else runs with the lock let go (the processor waits on it).
+                    if shared < READS_PER_VIEW {
+                        if let Some(frame) = frames.next() {
+                            self.on_frame(frame, ctx);
+                        }
+                    }
                 }
             }
             Ok(Inbound::FourLetter(cmd)) => self.on_four_letter(cmd, ctx),
