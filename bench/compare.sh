@@ -227,7 +227,7 @@ for name in $SERVERS; do
   rss_loaded=$(grep -o '"rss_kb": [0-9]*' "$WORK/reports/populate---$name-load.json" 2>/dev/null | grep -o '[0-9]*$' || true)
   nodes_before=$(znodes_of "$port")
   stop_server "$SRV_PID"
-  restarts=()
+  restarts=() nodes_after="" rss_after=""
   for _ in $(seq "$RESTARTS"); do
     t0=$(date +%s%N)
     start_server "$name" "$dir" "$port"
@@ -246,8 +246,8 @@ for name in $SERVERS; do
     fi
     stop_server "$SRV_PID"
   done
-  # One restart: its time. Several: their median, then every one in order.
-  restart_ms=${restarts[0]}
+  # One restart: its time. Several: their median, then every one in order. RESTARTS=0: none.
+  restart_ms=${restarts[0]:-–}
   if [ "${#restarts[@]}" -gt 1 ]; then
     restart_ms="$(printf '%s\n' "${restarts[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') (${restarts[*]})"
   fi
