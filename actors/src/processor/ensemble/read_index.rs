@@ -36,6 +36,13 @@ pub(crate) struct ReadBatches {
     applied_waiters: Vec<(i64, u64, ConnAddr)>,
 }
 
+impl ReadBatches {
+    /// Asked batches still without an index after `limit`.
+    fn stale(&self, now: Instant, limit: Duration) -> Vec<u64> {
+        self.asked.iter().filter(|b| b.1.is_none() && now.saturating_duration_since(b.3) > limit).map(|b| b.0).collect()
+    }
+}
+
 impl Serve<AwaitApplied> for Processor {
     fn serve(&mut self, msg: AwaitApplied, _: &mut Context<Self>) {
         let Some(z) = self.zab.as_mut() else { return };
@@ -110,8 +117,7 @@ impl Processor {
     /// refused rather than left fencing their sessions' writes for good.
     pub(crate) fn refuse_stale_reads(&mut self, limit: Duration) {
         let Some(z) = self.zab.as_mut() else { return };
-        let stale: Vec<u64> = z.reads.asked.iter().filter(|b| b.1.is_none() && b.3.elapsed() > limit).map(|b| b.0).collect();
-        for id in stale {
+        for id in z.reads.stale(Instant::now(), limit) {
             warn!(self.log, "no read index within the limit; refusing the batch's reads"; "batch" => id, "limit_ms" => limit.as_millis() as u64);
             self.on_read_refused(id);
         }
@@ -184,5 +190,24 @@ impl Processor {
         z.reads.asked.clear();
         z.reads.applied_waiters.clear();
         self.apply_held();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_batches_without_an_index_past_the_limit_are_stale() {
+        let now = Instant::now();
+        let limit = Duration::from_millis(100);
+        let long_ago = now - Duration::from_millis(500);
+        let mut reads = ReadBatches::default();
+        reads.asked.push_back((1, Some(7), vec![1], long_ago)); // answered, not yet applied
+        reads.asked.push_back((2, None, vec![2], long_ago)); // never answered
+        reads.asked.push_back((3, None, vec![3], now - Duration::from_millis(50))); // still within the limit
+        reads.asked.push_back((4, None, vec![4], long_ago));
+        assert_eq!(reads.stale(now, limit), vec![2, 4]);
+        assert!(reads.stale(now, Duration::from_secs(1)).is_empty());
     }
 }
