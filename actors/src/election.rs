@@ -1,6 +1,6 @@
 //! The election actor (kind "election"): owns the pure `Elector` — fast
 //! leader election rounds, answers to servers still looking, configs
-//! adopted from peers. It runs on the quorum thread beside the broadcast
+//! adopted from peers. It runs on Zab's thread beside the broadcast
 //! actor and the peer links. The broadcast actor asks for a round
 //! (`ToElection::Elect`) and hears the outcome (`ToZab::Elected`); the links
 //! bring it notifications and configs and carry its votes.

@@ -218,15 +218,17 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         }
         let registry = Arc::new(Registry::with_kinds(&kinds));
         // Threads: this one runs the listeners and the tracker; the
-        // processor, the dispatcher and the peer links each get an event
-        // loop of their own, client connections are spread over
+        // processor and the dispatcher each get an event loop of their own,
+        // Zab (election, broadcast, peer links) its own or the processor's
+        // (warden.quorumThread), client connections are spread over
         // warden.ioThreads more, and the snapshotter and the txn log have
         // plain threads (they block on the disk).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let processor_thread = named(Arbiter::new(), "processor");
         let dispatcher_thread = named(Arbiter::new(), "dispatcher");
-        let quorum_thread = named(Arbiter::new(), "quorum");
+        let quorum_thread = (zab_start.is_some() && config.quorum_thread.own_thread(cores)).then(|| named(Arbiter::new(), "quorum"));
         let io_threads = match config.io_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => cores,
             n => n as usize,
         };
         let io: Vec<ArbiterHandle> = (0..io_threads).map(|i| named(Arbiter::new(), &format!("io-{i}")).handle()).collect();
@@ -289,7 +291,9 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         let (broadcast, make_log) = match zab_start {
             Some(q) => {
                 let view = crate::messages::QuorumView::default();
-                let b = q.start(&quorum_thread.handle(), make_log, registry.clone(), view.clone(), stats.clone(), &log);
+                let thread = quorum_thread.as_ref().unwrap_or(&processor_thread).handle();
+                info!(log, "Zab runs on"; "thread" => if quorum_thread.is_some() { "w-quorum" } else { "w-processor" });
+                let b = q.start(&thread, make_log, registry.clone(), view.clone(), stats.clone(), &log);
                 (Some((b, view)), None)
             }
             None => (None, Some(make_log)),

@@ -537,7 +537,10 @@ async fn a_member_whose_tree_diverged_stops_loudly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_see_every_write_completed_before_them() {
-    let e = Ensemble::start(3, 0, &[("warden.linearizableReads", "true"), ("warden.adminFaultInjection", "true")]);
+    // Zab on a thread of its own: the stall below holds the processor alone,
+    // and the member keeps acknowledging with a commit it has not applied.
+    let settings = [("warden.linearizableReads", "true"), ("warden.adminFaultInjection", "true"), ("warden.quorumThread", "own")];
+    let e = Ensemble::start(3, 0, &settings);
     let leader = e.wait_serving(SERVE);
     let follower = e.all_ids().into_iter().find(|id| *id != leader).unwrap();
     within(60, "write here, read there", async {
@@ -727,6 +730,42 @@ async fn write_and_read_everywhere(e: &Ensemble, name: &str) {
     for id in e.all_ids() {
         assert!(within(30, "read back", children_on(e, id, "/")).await.contains(name), "member {id}");
     }
+}
+
+/// The names of a member's threads (/proc/PID/task/*/comm).
+fn thread_names(e: &Ensemble, id: u64) -> BTreeSet<String> {
+    let pid = e.member(id).server.as_ref().expect("running").pid();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc");
+    tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).map(|n| n.trim().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zab_runs_on_its_own_thread_or_the_processors_as_warden_quorum_thread_says() {
+    let mut e = Ensemble::start(3, 0, &[("warden.quorumThread", "own")]);
+    e.wait_serving(SERVE);
+    // Member 2 runs Zab on its processor's thread; 1 and 3 give it a thread of its own.
+    e.set_member_extra(2, &[("warden.quorumThread", "processor")]);
+    e.kill(2, "KILL");
+    e.start_member(2);
+    let leader = e.wait_serving(SERVE);
+    for id in [1, 3] {
+        assert!(thread_names(&e, id).contains("w-quorum"), "member {id}: {:?}", thread_names(&e, id));
+    }
+    let names = thread_names(&e, 2);
+    assert!(!names.contains("w-quorum") && names.contains("w-processor"), "member 2: {names:?}");
+    write_and_read_everywhere(&e, "both-layouts").await;
+    // Whichever layout leads, losing the leader elects another that takes writes.
+    e.kill(leader, "KILL");
+    let next = e.wait_leader(SERVE);
+    let survivors: Vec<u64> = e.running();
+    within(60, "a write after the fail-over", async {
+        let zk = connect(&e, &[next]).await;
+        zk.create("/after-failover", b"y", &persistent()).await.unwrap();
+        for id in &survivors {
+            assert!(children_on(&e, *id, "/").await.contains("after-failover"), "member {id}");
+        }
+    })
+    .await;
 }
 
 /// Restarts member `id` with `extra`, checks that it stays out of the

@@ -1,6 +1,6 @@
 //! The key vocabulary: `(key, value)` pairs → [`Config`] and back.
 
-use super::{invalid, Config, ConfigError, FourLetterWhitelist, LogFormat, PeerRole, ServerSpec, R};
+use super::{invalid, Config, ConfigError, FourLetterWhitelist, LogFormat, PeerRole, QuorumThread, ServerSpec, R};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
@@ -53,6 +53,7 @@ plain_keys! {
     "warden.zxidCounterLimit" => zxid_counter_limit: positive / show,
     "warden.fsyncDelayMs" => fsync_delay_ms: number / show,
     "warden.ioThreads" => io_threads: number / show,
+    "warden.quorumThread" => quorum_thread: quorum_thread / lower,
     "peerType" => peer_type: role / lower,
     "standaloneEnabled" => standalone_enabled: boolean / show,
     "reconfigEnabled" => reconfig_enabled: boolean / show,
@@ -367,6 +368,10 @@ impl Setting<'_> {
     fn log_level(&self) -> R<String> {
         let levels = ["error", "warn", "info", "debug", "trace", "off"];
         Ok(levels[self.one_of(&levels)?].into())
+    }
+
+    fn quorum_thread(&self) -> R<QuorumThread> {
+        Ok([QuorumThread::Auto, QuorumThread::Own, QuorumThread::Processor][self.one_of(&["auto", "own", "processor"])?])
     }
 
     fn log_format(&self) -> R<LogFormat> {

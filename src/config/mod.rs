@@ -70,6 +70,30 @@ pub enum PeerRole {
     Observer,
 }
 
+/// `warden.quorumThread`: where an ensemble member runs Zab (election,
+/// broadcast, peer links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuorumThread {
+    /// Its own thread when the machine has more than two cores, else the processor's.
+    Auto,
+    /// A thread of its own: heartbeats and ACKs never wait behind client requests.
+    Own,
+    /// The processor's thread: a write crosses no thread between the
+    /// processor and Zab (each crossing is a sleep and a wake-up).
+    Processor,
+}
+
+impl QuorumThread {
+    /// Whether Zab gets a thread of its own on a machine with `cores` cores.
+    pub fn own_thread(self, cores: usize) -> bool {
+        match self {
+            QuorumThread::Own => true,
+            QuorumThread::Processor => false,
+            QuorumThread::Auto => cores > 2,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Human,
@@ -140,6 +164,8 @@ pub struct Config {
     /// `warden.ioThreads`: event-loop threads for client connections; 0
     /// means one per core.
     pub io_threads: u32,
+    /// `warden.quorumThread`: auto (default), own or processor.
+    pub quorum_thread: QuorumThread,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
     pub peer_type: PeerRole,
@@ -231,6 +257,7 @@ impl Default for Config {
             zxid_counter_limit: u32::MAX - 1,
             fsync_delay_ms: 0,
             io_threads: 0,
+            quorum_thread: QuorumThread::Auto,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,

@@ -1,8 +1,10 @@
 //! The broadcast actor (kind "broadcast"): owns the pure Zab `Replica` —
 //! discovery, sync and atomic broadcast, as leader or learner — the peer
 //! links, the epoch files and, on an ensemble member, the txn log. It runs
-//! on the quorum thread with the election actor and the links, so votes,
-//! heartbeats, ACKs and commits never queue behind client requests. It
+//! with the election actor and the links on one thread: the quorum thread,
+//! where votes, heartbeats, ACKs and commits never queue behind client
+//! requests, or the processor's, where a write crosses no thread between
+//! the processor and Zab (`warden.quorumThread`). It
 //! asks the election actor for a round (`ToElection::Elect`) whenever the
 //! replica leaves its role, and leads or follows by its outcome. It talks to the processor only by
 //! typed messages: the processor numbers and prepares writes and sends
@@ -465,7 +467,7 @@ impl Broadcast {
 
     /// Runs `write` on a blocking thread while this actor waits (its
     /// mailbox and its queued commands: a Send after an epoch write must not
-    /// leave before the epoch is durable); the quorum thread runs on. A
+    /// leave before the epoch is durable); its thread runs on. A
     /// failed write stops the node when `must` (Zab relies on it), else is
     /// logged.
     fn write_then_go_on(&mut self, ctx: &mut Context<Self>, write: impl FnOnce() -> Result<(), String> + Send + 'static, must: bool) {

@@ -122,11 +122,10 @@ impl QuorumSetup {
         })
     }
 
-    /// Peer links and the quorum listener run on `thread`, so votes and
-    /// heartbeats are read and written away from client work.
-    /// Starts the broadcast actor on `thread` (the quorum thread, shared
-    /// with the peer links and the quorum listener). `txn_log` starts the
-    /// log thread reporting to it. Nothing runs before `ToZab::Start`.
+    /// Starts the broadcast actor on `thread` (the quorum thread or the
+    /// processor's, `warden.quorumThread`), with the election actor, the
+    /// peer links and the quorum listener. `txn_log` starts the log thread
+    /// reporting to it. Nothing runs before `ToZab::Start`.
     pub fn start(
         self,
         thread: &ArbiterHandle,
