@@ -223,12 +223,12 @@ pub fn run(config: Config, warnings: Vec<String>) -> Result<(), String> {
         // (warden.quorumThread), client connections are spread over
         // warden.ioThreads more, and the snapshotter and the txn log have
         // plain threads (they block on the disk).
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let processor_thread = named(Arbiter::new(), "processor");
         let dispatcher_thread = named(Arbiter::new(), "dispatcher");
-        let quorum_thread = (zab_start.is_some() && config.quorum_thread.own_thread(cores)).then(|| named(Arbiter::new(), "quorum"));
+        let own_quorum_thread = config.quorum_thread == warden_core::config::QuorumThread::Own;
+        let quorum_thread = (zab_start.is_some() && own_quorum_thread).then(|| named(Arbiter::new(), "quorum"));
         let io_threads = match config.io_threads {
-            0 => cores,
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
         };
         let io: Vec<ArbiterHandle> = (0..io_threads).map(|i| named(Arbiter::new(), &format!("io-{i}")).handle()).collect();

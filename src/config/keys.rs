@@ -371,7 +371,7 @@ impl Setting<'_> {
     }
 
     fn quorum_thread(&self) -> R<QuorumThread> {
-        Ok([QuorumThread::Auto, QuorumThread::Own, QuorumThread::Processor][self.one_of(&["auto", "own", "processor"])?])
+        Ok([QuorumThread::Own, QuorumThread::Processor][self.one_of(&["own", "processor"])?])
     }
 
     fn log_format(&self) -> R<LogFormat> {

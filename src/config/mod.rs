@@ -74,24 +74,13 @@ pub enum PeerRole {
 /// broadcast, peer links).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuorumThread {
-    /// Its own thread when the machine has more than two cores, else the processor's.
-    Auto,
-    /// A thread of its own: heartbeats and ACKs never wait behind client requests.
+    /// A thread of its own (the default): heartbeats and ACKs never wait
+    /// behind client requests.
     Own,
     /// The processor's thread: a write crosses no thread between the
-    /// processor and Zab (each crossing is a sleep and a wake-up).
+    /// processor and Zab. On a small VM, where each crossing is a sleep and
+    /// a wake-up of an idle vCPU, that costs less CPU per write.
     Processor,
-}
-
-impl QuorumThread {
-    /// Whether Zab gets a thread of its own on a machine with `cores` cores.
-    pub fn own_thread(self, cores: usize) -> bool {
-        match self {
-            QuorumThread::Own => true,
-            QuorumThread::Processor => false,
-            QuorumThread::Auto => cores > 2,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +153,7 @@ pub struct Config {
     /// `warden.ioThreads`: event-loop threads for client connections; 0
     /// means one per core.
     pub io_threads: u32,
-    /// `warden.quorumThread`: auto (default), own or processor.
+    /// `warden.quorumThread`: own (default) or processor.
     pub quorum_thread: QuorumThread,
     /// Sorted by id.
     pub servers: Vec<ServerSpec>,
@@ -257,7 +246,7 @@ impl Default for Config {
             zxid_counter_limit: u32::MAX - 1,
             fsync_delay_ms: 0,
             io_threads: 0,
-            quorum_thread: QuorumThread::Auto,
+            quorum_thread: QuorumThread::Own,
             servers: Vec::new(),
             peer_type: PeerRole::Participant,
             my_id: None,

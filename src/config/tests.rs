@@ -365,15 +365,11 @@ fn tls_settings_and_refused_stores() {
 }
 
 #[test]
-fn quorum_thread_is_its_own_on_more_than_two_cores_unless_set() {
+fn quorum_thread_is_its_own_unless_set_to_the_processors() {
     let (c, _) = build(&pairs(&[])).unwrap();
-    assert_eq!(c.quorum_thread, QuorumThread::Auto);
-    assert!(!c.quorum_thread.own_thread(1) && !c.quorum_thread.own_thread(2));
-    assert!(c.quorum_thread.own_thread(3) && c.quorum_thread.own_thread(64));
-    let (own, _) = build(&pairs(&[("warden.quorumThread", "own")])).unwrap();
-    assert!(own.quorum_thread.own_thread(1));
+    assert_eq!(c.quorum_thread, QuorumThread::Own);
     let (shared, _) = build(&pairs(&[("warden.quorumThread", "processor")])).unwrap();
-    assert!(!shared.quorum_thread.own_thread(64));
+    assert_eq!(shared.quorum_thread, QuorumThread::Processor);
     assert!(shared.to_pairs().contains(&("warden.quorumThread".to_string(), "processor".to_string())));
     let e = err(&[("warden.quorumThread", "both")]);
     assert!(e.contains("warden.quorumThread") && e.contains("own"), "{e}");

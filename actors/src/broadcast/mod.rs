@@ -1,10 +1,10 @@
 //! The broadcast actor (kind "broadcast"): owns the pure Zab `Replica` —
 //! discovery, sync and atomic broadcast, as leader or learner — the peer
 //! links, the epoch files and, on an ensemble member, the txn log. It runs
-//! with the election actor and the links on one thread: the quorum thread,
-//! where votes, heartbeats, ACKs and commits never queue behind client
-//! requests, or the processor's, where a write crosses no thread between
-//! the processor and Zab (`warden.quorumThread`). It
+//! with the election actor and the links on one thread: the quorum thread
+//! (the default), where votes, heartbeats, ACKs and commits never queue
+//! behind client requests, or the processor's, where a write crosses no
+//! thread between the processor and Zab (`warden.quorumThread`). It
 //! asks the election actor for a round (`ToElection::Elect`) whenever the
 //! replica leaves its role, and leads or follows by its outcome. It talks to the processor only by
 //! typed messages: the processor numbers and prepares writes and sends
