@@ -10,7 +10,7 @@ use crate::stats::ServerStats;
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, info, warn, Logger};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -781,8 +781,8 @@ impl SegmentWriter {
             seg.allocated = end.div_ceil(self.prealloc_bytes) * self.prealloc_bytes;
             seg.file.set_len(seg.allocated)?;
         }
-        seg.file.seek(SeekFrom::Start(seg.written))?;
-        seg.file.write_all(&self.buf)?;
+        // One pwrite, not a seek and a write: a syscall less per append on the write path.
+        std::os::unix::fs::FileExt::write_all_at(&seg.file, &self.buf, seg.written)?;
         seg.written = end;
         self.buf.clear();
         if self.force_sync {
