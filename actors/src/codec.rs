@@ -47,6 +47,11 @@ impl From<std::io::Error> for FrameError {
     }
 }
 
+/// Room left for the next read when the buffer is (almost) empty: a
+/// request of up to this size arrives in one recvfrom. Within the 1 KiB the
+/// listener gives each connection, so an idle one holds no more than before.
+const READ_ROOM: usize = 512;
+
 pub struct ClientCodec {
     max_frame_bytes: usize,
     first: bool,
@@ -64,6 +69,13 @@ impl Decoder for ClientCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, FrameError> {
         if src.len() < 4 {
+            // The next read goes into what is left of the buffer after the
+            // frames split off: down to a few bytes, it would read a request's
+            // length alone and need a second recvfrom for the rest. Reclaiming
+            // the space in place costs nothing once those frames are dropped.
+            if src.capacity() - src.len() < READ_ROOM / 4 {
+                src.reserve(READ_ROOM);
+            }
             return Ok(None);
         }
         let word: [u8; 4] = src[..4].try_into().unwrap();
@@ -118,6 +130,22 @@ mod tests {
         b.extend_from_slice(&[2, 3, 0]);
         assert_eq!(payloads(c.decode(&mut b).unwrap()), [vec![1, 2, 3]]);
         assert_eq!(&b[..], &[0], "the next frame's partial length stays");
+    }
+
+    #[test]
+    fn an_emptied_buffer_has_room_for_the_next_request_without_growing() {
+        let mut c = ClientCodec::new(100);
+        let mut b = BytesMut::with_capacity(1024);
+        // Requests read one after another use up the buffer's tail...
+        for _ in 0..40 {
+            b.extend_from_slice(&[0, 0, 0, 20]);
+            b.extend_from_slice(&[9; 20]);
+            drop(c.decode(&mut b).unwrap());
+            assert!(c.decode(&mut b).unwrap().is_none());
+            // ...but before each next read there is room for a whole one.
+            assert!(b.capacity() - b.len() >= READ_ROOM / 4, "{} bytes of room", b.capacity() - b.len());
+            assert!(b.capacity() <= 1024, "reclaimed in place, not grown: {}", b.capacity());
+        }
     }
 
     #[test]
